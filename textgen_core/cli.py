@@ -1,0 +1,189 @@
+"""The `textgen` command line: train, complete, eval.
+
+User errors (bad arguments, missing or binary files, unusable models) print one line on stderr and
+exit with status 2; with `--json` the same message also goes to stdout as an error event.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import ModelConfig
+from .modelfile import ModelFileError
+from .registry import ModelNotFoundError
+from .vocab import is_probably_binary
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="textgen", description="Train and run a local character-level GRU.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model on text files")
+    train.add_argument("files", nargs="+", metavar="FILE", help="text files or globs ('-' reads stdin)")
+    train.add_argument("--out", required=True, help="model folder to write (atomically)")
+    train.add_argument("--base", help="fine-tune from this model (name or folder)")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--steps-per-epoch", type=int)
+    train.add_argument("--max-minutes", type=float, help="stop after this much wall time")
+    train.add_argument("--embed", type=int, default=128)
+    train.add_argument("--hidden", type=int, default=512)
+    train.add_argument("--layers", type=int, default=2)
+    train.add_argument("--seq-len", type=int, default=128)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--learning-rate", type=float, default=2e-3)
+    train.add_argument("--val-fraction", type=float, default=0.1)
+    train.add_argument("--patience", type=int, default=3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--jit-compile", action="store_true", help="compile training steps with XLA")
+    train.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
+    train.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs here")
+
+    complete = sub.add_parser("complete", help="continue a text")
+    complete.add_argument("text", metavar="TEXT", help="the context ('-' reads stdin)")
+    complete.add_argument("--model", default="default")
+    complete.add_argument("--max-chars", type=int, default=80)
+    complete.add_argument("--temperature", type=float, default=0.0)
+    complete.add_argument("--top-k", type=int, default=0)
+    complete.add_argument("--top-p", type=float, default=1.0)
+    complete.add_argument("--beam", type=int, default=1, help="beam width (greedy when 1)")
+    complete.add_argument("-n", type=int, default=1, help="number of alternatives")
+    complete.add_argument("--seed", type=int)
+    complete.add_argument("--multiline", action="store_true", help="do not stop at the end of the line")
+    complete.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
+    complete.add_argument("--json", action="store_true")
+
+    evaluate = sub.add_parser("eval", help="bits per character of a model on files")
+    evaluate.add_argument("files", nargs="+", metavar="FILE")
+    evaluate.add_argument("--model", default="default")
+    evaluate.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
+    evaluate.add_argument("--json", action="store_true")
+    return parser
+
+
+def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
+    """Files named or matched by globs, as bytes; refuses missing, empty and binary input."""
+    texts = []
+    for pattern in patterns:
+        if pattern == "-":
+            texts.append(("<stdin>", sys.stdin.buffer.read()))
+            continue
+        paths = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if not paths:
+            raise UserError(f"{pattern}: no file matches")
+        for path in paths:
+            if os.path.isdir(path):
+                if glob.has_magic(pattern):
+                    continue
+                raise UserError(f"{path}: is a directory, not a text file")
+            try:
+                texts.append((path, Path(path).read_bytes()))
+            except FileNotFoundError:
+                raise UserError(f"{path}: no such file") from None
+            except OSError as exc:
+                raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    for name, data in texts:
+        if not data:
+            raise UserError(f"{name}: empty; give a text file")
+        if is_probably_binary(data):
+            raise UserError(f"{name}: looks binary (NUL bytes or invalid UTF-8), not text")
+    return texts
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .progress import JsonLinesReporter, TerminalReporter
+    from .training import TrainingDataError, TrainingText, TrainOptions, train
+
+    texts = [TrainingText(name, data) for name, data in _read_inputs(args.files)]
+    try:
+        config = ModelConfig(embed_dim=args.embed, hidden=args.hidden, layers=args.layers)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    options = TrainOptions(seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
+                           steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
+                           val_fraction=args.val_fraction, patience=args.patience,
+                           max_minutes=args.max_minutes, seed=args.seed, jit_compile=args.jit_compile)
+    reporter = JsonLinesReporter(sys.stdout) if args.json else TerminalReporter(sys.stderr)
+    try:
+        train(texts, args.out, config=config, options=options, base=args.base, reporter=reporter,
+              tensorboard=args.tensorboard)
+    except TrainingDataError as exc:
+        raise UserError(str(exc)) from None
+    except PermissionError as exc:
+        raise UserError(f"cannot write the model folder {args.out}: {exc.strerror}") from None
+    except OSError as exc:
+        if exc.errno == 28:
+            raise UserError(f"disk full while writing {args.out}; the previous model is untouched") from None
+        raise
+    return 0
+
+
+def _cmd_complete(args: argparse.Namespace) -> int:
+    from .model import load_model
+
+    context = sys.stdin.read() if args.text == "-" else args.text
+    model = load_model(args.model, backend=args.backend)
+    result = model.complete(context, max_chars=args.max_chars, stop_at_newline=not args.multiline,
+                            temperature=args.temperature, seed=args.seed, n=args.n, top_k=args.top_k,
+                            top_p=args.top_p, beam_width=args.beam)
+    alternatives = result if isinstance(result, list) else [result]
+    if args.json:
+        print(json.dumps({"model": model.name, "completions": alternatives}))
+    else:
+        print("\n---\n".join(alternatives))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .model import load_model
+
+    texts = _read_inputs(args.files)
+    model = load_model(args.model, backend=args.backend)
+    rows = []
+    total_bits = 0.0
+    total_bytes = 0
+    for name, data in texts:
+        bpc = model.bits_per_char(data)
+        rows.append({"file": name, "bytes": len(data), "bpc": bpc})
+        total_bits += bpc * len(data)
+        total_bytes += len(data)
+    overall = total_bits / total_bytes
+    if args.json:
+        print(json.dumps({"model": model.name, "files": rows, "overall_bpc": overall}))
+    else:
+        for row in rows:
+            print(f"{row['bpc']:.4f} bpc  {row['bytes']:>10,} B  {row['file']}")
+        print(f"{overall:.4f} bpc  {total_bytes:>10,} B  overall")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UserError, ModelFileError, ModelNotFoundError, ValueError) as exc:
+        message = str(exc)
+        if getattr(args, "json", False):
+            print(json.dumps({"event": "error", "message": message}), flush=True)
+        print(f"textgen {args.command}: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"textgen {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The Keras 3 model used for training, and moving its weights to and from plain named arrays."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .config import ModelConfig
+from .modelfile import Weights
+
+
+def build_keras_model(config: ModelConfig, stateful_batch: int | None = None) -> keras.Model:
+    """Embedding(256, E) → GRU(H) × L → Dense(256) logits, on int byte ids (B, T)."""
+    inputs = keras.Input(shape=(None,), dtype="int32", batch_size=stateful_batch, name="bytes")
+    x = keras.layers.Embedding(config.vocab_size, config.embed_dim, name="embedding")(inputs)  # (B, T, E)
+    for i in range(config.layers):
+        x = keras.layers.GRU(config.hidden, return_sequences=True, reset_after=True,
+                             name=f"gru{i}")(x)                                               # (B, T, H)
+    logits = keras.layers.Dense(config.vocab_size, name="dense", dtype="float32")(x)          # (B, T, 256)
+    return keras.Model(inputs, logits, name="char_gru")
+
+
+def weights_from_keras(model: keras.Model, config: ModelConfig) -> Weights:
+    """The model's weights as named float32 arrays (the model-file layout)."""
+    weights: Weights = {"embedding": _np(model.get_layer("embedding").get_weights()[0])}
+    for i in range(config.layers):
+        kernel, recurrent, bias = model.get_layer(f"gru{i}").get_weights()
+        weights[f"gru{i}/kernel"] = _np(kernel)
+        weights[f"gru{i}/recurrent_kernel"] = _np(recurrent)
+        weights[f"gru{i}/bias"] = _np(bias)
+    kernel, bias = model.get_layer("dense").get_weights()
+    weights["dense/kernel"] = _np(kernel)
+    weights["dense/bias"] = _np(bias)
+    return weights
+
+
+def weights_to_keras(model: keras.Model, config: ModelConfig, weights: Weights) -> None:
+    """Load named arrays into a model built by `build_keras_model` with the same config."""
+    model.get_layer("embedding").set_weights([weights["embedding"]])
+    for i in range(config.layers):
+        model.get_layer(f"gru{i}").set_weights([
+            weights[f"gru{i}/kernel"], weights[f"gru{i}/recurrent_kernel"], weights[f"gru{i}/bias"]])
+    model.get_layer("dense").set_weights([weights["dense/kernel"], weights["dense/bias"]])
+
+
+def _np(array) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(array, dtype=np.float32))

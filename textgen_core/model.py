@@ -1,0 +1,107 @@
+"""A loaded model: the Python API of DESIGN.md (`load_model`, `.complete`, `.bits_per_char`)."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import ModelInfo
+from .decoding import Backend, DecodeOptions, PartialCallback, decode
+from .modelfile import Weights, load_model_folder
+from .numpy_gru import NumpyGRU
+from .registry import resolve_model_path
+from .vocab import encode, to_ids
+
+BACKENDS = ("numpy", "tensorflow")
+LN2 = math.log(2.0)
+BPC_CHUNK = 65536
+
+
+def make_backend(name: str, info: ModelInfo, weights: Weights) -> Backend:
+    """The sampler backend by name; TensorFlow is imported only when asked for."""
+    if name == "numpy":
+        return NumpyGRU(info.config, weights)
+    if name == "tensorflow":
+        from .tf_backend import TensorFlowGRU
+        return TensorFlowGRU(info.config, weights)
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+class TextModel:
+    """A char-GRU ready to continue text; immutable after loading, safe to share between threads."""
+
+    def __init__(self, info: ModelInfo, weights: Weights, backend: str = "numpy",
+                 path: Path | None = None) -> None:
+        self.info = info
+        self.path = path
+        self.backend: Backend = make_backend(backend, info, weights)
+
+    @property
+    def name(self) -> str:
+        return self.info.name or (self.path.name if self.path else "model")
+
+    @property
+    def config(self):
+        return self.info.config
+
+    # -- the state after a context -------------------------------------------------------------
+    def prime(self, data: bytes, state=None) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Logits (256,) after `data` and the state; an empty context starts from a newline."""
+        if not data:
+            data = b"\n"
+        return self.backend.prime(to_ids(data), state)
+
+    # -- Python API ----------------------------------------------------------------------------
+    def complete(self, context: str, max_chars: int = 80, stop_at_newline: bool = True,
+                 temperature: float = 0.0, seed: int | None = None, n: int = 1, top_k: int = 0,
+                 top_p: float = 1.0, beam_width: int = 1, stop_at_word_end: bool = False,
+                 max_context_bytes: int = 4096, on_partial: PartialCallback | None = None,
+                 should_cancel: Callable[[], bool] | None = None) -> str | list[str]:
+        """Continue `context`; deterministic (greedy) unless a temperature or seed is given.
+
+        Returns one string, or a list of up to `n` distinct alternatives when n > 1.
+        """
+        if seed is not None and temperature == 0:
+            temperature = 0.8
+        options = DecodeOptions(max_chars=max_chars, stop_at_newline=stop_at_newline, temperature=temperature,
+                                seed=seed, n=n, top_k=top_k, top_p=top_p, beam_width=beam_width,
+                                stop_at_word_end=stop_at_word_end)
+        texts = self.continue_bytes(encode(context)[-max_context_bytes:], options, on_partial, should_cancel)
+        return texts if n > 1 else texts[0]
+
+    def continue_bytes(self, data: bytes, options: DecodeOptions, on_partial: PartialCallback | None = None,
+                       should_cancel: Callable[[], bool] | None = None) -> list[str]:
+        logits, state = self.prime(data)
+        return decode(self.backend, state, logits, options, on_partial, should_cancel)
+
+    def bits_per_char(self, text: str | bytes) -> float:
+        """Average bits per byte to encode `text` (the first byte predicted after a newline)."""
+        data = text if isinstance(text, bytes) else encode(text)
+        if not data:
+            raise ValueError("bits_per_char needs a non-empty text")
+        ids = to_ids(b"\n" + data)
+        state = None
+        total_nats = 0.0
+        for start in range(0, len(ids) - 1, BPC_CHUNK):
+            inputs = ids[start:start + BPC_CHUNK]
+            targets = ids[start + 1:start + 1 + BPC_CHUNK]
+            inputs = inputs[:len(targets)]
+            logits, state = self.backend.prime(inputs, state, all_logits=True)      # (T, 256)
+            logits = logits.astype(np.float64)
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (T, 256)
+            total_nats -= float(log_probs[np.arange(len(targets)), targets].sum())
+        return total_nats / (len(ids) - 1) / LN2
+
+
+def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy") -> TextModel:
+    """Load a model folder by name (user models, then shipped ones) or path, validated as data."""
+    path = resolve_model_path(name_or_path)
+    info, weights = load_model_folder(path)
+    if not info.name:
+        info = replace(info, name=path.name)
+    return TextModel(info, weights, backend=backend, path=path)

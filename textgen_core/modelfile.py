@@ -1,0 +1,140 @@
+"""Model folders on disk: `config.json` + `weights.npz`, written atomically, read as data only.
+
+A model file may come from anywhere, so loading never unpickles (`allow_pickle=False`), checks the
+format name and version, and checks every array's shape and values against the config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .config import FORMAT_NAME, FORMAT_VERSION, ModelConfig, ModelInfo
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.npz"
+
+Weights = dict[str, np.ndarray]
+
+
+class ModelFileError(Exception):
+    """A model folder that cannot be used; the message names the file and what is wrong."""
+
+
+def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weights,
+                      dtype: str = "float32") -> Path:
+    """Write `folder` atomically: a temporary sibling folder is filled, then renamed into place.
+
+    An existing model at `folder` stays intact until the new one is complete.
+    """
+    folder = Path(folder).expanduser().resolve()
+    _check_weights(info.config, weights, source=str(folder))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        arrays = {name: np.ascontiguousarray(weights[name], dtype=dtype)
+                  for name in info.config.weight_shapes()}
+        with open(tmp / WEIGHTS_FILE, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
+            json.dump(info.to_json(), f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for extra in ("MODEL_CARD.md",):
+            if (folder / extra).exists():
+                shutil.copy2(folder / extra, tmp / extra)
+        _replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Swap `new` into `target`; the old folder is removed only after the rename succeeded."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_model_info(folder: str | os.PathLike) -> ModelInfo:
+    """Parse and validate `config.json` of a model folder."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise ModelFileError(f"{folder}: not a model folder (it does not exist or is not a directory)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: missing; a model folder needs {CONFIG_FILE} and {WEIGHTS_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: unreadable JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path}: not a textgen model (format is {raw.get('format') if isinstance(raw, dict) else raw!r}, expected {FORMAT_NAME!r})")
+    version = raw.get("version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: unsupported format version {version!r} (this textgen reads version {FORMAT_VERSION})")
+    try:
+        config = ModelConfig.from_dict(raw.get("architecture") or {})
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: bad architecture: {exc}") from None
+    training = raw.get("training") if isinstance(raw.get("training"), dict) else {}
+    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
+    return ModelInfo(config=config, training=training, metrics=metrics, name=folder.name)
+
+
+def load_model_folder(folder: str | os.PathLike) -> tuple[ModelInfo, Weights]:
+    """Read a model folder as plain arrays (float32), validated against its config."""
+    folder = Path(folder)
+    info = read_model_info(folder)
+    path = folder / WEIGHTS_FILE
+    weights: Weights = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for name in info.config.weight_shapes():
+                if name not in npz.files:
+                    raise ModelFileError(f"{path}: array {name!r} is missing")
+                array = npz[name]
+                if array.dtype.kind != "f":
+                    raise ModelFileError(f"{path}: array {name!r} has dtype {array.dtype}, expected floats")
+                weights[name] = np.ascontiguousarray(array, dtype=np.float32)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: missing; a model folder needs {CONFIG_FILE} and {WEIGHTS_FILE}") from None
+    except ModelFileError:
+        raise
+    except ValueError as exc:
+        # np.load raises ValueError for object arrays when allow_pickle=False.
+        raise ModelFileError(f"{path}: refused ({exc}); model files hold plain arrays only") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise ModelFileError(f"{path}: unreadable or truncated ({exc.__class__.__name__}: {exc})") from None
+    _check_weights(info.config, weights, source=str(path))
+    return info, weights
+
+
+def _check_weights(config: ModelConfig, weights: Weights, source: str) -> None:
+    for name, shape in config.weight_shapes().items():
+        if name not in weights:
+            raise ModelFileError(f"{source}: array {name!r} is missing")
+        array = weights[name]
+        if tuple(array.shape) != shape:
+            raise ModelFileError(f"{source}: array {name!r} has shape {tuple(array.shape)}, "
+                                 f"config.json says {shape}")
+        if not np.all(np.isfinite(array)):
+            raise ModelFileError(f"{source}: array {name!r} holds NaN or infinite values")
