@@ -63,7 +63,7 @@ class TensorFlowGRU:
             top, new_state = self._cells(x, carry[1])
             return top, new_state
 
-        first = tf.zeros([1, self._hidden])
+        first = tf.zeros_like(state[-1])
         tops, states = tf.scan(body, xs, initializer=(first, state))                           # (T, 1, H)
         final_state = tuple(s[-1] for s in states)
         logits = tf.matmul(tops[:, 0, :], self._dense_kernel) + self._dense_bias               # (T, 256)

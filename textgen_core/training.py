@@ -154,7 +154,7 @@ def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard, update_freq=50))
     model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
-              callbacks=callbacks, verbose=0)
+              callbacks=callbacks, verbose=0, shuffle=False)
 
     weights: Weights = progress.best_weights or weights_from_keras(model, config)
     val_bpc = progress.best_val_bpc if progress.best_weights else float(model.evaluate(val_ds, verbose=0)) / LN2
