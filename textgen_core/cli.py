@@ -67,6 +67,10 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default="default")
     evaluate.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
     evaluate.add_argument("--json", action="store_true")
+    corpus = sub.add_parser("corpus", help="list the default model's corpus files (from the dependencies)")
+    corpus.add_argument("--kind", default="python,prose,lua", help="comma-separated: python, prose, lua")
+    corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
+    corpus.add_argument("--summary", action="store_true", help="sizes per kind instead of paths")
     return parser
 
 
@@ -91,12 +95,19 @@ def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
                 raise UserError(f"{path}: no such file") from None
             except OSError as exc:
                 raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    usable = []
     for name, data in texts:
-        if not data:
-            raise UserError(f"{name}: empty; give a text file")
-        if is_probably_binary(data):
-            raise UserError(f"{name}: looks binary (NUL bytes or invalid UTF-8), not text")
-    return texts
+        problem = "empty" if not data else "looks binary (NUL bytes or invalid UTF-8), not text" \
+            if is_probably_binary(data) else None
+        if problem is None:
+            usable.append((name, data))
+        elif len(texts) == 1:
+            raise UserError(f"{name}: {problem}; give a text file")
+        else:
+            print(f"textgen: skipping {name}: {problem}", file=sys.stderr)
+    if not usable:
+        raise UserError("none of the given files holds text")
+    return usable
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -166,7 +177,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval}
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    from .corpus import KINDS, select
+
+    kinds = tuple(k.strip() for k in args.kind.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise UserError(f"unknown corpus kind {', '.join(unknown) or '(none)'}; choose from {', '.join(KINDS)}")
+    files = select(kinds, args.split)
+    if args.summary:
+        for kind in kinds:
+            sizes = [f.path.stat().st_size for f in files if f.kind == kind]
+            print(f"{kind:<8} {len(sizes):>5} files {sum(sizes):>12,} bytes ({args.split})")
+    else:
+        for f in files:
+            print(f.path)
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "corpus": _cmd_corpus}
 
 
 def main(argv: list[str] | None = None) -> int:

