@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from textgen_core.config import ModelConfig  # noqa: E402
 from textgen_core.numpy_gru import NumpyGRU  # noqa: E402
-from textgen_core.training import machine_summary  # noqa: E402
+from textgen_core.machine import machine_summary  # noqa: E402
 
 
 def random_weights(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from .config import ModelConfig, ModelInfo
+from .machine import machine_summary
 from .keras_model import build_keras_model, weights_from_keras, weights_to_keras
 from .modelfile import Weights, load_model_folder, save_model_folder
 from .progress import ProgressReporter, SilentReporter
@@ -86,18 +86,6 @@ def corpus_summary(texts: list[TrainingText]) -> dict[str, Any]:
     files = [{"name": t.name, "bytes": len(t.data)} for t in texts]
     return {"files": files[:200], "file_count": len(files), "bytes": sum(len(t.data) for t in texts),
             "sha256": digest.hexdigest()}
-
-
-def machine_summary() -> str:
-    """CPU model name (machines differ: figures mean little without it)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig | None = None,
