@@ -7,7 +7,8 @@ import pytest
 
 from textgen_core import load_model
 from textgen_core.decoding import DecodeOptions
-from textgen_core.engine import Engine, context_window, fresh_completion
+from textgen_core.engine import Engine, fresh_completion
+from textgen_core.model import context_window
 
 from .conftest import TINY_TEXT, train_tiny_model
 

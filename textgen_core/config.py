@@ -66,6 +66,7 @@ class ModelInfo:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    match: dict[str, Any] = field(default_factory=dict)   # match-model mixing weights, see match.py
 
     @property
     def val_bpc(self) -> float | None:
@@ -79,4 +80,5 @@ class ModelInfo:
             "architecture": self.config.to_dict(),
             "training": self.training,
             "metrics": self.metrics,
+            "match": self.match,
         }

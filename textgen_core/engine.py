@@ -28,7 +28,7 @@ from typing import Callable, Hashable
 import numpy as np
 
 from .decoding import DecodeCancelled, DecodeOptions, decode
-from .model import TextModel
+from .model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
 from .vocab import encode, to_ids
 
 log = logging.getLogger(__name__)
@@ -60,17 +60,6 @@ class _Request:
     options: DecodeOptions
     callback: CompletionCallback
     submitted: float
-
-
-def context_window(data: bytes, end_offset: int, window_bytes: int, window_step: int) -> bytes:
-    """The bytes the model reads: at most `window_bytes`, starting at a multiple of `window_step`
-    counted from the start of the document, so the start moves only every `window_step` bytes."""
-    if end_offset <= window_bytes:
-        start = 0
-    else:
-        start = -(-(end_offset - window_bytes) // window_step) * window_step    # ceil to the step
-    keep = end_offset - start
-    return data[max(0, len(data) - keep):]
 
 
 class StateCache:
@@ -134,7 +123,7 @@ class StateCache:
 class Engine:
     """Serves completion requests on one worker thread; callers never block."""
 
-    def __init__(self, model: TextModel, window_bytes: int = 320, window_step: int = 64,
+    def __init__(self, model: TextModel, window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP,
                  checkpoint_every: int = 16, cache_entries: int = 4096, warm: bool = True) -> None:
         if not 0 < window_step <= window_bytes // 2:
             raise ValueError("window_step must be positive and at most half of window_bytes")
@@ -256,7 +245,8 @@ class Engine:
                 return
             logits, state = primed
             texts = decode(model.backend, state, logits, replace(request.options, stream_every=1),
-                           on_partial=emitter, should_cancel=should_cancel)
+                           on_partial=emitter, should_cancel=should_cancel, memory=request.data or b"\n",
+                           mixer=model.mixer)
         except DecodeCancelled:
             return
         except Exception as exc:
@@ -327,9 +317,8 @@ def _ms_since(start: float) -> float:
 
 
 def fresh_completion(model: TextModel, context: str, options: DecodeOptions, end_offset: int | None = None,
-                     window_bytes: int = 320, window_step: int = 64) -> list[str]:
+                     window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP) -> list[str]:
     """What the engine computes for a request, without any cache: the reference for tests."""
     data = encode(context)
-    window = context_window(data, len(data) if end_offset is None else end_offset, window_bytes, window_step)
-    logits, state = model.prime(window)
-    return decode(model.backend, state, logits, options)
+    return model.continue_bytes(data, options, end_offset=end_offset, window_bytes=window_bytes,
+                                window_step=window_step)

@@ -11,12 +11,18 @@ import numpy as np
 
 from .config import ModelInfo
 from .decoding import Backend, DecodeOptions, PartialCallback, decode
+from .match import MatchMixer
 from .modelfile import Weights, load_model_folder
 from .numpy_gru import NumpyGRU
 from .registry import resolve_model_path
 from .vocab import encode, to_ids
 
 BACKENDS = ("numpy", "tensorflow")
+# The GRU reads at most WINDOW_BYTES of context (it forgets what lies further back anyway); the
+# window starts at a multiple of WINDOW_STEP so that the engine can cache states. The match model
+# sees the whole context.
+WINDOW_BYTES = 320
+WINDOW_STEP = 64
 LN2 = math.log(2.0)
 BPC_CHUNK = 65536
 
@@ -31,14 +37,26 @@ def make_backend(name: str, info: ModelInfo, weights: Weights) -> Backend:
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
+def context_window(data: bytes, end_offset: int, window_bytes: int, window_step: int) -> bytes:
+    """The bytes the model reads: at most `window_bytes`, starting at a multiple of `window_step`
+    counted from the start of the document, so the start moves only every `window_step` bytes."""
+    if end_offset <= window_bytes:
+        start = 0
+    else:
+        start = -(-(end_offset - window_bytes) // window_step) * window_step    # ceil to the step
+    keep = end_offset - start
+    return data[max(0, len(data) - keep):]
+
+
 class TextModel:
     """A char-GRU ready to continue text; immutable after loading, safe to share between threads."""
 
     def __init__(self, info: ModelInfo, weights: Weights, backend: str = "numpy",
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, use_match: bool = True) -> None:
         self.info = info
         self.path = path
         self.backend: Backend = make_backend(backend, info, weights)
+        self.mixer: MatchMixer | None = mixer_from_info(info) if use_match else None
 
     @property
     def name(self) -> str:
@@ -59,7 +77,7 @@ class TextModel:
     def complete(self, context: str, max_chars: int = 80, stop_at_newline: bool = True,
                  temperature: float = 0.0, seed: int | None = None, n: int = 1, top_k: int = 0,
                  top_p: float = 1.0, beam_width: int = 1, stop_at_word_end: bool = False,
-                 max_context_bytes: int = 4096, on_partial: PartialCallback | None = None,
+                 max_context_bytes: int = 65536, on_partial: PartialCallback | None = None,
                  should_cancel: Callable[[], bool] | None = None) -> str | list[str]:
         """Continue `context`; deterministic (greedy) unless a temperature or seed is given.
 
@@ -74,34 +92,52 @@ class TextModel:
         return texts if n > 1 else texts[0]
 
     def continue_bytes(self, data: bytes, options: DecodeOptions, on_partial: PartialCallback | None = None,
-                       should_cancel: Callable[[], bool] | None = None) -> list[str]:
-        logits, state = self.prime(data)
-        return decode(self.backend, state, logits, options, on_partial, should_cancel)
+                       should_cancel: Callable[[], bool] | None = None, end_offset: int | None = None,
+                       window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP) -> list[str]:
+        """Continue the bytes `data`: the GRU reads its window of them, the match model all of them."""
+        window = context_window(data, len(data) if end_offset is None else end_offset, window_bytes, window_step)
+        logits, state = self.prime(window)
+        return decode(self.backend, state, logits, options, on_partial, should_cancel,
+                      memory=data or b"\n", mixer=self.mixer)
 
     def bits_per_char(self, text: str | bytes) -> float:
         """Average bits per byte to encode `text` (the first byte predicted after a newline)."""
         data = text if isinstance(text, bytes) else encode(text)
         if not data:
             raise ValueError("bits_per_char needs a non-empty text")
-        ids = to_ids(b"\n" + data)
+        probs = self.target_probs(b"\n" + data)
+        if self.mixer is not None:
+            probs = self.mixer.mix_targets(b"\n" + data, probs)
+        return float(-np.log2(np.maximum(probs, 1e-300)).mean())
+
+    def target_probs(self, data: bytes) -> np.ndarray:
+        """The GRU's probability of each byte data[1:] given the bytes before it: (N - 1,)."""
+        ids = to_ids(data)
         state = None
-        total_nats = 0.0
+        chunks = []
         for start in range(0, len(ids) - 1, BPC_CHUNK):
-            inputs = ids[start:start + BPC_CHUNK]
             targets = ids[start + 1:start + 1 + BPC_CHUNK]
-            inputs = inputs[:len(targets)]
-            logits, state = self.backend.prime(inputs, state, all_logits=True)      # (T, 256)
+            logits, state = self.backend.prime(ids[start:start + len(targets)], state, all_logits=True)  # (T, 256)
             logits = logits.astype(np.float64)
             shifted = logits - logits.max(axis=1, keepdims=True)
-            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (T, 256)
-            total_nats -= float(log_probs[np.arange(len(targets)), targets].sum())
-        return total_nats / (len(ids) - 1) / LN2
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))          # (T, 256)
+            chunks.append(np.exp(log_probs[np.arange(len(targets)), targets]))                 # (T,)
+        return np.concatenate(chunks)
 
 
-def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy") -> TextModel:
+def mixer_from_info(info: ModelInfo) -> MatchMixer:
+    """The model's learned match weights, or the defaults when it has none (or unusable ones)."""
+    try:
+        return MatchMixer(tuple(info.match["weights"]))
+    except (KeyError, TypeError, ValueError):
+        return MatchMixer()
+
+
+def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy",
+               use_match: bool = True) -> TextModel:
     """Load a model folder by name (user models, then shipped ones) or path, validated as data."""
     path = resolve_model_path(name_or_path)
     info, weights = load_model_folder(path)
     if not info.name:
         info = replace(info, name=path.name)
-    return TextModel(info, weights, backend=backend, path=path)
+    return TextModel(info, weights, backend=backend, path=path, use_match=use_match)

@@ -97,7 +97,8 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
         raise ModelFileError(f"{path}: bad architecture: {exc}") from None
     training = raw.get("training") if isinstance(raw.get("training"), dict) else {}
     metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
-    return ModelInfo(config=config, training=training, metrics=metrics, name=folder.name)
+    match = raw.get("match") if isinstance(raw.get("match"), dict) else {}
+    return ModelInfo(config=config, training=training, metrics=metrics, name=folder.name, match=match)
 
 
 def load_model_folder(folder: str | os.PathLike) -> tuple[ModelInfo, Weights]:

@@ -10,7 +10,7 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,11 +164,28 @@ def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig
         metrics={"val_bpc": round(val_bpc, 4), "initial_val_bpc": round(initial_val_bpc, 4),
                  "train_bpc": round(progress.last_loss / LN2, 4) if progress.last_loss else None},
     )
+    info.match = fit_match_weights(info, weights, val_bytes)
+    info.metrics["val_bpc_with_match"] = info.match.get("val_bpc_with_match")
     folder = save_model_folder(out, info, weights)
     reporter.emit({"event": "done", "out": str(folder), "val_bpc": val_bpc, "initial_val_bpc": initial_val_bpc,
                    "seconds": seconds, "steps": progress.steps, "stop_reason": stop_reason})
     return TrainResult(folder=folder, info=info, stop_reason=stop_reason, seconds=seconds,
                        history=progress.history)
+
+
+def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536) -> dict[str, Any]:
+    """Learn the match model's mixing weights on held-out text (the GRU has not seen it either)."""
+    from .match import fit_weights
+    from .model import TextModel
+
+    sample = b"\n" + val_bytes[:max_bytes]
+    model = TextModel(info, weights, use_match=False)
+    probs = model.target_probs(sample)
+    fitted = fit_weights(sample, probs)
+    model_with_match = TextModel(replace(info, match={"weights": list(fitted)}), weights)
+    mixed = model_with_match.mixer.mix_targets(sample, probs)
+    return {"weights": list(fitted), "fitted_on_bytes": len(sample) - 1,
+            "val_bpc_with_match": round(float(-np.log2(np.maximum(mixed, 1e-300)).mean()), 4)}
 
 
 def _random_windows(data: bytes, seq_len: int, batch_size: int, seed: int):

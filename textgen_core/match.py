@@ -1,0 +1,140 @@
+"""The buffer as memory: a match model mixed with the GRU's next-byte probabilities.
+
+A char-GRU forgets what it read a few hundred bytes ago, but a buffer repeats its own names and
+phrases. The match model finds the most recent earlier occurrence of the current suffix (at least
+`MIN_LEN` bytes, searched with `bytes.rfind`, so in C) and predicts the byte that followed it; the
+longer the match, the more it is trusted. The mixture is
+    p(b) = (1 − λ) · p_gru(b) + λ · [b = predicted],   λ = weight of the match-length bucket,
+used the same way by `bits_per_char` and by decoding (PAQ and cmix do this, with more models).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_LEN = 6
+MAX_LEN = 64
+SEARCH_BYTES = 1 << 16
+# Match-length bucket edges and their default weights (how often a match of that length is right).
+BUCKET_EDGES = (6, 8, 12, 16, 24, 32)
+DEFAULT_WEIGHTS = (0.15, 0.3, 0.45, 0.6, 0.7, 0.8)
+
+
+def bucket_of(length: int) -> int:
+    bucket = 0
+    for i, edge in enumerate(BUCKET_EDGES):
+        if length >= edge:
+            bucket = i
+    return bucket
+
+
+@dataclass
+class MatchState:
+    """Where the current match points (index of the predicted byte in the text) and its length."""
+
+    pointer: int = -1
+    length: int = 0
+
+
+def find_match(data: bytes | bytearray, end: int, limit: int | None = None) -> MatchState:
+    """The latest earlier occurrence of the suffix data[end-MIN_LEN:end], extended backwards.
+
+    The occurrence and the byte it predicts lie before `limit` (default: `end`), so that decoding
+    copies from the user's text, never from its own output (which would loop).
+    """
+    if end < MIN_LEN + 1:
+        return MatchState()
+    lo = max(0, end - SEARCH_BYTES)
+    suffix = bytes(data[end - MIN_LEN:end])
+    start = data.rfind(suffix, lo, min(end, limit if limit is not None else end) - 1)  # a next byte exists
+    if start < 0:
+        return MatchState()
+    length = MIN_LEN
+    while length < MAX_LEN and start - (length - MIN_LEN) - 1 >= 0 and end - length - 1 >= 0 \
+            and data[start - (length - MIN_LEN) - 1] == data[end - length - 1]:
+        length += 1
+    return MatchState(pointer=start + MIN_LEN, length=length)
+
+
+def advance(data: bytes | bytearray, state: MatchState, end: int, limit: int | None = None) -> MatchState:
+    """The match after data[end-1] was appended: follow the pointer if it predicted right, else search."""
+    bound = min(end, limit) if limit is not None else end
+    if state.pointer >= 0 and data[state.pointer] == data[end - 1] and state.pointer + 1 < bound:
+        return MatchState(pointer=state.pointer + 1, length=min(state.length + 1, MAX_LEN))
+    return find_match(data, end, limit)
+
+
+class MatchMixer:
+    """Mixes GRU logits with the match prediction; weights per match-length bucket."""
+
+    def __init__(self, weights: tuple[float, ...] = DEFAULT_WEIGHTS) -> None:
+        if len(weights) != len(BUCKET_EDGES) or not all(0 <= w < 1 for w in weights):
+            raise ValueError(f"match weights must be {len(BUCKET_EDGES)} numbers in [0, 1)")
+        self.weights = tuple(float(w) for w in weights)
+
+    def weight(self, state: MatchState) -> float:
+        return self.weights[bucket_of(state.length)] if state.pointer >= 0 else 0.0
+
+    def mix(self, probs: np.ndarray, data: bytes | bytearray, state: MatchState) -> np.ndarray:
+        """probs (256,) of the GRU → mixed probs (256,); unchanged when there is no match."""
+        weight = self.weight(state)
+        if weight == 0.0:
+            return probs
+        mixed = probs * (1.0 - weight)
+        mixed[data[state.pointer]] += weight
+        return mixed
+
+    def mix_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
+        """GRU probabilities of data[1:] (N − 1,) → mixed probabilities of the same bytes."""
+        predicted, lengths = match_predictions(data)
+        weights = np.array(self.weights)[bucket_indices(lengths)]                   # (N − 1,)
+        weights = np.where(predicted >= 0, weights, 0.0)
+        hit = predicted == np.frombuffer(data, np.uint8)[1:]
+        return (1 - weights) * target_probs + weights * hit
+
+
+def match_predictions(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """For each end = 1..N−1: the byte the match model predicts for data[end] (−1: none) and the
+    match length; arrays of shape (N − 1,)."""
+    n = len(data)
+    predicted = np.full(max(n - 1, 0), -1, np.int32)
+    lengths = np.zeros(max(n - 1, 0), np.int32)
+    state = MatchState()
+    for end in range(1, n):
+        state = advance(data, state, end) if end > 1 else state
+        if state.pointer >= 0:
+            predicted[end - 1] = data[state.pointer]
+            lengths[end - 1] = state.length
+    return predicted, lengths
+
+
+def bucket_indices(lengths: np.ndarray) -> np.ndarray:
+    return np.clip(np.searchsorted(np.array(BUCKET_EDGES), lengths, side="right") - 1, 0, None)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def fit_weights(data: bytes, target_probs: np.ndarray, min_count: int = 20) -> tuple[float, ...]:
+    """Per-bucket weights that maximise the likelihood of data[1:] under the mixture.
+
+    `target_probs` are the GRU's probabilities of data[1:] (N − 1,). The log-likelihood is concave
+    in each bucket's weight, so a fine grid finds the best one; buckets seen fewer than `min_count`
+    times keep their default.
+    """
+    predicted, lengths = match_predictions(data)
+    hit = (predicted == np.frombuffer(data, np.uint8)[1:]).astype(np.float64)
+    buckets = bucket_indices(lengths)
+    grid = np.linspace(0.0, 0.98, 99)                                               # (G,)
+    weights = list(DEFAULT_WEIGHTS)
+    for b in range(len(BUCKET_EDGES)):
+        mask = (predicted >= 0) & (buckets == b)
+        if mask.sum() < min_count:
+            continue
+        p, h = target_probs[mask][None, :], hit[mask][None, :]                      # (1, M)
+        loglik = np.log((1 - grid[:, None]) * p + grid[:, None] * h + 1e-300).sum(axis=1)  # (G,)
+        weights[b] = float(grid[int(np.argmax(loglik))])
+    return tuple(weights)
