@@ -86,3 +86,15 @@ def test_corpus_lists_files_from_the_dependencies():
     assert run.returncode == 0
     paths = run.stdout.split()
     assert paths and all(p.endswith(".txt") and "/doc/" in p for p in paths)
+
+
+def test_an_unwritable_model_folder_gives_a_clear_message(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TINY_TEXT)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the models folder should be")
+    run = textgen("train", corpus, "--out", blocker / "model", "--embed", 8, "--hidden", 16, "--layers", 1,
+                  "--epochs", 1, "--steps-per-epoch", 2, "--seq-len", 16, "--batch-size", 4)
+    assert run.returncode == 2, run.stderr
+    assert "cannot write the model folder" in run.stderr and "Traceback" not in run.stderr
+    assert blocker.read_text().startswith("a file")

@@ -156,3 +156,16 @@ def test_fuzzed_configs_give_a_model_file_error(tmp_path_factory, config):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFileError):
         load_model_folder(folder)
+
+
+def test_disk_full_while_saving_keeps_the_previous_model_and_no_debris(folder, monkeypatch):
+    before = (folder / "weights.npz").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_model_folder(folder, ModelInfo(CONFIG), _weights(value=0.3))
+    assert (folder / "weights.npz").read_bytes() == before
+    assert [p.name for p in folder.parent.iterdir()] == ["m"]

@@ -6,6 +6,7 @@ exit with status 2; with `--json` the same message also goes to stdout as an err
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import json
 import os
@@ -112,7 +113,12 @@ def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .progress import JsonLinesReporter, TerminalReporter
-    from .training import TrainingDataError, TrainingText, TrainOptions, train
+
+    try:
+        from .training import TrainingDataError, TrainingText, TrainOptions, train
+    except ImportError as exc:
+        raise UserError(f"training needs TensorFlow, which cannot be imported ({exc}); "
+                        f"install it with `make install` or `{sys.executable} -m pip install tensorflow`") from None
 
     texts = [TrainingText(name, data) for name, data in _read_inputs(args.files)]
     try:
@@ -129,11 +135,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
               tensorboard=args.tensorboard)
     except TrainingDataError as exc:
         raise UserError(str(exc)) from None
-    except PermissionError as exc:
-        raise UserError(f"cannot write the model folder {args.out}: {exc.strerror}") from None
     except OSError as exc:
-        if exc.errno == 28:
+        if exc.errno == errno.ENOSPC:
             raise UserError(f"disk full while writing {args.out}; the previous model is untouched") from None
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+            raise UserError(f"cannot write the model folder {args.out}: {exc.strerror}") from None
         raise
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -95,6 +96,7 @@ def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig
     options = options or TrainOptions()
     reporter = reporter or SilentReporter()
     started = time.monotonic()
+    ensure_writable_parent(out)
     keras.utils.set_random_seed(options.seed)
 
     train_bytes, val_bytes = split_texts(texts, options.val_fraction)
@@ -186,6 +188,14 @@ def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_b
     mixed = model_with_match.mixer.mix_targets(sample, probs)
     return {"weights": list(fitted), "fitted_on_bytes": len(sample) - 1,
             "val_bpc_with_match": round(float(-np.log2(np.maximum(mixed, 1e-300)).mean()), 4)}
+
+
+def ensure_writable_parent(out: str | os.PathLike) -> None:
+    """Fail before training, not after it, when the model folder cannot be written."""
+    parent = Path(out).expanduser().resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    probe = tempfile.mkdtemp(prefix=".textgen-probe-", dir=parent)
+    os.rmdir(probe)
 
 
 def _random_windows(data: bytes, seq_len: int, batch_size: int, seed: int):

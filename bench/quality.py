@@ -1,0 +1,125 @@
+"""Quality of a model on held-out text: bits per character beside gzip, bz2 and xz, and the share
+of keystrokes a person saves by accepting suggestions word by word.
+
+Keystrokes saved: a simulated person types the text; after each keystroke the engine suggests a
+continuation (greedy, up to --max-chars, stopping at the end of the line); the person accepts it
+word by word (one keystroke per word: the `accept word` key) as long as the words match what they
+were about to type, and otherwise types the next character (one keystroke).
+
+Usage: python bench/quality.py [--model default] [--bytes 20000] [--typing-bytes 3000] [FILE...]
+Without files: the held-out files of each corpus kind (prose, python, lua) that the default model
+was not trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import bz2
+import gzip
+import lzma
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from textgen_core import load_model  # noqa: E402
+from textgen_core.corpus import KINDS, select  # noqa: E402
+from textgen_core.decoding import DecodeOptions  # noqa: E402
+from textgen_core.engine import Engine  # noqa: E402
+from textgen_core.machine import machine_summary  # noqa: E402
+
+WORD = re.compile(r"[^\w]*\w+|[^\w]+")
+
+
+def compressor_bpc(data: bytes) -> dict[str, float]:
+    bits = lambda packed: 8 * len(packed) / len(data)  # noqa: E731
+    return {"gzip": bits(gzip.compress(data, 9)), "bz2": bits(bz2.compress(data, 9)),
+            "xz": bits(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))}
+
+
+def words(text: str) -> list[str]:
+    """How `accept word` splits a suggestion: leading spaces/punctuation travel with the next word."""
+    return WORD.findall(text)
+
+
+def keystrokes_saved(engine: Engine, text: str, max_chars: int) -> tuple[float, int, int]:
+    """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars)."""
+    options = DecodeOptions(max_chars=max_chars)
+    position, keys = 0, 0
+    done = threading.Event()
+    result: list[str] = []
+
+    def callback(completion):
+        if completion.final:
+            result[:] = [completion.texts[0] if completion.texts else ""]
+            done.set()
+
+    while position < len(text):
+        done.clear()
+        engine.submit("sim", text[max(0, position - 4096):position], options, callback,
+                      end_offset=len(text[:position].encode()))
+        done.wait(30)
+        accepted = 0
+        for word in words(result[0]):
+            if text.startswith(word, position):
+                position += len(word)
+                keys += 1
+                accepted += 1
+            else:
+                break
+        if accepted == 0:
+            position += 1
+            keys += 1
+    return 1 - keys / len(text), keys, len(text)
+
+
+def heldout_texts(limit: int) -> dict[str, bytes]:
+    texts = {}
+    for kind in KINDS:
+        data = b""
+        for f in select((kind,), "heldout"):
+            data += f.path.read_bytes()
+            if len(data) >= limit:
+                break
+        texts[f"heldout {kind}"] = data[:limit]
+    return texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("files", nargs="*")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--bytes", type=int, default=20000, help="bytes per text for bits per character")
+    parser.add_argument("--typing-bytes", type=int, default=3000, help="bytes per text for the typing simulation")
+    parser.add_argument("--max-chars", type=int, default=24)
+    args = parser.parse_args()
+    texts = {f: Path(f).read_bytes()[:args.bytes] for f in args.files} if args.files else heldout_texts(args.bytes)
+    model = load_model(args.model)
+    plain = load_model(args.model, use_match=False)
+    print(f"machine: {machine_summary()}")
+    print(f"model: {args.model} ({model.config.embed_dim}x{model.config.hidden}x{model.config.layers}, "
+          f"val bpc {model.info.val_bpc}); match weights {list(model.mixer.weights)}")
+    print(f"{'text':<16} {'bytes':>7} {'bpc':>6} {'no match':>9} {'gzip':>6} {'bz2':>6} {'xz':>6}  "
+          f"{'keys saved':>10} {'no match':>9}")
+    engine, plain_engine = Engine(model), Engine(plain)
+    try:
+        for name, data in texts.items():
+            started = time.perf_counter()
+            text = data.decode("utf-8", errors="replace")
+            bpc, bpc_plain = model.bits_per_char(data), plain.bits_per_char(data)
+            packed = compressor_bpc(data)
+            typed = text[:args.typing_bytes]
+            saved, keys, chars = keystrokes_saved(engine, typed, args.max_chars)
+            saved_plain, _, _ = keystrokes_saved(plain_engine, typed, args.max_chars)
+            print(f"{name:<16} {len(data):>7,} {bpc:6.3f} {bpc_plain:9.3f} {packed['gzip']:6.3f} {packed['bz2']:6.3f} "
+                  f"{packed['xz']:6.3f}  {saved * 100:9.1f}% {saved_plain * 100:8.1f}%   "
+                  f"({keys} keys for {chars} chars, {time.perf_counter() - started:.0f} s)", flush=True)
+    finally:
+        engine.close()
+        plain_engine.close()
+
+
+if __name__ == "__main__":
+    main()
