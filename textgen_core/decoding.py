@@ -141,8 +141,12 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
 
 
 def _distinct(texts: list[str]) -> list[str]:
+    """Distinct suggestions, in order; trailing blanks after a line break are dropped (invisible and
+    useless to accept), so a suggestion of nothing but line breaks and spaces becomes empty."""
     seen: list[str] = []
     for text in texts:
+        if "\n" in text:
+            text = text.rstrip()
         if text not in seen and (text or not seen):
             seen.append(text)
     return seen or [""]

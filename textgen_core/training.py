@@ -69,13 +69,21 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def split_texts(texts: list[TrainingText], val_fraction: float) -> tuple[bytes, bytes]:
-    """Training bytes and validation bytes: the tail `val_fraction` of every text is held out."""
+def split_texts(texts: list[TrainingText], val_fraction: float,
+                max_val_bytes: int = MAX_VAL_BYTES) -> tuple[bytes, bytes]:
+    """Training bytes and validation bytes: the tail `val_fraction` of every text is held out.
+
+    When that is more than `max_val_bytes`, every text keeps a proportional share of its tail in the
+    validation set (so it still represents all of them); the rest of the tails is not trained on.
+    """
     train_parts, val_parts = [], []
     for text in texts:
         cut = len(text.data) - max(1, int(len(text.data) * val_fraction))
         train_parts.append(text.data[:cut])
         val_parts.append(text.data[cut:])
+    total = sum(len(p) for p in val_parts)
+    if total > max_val_bytes:
+        val_parts = [p[:max(1, len(p) * max_val_bytes // total)] for p in val_parts]
     return b"\n".join(train_parts), b"\n".join(val_parts)
 
 
@@ -107,7 +115,6 @@ def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig
     seq_len = max(8, min(options.seq_len, len(train_bytes) // 2, len(val_bytes) - 1))
     if len(val_bytes) - 1 < 8:
         raise TrainingDataError("the held-out part is too small; give more text")
-    val_bytes = val_bytes[-MAX_VAL_BYTES:]
 
     base_name = None
     if base is not None:

@@ -1,0 +1,88 @@
+"""Training throughput, side by side in one run: a plain `model.fit` fp32 baseline against the
+settings `textgen train` can use (batch size, XLA, thread counts).
+
+Each variant trains the same model on the same data (the corpus the dependencies install) for the
+same wall time in a fresh subprocess (thread settings only apply at start-up), then reports bytes
+per second and the val bpc it reached.
+Usage: python bench/train_speed.py [--size 64x256x2] [--seconds 60]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+VARIANTS = {
+    "baseline: fit, batch 64, fp32": {},
+    "batch 128": {"batch_size": 128},
+    "batch 32": {"batch_size": 32},
+    "XLA jit_compile": {"jit_compile": True},
+    "1 intra-op thread": {"intra_threads": 1},
+}
+
+WORKER = r"""
+import json, os, sys, time
+spec = json.loads(sys.argv[1])
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+if spec.get("intra_threads"):
+    tf.config.threading.set_intra_op_parallelism_threads(spec["intra_threads"])
+from textgen_core.config import ModelConfig
+from textgen_core.corpus import select
+from textgen_core.training import TrainingText, TrainOptions, train
+texts = []
+total = 0
+for f in select(("python", "prose", "lua"), "train")[::7]:
+    data = f.path.read_bytes()
+    if data:
+        texts.append(TrainingText(str(f.path), data))
+        total += len(data)
+    if total > 3_000_000:
+        break
+e, h, l = (int(v) for v in spec["size"].split("x"))
+options = TrainOptions(batch_size=spec.get("batch_size", 64), seq_len=128, epochs=1000, steps_per_epoch=40,
+                       patience=1000, max_minutes=spec["seconds"] / 60, jit_compile=spec.get("jit_compile", False),
+                       learning_rate=2e-3 * (spec.get("batch_size", 64) / 64) ** 0.5)
+result = train(texts, spec["out"], config=ModelConfig(e, h, l), options=options)
+steps = result.info.training["steps"]
+seconds = result.info.training["seconds"]
+print(json.dumps({"bytes_per_s": steps * options.batch_size * 128 / seconds, "val_bpc": result.info.metrics["val_bpc"],
+                  "steps": steps, "seconds": seconds}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", default="64x256x2")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--only", help="comma-separated variant names")
+    args = parser.parse_args()
+    from textgen_core.machine import machine_summary
+
+    print(f"machine: {machine_summary()}; model {args.size}; {args.seconds:g} s per variant")
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    print(f"bf16 in hardware: {'avx512_bf16' in flags or 'amx_bf16' in flags} (mixed precision is only tried where it is)")
+    baseline = None
+    for name, spec in VARIANTS.items():
+        if args.only and name not in args.only.split(","):
+            continue
+        spec = dict(spec, size=args.size, seconds=args.seconds, out=str(ROOT / "build" / "bench-train-speed"))
+        run = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], capture_output=True, text=True,
+                             cwd=ROOT)
+        if run.returncode != 0:
+            print(f"{name:<32} failed: {run.stderr.strip().splitlines()[-1:]}")
+            continue
+        figures = json.loads(run.stdout.strip().splitlines()[-1])
+        baseline = baseline or figures["bytes_per_s"]
+        print(f"{name:<32} {figures['bytes_per_s'] / 1000:7.1f} KB/s  ×{figures['bytes_per_s'] / baseline:4.2f}  "
+              f"val bpc {figures['val_bpc']:.3f} after {figures['seconds']:.0f} s ({figures['steps']} steps)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
