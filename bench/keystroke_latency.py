@@ -1,0 +1,132 @@
+"""Keystroke → ghost-text latency in a real Neovim, typing a real text at a steady pace.
+
+For every keystroke: the time it is sent (nvim_input) and the time the ghost text for the buffer
+state it produced (its changedtick) is drawn (textgen.ghost records both, on the same monotonic
+clock). Prints median and p95, split into new suggestions (a request to the model) and typing
+through a suggestion (no request), with the CPU's name.
+
+    .venv/bin/python bench/keystroke_latency.py --model default --cps 10 --chars 400
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.nvim_harness import lua, shared_manifest, start_nvim, wait_for  # noqa: E402
+
+DEFAULT_TEXT = (
+    "Inline ghost-text completion for Neovim from a small character-level GRU that runs on your own CPU, "
+    "and that you can teach your own writing with one command. No cloud, no account, no GPU. "
+    "The user types; the text before the cursor seeds a char-GRU; its continuation appears as ghost text; "
+    "one key accepts it. Everything runs on the user's machine, offline, on a laptop CPU. "
+    "The quick brown fox jumps over the lazy dog, and the cat sat on the mat.\n"
+)
+
+PROBE = """
+local buf = vim.api.nvim_get_current_buf()
+local r = require('textgen.ghost').last_render(buf)
+return { vim.api.nvim_buf_get_changedtick(buf), r and r.tick or -1, r and r.time_ns or 0,
+         require('textgen.suggestion').stats.requests }
+"""
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return "unknown CPU"
+
+
+def key_for(char: str) -> str:
+    return {"<": "<lt>", "\n": "<CR>", "\\": "<Bslash>", "|": "<Bar>"}.get(char, char)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(name: str, values: list[float]) -> str:
+    if not values:
+        return f"{name:<28} n=0"
+    return (f"{name:<28} n={len(values):<4} median {statistics.median(values):6.1f} ms   "
+            f"p95 {percentile(values, 0.95):6.1f} ms   max {max(values):6.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help="model name or folder (default: default)")
+    parser.add_argument("--text", type=Path, help="file whose text is typed (default: a built-in paragraph)")
+    parser.add_argument("--chars", type=int, default=400, help="how many characters to type")
+    parser.add_argument("--cps", type=float, default=10.0, help="typing speed, characters per second")
+    parser.add_argument("--debounce-ms", type=int, default=None, help="g:textgen.debounce_ms (default: plugin's)")
+    args = parser.parse_args()
+
+    text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
+    config = {"model": args.model, "filetypes": {"*": True}}
+    if args.debounce_ms is not None:
+        config["debounce_ms"] = args.debounce_ms
+    home = Path(tempfile.mkdtemp(prefix="textgen-bench-"))
+    nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
+    try:
+        nvim.command("setlocal textwidth=0 noautoindent")
+        nvim.input("i")
+        model = wait_for(lambda: lua(nvim, "local h = require('textgen.host'); "
+                                           "return h.model and h.model.name or h.model_error and h.model_error.message"),
+                         timeout=60, what="the model to load")
+        info = lua(nvim, "return require('textgen.host').model")
+        if not info:
+            sys.exit(f"the model does not load: {model}")
+        interval = 1.0 / args.cps
+        asked_ms: list[float] = []
+        typed_through_ms: list[float] = []
+        missed = 0
+        start = time.monotonic()
+        for i, char in enumerate(text):
+            due = start + i * interval
+            while time.monotonic() < due:
+                time.sleep(0.0005)
+            tick_before, _, _, requests_before = lua(nvim, PROBE)
+            sent_ns = time.monotonic_ns()
+            nvim.input(key_for(char))
+            next_due = start + (i + 1) * interval
+            latency = None
+            while time.monotonic() < next_due:
+                tick, rendered_tick, rendered_ns, requests = lua(nvim, PROBE)
+                if tick > tick_before and rendered_tick == tick:
+                    latency = (rendered_ns - sent_ns) / 1e6
+                    (asked_ms if requests > requests_before else typed_through_ms).append(latency)
+                    break
+                time.sleep(0.002)
+            if latency is None:
+                missed += 1
+        everything = asked_ms + typed_through_ms
+        debounce = lua(nvim, "return require('textgen.config').get().debounce_ms")
+        print(f"textgen keystroke → ghost-text latency, real Neovim {lua(nvim, 'return tostring(vim.version())')}")
+        print(f"CPU: {cpu_name()}")
+        print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
+              f"{len(text)} characters typed at {args.cps:g}/s, "
+              f"debounce {debounce} ms")
+        print(summary("all keystrokes with ghost", everything))
+        print(summary("  new suggestion", asked_ms))
+        print(summary("  typed through (no request)", typed_through_ms))
+        print(f"keystrokes with no ghost text before the next one: {missed} of {len(text)} "
+              "(the model suggested nothing, or slower than the typing)")
+    finally:
+        nvim.close()
+
+
+if __name__ == "__main__":
+    main()

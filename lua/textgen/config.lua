@@ -1,0 +1,253 @@
+--- textgen's options: one dictionary `g:textgen` (Vimscript or Lua), merged over these defaults.
+---
+--- `get()` is called on every keystroke path, so it is cheap and never throws: a bad value is
+--- reported once, in one sentence, and its default is used instead.
+local M = {}
+
+---@class textgen.Keys
+---@field accept string|false
+---@field accept_word string|false
+---@field accept_line string|false
+---@field next string|false
+---@field prev string|false
+---@field dismiss string|false
+---@field complete string|false
+
+---@class textgen.Config
+---@field auto_trigger boolean       suggest while typing in insert mode
+---@field debounce_ms integer        quiet time after a keystroke before asking the model
+---@field linger_ms integer          how long an outdated suggestion may stay while its successor is computed
+---@field max_chars integer          longest suggestion, in characters
+---@field multiline boolean          let a suggestion run past the end of the line
+---@field alternatives integer       how many suggestions :TextGenComplete! and next/prev offer
+---@field model string               a model name (see :TextGenModel) or a model folder
+---@field backend string             "numpy" (default) or "tensorflow"
+---@field temperature number         0: greedy (deterministic); higher: more adventurous
+---@field seed integer|nil           sampling seed (nil: fixed default, still deterministic)
+---@field filetypes table<string, boolean>  per filetype on/off; "*" for the rest
+---@field mid_line string            "never" | "closing" | "always": with text after the cursor
+---@field keys textgen.Keys          insert-mode keys; false disables one
+---@field menu_visible function|nil  tells whether another plugin's completion menu is open
+
+---@type textgen.Config
+M.defaults = {
+  auto_trigger = true,
+  debounce_ms = 20,
+  linger_ms = 120,
+  max_chars = 80,
+  multiline = false,
+  alternatives = 3,
+  model = "default",
+  backend = "numpy",
+  temperature = 0,
+  seed = nil,
+  filetypes = {
+    ["*"] = true,
+    help = false,
+    qf = false,
+    netrw = false,
+    gitrebase = false,
+    TelescopePrompt = false,
+    ["neo-tree"] = false,
+    NvimTree = false,
+    oil = false,
+    lazy = false,
+    mason = false,
+  },
+  mid_line = "closing",
+  keys = {
+    accept = "<Tab>",
+    accept_word = "<M-Right>",
+    accept_line = "<M-Down>",
+    next = "<M-]>",
+    prev = "<M-[>",
+    dismiss = "<C-]>",
+    complete = false,
+  },
+  menu_visible = nil,
+}
+
+M.MID_LINE = { never = true, closing = true, always = true }
+M.BACKENDS = { numpy = true, tensorflow = true }
+
+local function is_null(v)
+  return v == nil or v == vim.NIL
+end
+
+--- Vimscript says 0/1 or v:false/v:true; Lua says false/true.
+local function as_bool(v)
+  if type(v) == "number" then
+    return v ~= 0
+  end
+  if type(v) == "boolean" then
+    return v
+  end
+  return nil
+end
+
+local function as_int(min, max)
+  return function(v)
+    if type(v) == "number" and v == math.floor(v) and v >= min and (not max or v <= max) then
+      return v
+    end
+    return nil
+  end
+end
+
+local function as_string_in(set)
+  return function(v)
+    if type(v) == "string" and set[v] then
+      return v
+    end
+    return nil
+  end
+end
+
+local function is_callable(v)
+  return type(v) == "function" or type(v) == "userdata" or (type(v) == "string" and v ~= "")
+end
+
+--- How each option is checked: a converter that returns nil for a bad value, and what it expects.
+local checks = {
+  auto_trigger = { as_bool, "true or false" },
+  debounce_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
+  linger_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
+  max_chars = { as_int(1, 2000), "a whole number from 1 to 2000" },
+  multiline = { as_bool, "true or false" },
+  alternatives = { as_int(1, 10), "a whole number from 1 to 10" },
+  model = {
+    function(v)
+      return type(v) == "string" and v ~= "" and v or nil
+    end,
+    "a model name or a model folder path",
+  },
+  backend = { as_string_in(M.BACKENDS), "'numpy' or 'tensorflow'" },
+  temperature = {
+    function(v)
+      return type(v) == "number" and v >= 0 and v <= 5 and v or nil
+    end,
+    "a number from 0 to 5",
+  },
+  seed = { as_int(0), "a whole number ≥ 0, or nil" },
+  mid_line = {
+    function(v)
+      if v == true or v == 1 then
+        return "always"
+      elseif v == false or v == 0 then
+        return "never"
+      end
+      return as_string_in(M.MID_LINE)(v)
+    end,
+    "'never', 'closing' or 'always'",
+  },
+  menu_visible = {
+    function(v)
+      return is_callable(v) and v or nil
+    end,
+    "a function that returns true while a completion menu is open",
+  },
+}
+
+local message = require("textgen.message")
+
+--- Check `raw` against the defaults; returns the usable config and the problems found.
+---@param raw table
+---@return textgen.Config, string[]
+function M.validate(raw)
+  local problems = {}
+  local config = vim.deepcopy(M.defaults)
+  for key, value in pairs(raw) do
+    if key == "filetypes" then
+      if type(value) ~= "table" then
+        problems[#problems + 1] = "g:textgen.filetypes must be a table of filetype = true/false"
+      else
+        for ft, on in pairs(value) do
+          local b = as_bool(on)
+          if type(ft) ~= "string" or b == nil then
+            problems[#problems + 1] = ("g:textgen.filetypes[%s] must be true or false"):format(vim.inspect(ft))
+          else
+            config.filetypes[ft] = b
+          end
+        end
+      end
+    elseif key == "keys" then
+      if type(value) ~= "table" then
+        problems[#problems + 1] = "g:textgen.keys must be a table such as { accept = '<Tab>' }"
+      else
+        for name, lhs in pairs(value) do
+          if M.defaults.keys[name] == nil then
+            problems[#problems + 1] = ("g:textgen.keys.%s is not a key textgen maps (it maps %s)"):format(
+              tostring(name),
+              table.concat(vim.tbl_keys(M.defaults.keys), ", ")
+            )
+          elseif lhs == false or lhs == 0 or lhs == "" or lhs == vim.NIL then
+            config.keys[name] = false
+          elseif type(lhs) == "string" then
+            config.keys[name] = lhs
+          else
+            problems[#problems + 1] = ("g:textgen.keys.%s must be a key such as '<Tab>', or false"):format(name)
+          end
+        end
+      end
+    elseif checks[key] then
+      if not is_null(value) then
+        local converted = checks[key][1](value)
+        if converted == nil then
+          problems[#problems + 1] = ("g:textgen.%s must be %s (got %s); using %s"):format(
+            key,
+            checks[key][2],
+            vim.inspect(value),
+            vim.inspect(M.defaults[key])
+          )
+        else
+          config[key] = converted
+        end
+      elseif key == "seed" or key == "menu_visible" then
+        config[key] = nil
+      end
+    else
+      problems[#problems + 1] = ("g:textgen.%s is not an option (see :help textgen-options)"):format(tostring(key))
+    end
+  end
+  return config, problems
+end
+
+--- The options in force: defaults, overridden by `g:textgen`. Problems are reported once each.
+---@return textgen.Config
+function M.get()
+  local raw = vim.g.textgen
+  if type(raw) ~= "table" then
+    if raw ~= nil then
+      message.say_once("g:textgen must be a dictionary; using the defaults")
+    end
+    raw = {}
+  end
+  local config, problems = M.validate(raw)
+  for _, problem in ipairs(problems) do
+    message.say_once(problem)
+  end
+  return config
+end
+
+--- Merge `opts` into `g:textgen` (deep, later wins) and report problems at once.
+---@param opts table|nil
+---@return textgen.Config
+function M.merge(opts)
+  local current = type(vim.g.textgen) == "table" and vim.g.textgen or {}
+  local merged = vim.tbl_deep_extend("force", current, opts or {})
+  local _, problems = M.validate(merged)
+  for _, problem in ipairs(problems) do
+    message.say_once(problem)
+  end
+  vim.g.textgen = merged
+  return M.get()
+end
+
+--- Set one option for this session (used by :TextGenToggle and :TextGenModel).
+function M.set(key, value)
+  local current = type(vim.g.textgen) == "table" and vim.g.textgen or {}
+  current[key] = value
+  vim.g.textgen = current
+end
+
+return M

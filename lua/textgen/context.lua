@@ -1,0 +1,97 @@
+--- Where suggestions may appear, and what the model reads: the text before the cursor.
+local M = {}
+
+--- The model reads at most this many bytes before the cursor (the engine windows it further).
+M.MAX_CONTEXT_BYTES = 4096
+
+--- Characters that may follow the cursor for `mid_line = "closing"`: closing brackets, quotes, punctuation.
+local CLOSING_ONLY = "^[%s%)%]%}'\"`;,%.:>]*$"
+
+--- Why textgen stays off in buffer `buf`, or nil when it may suggest there.
+---@param buf integer
+---@param config textgen.Config
+---@return string|nil
+function M.disabled_reason(buf, config)
+  local bo = vim.bo[buf]
+  if bo.buftype ~= "" and bo.buftype ~= "acwrite" then
+    return ("it is a %s buffer"):format(bo.buftype)
+  end
+  if not bo.modifiable or bo.readonly then
+    return "the buffer is not modifiable"
+  end
+  local flag = vim.b[buf].textgen_enabled
+  if flag == false or flag == 0 then
+    return "b:textgen_enabled is off"
+  end
+  local ft = bo.filetype
+  local filetypes = config.filetypes
+  if ft ~= "" then
+    if filetypes[ft] ~= nil then
+      return not filetypes[ft] and ("filetype '%s' is excluded by g:textgen.filetypes"):format(ft) or nil
+    end
+    for part in ft:gmatch("[^.]+") do
+      if filetypes[part] == false then
+        return ("filetype '%s' is excluded by g:textgen.filetypes"):format(part)
+      end
+    end
+  end
+  if filetypes["*"] == false and not (ft ~= "" and filetypes[ft]) then
+    return ("filetype '%s' is not enabled in g:textgen.filetypes"):format(ft)
+  end
+  return nil
+end
+
+--- Whether a suggestion may show with `after` (the rest of the line) following the cursor.
+---@param after string
+---@param mid_line string
+function M.mid_line_allows(after, mid_line)
+  if mid_line == "always" or after:match("^%s*$") then
+    return true
+  end
+  return mid_line == "closing" and after:match(CLOSING_ONLY) ~= nil
+end
+
+--- Drop UTF-8 continuation bytes at the start of a byte-cut string, so no character is split.
+local function from_char_start(text)
+  local i = 1
+  while i <= #text and i <= 4 do
+    local b = text:byte(i)
+    if b < 0x80 or b >= 0xC0 then
+      break
+    end
+    i = i + 1
+  end
+  return text:sub(i)
+end
+
+--- The text before (row, col) (0-based row, byte col): at most MAX_CONTEXT_BYTES, whole characters.
+---@return string text, integer end_offset  the byte offset of (row, col) in the buffer
+function M.before(buf, row, col)
+  local line = vim.api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
+  local parts = { line:sub(1, col) }
+  local size = #parts[1]
+  local top = row
+  while size < M.MAX_CONTEXT_BYTES and top > 0 do
+    local first = math.max(0, top - 64)
+    local lines = vim.api.nvim_buf_get_lines(buf, first, top, false)
+    for i = #lines, 1, -1 do
+      table.insert(parts, 1, lines[i] .. "\n")
+      size = size + #lines[i] + 1
+      if size >= M.MAX_CONTEXT_BYTES then
+        break
+      end
+    end
+    top = first
+  end
+  local text = table.concat(parts):gsub("%z", "") -- a NUL would turn the string into a Blob on its way to Python
+  if #text > M.MAX_CONTEXT_BYTES then
+    text = from_char_start(text:sub(-M.MAX_CONTEXT_BYTES))
+  end
+  local line_start = vim.api.nvim_buf_call(buf, function()
+    return vim.fn.line2byte(row + 1)
+  end)
+  local end_offset = line_start > 0 and line_start - 1 + col or #text
+  return text, math.max(end_offset, #text)
+end
+
+return M

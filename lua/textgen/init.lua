@@ -1,0 +1,196 @@
+--- textgen.nvim: inline ghost-text completion from a small character-level GRU on your CPU.
+---
+--- The Lua API users call from their own mappings (e.g. from an nvim-cmp <Tab> mapping):
+--- `require('textgen').accept()`, `.is_visible()`, `.setup(opts)`, `.status()`.
+local config = require("textgen.config")
+local context = require("textgen.context")
+local host = require("textgen.host")
+local message = require("textgen.message")
+local suggestion = require("textgen.suggestion")
+
+local api = vim.api
+local M = {}
+
+--- Merge `opts` into g:textgen (deep) and apply it: keys are mapped again.
+---@param opts table|nil
+function M.setup(opts)
+  local cfg = config.merge(opts)
+  require("textgen.keys").apply(cfg.keys)
+  return cfg
+end
+
+function M.define_highlight()
+  api.nvim_set_hl(0, "TextGenSuggestion", { link = "Comment", default = true })
+end
+
+-- Verbs ----------------------------------------------------------------------------------------
+
+--- Accept the whole suggestion; returns false when none is shown.
+function M.accept()
+  return suggestion.accept("all")
+end
+
+function M.accept_word()
+  return suggestion.accept("word")
+end
+
+function M.accept_line()
+  return suggestion.accept("line")
+end
+
+function M.next()
+  suggestion.cycle(1)
+end
+
+function M.prev()
+  suggestion.cycle(-1)
+end
+
+function M.dismiss()
+  suggestion.dismiss()
+end
+
+function M.is_visible()
+  return suggestion.is_visible()
+end
+
+--- Ask for a suggestion at the cursor now, in insert or normal mode; `n` > 1 asks for alternatives.
+---@param n integer|nil
+function M.complete(n)
+  local buf = api.nvim_get_current_buf()
+  local reason = context.disabled_reason(buf, config.get())
+  if reason then
+    message.say("no suggestions here: " .. reason)
+    return false
+  end
+  suggestion.dismiss(buf)
+  return suggestion.request({ n = n or 1, explicit = true })
+end
+
+--- Turn suggestions while typing on or off (for this session); returns the new state.
+function M.toggle()
+  local on = not config.get().auto_trigger
+  config.set("auto_trigger", on)
+  if not on then
+    suggestion.dismiss()
+  end
+  message.say("suggestions while typing " .. (on and "on" or "off"), vim.log.levels.INFO)
+  return on
+end
+
+--- Switch to another model (a name or a folder); the host says when it is loaded.
+function M.set_model(name)
+  host.load(name, config.get().backend)
+end
+
+-- Status -----------------------------------------------------------------------------------------
+
+--- A cheap summary for statuslines: never waits for the Python host.
+---@return {enabled: boolean, auto_trigger: boolean, model: string|nil, model_error: string|nil,
+---         visible: boolean, pending: boolean, last_latency_ms: number|nil, disabled_reason: string|nil}
+function M.status()
+  local cfg = config.get()
+  local buf = api.nvim_get_current_buf()
+  local reason = context.disabled_reason(buf, cfg)
+  local e = host.model_error
+  return {
+    enabled = reason == nil and host.broken == nil,
+    auto_trigger = cfg.auto_trigger,
+    model = host.model and host.model.name or nil,
+    model_error = host.broken or (e and e.name == cfg.model and e.message) or nil,
+    visible = suggestion.is_visible(buf),
+    pending = suggestion.is_pending(buf),
+    last_latency_ms = suggestion.stats.last_latency_ms,
+    disabled_reason = reason,
+  }
+end
+
+local function null(v)
+  return v == nil or v == vim.NIL
+end
+
+local function human_size(bytes)
+  if bytes >= 1024 * 1024 then
+    return ("%.1f MB"):format(bytes / 1024 / 1024)
+  end
+  return ("%.1f KB"):format(bytes / 1024)
+end
+
+local function describe_model(m)
+  local lines = {}
+  lines[#lines + 1] = ("model: %s (%s), %d×%d GRU, %s parameters, %s backend"):format(
+    m.name,
+    null(m.path) and m.choice or m.path,
+    m.layers,
+    m.hidden,
+    tostring(m.parameters),
+    m.backend
+  )
+  local quality = null(m.val_bpc) and "val bpc unknown" or ("val bpc %.3f"):format(m.val_bpc)
+  local data = "training data unknown"
+  if not null(m.training_bytes) then
+    local names = {}
+    for i, file in ipairs(m.training_files or {}) do
+      if i > 3 then
+        break
+      end
+      names[#names + 1] = vim.fs.basename(file)
+    end
+    local count = m.training_file_count or #names
+    local files = table.concat(names, ", ") .. (count > #names and (" and %d more files"):format(count - #names) or "")
+    data = ("trained on %s (%s)"):format(files, human_size(m.training_bytes))
+  end
+  lines[#lines + 1] = "  " .. quality .. ", " .. data
+  return lines
+end
+
+--- What :TextGenStatus shows: model, its quality and data, engine state, latency, this buffer.
+---@return string[]
+function M.status_lines()
+  local cfg = config.get()
+  local s = M.status()
+  local lines = {
+    ("textgen: suggestions while typing %s; model setting '%s'"):format(s.auto_trigger and "on" or "off", cfg.model),
+  }
+  local h = host.status()
+  if h == nil then
+    lines[#lines + 1] = "python host: not available" .. (host.broken and (" (" .. host.broken .. ")") or "")
+  else
+    if null(h.model) then
+      lines[#lines + 1] = "model: none loaded yet"
+    else
+      vim.list_extend(lines, describe_model(h.model))
+    end
+    for _, f in ipairs(h.failures or {}) do
+      lines[#lines + 1] = ("could not load '%s' (%s): %s"):format(f.name, f.backend, f.reason)
+    end
+    local e = h.engine
+    if null(e) then
+      lines[#lines + 1] = "engine: not started"
+    else
+      local latency = null(e.last_latency_ms) and "no request served yet"
+        or ("last latency %.1f ms, median %.1f ms"):format(e.last_latency_ms, e.median_latency_ms)
+      lines[#lines + 1] = ("engine: %s, %s; %d served, %d errors; %s"):format(
+        e.alive and "running" or "stopped",
+        e.pending > 0 and (e.pending .. " pending") or "idle",
+        e.served,
+        e.errors,
+        latency
+      )
+    end
+    lines[#lines + 1] = "python: " .. tostring(h.python)
+  end
+  local _, problems = config.validate(type(vim.g.textgen) == "table" and vim.g.textgen or {})
+  for _, problem in ipairs(problems) do
+    lines[#lines + 1] = "option problem: " .. problem
+  end
+  lines[#lines + 1] = "this buffer: "
+    .. (s.disabled_reason and ("off, " .. s.disabled_reason) or (s.visible and "suggestion shown" or "on"))
+  return lines
+end
+
+function M.show_status()
+  api.nvim_echo({ { table.concat(M.status_lines(), "\n") } }, true, {})
+end
+
+return M

@@ -1,0 +1,395 @@
+--- The suggestion of each buffer, as a small state machine (after copilot.lua's suggestion module).
+---
+--- A request captures where it was asked (changedtick, insertion point); its results are shown only
+--- while the buffer is still in that state, or has only moved forward by typing the suggestion
+--- itself. Verbs: accept (all, word, line), next/prev alternative, dismiss. Rendering is ghost.lua's.
+local config = require("textgen.config")
+local context = require("textgen.context")
+local ghost = require("textgen.ghost")
+local host = require("textgen.host")
+local menu = require("textgen.menu")
+
+local api = vim.api
+local M = {}
+
+---@class textgen.Ticket  a request on its way to the model
+---@field id integer
+---@field buf integer
+---@field tick integer     b:changedtick when asked
+---@field row integer      insertion point when asked (0-based row, byte col)
+---@field col integer
+---@field after string     the rest of the line after the insertion point
+---@field n integer        alternatives asked for
+---@field cycle integer|nil  +1/-1 when asked by next/prev: show the next/previous alternative
+
+---@class textgen.Suggestion  what is (or was just) on screen
+---@field items string[]   alternatives, each the full text from where the request was made
+---@field index integer
+---@field typed string     what has been typed or accepted of items[index] since
+---@field row integer      where the rest shows
+---@field col integer
+---@field tick integer     b:changedtick when last in step with the buffer
+---@field after string
+---@field ticket integer   the request it came from
+---@field stale boolean    outdated: kept on screen only until its successor is ready (linger_ms)
+---@field alternatives boolean  asked with n > 1: next/prev cycle through items without asking again
+
+---@type table<integer, textgen.Suggestion>
+local suggestions = {}
+---@type table<integer, textgen.Ticket>  buffer → the request whose answer is awaited
+local tickets = {}
+local last_ticket = 0
+local linger_timer = nil
+
+--- Counters for :TextGenStatus, the benchmark and tests.
+M.stats = { requests = 0, shown = 0, dropped_stale = 0, last_latency_ms = nil }
+
+--- Insert-like modes put the insertion point at the cursor; normal mode puts it after the cursor's
+--- character (where `a` would insert), so :TextGenComplete in normal mode completes the text you see.
+---@return integer row, integer col
+function M.insertion_point()
+  local cursor = api.nvim_win_get_cursor(0)
+  local row, col = cursor[1] - 1, cursor[2]
+  local mode = api.nvim_get_mode().mode:sub(1, 1)
+  if mode ~= "i" and mode ~= "R" then
+    local line = api.nvim_get_current_line()
+    if #line > 0 then
+      local char = line:sub(col + 1):match("^[%z\1-\127\194-\244][\128-\191]*") or ""
+      col = col + #char
+    end
+  end
+  return row, col
+end
+
+local function rest_of(s)
+  return s.items[s.index]:sub(#s.typed + 1)
+end
+
+local function in_step(buf, tick, row, col)
+  if api.nvim_get_current_buf() ~= buf or api.nvim_buf_get_changedtick(buf) ~= tick then
+    return false
+  end
+  local r, c = M.insertion_point()
+  return r == row and c == col
+end
+
+local function stop_linger()
+  if linger_timer then
+    linger_timer:stop()
+  end
+end
+
+local function show(buf, s)
+  suggestions[buf] = s
+  stop_linger()
+  ghost.render(buf, s.row, s.col, rest_of(s))
+  M.stats.shown = M.stats.shown + 1
+end
+
+--- The suggestion showing in `buf` now (not an outdated one lingering), or nil.
+---@return textgen.Suggestion|nil
+function M.get(buf)
+  local s = suggestions[buf or api.nvim_get_current_buf()]
+  if s and not s.stale then
+    return s
+  end
+  return nil
+end
+
+--- Whether a suggestion is on screen at the cursor, ready to accept.
+function M.is_visible(buf)
+  buf = buf or api.nvim_get_current_buf()
+  local s = M.get(buf)
+  return s ~= nil and ghost.is_shown(buf) and in_step(buf, s.tick, s.row, s.col)
+end
+
+--- Whether a request for `buf` is on its way.
+function M.is_pending(buf)
+  return tickets[buf or api.nvim_get_current_buf()] ~= nil
+end
+
+--- Remove the suggestion of `buf` from the screen and forget it; cancel its request.
+function M.dismiss(buf)
+  buf = buf or api.nvim_get_current_buf()
+  stop_linger()
+  suggestions[buf] = nil
+  ghost.render(buf, nil)
+  if tickets[buf] then
+    tickets[buf] = nil
+    host.cancel(buf)
+  end
+end
+
+--- The buffer changed under the suggestion in a way that does not follow it: keep it on screen
+--- for at most `linger_ms` so that its successor replaces it in one redraw instead of a blink.
+function M.outdate(buf, linger_ms)
+  local s = suggestions[buf]
+  if not s then
+    return
+  end
+  if linger_ms <= 0 or not ghost.is_shown(buf) then
+    M.dismiss(buf)
+    return
+  end
+  s.stale = true
+  linger_timer = linger_timer or vim.uv.new_timer()
+  linger_timer:stop()
+  linger_timer:start(
+    linger_ms,
+    0,
+    vim.schedule_wrap(function()
+      if suggestions[buf] == s and s.stale then
+        suggestions[buf] = nil
+        ghost.render(buf, nil)
+      end
+    end)
+  )
+end
+
+--- Ask the model for a suggestion at the insertion point of the current buffer.
+---@param opts {n: integer|nil, cycle: integer|nil, explicit: boolean|nil}|nil
+---@return boolean asked
+function M.request(opts)
+  opts = opts or {}
+  local buf = api.nvim_get_current_buf()
+  local cfg = config.get()
+  if not host.can_serve(cfg, opts.explicit) then
+    return false
+  end
+  local row, col = M.insertion_point()
+  local line = api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
+  local text, end_offset = context.before(buf, row, col)
+  last_ticket = last_ticket + 1
+  local ticket = {
+    id = last_ticket,
+    buf = buf,
+    tick = api.nvim_buf_get_changedtick(buf),
+    row = row,
+    col = col,
+    after = line:sub(col + 1),
+    n = opts.n or 1,
+    cycle = opts.cycle,
+  }
+  tickets[buf] = ticket
+  M.stats.requests = M.stats.requests + 1
+  host.request({
+    ticket = ticket.id,
+    buffer = buf,
+    context = text,
+    end_offset = end_offset,
+    max_chars = cfg.max_chars,
+    multiline = cfg.multiline,
+    temperature = cfg.temperature,
+    seed = cfg.seed,
+    n = ticket.n,
+    model = cfg.model,
+    backend = cfg.backend,
+  })
+  return true
+end
+
+--- The distinct texts that continue what has been typed since the request. Whitespace at the end
+--- of a suggestion is dropped: it shows as nothing and, accepted, would leave trailing blanks.
+local function continuing(texts, typed)
+  local items = {}
+  for _, text in ipairs(texts) do
+    text = text:gsub("%s+$", "")
+    if #text > #typed and text:sub(1, #typed) == typed and not vim.tbl_contains(items, text) then
+      items[#items + 1] = text
+    end
+  end
+  return items
+end
+
+--- A (partial or final) answer from the model arrives, through host.lua from the Python host.
+function M.on_result(ticket_id, texts, final, elapsed_ms, err)
+  local ticket
+  for buf, t in pairs(tickets) do
+    if t.id == ticket_id then
+      ticket = t
+      if final then
+        tickets[buf] = nil
+      end
+      break
+    end
+  end
+  if not ticket then
+    return -- superseded or dismissed
+  end
+  local buf = ticket.buf
+  if final then
+    M.stats.last_latency_ms = elapsed_ms
+  end
+  if err ~= nil and err ~= vim.NIL then
+    host.report_error(err)
+    return
+  end
+  local s = suggestions[buf]
+  local typed = ""
+  if not in_step(buf, ticket.tick, ticket.row, ticket.col) then
+    -- Still valid only if the user has typed through this very suggestion since.
+    if not (s and not s.stale and s.ticket == ticket.id and in_step(buf, s.tick, s.row, s.col)) then
+      M.stats.dropped_stale = M.stats.dropped_stale + 1
+      tickets[buf] = nil
+      host.cancel(buf)
+      return
+    end
+    typed = s.typed
+  end
+  if not final and (ticket.cycle or (s and s.stale and ghost.is_shown(buf))) then
+    -- Alternatives show when all are known; a lingering suggestion is swapped for the finished
+    -- new one in one go (partials stream in only where nothing is on screen).
+    return
+  end
+  if menu.visible(config.get()) then
+    M.dismiss(buf)
+    return
+  end
+  local items = continuing(texts, typed)
+  if #items == 0 then
+    if final then
+      M.dismiss(buf)
+    end
+    return
+  end
+  local index = 1
+  if ticket.cycle then
+    index = ticket.cycle > 0 and math.min(2, #items) or #items
+  elseif s and s.ticket == ticket.id and s.items[s.index] then
+    index = math.max(1, math.min(s.index, #items))
+  end
+  local row, col, tick = ticket.row, ticket.col, ticket.tick
+  if typed ~= "" then
+    row, col, tick = s.row, s.col, s.tick
+  end
+  show(buf, {
+    items = items,
+    index = index,
+    typed = typed,
+    row = row,
+    col = col,
+    tick = tick,
+    after = ticket.after,
+    ticket = ticket.id,
+    stale = false,
+    alternatives = ticket.n > 1,
+  })
+end
+
+--- After an edit: if the user typed the next characters of the suggestion, shrink it in place.
+---@return "in_step"|"typed_through"|"finished"|nil  nil: the edit does not follow the suggestion
+function M.follow_typing(buf)
+  local s = suggestions[buf]
+  if not s or s.stale then
+    return nil
+  end
+  local tick = api.nvim_buf_get_changedtick(buf)
+  local row, col = M.insertion_point()
+  if tick == s.tick and row == s.row and col == s.col then
+    return "in_step"
+  end
+  if row < s.row or (row == s.row and col <= s.col) then
+    return nil
+  end
+  local ok, typed_lines = pcall(api.nvim_buf_get_text, buf, s.row, s.col, row, col, {})
+  if not ok then
+    return nil
+  end
+  local typed = table.concat(typed_lines, "\n")
+  local rest = rest_of(s)
+  if rest:sub(1, #typed) ~= typed then
+    return nil
+  end
+  local line = api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
+  if line:sub(col + 1) ~= s.after then
+    return nil
+  end
+  local current = s.items[s.index]
+  s.typed = s.typed .. typed
+  s.items = continuing(s.items, s.typed)
+  s.index = math.max(1, vim.fn.index(s.items, current) + 1)
+  s.row, s.col, s.tick = row, col, tick
+  if #s.items == 0 or rest_of(s) == "" then
+    M.dismiss(buf)
+    return "finished"
+  end
+  ghost.render(buf, s.row, s.col, rest_of(s))
+  return "typed_through"
+end
+
+--- The first word of `text` (with the spaces and punctuation before it), by the buffer's 'iskeyword'.
+local function first_word(text)
+  local word = vim.fn.matchstr(text, [[\v^\_s*(\k@!\S)*\k*]])
+  return word ~= "" and word or text
+end
+
+--- The rest of the current line of `text`; if `text` starts a new line, that newline and the next line.
+local function first_line(text)
+  local line = text:match("^\r?\n[^\n]*") or text:match("^[^\n]+")
+  return line or text
+end
+
+--- Insert (part of) the suggestion as real text: one undo step, cursor at its end.
+---@param part "all"|"word"|"line"
+---@return boolean accepted
+function M.accept(part)
+  local buf = api.nvim_get_current_buf()
+  if not M.is_visible(buf) then
+    return false
+  end
+  local s = suggestions[buf]
+  local rest = rest_of(s)
+  local text = part == "word" and first_word(rest) or part == "line" and first_line(rest) or rest
+  local lines = vim.split(text, "\n", { plain = true })
+  vim.go.undolevels = vim.go.undolevels -- closes the undo block: the accepted text undoes on its own
+  api.nvim_buf_set_text(buf, s.row, s.col, s.row, s.col, lines)
+  local end_row = s.row + #lines - 1
+  local end_col = (#lines == 1 and s.col or 0) + #lines[#lines]
+  local mode = api.nvim_get_mode().mode:sub(1, 1)
+  if mode == "i" or mode == "R" then
+    api.nvim_win_set_cursor(0, { end_row + 1, end_col })
+  else
+    local before = lines[#lines]
+    local last_char = before:match("[%z\1-\127\194-\244][\128-\191]*$") or ""
+    api.nvim_win_set_cursor(0, { end_row + 1, math.max(0, end_col - #last_char) })
+  end
+  s.typed = s.typed .. text
+  s.items = { s.items[s.index] }
+  s.index = 1
+  s.row, s.col, s.tick = end_row, end_col, api.nvim_buf_get_changedtick(buf)
+  if rest_of(s) == "" then
+    M.dismiss(buf)
+  else
+    ghost.render(buf, s.row, s.col, rest_of(s))
+  end
+  return true
+end
+
+--- Show the next (+1) or previous (-1) alternative; ask for alternatives first if there are none yet.
+function M.cycle(delta)
+  local buf = api.nvim_get_current_buf()
+  local s = M.get(buf)
+  local cfg = config.get()
+  if s and M.is_visible(buf) and (s.alternatives or #s.items > 1) then
+    if #s.items > 1 then -- all items continue what was typed (follow_typing keeps only those)
+      s.index = (s.index - 1 + delta) % #s.items + 1
+      ghost.render(buf, s.row, s.col, rest_of(s))
+    end
+    return
+  end
+  M.request({ n = math.max(2, cfg.alternatives), cycle = delta, explicit = true })
+end
+
+--- Forget everything about a buffer that is gone.
+function M.forget(buf)
+  suggestions[buf] = nil
+  tickets[buf] = nil
+  ghost.forget(buf)
+end
+
+--- The host cannot serve (no model): no answer will come for the requests on their way.
+function M.drop_requests()
+  tickets = {}
+end
+
+return M

@@ -1,0 +1,60 @@
+-- textgen.nvim: commands, <Plug> maps, default keys and autocommands. Options: :help textgen-options.
+if vim.g.loaded_textgen then
+  return
+end
+vim.g.loaded_textgen = true
+
+if vim.fn.has("nvim-0.10") == 0 then
+  vim.notify("textgen: needs Neovim 0.10 or later (inline virtual text)", vim.log.levels.ERROR)
+  return
+end
+
+local textgen = require("textgen")
+textgen.define_highlight()
+
+local command = vim.api.nvim_create_user_command
+
+command("TextGenComplete", function(opts)
+  local n = opts.count > 0 and opts.count or (opts.bang and require("textgen.config").get().alternatives or 1)
+  textgen.complete(n)
+end, { bang = true, count = 0, desc = "textgen: suggest at the cursor now (! or a count: alternatives)" })
+
+command("TextGenStatus", function()
+  textgen.show_status()
+end, { desc = "textgen: model, engine and latency" })
+
+command("TextGenToggle", function()
+  textgen.toggle()
+end, { desc = "textgen: suggestions while typing on/off" })
+
+command("TextGenModel", function(opts)
+  textgen.set_model(opts.args)
+end, {
+  nargs = 1,
+  complete = function(arglead)
+    if arglead:find("[/~.]") == 1 or arglead:find("/", 1, true) then
+      return vim.fn.getcompletion(arglead, "dir")
+    end
+    return vim.tbl_filter(function(name)
+      return vim.startswith(name, arglead)
+    end, require("textgen.host").model_names())
+  end,
+  desc = "textgen: switch to a model (a name or a folder)",
+})
+
+local keys = require("textgen.keys")
+keys.define_plug_maps()
+keys.apply(require("textgen.config").get().keys)
+local trigger = require("textgen.trigger")
+trigger.attach()
+
+if vim.v.vim_did_enter == 1 then
+  vim.defer_fn(trigger.warm_up, 20)
+else
+  vim.api.nvim_create_autocmd("VimEnter", {
+    once = true,
+    callback = function()
+      vim.defer_fn(trigger.warm_up, 20)
+    end,
+  })
+end

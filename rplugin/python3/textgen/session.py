@@ -1,0 +1,129 @@
+"""The model and the engine this Neovim completes with: loaded on first use, switched by :TextGenModel.
+
+A model that cannot be loaded is remembered with its reason, so the user hears it once and the
+plugin stays quiet (and harmless) until the configuration names another model.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def _make_core_importable() -> None:
+    """Use the plugin's own checkout of textgen_core when the host's Python has none installed."""
+    try:
+        import textgen_core  # noqa: F401
+    except ImportError:
+        root = str(Path(__file__).resolve().parents[3])
+        if root not in sys.path:
+            sys.path.append(root)
+
+
+_make_core_importable()
+
+from textgen_core import ModelFileError, ModelNotFoundError, TextModel, load_model  # noqa: E402
+from textgen_core.engine import Engine  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the user names it (a name or a folder) and the backend to run it on."""
+
+    name: str
+    backend: str
+
+
+class ModelSession:
+    """Owns the loaded model and the one Engine; remembers why a choice failed."""
+
+    def __init__(self) -> None:
+        self.choice: ModelChoice | None = None
+        self.engine: Engine | None = None
+        self.failures: dict[ModelChoice, str] = {}
+
+    def engine_for(self, choice: ModelChoice) -> Engine | None:
+        """The engine serving `choice`, loading it if needed; None if it failed (see `failures`)."""
+        if self.engine is not None and self.choice == choice:
+            return self.engine
+        if choice in self.failures:
+            return None
+        return self.engine if self.load(choice) is None else None
+
+    def load(self, choice: ModelChoice) -> str | None:
+        """Load `choice` and serve from it; returns why it failed, in one sentence, or None."""
+        try:
+            model = load_model(choice.name, backend=choice.backend)
+        except (ModelNotFoundError, ModelFileError, ValueError) as exc:
+            return self._failed(choice, str(exc))
+        except ImportError as exc:
+            return self._failed(choice, f"the {choice.backend} backend needs a module the Python host lacks "
+                                        f"({exc}); set g:textgen.backend to 'numpy'")
+        self.failures.pop(choice, None)
+        if self.engine is None:
+            self.engine = Engine(model)
+        else:
+            self.engine.set_model(model)
+        self.choice = choice
+        return None
+
+    def _failed(self, choice: ModelChoice, reason: str) -> str:
+        self.failures[choice] = reason
+        return reason
+
+    def cancel(self, buffer: int) -> None:
+        if self.engine is not None:
+            self.engine.cancel(buffer)
+
+    def model_summary(self) -> dict[str, Any] | None:
+        """What :TextGenStatus and the 'model loaded' message say about the current model."""
+        if self.engine is None or self.choice is None:
+            return None
+        return describe_model(self.engine.model, self.choice)
+
+    def status(self) -> dict[str, Any]:
+        """Model, engine state and latencies, for :TextGenStatus and :checkhealth."""
+        status: dict[str, Any] = {"python": sys.version.split()[0], "model": self.model_summary(),
+                                  "failures": [{"name": c.name, "backend": c.backend, "reason": r}
+                                               for c, r in self.failures.items()]}
+        engine = self.engine
+        if engine is not None:
+            latencies = list(engine.latencies_ms)
+            status["engine"] = {
+                "alive": engine.alive,
+                "pending": engine.pending_count(),
+                "served": engine.served,
+                "errors": engine.errors,
+                "last_latency_ms": engine.last_latency_ms,
+                "median_latency_ms": statistics.median(latencies) if latencies else None,
+            }
+        return status
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:
+    """A model's name, place, size, quality and training data, as plain values for Lua."""
+    info = model.info
+    corpus = info.training.get("corpus") if isinstance(info.training.get("corpus"), dict) else {}
+    files = [f.get("name") for f in corpus.get("files", []) if isinstance(f, dict)]
+    return {
+        "name": model.name,
+        "choice": choice.name,
+        "path": str(model.path) if model.path else None,
+        "backend": choice.backend,
+        "layers": info.config.layers,
+        "hidden": info.config.hidden,
+        "parameters": info.config.parameter_count(),
+        "val_bpc": info.val_bpc,
+        "training_bytes": corpus.get("bytes"),
+        "training_files": files[:5],
+        "training_file_count": corpus.get("file_count", len(files)),
+        "trained_at": info.training.get("trained_at"),
+        "base": info.training.get("base"),
+    }

@@ -1,0 +1,213 @@
+"""End to end: :TextGenStatus, :TextGenModel, :TextGenToggle, setup(), :checkhealth, :help, and a
+Neovim without a loadable model, in a real Neovim with the plugin loaded as a user would."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from .nvim_harness import (NVIM, REPO, buffer_text, ghost, idle, lua, mode, not_at_a_prompt, shared_manifest,
+                           start_nvim, wait_for)
+from textgen_core.decoding import DecodeOptions
+from textgen_core.engine import fresh_completion
+
+
+@pytest.fixture(scope="module")
+def models_dir(tiny_model_dir, tmp_path_factory):
+    """A user model folder holding the tiny model under the name 'mini'."""
+    folder = tmp_path_factory.mktemp("user-models")
+    shutil.copytree(tiny_model_dir, folder / "mini")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def nvim(tiny_model_dir, models_dir, tmp_path_factory):
+    editor = start_nvim(shared_manifest(), tmp_path_factory.mktemp("nvim-home"), {"model": str(tiny_model_dir)},
+                        models_dir=models_dir)
+    yield editor
+    editor.close()
+
+
+@pytest.fixture
+def vim(nvim, tiny_model_dir):
+    nvim.input("<Esc>")
+    wait_for(lambda: mode(nvim) == "n", what="normal mode")
+    nvim.command("silent! %bwipeout! | messages clear")
+    lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})", {"model": str(tiny_model_dir)})
+    wait_for(lambda: idle(nvim), what="textgen to be idle")
+    return nvim
+
+
+def messages(nvim) -> str:
+    not_at_a_prompt(nvim)
+    return nvim.api.exec2("messages", {"output": True})["output"]
+
+
+def output_of(nvim, command: str) -> str:
+    not_at_a_prompt(nvim)
+    return nvim.api.exec2(command, {"output": True})["output"]
+
+
+def test_status_names_the_model_its_quality_data_and_engine(vim, tiny_model):
+    expected = fresh_completion(tiny_model, "the qu", DecodeOptions())[0].rstrip()
+    vim.input("ithe qu")
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected and idle(vim), what="a served request")
+    status = output_of(vim, "TextGenStatus")
+    assert "suggestions while typing on" in status
+    assert f"model: tiny ({tiny_model.path})" in status
+    assert "1×64 GRU" in status
+    assert f"val bpc {tiny_model.info.val_bpc:.3f}" in status
+    assert "trained on tiny.txt" in status
+    assert re.search(r"engine: running, idle; \d+ served, 0 errors; last latency [\d.]+ ms", status), status
+    assert "this buffer: " in status
+
+
+def test_status_for_statuslines_never_waits_for_the_host(vim):
+    status = lua(vim, "return require('textgen').status()")
+    assert status["enabled"] is True and status["auto_trigger"] is True
+    assert status["model"] == "tiny"
+
+
+def test_model_command_completes_model_names(vim):
+    assert vim.funcs.getcompletion("TextGenModel mi", "cmdline") == ["mini"]
+    assert "mini" in vim.funcs.getcompletion("TextGenModel ", "cmdline")
+
+
+def test_model_command_switches_the_model(vim, tiny_model_dir):
+    vim.command("TextGenModel mini")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "mini",
+             what="the model 'mini' to load")
+    assert vim.vars["textgen"]["model"] == "mini"
+    assert "textgen: model 'mini' loaded (1×64 GRU, val bpc" in messages(vim)
+    vim.command(f"TextGenModel {tiny_model_dir}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
+
+
+def test_model_command_with_an_unknown_name_says_why_and_keeps_the_model(vim, tiny_model):
+    vim.command("TextGenModel no-such-model")
+    wait_for(lambda: "no model named 'no-such-model'" in messages(vim), what="the error message")
+    assert vim.vars["textgen"]["model"] == str(tiny_model.path)
+    expected = fresh_completion(tiny_model, "the qu", DecodeOptions())[0].rstrip()
+    vim.input("ithe qu")
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected, what="suggestions from the current model")
+
+
+def test_toggle_turns_suggestions_while_typing_off_and_on(vim, tiny_model):
+    vim.command("TextGenToggle")
+    assert vim.vars["textgen"]["auto_trigger"] is False
+    asked = lua(vim, "return require('textgen.suggestion').stats.requests")
+    vim.input("ithe qu")
+    wait_for(lambda: buffer_text(vim) == "the qu" and idle(vim))
+    assert ghost(vim) is None
+    assert lua(vim, "return require('textgen.suggestion').stats.requests") == asked
+    vim.command("TextGenToggle")
+    assert vim.vars["textgen"]["auto_trigger"] is True
+    expected = fresh_completion(tiny_model, "the qui", DecodeOptions())[0].rstrip()
+    vim.input("i")
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected, what="suggestions again")
+
+
+def test_setup_merges_deeply_into_g_textgen(vim):
+    lua(vim, "require('textgen').setup({ filetypes = { markdown = false }, keys = { dismiss = false } })")
+    lua(vim, "require('textgen').setup({ filetypes = { text = false } })")
+    config = lua(vim, "return require('textgen.config').get()")
+    assert config["filetypes"]["markdown"] is False and config["filetypes"]["text"] is False
+    assert config["filetypes"]["*"] is True and config["keys"]["accept"] == "<Tab>"
+    assert vim.funcs.maparg("<C-]>", "i") == ""
+    assert vim.vars["textgen"]["filetypes"] == {"markdown": False, "text": False}
+
+
+def test_a_bad_option_is_reported_once_and_its_default_used(vim):
+    vim.command("let g:textgen.debounce_ms = 'soon'")
+    for _ in range(3):
+        assert lua(vim, "return require('textgen.config').get().debounce_ms") == 20
+    wait_for(lambda: "g:textgen.debounce_ms must be a whole number" in messages(vim))
+    assert messages(vim).count("g:textgen.debounce_ms") == 1
+
+
+def test_vimscript_booleans_work(vim):
+    vim.command("let g:textgen.auto_trigger = 0 | let g:textgen.multiline = v:true")
+    config = lua(vim, "return require('textgen.config').get()")
+    assert config["auto_trigger"] is False and config["multiline"] is True
+
+
+def test_checkhealth_finds_everything_in_order(vim):
+    vim.command("checkhealth textgen")
+    report = buffer_text(vim)
+    assert "textgen: Neovim and the Python host" in report
+    for expected in ("remote plugin registered", "pynvim", "numpy", "textgen_core", "TensorFlow",
+                     "g:textgen is valid", "model '"):
+        assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
+    assert "ERROR" not in report, report
+    vim.command("tabclose")
+
+
+def test_help_has_a_tag_for_every_command_map_and_option(tmp_path):
+    text = (REPO / "doc" / "textgen.txt").read_text()
+    tags = set(re.findall(r"\*([^*\s]+)\*", text))
+    commands = {":TextGenComplete", ":TextGenStatus", ":TextGenModel", ":TextGenToggle"}
+    maps = {f"<Plug>(textgen-{name})" for name in
+            ("accept", "accept-word", "accept-line", "next", "prev", "dismiss", "complete")}
+    options = {f"g:textgen.{name}" for name in
+               ("auto_trigger", "debounce_ms", "linger_ms", "max_chars", "multiline", "alternatives", "model",
+                "backend", "temperature", "seed", "filetypes", "mid_line", "keys", "menu_visible")}
+    assert commands | maps | options | {"textgen", "g:textgen", "hl-TextGenSuggestion"} <= tags
+    shutil.copy(REPO / "doc" / "textgen.txt", tmp_path / "textgen.txt")
+    result = subprocess.run([str(NVIM), "--headless", "-u", "NONE", "-i", "NONE", "-c", f"helptags {tmp_path}",
+                             "-c", "qa!"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "E154" not in result.stderr, result.stderr   # E154: duplicate tag
+    assert (tmp_path / "tags").read_text().count("textgen.txt") >= len(commands | maps | options)
+
+
+def test_every_config_option_is_documented():
+    text = (REPO / "doc" / "textgen.txt").read_text()
+    defaults = subprocess.run(
+        [str(NVIM), "--headless", "-u", "NONE", "-i", "NONE", "--cmd", f"set rtp^={REPO}", "-c",
+         "lua io.stdout:write(table.concat(vim.tbl_keys(require('textgen.config').defaults), ' '))", "-c", "qa!"],
+        capture_output=True, text=True, timeout=30).stdout.split()
+    assert len(defaults) >= 12          # seed and menu_visible default to nil
+    for name in defaults:
+        assert f"*g:textgen.{name}*" in text, name
+
+
+# -- without a model -----------------------------------------------------------------------------
+
+@pytest.fixture
+def nvim_without_model(tmp_path):
+    editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": "no-such-model"},
+                        models_dir=tmp_path / "empty")
+    yield editor
+    editor.close()
+
+
+def test_without_a_loadable_model_one_clear_message_and_nothing_breaks(nvim_without_model):
+    vim = nvim_without_model
+    vim.input("ithe quick brown")
+    wait_for(lambda: "no model named 'no-such-model'" in messages(vim), what="the message")
+    for word in (" fox", " jumps", " over"):
+        vim.input(word)
+        wait_for(lambda: buffer_text(vim).endswith(word) and idle(vim))
+    vim.input("<Tab>x")
+    wait_for(lambda: buffer_text(vim) == "the quick brown fox jumps over\tx", what="typing as usual")
+    log = messages(vim)
+    assert log.count("textgen:") == 1, log
+    assert ":TextGenModel" in log
+    assert ghost(vim) is None
+    assert "Error" not in log and "Traceback" not in log, log
+
+
+def test_without_the_remote_plugin_registered_one_message_and_nothing_breaks(tmp_path):
+    empty_manifest = tmp_path / "rplugin.vim"
+    empty_manifest.write_text("")
+    vim = start_nvim(empty_manifest, tmp_path / "home", {"model": "no-such-model"})
+    try:
+        vim.input("ithe qu")
+        wait_for(lambda: "UpdateRemotePlugins" in messages(vim), what="the message")
+        vim.input("ick<Tab>x<Esc>")
+        wait_for(lambda: mode(vim) == "n" and buffer_text(vim) == "the quick\tx", what="typing as usual")
+        assert messages(vim).count("textgen:") == 1, messages(vim)
+        assert "not registered" in lua(vim, "return require('textgen').status().model_error")
+    finally:
+        vim.close()
