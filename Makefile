@@ -45,8 +45,7 @@ test-long: install
 	$(PY) -m pytest -q -m long
 
 bench: install
-	$(PY) bench/decode.py
-	$(PY) bench/engine.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf build .pytest_cache

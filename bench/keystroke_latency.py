@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=400, help="how many characters to type")
     parser.add_argument("--cps", type=float, default=10.0, help="typing speed, characters per second")
     parser.add_argument("--debounce-ms", type=int, default=None, help="g:textgen.debounce_ms (default: plugin's)")
+    parser.add_argument("--prefill-bytes", type=int, default=0,
+                        help="start in a buffer of this many bytes of text, typing at its end")
     args = parser.parse_args()
 
     text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
@@ -82,7 +84,13 @@ def main() -> None:
     nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
     try:
         nvim.command("setlocal textwidth=0 noautoindent")
-        nvim.input("i")
+        if args.prefill_bytes:
+            lines = (DEFAULT_TEXT * (args.prefill_bytes // len(DEFAULT_TEXT) + 1))[: args.prefill_bytes].split("\n")
+            nvim.current.buffer[:] = lines
+            nvim.command("normal! G$")
+            nvim.input("A")
+        else:
+            nvim.input("i")
         model = wait_for(lambda: lua(nvim, "local h = require('textgen.host'); "
                                            "return h.model and h.model.name or h.model_error and h.model_error.message"),
                          timeout=60, what="the model to load")
@@ -117,7 +125,8 @@ def main() -> None:
         print(f"textgen keystroke → ghost-text latency, real Neovim {lua(nvim, 'return tostring(vim.version())')}")
         print(f"CPU: {cpu_name()}")
         print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
-              f"{len(text)} characters typed at {args.cps:g}/s, "
+              f"{len(text)} characters typed at {args.cps:g}/s"
+              f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}, "
               f"debounce {debounce} ms")
         print(summary("all keystrokes with ghost", everything))
         print(summary("  new suggestion", asked_ms))

@@ -1,0 +1,79 @@
+"""First suggestion after Neovim starts, and the plugin host's memory with the model loaded.
+
+Starts a real headless Neovim with the plugin (as a user's would load it), enters insert mode and
+types a few characters at once; measures the time from starting Neovim to the first ghost text.
+Then reads the Python host's resident memory (VmRSS) and checks that TensorFlow was never loaded
+into it (no tensorflow library in its memory maps). Several runs; prints median and worst.
+
+    .venv/bin/python bench/startup.py --model default --runs 5
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.keystroke_latency import cpu_name  # noqa: E402
+from tests.nvim_harness import ghost, shared_manifest, start_nvim, wait_for  # noqa: E402
+
+
+def host_pid(nvim) -> int:
+    """The pid of the Python remote-plugin host (a job of Neovim's whose argv runs pynvim)."""
+    for chan in nvim.api.list_chans():
+        if chan.get("mode") == "rpc" and chan.get("stream") == "job":
+            pid = nvim.funcs.jobpid(chan["id"])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "python" in cmdline:
+                return pid
+    raise RuntimeError("no Python host found among Neovim's channels")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def loaded_tensorflow(pid: int) -> bool:
+    return "tensorflow" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def one_run(model: str) -> tuple[float, float, bool]:
+    home = Path(tempfile.mkdtemp(prefix="textgen-startup-"))
+    started = time.monotonic()
+    nvim = start_nvim(shared_manifest(), home, {"model": model, "filetypes": {"*": True}})
+    try:
+        nvim.input("iThe quick brown")
+        wait_for(lambda: ghost(nvim), timeout=30, what="the first ghost text")
+        first_ms = (time.monotonic() - started) * 1000
+        pid = host_pid(nvim)
+        return first_ms, rss_mb(pid), loaded_tensorflow(pid)
+    finally:
+        nvim.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    shared_manifest()                                   # made once, like a user's install
+    runs = [one_run(args.model) for _ in range(args.runs)]
+    first = [r[0] for r in runs]
+    rss = [r[1] for r in runs]
+    print(f"CPU: {cpu_name()}; model {args.model}; {args.runs} fresh starts")
+    print(f"Neovim start → first ghost text: median {statistics.median(first):.0f} ms, worst {max(first):.0f} ms")
+    print(f"plugin host resident memory with the model loaded: median {statistics.median(rss):.1f} MB, "
+          f"worst {max(rss):.1f} MB")
+    print(f"TensorFlow loaded in the host: {'YES' if any(r[2] for r in runs) else 'no'}")
+
+
+if __name__ == "__main__":
+    main()
