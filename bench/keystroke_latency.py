@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.nvim_harness import lua, shared_manifest, start_nvim, wait_for  # noqa: E402
+from textgen_core.machine import machine_summary as cpu_name  # noqa: E402
 
 DEFAULT_TEXT = (
     "Inline ghost-text completion for Neovim from a small character-level GRU that runs on your own CPU, "
@@ -36,17 +36,6 @@ local r = require('textgen.ghost').last_render(buf)
 return { vim.api.nvim_buf_get_changedtick(buf), r and r.tick or -1, r and r.time_ns or 0,
          require('textgen.suggestion').stats.requests }
 """
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return "unknown CPU"
 
 
 def key_for(char: str) -> str:
