@@ -64,11 +64,19 @@ local function from_char_start(text)
   return text:sub(i)
 end
 
+--- The rest of line `row` after byte `col`, read without copying the whole line (which may be megabytes).
+function M.after(buf, row, col)
+  local ok, rest = pcall(vim.api.nvim_buf_get_text, buf, row, col, row, -1, {})
+  return ok and rest[1] or ""
+end
+
 --- The text before (row, col) (0-based row, byte col): at most MAX_CONTEXT_BYTES, whole characters.
+--- Only the needed tail of the cursor's line is read: a line may be megabytes long.
 ---@return string text, integer end_offset  the byte offset of (row, col) in the buffer
 function M.before(buf, row, col)
-  local line = vim.api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
-  local parts = { line:sub(1, col) }
+  local first_col = math.max(0, col - M.MAX_CONTEXT_BYTES)
+  local ok, head = pcall(vim.api.nvim_buf_get_text, buf, row, first_col, row, col, {})
+  local parts = { ok and head[1] or "" }
   local size = #parts[1]
   local top = row
   while size < M.MAX_CONTEXT_BYTES and top > 0 do

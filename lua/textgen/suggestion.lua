@@ -157,7 +157,6 @@ function M.request(opts)
     return false
   end
   local row, col = M.insertion_point()
-  local line = api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
   local text, end_offset = context.before(buf, row, col)
   last_ticket = last_ticket + 1
   local ticket = {
@@ -166,7 +165,7 @@ function M.request(opts)
     tick = api.nvim_buf_get_changedtick(buf),
     row = row,
     col = col,
-    after = line:sub(col + 1),
+    after = context.after(buf, row, col),
     n = opts.n or 1,
     cycle = opts.cycle,
   }
@@ -300,8 +299,7 @@ function M.follow_typing(buf)
   if rest:sub(1, #typed) ~= typed then
     return nil
   end
-  local line = api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
-  if line:sub(col + 1) ~= s.after then
+  if context.after(buf, row, col) ~= s.after then
     return nil
   end
   local current = s.items[s.index]

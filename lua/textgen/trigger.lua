@@ -35,7 +35,7 @@ local function remember(buf)
     tick = api.nvim_buf_get_changedtick(buf),
     row = cursor[1] - 1,
     col = cursor[2],
-    line_len = #api.nvim_get_current_line(),
+    line_len = vim.fn.col("$") - 1,     -- the line's length without copying it (it may be megabytes)
     line_count = api.nvim_buf_line_count(buf),
   }
   local before = seen[buf]
@@ -69,8 +69,8 @@ function M.may_suggest(buf, cfg)
   if context.disabled_reason(buf, cfg) or menu.visible(cfg) then
     return false
   end
-  local col = api.nvim_win_get_cursor(0)[2]
-  return context.mid_line_allows(api.nvim_get_current_line():sub(col + 1), cfg.mid_line)
+  local row, col = unpack(api.nvim_win_get_cursor(0))
+  return context.mid_line_allows(context.after(buf, row - 1, col), cfg.mid_line)
 end
 
 local function request_soon(buf, cfg)
