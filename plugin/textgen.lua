@@ -42,6 +42,33 @@ end, {
   desc = "textgen: switch to a model (a name or a folder)",
 })
 
+command("TextGenTrain", function(opts)
+  textgen.train({
+    args = opts.fargs,
+    first = opts.range > 0 and opts.line1 or nil,
+    last = opts.range > 0 and opts.line2 or nil,
+  })
+end, {
+  nargs = "*",
+  range = true,
+  complete = "file",
+  desc = "textgen: train on this buffer (a range: those lines) and files; [name-or-path] to save as",
+})
+
+command("TextGenTrainStop", function()
+  textgen.train_stop()
+end, { desc = "textgen: cancel training (nothing saved)" })
+
+vim.api.nvim_create_autocmd("VimLeavePre", {
+  group = vim.api.nvim_create_augroup("textgen_train", { clear = true }),
+  callback = function()
+    local train = package.loaded["textgen.train"]
+    if train then
+      train.on_exit()
+    end
+  end,
+})
+
 local keys = require("textgen.keys")
 keys.define_plug_maps()
 keys.apply(require("textgen.config").get().keys)

@@ -28,6 +28,9 @@ local M = {}
 ---@field mid_line string            "never" | "closing" | "always": with text after the cursor
 ---@field keys textgen.Keys          insert-mode keys; false disables one
 ---@field menu_visible function|nil  tells whether another plugin's completion menu is open
+---@field train_minutes number       :TextGenTrain's time budget
+---@field train_files string[]       files or globs :TextGenTrain adds to the buffer's text
+---@field train_args string[]        extra arguments for `textgen train` (e.g. "--epochs", "3")
 
 ---@type textgen.Config
 M.defaults = {
@@ -65,6 +68,9 @@ M.defaults = {
     complete = false,
   },
   menu_visible = nil,
+  train_minutes = 2,
+  train_files = {},
+  train_args = {},
 }
 
 M.MID_LINE = { never = true, closing = true, always = true }
@@ -101,6 +107,22 @@ local function as_string_in(set)
     end
     return nil
   end
+end
+
+--- A list of strings; a single string is a list of one.
+local function as_string_list(v)
+  if type(v) == "string" then
+    return { v }
+  end
+  if type(v) ~= "table" or (next(v) ~= nil and not vim.islist(v)) then
+    return nil
+  end
+  for _, item in ipairs(v) do
+    if type(item) ~= "string" then
+      return nil
+    end
+  end
+  return v
 end
 
 local function is_callable(v)
@@ -140,6 +162,14 @@ local checks = {
     end,
     "'never', 'closing' or 'always'",
   },
+  train_minutes = {
+    function(v)
+      return type(v) == "number" and v > 0 and v <= 24 * 60 and v or nil
+    end,
+    "a number of minutes above 0",
+  },
+  train_files = { as_string_list, "a list of file names or globs" },
+  train_args = { as_string_list, "a list of strings, e.g. { '--epochs', '3' }" },
   menu_visible = {
     function(v)
       return is_callable(v) and v or nil

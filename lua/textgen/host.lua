@@ -98,6 +98,12 @@ function M.load(name, backend)
   call("TextGenHostLoad", name, backend, true)
 end
 
+--- Serve a freshly trained model: loaded again even when its path is that of the model in use.
+function M.swap(path, backend)
+  M.model_error = nil
+  call("TextGenHostSwap", path, backend)
+end
+
 --- The host's view (model, engine, latencies); waits for the host. Nil when it cannot be reached.
 function M.status()
   local ok, status = call("TextGenHostStatus")
@@ -120,6 +126,10 @@ function M.on_model_loaded(name, backend, summary, announce)
   M.warming = false
   M.model = summary
   M.model_error = nil
+  local train = package.loaded["textgen.train"]
+  if train then
+    train.on_model_loaded(name, summary)
+  end
   if announce then
     require("textgen.config").set("model", name)
     local bpc = summary.val_bpc ~= vim.NIL and summary.val_bpc and (", val bpc %.3f"):format(summary.val_bpc) or ""
@@ -133,6 +143,10 @@ end
 function M.on_model_error(name, backend, reason, explicit)
   M.warming = false
   M.model_error = { name = name, backend = backend, message = reason }
+  local train = package.loaded["textgen.train"]
+  if train then
+    train.on_model_error(name, reason)
+  end
   require("textgen.suggestion").drop_requests()
   -- One line, e.g. "no model named 'default'; choose one with :TextGenModel"; :TextGenStatus has it all.
   if explicit then

@@ -83,20 +83,37 @@ function M.set_model(name)
   host.load(name, config.get().backend)
 end
 
+--- Train on this buffer (or `first`..`last`) in the background; `args`: a name or folder to save
+--- as, and files to add. See :help :TextGenTrain.
+---@param opts {args: string[]|nil, first: integer|nil, last: integer|nil}|nil
+function M.train(opts)
+  return require("textgen.train").start(opts or {})
+end
+
+--- Cancel the running training: nothing is saved, the model in use stays.
+function M.train_stop()
+  return require("textgen.train").stop()
+end
+
 -- Status -----------------------------------------------------------------------------------------
 
 --- A cheap summary for statuslines: never waits for the Python host.
 ---@return {enabled: boolean, auto_trigger: boolean, model: string|nil, model_error: string|nil,
----         visible: boolean, pending: boolean, last_latency_ms: number|nil, disabled_reason: string|nil}
+---         visible: boolean, pending: boolean, last_latency_ms: number|nil, disabled_reason: string|nil,
+---         training: table, text: string}
 function M.status()
   local cfg = config.get()
   local buf = api.nvim_get_current_buf()
   local reason = context.disabled_reason(buf, cfg)
   local e = host.model_error
+  local training = require("textgen.train").status()
+  local model = host.model and host.model.name or nil
   return {
+    training = training,
+    text = training.state == "running" and training.text or (model or ""),
     enabled = reason == nil and host.broken == nil,
     auto_trigger = cfg.auto_trigger,
-    model = host.model and host.model.name or nil,
+    model = model,
     model_error = host.broken or (e and e.name == cfg.model and e.message) or nil,
     visible = suggestion.is_visible(buf),
     pending = suggestion.is_pending(buf),
@@ -179,7 +196,9 @@ function M.status_lines()
       )
     end
     lines[#lines + 1] = "python: " .. tostring(h.python)
+      .. (h.tensorflow_imported and " (TensorFlow loaded in the host)" or "")
   end
+  vim.list_extend(lines, require("textgen.train").status_lines())
   local _, problems = config.validate(type(vim.g.textgen) == "table" and vim.g.textgen or {})
   for _, problem in ipairs(problems) do
     lines[#lines + 1] = "option problem: " .. problem

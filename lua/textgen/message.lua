@@ -38,4 +38,16 @@ function M.say_once(text, level)
   M.say(text, level)
 end
 
+--- Show `text` on the command line in place of the previous progress line (not kept in :messages).
+--- Skipped while the user is typing a command, so it never overwrites their command line.
+function M.progress(text)
+  local line = M.fit("textgen: " .. text)
+  vim.schedule(function()
+    local mode = vim.api.nvim_get_mode().mode
+    if mode:sub(1, 1) ~= "c" and mode:sub(1, 1) ~= "r" then
+      vim.api.nvim_echo({ { line } }, false, {})
+    end
+  end)
+end
+
 return M

@@ -6,6 +6,7 @@ back through `EditorBridge`, the one path from the engine's thread into the edit
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pynvim
@@ -20,6 +21,7 @@ class TextGenHost:
     def __init__(self, nvim: Any) -> None:
         from .session import ModelSession          # numpy and the engine load here, not at host start
 
+        _use_neovims_model_folder(nvim)
         self.bridge = EditorBridge(nvim)
         self.session = ModelSession()
 
@@ -68,6 +70,19 @@ class TextGenHost:
         else:
             self.bridge.call_lua("on_model_error", choice.name, choice.backend, reason, announce)
 
+    @pynvim.function("TextGenHostSwap", sync=False)
+    def swap(self, args: list[Any]) -> None:
+        """Serve a model :TextGenTrain just wrote, reloading it even if its folder is the one in use."""
+        from .session import ModelChoice
+
+        choice = ModelChoice(str(args[0]), str(args[1]))
+        self.session.failures.pop(choice, None)
+        reason = self.session.load(choice)
+        if reason is None:
+            self.bridge.call_lua("on_model_loaded", choice.name, choice.backend, self.session.model_summary(), False)
+        else:
+            self.bridge.call_lua("on_model_error", choice.name, choice.backend, reason, True)
+
     @pynvim.function("TextGenHostStatus", sync=True)
     def status(self, args: list[Any]) -> dict[str, Any]:
         return self.session.status()
@@ -77,3 +92,17 @@ class TextGenHost:
         from textgen_core.registry import list_model_names
 
         return list_model_names()
+
+
+def _use_neovims_model_folder(nvim: Any) -> None:
+    """Resolve model names in stdpath("data")/textgen/models, where :TextGenTrain saves them.
+
+    An explicit $TEXTGEN_MODELS_DIR wins (the training job gets the same value from the Lua side).
+    """
+    if os.environ.get("TEXTGEN_MODELS_DIR"):
+        return
+    try:
+        data = nvim.call("stdpath", "data")
+    except Exception:           # an old or unusual Neovim: keep textgen_core's own default
+        return
+    os.environ["TEXTGEN_MODELS_DIR"] = os.path.join(str(data), "textgen", "models")

@@ -86,6 +86,7 @@ class ModelSession:
     def status(self) -> dict[str, Any]:
         """Model, engine state and latencies, for :TextGenStatus and :checkhealth."""
         status: dict[str, Any] = {"python": sys.version.split()[0], "model": self.model_summary(),
+                                  "tensorflow_imported": "tensorflow" in sys.modules,
                                   "failures": [{"name": c.name, "backend": c.backend, "reason": r}
                                                for c, r in self.failures.items()]}
         engine = self.engine

@@ -1,0 +1,142 @@
+"""Fine-tuning on the user's own text with :TextGenTrain, in a real headless Neovim, as a user runs it.
+
+Text: ~100 KB of Keras source (`keras/src/...` from this project's virtual environment; site-packages
+are not in the default model's training corpus), split 90/10. Prints: the default model's val bpc on
+the last 10 %, the bpc after :TextGenTrain's default budget on the first 90 %, the wall time, the
+longest editor stall while it trained (a keystroke typed in another buffer until its request is
+answered; and a plain RPC round trip; the same for 20 s before it starts, as a baseline), and the CPU.
+
+    .venv/bin/python bench/finetune.py [--kb 100] [--minutes M]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.nvim_harness import idle, lua, shared_manifest, start_nvim, wait_for  # noqa: E402
+from textgen_core import load_model  # noqa: E402
+
+KERAS = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "keras" / "src"
+SOURCE_FOLDERS = ("optimizers", "callbacks", "losses", "metrics")
+
+
+def cpu_model() -> str:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def keras_text(kilobytes: int) -> tuple[str, list[str]]:
+    """Keras source files, in a stable order, concatenated up to `kilobytes` KB."""
+    parts, names, size = [], [], 0
+    for folder in SOURCE_FOLDERS:
+        for path in sorted((KERAS / folder).glob("*.py")):
+            if path.name.endswith("_test.py") or path.stat().st_size < 500:
+                continue
+            text = path.read_text()
+            parts.append(text)
+            names.append(str(path.relative_to(KERAS.parent)))
+            size += len(text.encode())
+            if size >= kilobytes * 1024:
+                return "".join(parts), names
+    return "".join(parts), names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kb", type=int, default=100)
+    parser.add_argument("--minutes", type=float, help="g:textgen.train_minutes (default: the plugin's default)")
+    parser.add_argument("--baseline-s", type=float, default=20,
+                        help="type this long before training, for the same figures without training")
+    args = parser.parse_args()
+
+    text, names = keras_text(args.kb)
+    cut = int(len(text) * 0.9)
+    cut = text.index("\n", cut) + 1
+    train_text, val_text = text[:cut], text[cut:]
+    work = Path(tempfile.mkdtemp(prefix="textgen-finetune-"))
+    (work / "project").mkdir()
+    train_file = work / "project" / "keras_90.py"
+    train_file.write_text(train_text)
+
+    default = load_model("default")
+    before = default.bits_per_char(val_text)
+
+    config = {"model": "default"}
+    if args.minutes:
+        config["train_minutes"] = args.minutes
+    nvim = start_nvim(shared_manifest(), work / "home", config, models_dir=work / "models")
+    try:
+        budget = lua(nvim, "return require('textgen.config').get().train_minutes")
+        wait_for(lambda: lua(nvim, "return (require('textgen.host').model or {}).name") == "default", timeout=60,
+                 what="the default model")
+        nvim.command(f"cd {work / 'project'}")
+        nvim.command(f"edit {train_file}")
+        # Meanwhile: type in a scratch buffer at ~10 keys/s and time each answer; ping the editor too.
+        nvim.command("new")
+        nvim.input("i")
+        timeline = []
+
+        def type_while(condition) -> tuple[list[float], list[float]]:
+            keystroke_gaps, pings = [], []
+            while condition():
+                tick = time.monotonic()
+                nvim.input("x" if len(keystroke_gaps) % 50 else "<CR>")
+                wait_for(lambda: idle(nvim), timeout=30, what="the keystroke's request to be answered")
+                keystroke_gaps.append(time.monotonic() - tick)
+                tick = time.monotonic()
+                status = lua(nvim, "return require('textgen').status().training")
+                pings.append(time.monotonic() - tick)
+                if status.get("state") == "running":
+                    timeline.append((time.monotonic() - started, status.get("val_bpc"), status.get("initial_val_bpc")))
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))    # typing pace, not a wait for a result
+            return sorted(keystroke_gaps), sorted(pings)
+
+        started = time.monotonic()
+        quiet_gaps, quiet_pings = type_while(lambda: time.monotonic() - started < args.baseline_s)
+        nvim.input("<Esc>")
+        wait_for(lambda: nvim.api.get_mode()["mode"] == "n", what="normal mode")
+        nvim.command("wincmd p")
+        started = time.monotonic()
+        nvim.command("TextGenTrain bench-finetune")
+        out = work / "models" / "bench-finetune"
+        nvim.command("wincmd p")
+        nvim.input("A")
+        keystroke_gaps, pings = type_while(
+            lambda: lua(nvim, "return require('textgen').status().training.state") == "running")
+        wait_for(lambda: lua(nvim, "return (require('textgen.host').model or {}).path") == str(out), timeout=60,
+                 what="the new model in use")
+        wall = time.monotonic() - started
+        last = lua(nvim, "return require('textgen.train').last")
+    finally:
+        nvim.close()
+
+    after = load_model(out).bits_per_char(val_text)
+    first_25 = next((t for t, v, b in timeline if isinstance(v, float) and isinstance(b, float) and v <= 0.75 * b),
+                    None)
+    print(f"CPU: {cpu_model()}")
+    print(f"text: {len(text.encode()) / 1024:.0f} KB of Keras source ({len(names)} files: {names[0]} … {names[-1]}), "
+          f"train {len(train_text.encode()) / 1024:.0f} KB / val {len(val_text.encode()) / 1024:.0f} KB")
+    print(f"budget: g:textgen.train_minutes = {budget} (default model {default.config.layers}x{default.config.hidden})")
+    print(f"val bpc on the last 10%: default model {before:.3f} → after :TextGenTrain {after:.3f} "
+          f"({(before - after) / before * 100:.0f}% lower)")
+    print(f"trainer's own held-out bpc: {last.get('before'):.3f} → {last.get('after'):.3f}; "
+          f"fell 25% at {first_25:.0f} s" if first_25 else "trainer's own held-out bpc did not fall 25%")
+    print(f"wall time :TextGenTrain → new model in use: {wall:.1f} s (training {last.get('seconds'):.1f} s)")
+    for label, gaps, rtts in (("while training", keystroke_gaps, pings),
+                              ("before training (baseline)", quiet_gaps, quiet_pings)):
+        print(f"editor {label}: {len(gaps)} keystrokes, answer median {gaps[len(gaps) // 2] * 1000:.0f} ms, "
+              f"p99 {gaps[int(len(gaps) * 0.99)] * 1000:.0f} ms, longest {gaps[-1] * 1000:.0f} ms; "
+              f"RPC round trip median {rtts[len(rtts) // 2] * 1000:.1f} ms, longest {rtts[-1] * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

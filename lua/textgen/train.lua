@@ -1,0 +1,435 @@
+--- :TextGenTrain and :TextGenTrainStop: one training job at a time, run by Neovim's job control.
+---
+--- The job is `python -m textgen_core train - --json ...` in the Python host's interpreter, started
+--- from here rather than from the Python host: TensorFlow never enters the host, the host stays free
+--- to answer keystrokes, and Neovim itself stops the job when it exits (plus a parent-death signal,
+--- so even a killed Neovim leaves no training process behind). Its JSON lines drive one progress line
+--- that is rewritten in place; the finished model is hot-swapped into the engine.
+local config = require("textgen.config")
+local host = require("textgen.host")
+local message = require("textgen.message")
+local save_place = require("textgen.save_place")
+local training_text = require("textgen.training_text")
+
+local M = {}
+
+---@class textgen.TrainingJob
+---@field id integer          job id (jobstop)
+---@field pid integer         process id
+---@field place {path: string, name: string}
+---@field base string         the model fine-tuned from
+---@field bytes integer       bytes of buffer text sent
+---@field started number      vim.uv.hrtime() at start
+---@field percent number
+---@field val_bpc number|nil
+---@field initial_val_bpc number|nil
+---@field eta_s number|nil
+---@field done table|nil      the "done" event
+---@field error string|nil    the "error" event's message
+---@field stderr string[]     last lines of its stderr
+---@field cancelled boolean
+
+---@type textgen.TrainingJob|nil  the job running now
+M.job = nil
+---@type table|nil  how the last job ended: outcome ("done", "cancelled", "failed"), message, place, ...
+M.last = nil
+
+-- Runs textgen_core's CLI in this process (exec keeps the pid), after asking Linux to end it when
+-- Neovim ends, and at the lowest CPU priority (nice 19), so the editor and its host come first.
+local LAUNCH = [==[
+import os, sys
+try:
+    import ctypes, signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+if str(os.getppid()) != os.environ.get("TEXTGEN_PARENT_PID", str(os.getppid())):
+    sys.exit(143)  # Neovim is already gone
+try:
+    os.nice(19)
+except OSError:
+    pass
+os.execv(sys.executable, [sys.executable, "-m", "textgen_core", *sys.argv[1:]])
+]==]
+
+local STDERR_LINES = 20
+local STDERR_LINES_SHOWN = 3
+
+--- The Python the remote plugin runs in (it has textgen's packages), else python3 on $PATH.
+local function python()
+  local prog = vim.g.python3_host_prog
+  if type(prog) == "string" and prog ~= "" then
+    return vim.fn.expand(prog)
+  end
+  return "python3"
+end
+
+local function clock(seconds)
+  seconds = math.max(0, math.floor(seconds + 0.5))
+  return ("%d:%02d"):format(math.floor(seconds / 60), seconds % 60)
+end
+
+local function is_number(v)
+  return type(v) == "number"
+end
+
+--- "val bpc 2.413 → 1.702 (29% lower)", or what is known of it.
+local function before_after(before, after)
+  if not is_number(after) then
+    return "val bpc unknown"
+  end
+  if not is_number(before) then
+    return ("val bpc %.3f"):format(after)
+  end
+  local change = before > 0 and (before - after) / before * 100 or 0
+  return ("val bpc %.3f → %.3f (%d%% %s)"):format(
+    before,
+    after,
+    math.floor(math.abs(change) + 0.5),
+    change >= 0 and "lower" or "higher"
+  )
+end
+M.before_after = before_after
+
+local function elapsed(job)
+  return (vim.uv.hrtime() - job.started) / 1e9
+end
+
+--- The progress line: "training 'proj' 42% · val bpc 2.10 (was 2.41) · ETA 0:31 · :TextGenTrainStop cancels".
+local function progress_text(job)
+  if job.percent == nil then
+    return ("training '%s' on %s: starting TensorFlow…"):format(job.place.name, training_text.kilobytes(job.bytes))
+  end
+  local parts = { ("training '%s' %d%%"):format(job.place.name, math.floor(job.percent)) }
+  if is_number(job.val_bpc) then
+    parts[#parts + 1] = ("val bpc %.3f"):format(job.val_bpc)
+      .. (is_number(job.initial_val_bpc) and (" (was %.3f)"):format(job.initial_val_bpc) or "")
+  elseif is_number(job.initial_val_bpc) then
+    parts[#parts + 1] = ("val bpc %.3f before"):format(job.initial_val_bpc)
+  end
+  if is_number(job.eta_s) then
+    parts[#parts + 1] = "ETA " .. clock(job.eta_s)
+  end
+  parts[#parts + 1] = ":TextGenTrainStop cancels"
+  return table.concat(parts, " · ")
+end
+
+local function show_progress(job)
+  job.progress_line = progress_text(job)
+  message.progress(job.progress_line)
+end
+
+local function on_event(job, event)
+  local kind = event.event
+  if kind == "start" then
+    job.initial_val_bpc = event.initial_val_bpc
+    job.parameters = event.parameters
+    job.train_bytes = event.train_bytes
+    job.percent = 0
+  elseif kind == "progress" or kind == "epoch" then
+    job.percent = is_number(event.percent) and event.percent or job.percent
+    job.eta_s = event.eta_s
+    if is_number(event.val_bpc) then
+      job.val_bpc = event.val_bpc
+    end
+  elseif kind == "done" then
+    job.done = event
+    job.percent = 100
+  elseif kind == "error" then
+    job.error = tostring(event.message)
+    return
+  else
+    return
+  end
+  if not job.cancelled and kind ~= "done" then
+    show_progress(job)
+  end
+end
+
+--- A reader of a job's output stream that calls `on_line` for each whole line.
+local function line_reader(on_line)
+  local partial = ""
+  return function(_, data)
+    data[1] = partial .. data[1]
+    partial = data[#data]
+    for i = 1, #data - 1 do
+      on_line(data[i])
+    end
+  end
+end
+
+local function finish(job, outcome, text, level)
+  M.last = {
+    outcome = outcome,
+    message = text,
+    place = job.place,
+    base = job.base,
+    before = job.done and job.done.initial_val_bpc or job.initial_val_bpc,
+    after = job.done and job.done.val_bpc or nil,
+    seconds = job.done and job.done.seconds or elapsed(job),
+    stderr = job.stderr,
+    pid = job.pid,
+  }
+  if M.job == job then
+    M.job = nil
+  end
+  if text then
+    message.say(text, level)
+  end
+end
+
+local function on_exit(job, code)
+  if job.cancelled then
+    finish(job, "cancelled", "training cancelled: nothing saved; the model in use is unchanged", vim.log.levels.INFO)
+  elseif code == 0 and job.done then
+    finish(job, "done", nil)
+    M.last.swapping = job.place.path
+    M.last.previous_model = config.get().model
+    -- From here on requests name the new model; the swap reloads it even when its path is the old one's.
+    config.set("model", job.place.path)
+    host.swap(job.place.path, config.get().backend)
+  elseif job.error then
+    finish(job, "failed", "training failed: " .. job.error:gsub("<stdin>", "this buffer"), vim.log.levels.ERROR)
+  else
+    local last = job.stderr[#job.stderr]
+    last = last and last:gsub("^textgen train: ", "")
+    local how = code > 128 and ("killed by signal %d"):format(code - 128) or ("exit code %d"):format(code)
+    -- One line (the rest of its output is in :TextGenStatus).
+    finish(job, "failed", ("training crashed (%s)%s"):format(how, last and (": " .. last) or ""), vim.log.levels.ERROR)
+  end
+end
+
+--- The model to fine-tune from: the one in use (its folder when loaded), else the configured one.
+local function base_model(cfg)
+  local m = host.model
+  if m and m.choice == cfg.model and type(m.path) == "string" then
+    return m.path
+  end
+  return cfg.model
+end
+
+--- Start training. `opts.args`: the command's words (a model name or path to save as, and files);
+--- `opts.first`/`opts.last`: the range (whole buffer when nil).
+---@return boolean started
+function M.start(opts)
+  if M.job then
+    message.say(
+      ("training '%s' is already running (%d%%); :TextGenTrainStop cancels it"):format(
+        M.job.place.name,
+        math.floor(M.job.percent or 0)
+      ),
+      vim.log.levels.WARN
+    )
+    return false
+  end
+  local cfg = config.get()
+  local buf = vim.api.nvim_get_current_buf()
+  local files, names = {}, {}
+  for _, arg in ipairs(opts.args or {}) do
+    if training_text.is_file_argument(arg) then
+      files[#files + 1] = arg
+    else
+      names[#names + 1] = arg
+    end
+  end
+  if #names > 1 then
+    message.say(
+      ("give one model name or folder to save as, not %d (%s); files to train on must exist"):format(
+        #names,
+        table.concat(names, ", ")
+      ),
+      vim.log.levels.ERROR
+    )
+    return false
+  end
+  local place, why = save_place.resolve(buf, names[1])
+  if not place then
+    message.say(why, vim.log.levels.ERROR)
+    return false
+  end
+  files = training_text.files(vim.list_extend(vim.deepcopy(cfg.train_files), files))
+  local text = training_text.buffer_text(
+    buf,
+    opts.first or 1,
+    opts.last or vim.api.nvim_buf_line_count(buf)
+  )
+  local problem = training_text.problem(text, #files > 0)
+  if problem then
+    message.say(problem, vim.log.levels.ERROR)
+    return false
+  end
+
+  local base = base_model(cfg)
+  local cmd = { python(), "-c", LAUNCH, "train", "-" }
+  vim.list_extend(cmd, files)
+  vim.list_extend(cmd, { "--out", place.path, "--base", base, "--max-minutes", tostring(cfg.train_minutes), "--json" })
+  vim.list_extend(cmd, cfg.train_args)
+
+  ---@type textgen.TrainingJob
+  local job = {
+    place = place,
+    base = base,
+    bytes = #text,
+    started = vim.uv.hrtime(),
+    stderr = {},
+    cancelled = false,
+  }
+  local env = {
+    PYTHONPATH = save_place.PLUGIN_ROOT .. ((vim.env.PYTHONPATH or "") ~= "" and (":" .. vim.env.PYTHONPATH) or ""),
+    TEXTGEN_MODELS_DIR = save_place.models_dir(),
+    TEXTGEN_PARENT_PID = tostring(vim.fn.getpid()),
+    TF_CPP_MIN_LOG_LEVEL = "3",
+    PYTHONUNBUFFERED = "1",
+  }
+  local ok, id = pcall(vim.fn.jobstart, cmd, {
+    cwd = vim.fn.getcwd(),
+    env = env,
+    on_stdout = line_reader(function(line)
+      local decoded_ok, event = pcall(vim.json.decode, line)
+      if decoded_ok and type(event) == "table" then
+        on_event(job, event)
+      end
+    end),
+    on_stderr = line_reader(function(line)
+      if line:match("%S") then
+        table.insert(job.stderr, line)
+        if #job.stderr > STDERR_LINES then
+          table.remove(job.stderr, 1)
+        end
+      end
+    end),
+    on_exit = function(_, code)
+      on_exit(job, code)
+    end,
+  })
+  if not ok or id <= 0 then
+    message.say(
+      ("cannot start training with %s (%s); set g:python3_host_prog to the Python that has textgen's packages"):format(
+        cmd[1],
+        ok and ("jobstart returned " .. tostring(id)) or tostring(id)
+      ),
+      vim.log.levels.ERROR
+    )
+    return false
+  end
+  job.id = id
+  job.pid = vim.fn.jobpid(id)
+  M.job = job
+  vim.fn.chansend(id, text)
+  vim.fn.chanclose(id, "stdin")
+  show_progress(job)
+  return true
+end
+
+--- Cancel the running job: SIGTERM, then SIGKILL if it has not ended after Neovim's grace period (2 s).
+---@return boolean cancelled
+function M.stop()
+  local job = M.job
+  if not job then
+    message.say("no training is running", vim.log.levels.INFO)
+    return false
+  end
+  job.cancelled = true
+  vim.fn.jobstop(job.id)
+  return true
+end
+
+--- Called by textgen.host when a model is loaded: announce the end of a training whose model it is.
+function M.on_model_loaded(name, summary)
+  local last = M.last
+  if not (last and last.swapping and last.swapping == name) then
+    return
+  end
+  last.swapping = nil
+  last.in_use = true
+  last.message = ("trained '%s', now in use: %s in %s; saved in %s"):format(
+    last.place.name,
+    before_after(last.before, last.after),
+    clock(last.seconds or 0),
+    vim.fn.fnamemodify(last.place.path, ":~")
+  )
+  message.say(last.message, vim.log.levels.INFO)
+end
+
+function M.on_model_error(name, reason)
+  local last = M.last
+  if last and last.swapping == name then
+    last.swapping = nil
+    last.message = ("trained and saved %s, but it cannot be loaded: %s"):format(last.place.path, reason)
+    config.set("model", last.previous_model) -- the engine still serves that one
+    message.say(last.message, vim.log.levels.ERROR)
+  end
+end
+
+--- For statuslines: state, percent, val bpc, ETA (never waits on anything).
+function M.status()
+  local job = M.job
+  if job then
+    return {
+      state = "running",
+      name = job.place.name,
+      path = job.place.path,
+      percent = job.percent or 0,
+      val_bpc = job.val_bpc,
+      initial_val_bpc = job.initial_val_bpc,
+      eta_s = job.eta_s,
+      pid = job.pid,
+      text = ("training %d%%"):format(math.floor(job.percent or 0))
+        .. (is_number(job.eta_s) and (" ETA " .. clock(job.eta_s)) or ""),
+    }
+  end
+  local last = M.last
+  if last then
+    return {
+      state = last.outcome,
+      name = last.place.name,
+      path = last.place.path,
+      val_bpc = last.after,
+      initial_val_bpc = last.before,
+      pid = last.pid,
+      text = "",
+    }
+  end
+  return { state = "idle", text = "" }
+end
+
+--- What :TextGenStatus says about training.
+---@return string[]
+function M.status_lines()
+  local job = M.job
+  if job then
+    return { ("training: %s → %s (from %s)"):format(progress_text(job), job.place.path, job.base) }
+  end
+  local last = M.last
+  if not last then
+    return { "training: none this session (:TextGenTrain)" }
+  end
+  local lines = {}
+  if last.outcome == "done" then
+    lines[1] = ("last training: %s in %s, from %s; saved %s%s"):format(
+      before_after(last.before, last.after),
+      clock(last.seconds or 0),
+      last.base,
+      last.place.path,
+      last.in_use and " (in use)" or ""
+    )
+  else
+    lines[1] = ("last training (%s → %s): %s"):format(last.place.name, last.place.path, last.message or last.outcome)
+    if last.outcome == "failed" then
+      for i = math.max(1, #last.stderr - STDERR_LINES_SHOWN + 1), #last.stderr do
+        lines[#lines + 1] = "  | " .. last.stderr[i]
+      end
+    end
+  end
+  return lines
+end
+
+--- Neovim is exiting: end the job now (Neovim would too, this just does not wait for it).
+function M.on_exit()
+  if M.job then
+    M.job.cancelled = true
+    pcall(vim.fn.jobstop, M.job.id)
+  end
+end
+
+return M
