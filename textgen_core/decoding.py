@@ -170,11 +170,11 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
             raise DecodeCancelled()
         ids = np.empty(n, np.int32)
         for row in range(n):
-            row_scores = mixed_logits(row_logits[row], mixer, memories[row])
             if greedy_first and row == 0:
-                ids[row] = int(np.argmax(row_scores))
+                ids[row] = _greedy(row_logits[row], mixer, memories[row])
             else:
-                ids[row] = _sample(row_scores, temperature, options.top_k, options.top_p, rng)
+                ids[row] = _sample(mixed_logits(row_logits[row], mixer, memories[row]), temperature,
+                                   options.top_k, options.top_p, rng)
         for row in range(n):
             if done[row]:
                 continue
@@ -188,6 +188,20 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
             on_partial(list(texts))
         row_logits, rows_state = backend.step(ids, rows_state)
     return texts
+
+
+def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> int:
+    """argmax of the mixed distribution without computing it: mixing scales every byte but the
+    predicted one by (1 − w), so only the GRU's best and the match's prediction can win."""
+    best = int(np.argmax(logits))
+    weight = mixer.weight(memory.state) if mixer is not None and memory is not None else 0.0
+    if weight == 0.0:
+        return best
+    predicted = memory.data[memory.state.pointer]
+    if predicted == best:
+        return best
+    probs = softmax(logits.astype(np.float64))
+    return predicted if weight + (1 - weight) * probs[predicted] > (1 - weight) * probs[best] else best
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
