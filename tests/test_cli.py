@@ -98,3 +98,12 @@ def test_an_unwritable_model_folder_gives_a_clear_message(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "cannot write the model folder" in run.stderr and "Traceback" not in run.stderr
     assert blocker.read_text().startswith("a file")
+
+
+def test_input_errors_come_before_tensorflow_is_imported(tmp_path):
+    code = ("import sys; from textgen_core.cli import main; status = main(['train', sys.argv[1], '--out', sys.argv[2]]); "
+            "print(status, 'tensorflow' in sys.modules)")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "empty.txt"), str(tmp_path / "out")],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.stdout.split() == ["2", "False"], run.stderr

@@ -114,17 +114,19 @@ def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .progress import JsonLinesReporter, TerminalReporter
 
+    # Everything the user can get wrong is checked before TensorFlow's import (seconds) starts.
+    inputs = _read_inputs(args.files)
+    try:
+        config = ModelConfig(embed_dim=args.embed, hidden=args.hidden, layers=args.layers)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     try:
         from .training import TrainingDataError, TrainingText, TrainOptions, train
     except ImportError as exc:
         raise UserError(f"training needs TensorFlow, which cannot be imported ({exc}); "
                         f"install it with `make install` or `{sys.executable} -m pip install tensorflow`") from None
 
-    texts = [TrainingText(name, data) for name, data in _read_inputs(args.files)]
-    try:
-        config = ModelConfig(embed_dim=args.embed, hidden=args.hidden, layers=args.layers)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    texts = [TrainingText(name, data) for name, data in inputs]
     options = TrainOptions(seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
                            steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
                            val_fraction=args.val_fraction, patience=args.patience,
