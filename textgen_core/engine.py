@@ -264,14 +264,13 @@ class Engine:
         self.served += 1
         request.callback(Completion(request.id, request.key, tuple(texts), True, elapsed))
         if self.warm_enabled:
-            self._schedule_warm(request)
+            self._schedule_warm(request, window)
 
-    def _schedule_warm(self, request: _Request) -> None:
+    def _schedule_warm(self, request: _Request, window: bytes) -> None:
         """Queue the window the next slide will need: the same end, starting one step later."""
         n = request.end_offset
         if n <= self.window_bytes - self.window_step:
             return
-        window = context_window(request.data, n, self.window_bytes, self.window_step)
         upcoming = window[self.window_step:]
         if len(upcoming) < self.checkpoint_every:
             return

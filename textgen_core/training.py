@@ -11,7 +11,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -184,15 +184,14 @@ def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig
 
 def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536) -> dict[str, Any]:
     """Learn the match model's mixing weights on held-out text (the GRU has not seen it either)."""
-    from .match import fit_weights
+    from .match import MatchMixer, fit_weights
     from .model import TextModel
 
     sample = b"\n" + val_bytes[:max_bytes]
     model = TextModel(info, weights, use_match=False)
     probs = model.target_probs(sample)
     fitted = fit_weights(sample, probs)
-    model_with_match = TextModel(replace(info, match={"weights": list(fitted)}), weights)
-    mixed = model_with_match.mixer.mix_targets(sample, probs)
+    mixed = MatchMixer(fitted).mix_targets(sample, probs)
     return {"weights": list(fitted), "fitted_on_bytes": len(sample) - 1,
             "val_bpc_with_match": round(float(-np.log2(np.maximum(mixed, 1e-300)).mean()), 4)}
 
