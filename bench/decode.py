@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
 import numpy as np  # noqa: E402
 
 from textgen_core.config import ModelConfig  # noqa: E402

@@ -1,5 +1,6 @@
 """Engine latency while typing: request → first streamed text and → final result (40 chars),
-for contexts of 200 B, 20 KB and 200 KB typed one character at a time at 10 characters a second.
+for contexts of 200 B, 20 KB and 200 KB typed one character at a time at 10 characters a second,
+the three documents' keystrokes taking turns (side by side in one run: noise falls on all alike).
 
 Default: E=128, H=512, L=2 with random weights whose output layer favours printable ASCII, so every
 request decodes the full 40 characters (latency does not depend on the values otherwise).
@@ -17,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
 import numpy as np  # noqa: E402
 
 from bench.decode import random_weights  # noqa: E402
@@ -53,19 +55,24 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def type_along(engine: Engine, text: str, start_bytes: int, keystrokes: int, cps: float,
-               options: DecodeOptions) -> dict[str, list[float]]:
-    """Type `keystrokes` characters of `text` after its first `start_bytes` bytes, one request each."""
-    start_chars = len(text.encode()[:start_bytes].decode("utf-8", errors="ignore"))
-    first_ms, final_ms = [], []
-    jump_ms = None
-    for i in range(keystrokes + 1):
-        before = text[:start_chars + i]
-        tail = before[-PLUGIN_TAIL_CHARS:]
+class Typist:
+    """Types one document into its own engine, one character and one request per keystroke."""
+
+    def __init__(self, text: str, start_bytes: int, options: DecodeOptions, model: TextModel) -> None:
+        self.text = text
+        self.start_chars = len(text.encode()[:start_bytes].decode("utf-8", errors="ignore"))
+        self.options = options
+        self.engine = Engine(model)
+        self.first_ms: list[float] = []
+        self.final_ms: list[float] = []
+        self.jump_ms = 0.0
+
+    def keystroke(self, i: int) -> None:
+        before = self.text[:self.start_chars + i]
         done = threading.Event()
         times: dict[str, float] = {}
 
-        def callback(completion, times=times, done=done):
+        def callback(completion):
             if not completion.final and "first" not in times:
                 times["first"] = completion.elapsed_ms
             if completion.final:
@@ -73,17 +80,26 @@ def type_along(engine: Engine, text: str, start_bytes: int, keystrokes: int, cps
                 times["final"] = completion.elapsed_ms
                 done.set()
 
-        sent = time.perf_counter()
-        engine.submit("doc", tail, options, callback, end_offset=len(before.encode()))
+        self.engine.submit("doc", before[-PLUGIN_TAIL_CHARS:], self.options, callback,
+                           end_offset=len(before.encode()))
         if not done.wait(10):
             raise RuntimeError("no result within 10 s")
         if i == 0:
-            jump_ms = times["final"]          # the first request at a new place reads the whole window
+            self.jump_ms = times["final"]     # the first request at a new place reads the whole window
         else:
-            first_ms.append(times["first"])
-            final_ms.append(times["final"])
-        time.sleep(max(0.0, 1 / cps - (time.perf_counter() - sent)))
-    return {"first": first_ms, "final": final_ms, "jump": [jump_ms]}
+            self.first_ms.append(times["first"])
+            self.final_ms.append(times["final"])
+
+
+def type_side_by_side(typists: list[Typist], keystrokes: int, cps: float) -> None:
+    """Every typist types at `cps`; their keystrokes take turns, so the machine's noise falls on
+    all context sizes alike. The next keystroke waits 1/cps after the previous one was sent, as a
+    person's would, which leaves each engine time to warm its next window as it does in the editor."""
+    for i in range(keystrokes + 1):
+        for typist in typists:
+            sent = time.perf_counter()
+            typist.keystroke(i)
+            time.sleep(max(0.0, 1 / cps - (time.perf_counter() - sent)))
 
 
 def main() -> None:
@@ -99,18 +115,18 @@ def main() -> None:
     print(f"model: {model.name}  ({model.config.embed_dim}x{model.config.hidden}x{model.config.layers}), "
           f"40 chars per request, {args.keystrokes} keystrokes at {args.cps:g}/s per size")
     print(f"{'context':>9} {'first median':>13} {'first p95':>10} {'final median':>13} {'final p95':>10} {'jump':>8}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    typists = [Typist(document(size), size, options, model) for size in sizes]
+    try:
+        type_side_by_side(typists, args.keystrokes, args.cps)
+    finally:
+        for typist in typists:
+            typist.engine.close()
     medians = {}
-    for size in (int(s) for s in args.sizes.split(",")):
-        engine = Engine(model)
-        try:
-            result = type_along(engine, document(size), size, args.keystrokes, args.cps, options)
-        finally:
-            engine.close()
-        medians[size] = statistics.median(result["final"])
-        print(f"{size:>8,}B {statistics.median(result['first']):10.2f} ms {percentile(result['first'], 95):7.2f} ms "
-              f"{medians[size]:10.2f} ms {percentile(result['final'], 95):7.2f} ms {result['jump'][0]:5.1f} ms",
-              flush=True)
-    sizes = sorted(medians)
+    for size, typist in zip(sizes, typists):
+        medians[size] = statistics.median(typist.final_ms)
+        print(f"{size:>8,}B {statistics.median(typist.first_ms):10.2f} ms {percentile(typist.first_ms, 95):7.2f} ms "
+              f"{medians[size]:10.2f} ms {percentile(typist.final_ms, 95):7.2f} ms {typist.jump_ms:5.1f} ms")
     print(f"largest / smallest context, median final: {medians[sizes[-1]] / medians[sizes[0]]:.2f}x")
 
 

@@ -193,7 +193,7 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
 def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> int:
     """argmax of the mixed distribution without computing it: mixing scales every byte but the
     predicted one by (1 − w), so only the GRU's best and the match's prediction can win."""
-    best = int(np.argmax(logits))
+    best = int(logits.argmax())
     weight = mixer.weight(memory.state) if mixer is not None and memory is not None else 0.0
     if weight == 0.0:
         return best

@@ -33,6 +33,8 @@ def to_ids(data: bytes) -> np.ndarray:
 
 def decode_complete(data: bytes) -> str:
     """The complete characters of `data`; an unfinished multibyte tail is left out, invalid bytes → U+FFFD."""
+    if data.isascii():                  # the common case, and decoding runs this on every step
+        return data.decode("ascii")
     stream = Utf8Stream()
     return stream.feed(data)
 
