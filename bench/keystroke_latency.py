@@ -60,15 +60,16 @@ def main() -> None:
     parser.add_argument("--text", type=Path, help="file whose text is typed (default: a built-in paragraph)")
     parser.add_argument("--chars", type=int, default=400, help="how many characters to type")
     parser.add_argument("--cps", type=float, default=10.0, help="typing speed, characters per second")
-    parser.add_argument("--debounce-ms", type=int, default=None, help="g:textgen.debounce_ms (default: plugin's)")
+    parser.add_argument("--debounce-ms", default=None,
+                        help="g:textgen.debounce_ms (default: the plugin's); several, comma-separated, take "
+                             "turns keystroke by keystroke and are reported side by side")
     parser.add_argument("--prefill-bytes", type=int, default=0,
                         help="start in a buffer of this many bytes of text, typing at its end")
     args = parser.parse_args()
 
     text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
     config = {"model": args.model, "filetypes": {"*": True}}
-    if args.debounce_ms is not None:
-        config["debounce_ms"] = args.debounce_ms
+    debounces = [int(d) for d in args.debounce_ms.split(",")] if args.debounce_ms else [None]
     home = Path(tempfile.mkdtemp(prefix="textgen-bench-"))
     nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
     try:
@@ -87,11 +88,15 @@ def main() -> None:
         if not info:
             sys.exit(f"the model does not load: {model}")
         interval = 1.0 / args.cps
-        asked_ms: list[float] = []
-        typed_through_ms: list[float] = []
+        if debounces == [None]:
+            debounces = [lua(nvim, "return require('textgen.config').get().debounce_ms")]
+        asked = {d: [] for d in debounces}
+        typed_through = {d: [] for d in debounces}
         missed = 0
         start = time.monotonic()
         for i, char in enumerate(text):
+            debounce = debounces[i % len(debounces)]
+            lua(nvim, f"require('textgen.config').set('debounce_ms', {debounce})")
             due = start + i * interval
             while time.monotonic() < due:
                 time.sleep(0.0005)
@@ -104,22 +109,21 @@ def main() -> None:
                 tick, rendered_tick, rendered_ns, requests = lua(nvim, PROBE)
                 if tick > tick_before and rendered_tick == tick:
                     latency = (rendered_ns - sent_ns) / 1e6
-                    (asked_ms if requests > requests_before else typed_through_ms).append(latency)
+                    (asked if requests > requests_before else typed_through)[debounce].append(latency)
                     break
                 time.sleep(0.002)
             if latency is None:
                 missed += 1
-        everything = asked_ms + typed_through_ms
-        debounce = lua(nvim, "return require('textgen.config').get().debounce_ms")
         print(f"textgen keystroke → ghost-text latency, real Neovim {lua(nvim, 'return tostring(vim.version())')}")
         print(f"CPU: {cpu_name()}")
         print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
               f"{len(text)} characters typed at {args.cps:g}/s"
-              f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}, "
-              f"debounce {debounce} ms")
-        print(summary("all keystrokes with ghost", everything))
-        print(summary("  new suggestion", asked_ms))
-        print(summary("  typed through (no request)", typed_through_ms))
+              f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}")
+        for debounce in debounces:
+            print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if len(debounces) > 1 else ""))
+            print(summary("  all keystrokes with ghost", asked[debounce] + typed_through[debounce]))
+            print(summary("    new suggestion", asked[debounce]))
+            print(summary("    typed through (no request)", typed_through[debounce]))
         print(f"keystrokes with no ghost text before the next one: {missed} of {len(text)} "
               "(the model suggested nothing, or slower than the typing)")
     finally:

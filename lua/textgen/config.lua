@@ -35,7 +35,7 @@ local M = {}
 ---@type textgen.Config
 M.defaults = {
   auto_trigger = true,
-  debounce_ms = 20,
+  debounce_ms = 0,
   linger_ms = 120,
   max_chars = 80,
   multiline = false,
