@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .config import ModelConfig
@@ -19,6 +20,8 @@ from .registry import ModelNotFoundError
 from .vocab import is_probably_binary
 
 EXIT_USAGE = 2
+STREAM_ABOVE_BYTES = 64 * 2**20        # `train` streams inputs larger than this in all
+SNIFF_BYTES = 8192                     # what `is_probably_binary` looks at
 
 
 class UserError(Exception):
@@ -48,6 +51,14 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jit-compile", action="store_true", help="compile training steps with XLA")
     train.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     train.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs here")
+    train.add_argument("--stream", action="store_true",
+                       help=f"read the files while training instead of up front "
+                            f"(the default above {STREAM_ABOVE_BYTES // 2**20} MB in all)")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                       help="one device; all local GPUs; several machines named by TF_CONFIG "
+                            "(--batch-size is per replica)")
+    train.add_argument("--backup-dir", metavar="DIR",
+                       help="back up every epoch here; the same command run again resumes from the last one")
 
     complete = sub.add_parser("complete", help="continue a text")
     complete.add_argument("text", metavar="TEXT", help="the context ('-' reads stdin)")
@@ -75,27 +86,40 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
-    """Files named or matched by globs, as bytes; refuses missing, empty and binary input."""
-    texts = []
+def _expand(patterns: list[str]) -> list[str]:
+    """Files named or matched by globs, in order ('-' for stdin stays); refuses missing files and folders."""
+    paths = []
     for pattern in patterns:
         if pattern == "-":
-            texts.append(("<stdin>", sys.stdin.buffer.read()))
+            paths.append(pattern)
             continue
-        paths = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
-        if not paths:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
             raise UserError(f"{pattern}: no file matches")
-        for path in paths:
+        for path in matches:
             if os.path.isdir(path):
                 if glob.has_magic(pattern):
                     continue
                 raise UserError(f"{path}: is a directory, not a text file")
-            try:
-                texts.append((path, Path(path).read_bytes()))
-            except FileNotFoundError:
-                raise UserError(f"{path}: no such file") from None
-            except OSError as exc:
-                raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+            paths.append(path)
+    return paths
+
+
+def _read(path: str, limit: int = -1) -> bytes:
+    """The bytes of a file (or stdin for '-'), at most `limit` of them when given."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _text_only(texts: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The texts that are text: one empty or binary input is an error, among several it is skipped."""
     usable = []
     for name, data in texts:
         problem = "empty" if not data else "looks binary (NUL bytes or invalid UTF-8), not text" \
@@ -111,39 +135,128 @@ def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
     return usable
 
 
+def _name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
+    """Files named or matched by globs, as bytes; refuses missing, empty and binary input."""
+    return _text_only([(_name(path), _read(path)) for path in _expand(patterns)])
+
+
+def _inputs_to_stream(paths: list[str]) -> list[tuple[str, str, bytes | None]]:
+    """(name, path, None) for every text file, without reading more than its first bytes; stdin, which
+    cannot be read twice, comes as (name, '-', its bytes)."""
+    heads = {path: _read(path, -1 if path == "-" else SNIFF_BYTES) for path in paths}
+    usable = {name for name, _ in _text_only([(_name(path), heads[path]) for path in paths])}
+    return [(_name(path), path, heads[path] if path == "-" else None) for path in paths if _name(path) in usable]
+
+
+def _total_size(paths: list[str]) -> int:
+    """Bytes in the files (stdin, a buffer, counts as nothing); a missing file is reported later."""
+    total = 0
+    for path in paths:
+        if path != "-":
+            try:
+                total += os.path.getsize(path)
+            except OSError:
+                pass
+    return total
+
+
+def _check_cluster(strategy: str) -> None:
+    """`multiworker` finds the other workers, and this one's place, in the TF_CONFIG variable."""
+    if strategy != "multiworker":
+        return
+    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UserError(f"--strategy multiworker needs TF_CONFIG set on every worker, e.g. {example}")
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"TF_CONFIG is not valid JSON ({exc}); e.g. {example}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise UserError(f'TF_CONFIG needs "cluster" and "task"; e.g. {example}')
+    kind, index = task.get("type"), task.get("index")
+    members = cluster.get(kind) if kind in ("chief", "worker") else None
+    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
+        raise UserError(f"TF_CONFIG's task {json.dumps(task)} is not one of the cluster's chief or workers; "
+                        f"e.g. {example}")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .progress import JsonLinesReporter, TerminalReporter
 
     # Everything the user can get wrong is checked before TensorFlow's import (seconds) starts.
-    inputs = _read_inputs(args.files)
+    paths = _expand(args.files)
+    stream = args.stream or _total_size(paths) > STREAM_ABOVE_BYTES
+    if stream:
+        inputs = _inputs_to_stream(paths)
+    else:
+        inputs = _text_only([(_name(path), _read(path)) for path in paths])
     try:
         config = ModelConfig(embed_dim=args.embed, hidden=args.hidden, layers=args.layers)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    _check_cluster(args.strategy)
+    if args.backup_dir:
+        try:
+            Path(args.backup_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot use the backup folder {args.backup_dir}: {exc.strerror}") from None
     try:
+        from .distributed import WorkerLostError
+        from .streaming import TrainingFile
         from .training import TrainingDataError, TrainingText, TrainOptions, train
     except ImportError as exc:
-        raise UserError(f"training needs TensorFlow, which cannot be imported ({exc}); "
-                        f"install it with `make install` or `{sys.executable} -m pip install tensorflow`") from None
+        raise UserError(f"training needs TensorFlow; install it: {sys.executable} -m pip install tensorflow "
+                        f"(or `make install`; importing it failed: {exc})") from None
 
-    texts = [TrainingText(name, data) for name, data in inputs]
     options = TrainOptions(seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
                            steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
                            val_fraction=args.val_fraction, patience=args.patience,
                            max_minutes=args.max_minutes, seed=args.seed, jit_compile=args.jit_compile)
     reporter = JsonLinesReporter(sys.stdout) if args.json else TerminalReporter(sys.stderr)
+    stdin_copy = None
     try:
+        if stream:
+            texts = []
+            for name, path, data in inputs:
+                if data is not None:          # stdin: a file of its own, so it can be streamed like the others
+                    stdin_copy = _temporary_copy(data)
+                    path = stdin_copy
+                texts.append(TrainingFile(name, Path(path), os.path.getsize(path)))
+        else:
+            texts = [TrainingText(name, data) for name, data in inputs]
         train(texts, args.out, config=config, options=options, base=args.base, reporter=reporter,
-              tensorboard=args.tensorboard)
+              tensorboard=args.tensorboard, strategy=args.strategy, backup_dir=args.backup_dir)
     except TrainingDataError as exc:
         raise UserError(str(exc)) from None
+    except WorkerLostError as exc:             # not the user's mistake: status 1, but one clear line all the same
+        if args.json:
+            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
+        print(f"textgen train: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise UserError(f"disk full while writing {args.out}; the previous model is untouched") from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):     # EFBIG: over a file size limit
+            raise UserError(f"no room to save the model ({exc.strerror}); {args.out} is as it was") from None
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
-            raise UserError(f"cannot write the model folder {args.out}: {exc.strerror}") from None
+            raise UserError(f"cannot write the model folder ({exc.strerror}): {args.out}") from None
         raise
+    finally:
+        if stdin_copy:
+            os.unlink(stdin_copy)
     return 0
+
+
+def _temporary_copy(data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="textgen-stdin-", suffix=".txt")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:

@@ -2,7 +2,10 @@
 
 Random windows over the training bytes (tf.data), a held-out tail of every text for validation,
 gradient clipping, early stopping on val bpc, an optional time budget, fine-tuning from a base model.
-Only this module, `keras_model` and `tf_backend` import TensorFlow; the editor never loads them.
+Texts are held in memory; files given as `TrainingFile`s are streamed instead (`streaming`), and the
+same `fit` runs on several GPUs or machines (`distributed`).
+Only this module, `keras_model`, `streaming`, `distributed` and `tf_backend` import TensorFlow; the
+editor never loads them.
 """
 from __future__ import annotations
 
@@ -13,13 +16,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from . import streaming
 from .config import ModelConfig, ModelInfo
+from .distributed import (WorkerBackup, adapt_model, any_worker, distribute, losing_a_worker_stops_training,
+                          make_placement, split_between_workers)
 from .machine import machine_summary
 from .keras_model import build_keras_model, weights_from_keras, weights_to_keras
 from .modelfile import Weights, load_model_folder, save_model_folder
@@ -62,7 +68,7 @@ class TrainingText:
 
 @dataclass
 class TrainResult:
-    folder: Path
+    folder: Path | None          # None on a worker that is not the chief: it writes no model
     info: ModelInfo
     stop_reason: str
     seconds: float
@@ -97,24 +103,27 @@ def corpus_summary(texts: list[TrainingText]) -> dict[str, Any]:
             "sha256": digest.hexdigest()}
 
 
-def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig | None = None,
-          options: TrainOptions | None = None, base: str | os.PathLike | None = None,
-          reporter: ProgressReporter | None = None, tensorboard: str | None = None) -> TrainResult:
-    """Train (or fine-tune from `base`) on `texts` and write the model folder `out` atomically."""
+def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out: str | os.PathLike,
+          config: ModelConfig | None = None, options: TrainOptions | None = None,
+          base: str | os.PathLike | None = None, reporter: ProgressReporter | None = None,
+          tensorboard: str | None = None, strategy: str = "default", backup_dir: str | None = None) -> TrainResult:
+    """Train (or fine-tune from `base`) on `texts` and write the model folder `out` atomically.
+
+    `texts` are held in memory, or streamed when they are `TrainingFile`s. Under a `strategy` of
+    several workers only the chief writes `out`. With `backup_dir`, a backup written after every epoch
+    lets a killed run, started again with the same arguments, resume from its last epoch.
+    """
     options = options or TrainOptions()
     reporter = reporter or SilentReporter()
     started = time.monotonic()
-    ensure_writable_parent(out)
+    placement = make_placement(strategy)      # first: the multi-worker runtime must start before other TF ops
+    if placement.is_chief:
+        ensure_writable_parent(out)
     keras.utils.set_random_seed(options.seed)
 
-    train_bytes, val_bytes = split_texts(texts, options.val_fraction)
-    if len(train_bytes) + len(val_bytes) < MIN_TRAIN_BYTES:
-        raise TrainingDataError(
-            f"{len(train_bytes) + len(val_bytes)} bytes is too little text to train on; "
-            f"give at least {MIN_TRAIN_BYTES} bytes (a few KB or more helps)")
-    seq_len = max(8, min(options.seq_len, len(train_bytes) // 2, len(val_bytes) - 1))
-    if len(val_bytes) - 1 < 8:
-        raise TrainingDataError("the held-out part is too small; give more text")
+    corpus = _StreamedFiles(texts, options) if _are_files(texts) else _TextsInMemory(texts, options)
+    seq_len = corpus.seq_len
+    global_batch = options.batch_size * placement.replicas
 
     base_name = None
     if base is not None:
@@ -126,43 +135,55 @@ def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig
         config = config or ModelConfig()
         base_weights = None
 
-    model = build_keras_model(config)
-    if base_weights is not None:
-        weights_to_keras(model, config, base_weights)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate, clipnorm=options.clipnorm),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=options.jit_compile,
-    )
+    with placement.strategy.scope():
+        model = build_keras_model(config)
+        if base_weights is not None:
+            weights_to_keras(model, config, base_weights)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate, clipnorm=options.clipnorm),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=options.jit_compile,
+        )
+    adapt_model(model, placement)
 
-    train_ds = _random_windows(train_bytes, seq_len, options.batch_size, options.seed)
-    val_ds = _val_windows(val_bytes, seq_len, options.batch_size)
-    windows_per_pass = max(1, len(train_bytes) // (seq_len * options.batch_size))
+    train_ds = distribute(placement, lambda context: corpus.train_windows(options.batch_size, options.seed, context))
+    val_ds = split_between_workers(corpus.val_windows(global_batch))
+    windows_per_pass = max(1, corpus.train_bytes // (seq_len * global_batch))
     steps_per_epoch = options.steps_per_epoch or min(windows_per_pass, 500)
-    initial_val_bpc = float(model.evaluate(val_ds, verbose=0)) / LN2
+    backup = WorkerBackup(backup_dir, placement) if backup_dir else None
+    with placement.strategy.scope():
+        initial_val_bpc = float(model.evaluate(val_ds, verbose=0)) / LN2
 
     reporter.emit({"event": "start", "parameters": config.parameter_count(), "architecture": config.to_dict(),
-                   "train_bytes": len(train_bytes), "val_bytes": len(val_bytes), "seq_len": seq_len,
+                   "train_bytes": corpus.train_bytes, "val_bytes": corpus.val_bytes, "seq_len": seq_len,
                    "steps_per_epoch": steps_per_epoch, "epochs": options.epochs, "base": base_name,
-                   "initial_val_bpc": initial_val_bpc})
+                   "initial_val_bpc": initial_val_bpc, "streamed": isinstance(corpus, _StreamedFiles),
+                   **placement.summary(), "global_batch_size": global_batch,
+                   "resumed_from_epoch": backup.saved_epoch() if backup else 0})
 
-    progress = _ProgressCallback(reporter, options, config, steps_per_epoch, seq_len, started)
-    callbacks = [progress, keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience)]
-    if tensorboard:
+    stop_together = (lambda flag: any_worker(placement, flag)) if placement.workers > 1 else None
+    progress = _ProgressCallback(reporter, options, config, steps_per_epoch, seq_len * global_batch, started,
+                                 stop_together)
+    callbacks = [backup] if backup else []     # first, so an epoch is reported only once it is backed up
+    callbacks += [progress, keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience)]
+    if tensorboard and placement.is_chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard, update_freq=50))
-    model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
-              callbacks=callbacks, verbose=0, shuffle=False)
+    with placement.strategy.scope(), losing_a_worker_stops_training(placement, backup is not None):
+        model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
+                  callbacks=callbacks, verbose=0, shuffle=False)
+        final_val_bpc = None if progress.best_weights else float(model.evaluate(val_ds, verbose=0)) / LN2
 
     weights: Weights = progress.best_weights or weights_from_keras(model, config)
-    val_bpc = progress.best_val_bpc if progress.best_weights else float(model.evaluate(val_ds, verbose=0)) / LN2
+    val_bpc = progress.best_val_bpc if progress.best_weights else final_val_bpc
     seconds = time.monotonic() - started
     stop_reason = progress.stop_reason or ("early stopping" if progress.epochs_done < options.epochs else "epochs done")
     info = ModelInfo(
         config=config,
         training={
-            "corpus": corpus_summary(texts),
+            "corpus": corpus.summary() if placement.is_chief else None,
             "base": base_name,
             "options": asdict(options) | {"seq_len": seq_len, "steps_per_epoch": steps_per_epoch},
+            "distribution": placement.summary() | {"global_batch_size": global_batch},
             "steps": progress.steps,
             "epochs": progress.epochs_done,
             "seconds": round(seconds, 2),
@@ -173,13 +194,84 @@ def train(texts: list[TrainingText], out: str | os.PathLike, config: ModelConfig
         metrics={"val_bpc": round(val_bpc, 4), "initial_val_bpc": round(initial_val_bpc, 4),
                  "train_bpc": round(progress.last_loss / LN2, 4) if progress.last_loss else None},
     )
-    info.match = fit_match_weights(info, weights, val_bytes)
-    info.metrics["val_bpc_with_match"] = info.match.get("val_bpc_with_match")
-    folder = save_model_folder(out, info, weights)
-    reporter.emit({"event": "done", "out": str(folder), "val_bpc": val_bpc, "initial_val_bpc": initial_val_bpc,
-                   "seconds": seconds, "steps": progress.steps, "stop_reason": stop_reason})
+    folder = None
+    if placement.is_chief:                     # the one writer of the model (the TF multi-worker guide's rule)
+        info.match = fit_match_weights(info, weights, corpus.val_sample(65536))
+        info.metrics["val_bpc_with_match"] = info.match.get("val_bpc_with_match")
+        folder = save_model_folder(out, info, weights)
+    reporter.emit({"event": "done", "out": str(folder) if folder else None, "val_bpc": val_bpc,
+                   "initial_val_bpc": initial_val_bpc, "seconds": seconds, "steps": progress.steps,
+                   "stop_reason": stop_reason, "task": placement.task})
     return TrainResult(folder=folder, info=info, stop_reason=stop_reason, seconds=seconds,
                        history=progress.history)
+
+
+class _TextsInMemory:
+    """Texts held in memory: random windows over their joined training bytes, every text's tail held out."""
+
+    def __init__(self, texts: Sequence[TrainingText], options: TrainOptions) -> None:
+        self.texts = list(texts)
+        self.train, self.val = split_texts(self.texts, options.val_fraction)
+        _check_enough_text(len(self.train) + len(self.val))
+        self.train_bytes, self.val_bytes = len(self.train), len(self.val)
+        self.seq_len = max(8, min(options.seq_len, len(self.train) // 2, len(self.val) - 1))
+        if len(self.val) - 1 < 8:
+            raise TrainingDataError("the held-out part is too small; give more text")
+
+    def train_windows(self, batch_size: int, seed: int, context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return _random_windows(self.train, self.seq_len, batch_size, seed + context.input_pipeline_id)
+
+    def val_windows(self, batch_size: int) -> tf.data.Dataset:
+        return _val_windows(self.val, self.seq_len, batch_size)
+
+    def val_sample(self, max_bytes: int) -> bytes:
+        return self.val[:max_bytes]
+
+    def summary(self) -> dict[str, Any]:
+        return corpus_summary(self.texts)
+
+
+class _StreamedFiles:
+    """Files read while training (see `streaming`); whole files held out when there are enough of them."""
+
+    def __init__(self, files: Sequence[streaming.TrainingFile], options: TrainOptions) -> None:
+        self.files = list(files)
+        self.train, self.val = streaming.split_files(self.files, options.val_fraction)
+        _check_enough_text(sum(f.size for f in self.files))
+        self.train_bytes = sum(r.length for r in self.train)
+        self.val_bytes = streaming.held_out_bytes(self.val, MAX_VAL_BYTES)
+        self.seq_len = max(8, min(options.seq_len, self.train_bytes // 2, self.val_bytes - 1))
+        window = self.seq_len + 1
+        if not any(r.length >= window for r in self.train) or not any(r.length >= window for r in self.val):
+            raise TrainingDataError(f"the files are too short to stream windows of {window} bytes; "
+                                    f"give a smaller --seq-len or train without --stream")
+
+    def train_windows(self, batch_size: int, seed: int, context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return streaming.train_windows(self.train, self.seq_len, batch_size, seed, context)
+
+    def val_windows(self, batch_size: int) -> tf.data.Dataset:
+        return streaming.val_windows(self.val, self.seq_len, batch_size, MAX_VAL_BYTES)
+
+    def val_sample(self, max_bytes: int) -> bytes:
+        return streaming.read_sample(self.val, max_bytes)
+
+    def summary(self) -> dict[str, Any]:
+        files = [{"name": f.name, "bytes": f.size} for f in self.files]
+        return {"files": files[:200], "file_count": len(files), "bytes": sum(f.size for f in self.files),
+                "sha256": streaming.sha256_of_files(self.files), "streamed": True}
+
+
+def _are_files(texts: Sequence[Any]) -> bool:
+    kinds = {isinstance(t, streaming.TrainingFile) for t in texts}
+    if len(kinds) > 1:
+        raise TypeError("give texts in memory or files to stream, not both")
+    return kinds == {True}
+
+
+def _check_enough_text(total: int) -> None:
+    if total < MIN_TRAIN_BYTES:
+        raise TrainingDataError(f"{total} bytes is too little text to train on; "
+                                f"give at least {MIN_TRAIN_BYTES} bytes (a few KB or more helps)")
 
 
 def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536) -> dict[str, Any]:
@@ -228,17 +320,24 @@ def _val_windows(data: bytes, seq_len: int, batch_size: int):
 
 
 class _ProgressCallback(keras.callbacks.Callback):
-    """Reports progress, keeps the best weights by val bpc, and enforces the time budget."""
+    """Reports progress, keeps the best weights by val bpc, and enforces the time budget.
+
+    With several workers, `stop_together` makes the budget's decision a common one, taken at the end
+    of an epoch (a worker that stopped alone would leave the others waiting for it).
+    """
 
     def __init__(self, reporter: ProgressReporter, options: TrainOptions, config: ModelConfig,
-                 steps_per_epoch: int, seq_len: int, started: float) -> None:
+                 steps_per_epoch: int, bytes_per_step: int, started: float,
+                 stop_together: Callable[[bool], bool] | None = None) -> None:
         super().__init__()
         self.reporter = reporter
         self.options = options
         self.config = config
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = steps_per_epoch * options.epochs
-        self.bytes_per_step = seq_len * options.batch_size
+        self.bytes_per_step = bytes_per_step
+        self.stop_together = stop_together
+        self.resumed_steps = 0
         self.started = started
         self.fit_started = time.monotonic()
         self.deadline = started + options.max_minutes * 60 if options.max_minutes else None
@@ -255,31 +354,39 @@ class _ProgressCallback(keras.callbacks.Callback):
     def _percent_and_eta(self) -> tuple[float, float | None]:
         now = time.monotonic()
         elapsed = now - self.fit_started
-        by_steps = self.steps / self.total_steps
-        fraction = by_steps
+        fraction = self.steps / self.total_steps
+        this_run = (self.steps - self.resumed_steps) / max(1, self.total_steps - self.resumed_steps)
         if self.deadline is not None:
-            fraction = max(by_steps, (now - self.started) / (self.deadline - self.started))
-        fraction = min(fraction, 1.0)
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+            by_time = (now - self.started) / (self.deadline - self.started)
+            fraction, this_run = max(fraction, by_time), max(this_run, by_time)
+        fraction, this_run = min(fraction, 1.0), min(this_run, 1.0)
+        eta = elapsed * (1 - this_run) / this_run if this_run > 0 else None
         return 100 * fraction, eta
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch > self.epochs_done:            # restored from a backup: count the epochs done before
+            self.epochs_done = epoch
+            self.steps = self.resumed_steps = epoch * self.steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
         if logs and "loss" in logs:
             self.last_loss = float(logs["loss"])
         now = time.monotonic()
-        if now - self._last_emit >= 0.5 or self.steps == 1:
+        if now - self._last_emit >= 0.5 or self.steps == self.resumed_steps + 1:
             self._last_emit = now
             percent, eta = self._percent_and_eta()
-            elapsed = max(now - self.fit_started, 1e-9)
             self.reporter.emit({"event": "progress", "step": self.steps, "total_steps": self.total_steps,
                                 "epoch": self.epochs_done + 1, "loss": self.last_loss,
                                 "bpc": (self.last_loss or 0) / LN2, "val_bpc": self._last_val_bpc,
-                                "bytes_per_s": self.steps * self.bytes_per_step / elapsed,
+                                "bytes_per_s": self._bytes_per_s(now),
                                 "percent": round(percent, 1), "eta_s": eta})
-        if self.deadline is not None and now >= self.deadline:
+        if self.deadline is not None and self.stop_together is None and now >= self.deadline:
             self.stop_reason = "time budget"
             self.model.stop_training = True
+
+    def _bytes_per_s(self, now: float) -> float:
+        return (self.steps - self.resumed_steps) * self.bytes_per_step / max(now - self.fit_started, 1e-9)
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs_done = epoch + 1
@@ -290,10 +397,13 @@ class _ProgressCallback(keras.callbacks.Callback):
             self.best_val_bpc = val_bpc
             self.best_weights = weights_from_keras(self.model, self.config)
         percent, eta = self._percent_and_eta()
-        elapsed = max(time.monotonic() - self.fit_started, 1e-9)
         event = {"event": "epoch", "epoch": self.epochs_done, "step": self.steps, "loss": self.last_loss,
                  "val_bpc": val_bpc, "best_val_bpc": self.best_val_bpc,
-                 "bytes_per_s": self.steps * self.bytes_per_step / elapsed,
+                 "bytes_per_s": self._bytes_per_s(time.monotonic()),
                  "percent": round(percent, 1), "eta_s": eta}
         self.history.append(event)
         self.reporter.emit(event)
+        if self.stop_together is not None:      # every worker votes after every epoch, budget or not
+            if self.stop_together(self.deadline is not None and time.monotonic() >= self.deadline):
+                self.stop_reason = "time budget"
+                self.model.stop_training = True
