@@ -67,20 +67,92 @@ def shared_manifest() -> Path:
 
 
 def start_nvim(manifest: Path, home: Path, config: dict[str, Any] | None = None,
-               models_dir: Path | None = None, columns: int = 100, lines: int = 30) -> pynvim.Nvim:
+               models_dir: Path | None = None, columns: int = 100, lines: int = 30,
+               python: Path | None = None, unprivileged: bool = False) -> pynvim.Nvim:
     """An embedded headless Neovim that loads its plugins (ours among them) like a user's would.
 
     `config` becomes g:textgen before the plugin loads. A UI is attached so that redraws happen.
+    `python` replaces g:python3_host_prog (e.g. `stderr_logging_python`). `unprivileged`: file
+    permissions bind Neovim and its children even when the tests run as root (see `_without_root_override`).
     """
     env = isolated_env(home, manifest, models_dir)
     args = [str(NVIM), "--embed", "--headless", "--listen", str(home / "nvim.sock"), *_common_args(),
             "--cmd", "set loadplugins"]
+    if python is not None:
+        args += ["--cmd", f"let g:python3_host_prog = '{python}'"]
     if config is not None:
         args += ["--cmd", f"lua vim.g.textgen = vim.json.decode([==[{json.dumps(config)}]==])"]
     argv = ["env", "-i", *[f"{k}={v}" for k, v in env.items()], *args]
+    if unprivileged:
+        argv = _without_root_override() + argv
     nvim = pynvim.attach("child", argv=argv)
     nvim.ui_attach(columns, lines, rgb=True)
     return nvim
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix that takes from root the power to ignore file permissions (a no-op for others).
+
+    Root writes into a chmod 555 folder; a user does not. Dropping CAP_DAC_OVERRIDE (and its kin) from
+    the bounding set makes root's processes, and all they start, obey permissions like a user's.
+    """
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--inh-caps=-all"]
+
+
+def stderr_logging_python(folder: Path) -> tuple[Path, Path]:
+    """A stand-in for g:python3_host_prog that runs this project's Python with its stderr appended
+    to a log file (Neovim keeps a host's stderr to itself): returns (the program, the log)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "python-stderr.log"
+    log.touch()
+    program = folder / "python3"
+    program.write_text(f'#!/bin/sh\nexec "{PYTHON}" "$@" 2>>"{log}"\n')
+    program.chmod(0o755)
+    return program, log
+
+
+def host_pid(nvim: pynvim.Nvim) -> int | None:
+    """The process id of the Python host serving textgen (the channel named python3-rplugin-host)."""
+    for channel in nvim.api.list_chans():
+        if (channel.get("client") or {}).get("name") == "python3-rplugin-host":
+            return int(nvim.call("jobpid", channel["id"]))
+    return None
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (VmRSS), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie waiting for its parent counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def processes_started_for(home: Path) -> list[str]:
+    """Running processes of a test Neovim started in `home` (Neovim itself, its hosts, its jobs and
+    anything they started): every one inherits the XDG folders `isolated_env` made there."""
+    marker = f"XDG_CONFIG_HOME={home / 'xdg_config_home'}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0") and is_running(int(entry.name)):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{entry.name}: {command}")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "the condition",

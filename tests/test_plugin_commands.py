@@ -2,10 +2,14 @@
 Neovim without a loadable model, in a real Neovim with the plugin loaded as a user would."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .nvim_harness import (NVIM, REPO, buffer_text, ghost, idle, lua, mode, not_at_a_prompt, shared_manifest,
@@ -94,6 +98,112 @@ def test_model_command_with_an_unknown_name_says_why_and_keeps_the_model(vim, ti
     wait_for(lambda: (g := ghost(vim)) and g.text == expected, what="suggestions from the current model")
 
 
+class _RunsACommand:
+    """Unpickling this runs `touch` on its path: a model file that would execute code if unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def _rewrite_weights(folder: Path, **arrays) -> None:
+    with np.load(folder / "weights.npz") as npz:
+        weights = {name: npz[name] for name in npz.files}
+    weights.update(arrays)
+    with open(folder / "weights.npz", "wb") as f:
+        np.savez(f, **weights)
+
+
+def _rewrite_config(folder: Path, change) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    change(config)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _missing_folder(folder: Path, marker: Path) -> str:
+    shutil.rmtree(folder)
+    return str(folder)
+
+
+def _missing_weights(folder: Path, marker: Path) -> str:
+    (folder / "weights.npz").unlink()
+    return str(folder)
+
+
+def _truncated_weights(folder: Path, marker: Path) -> str:
+    data = (folder / "weights.npz").read_bytes()
+    (folder / "weights.npz").write_bytes(data[: len(data) // 2])
+    return str(folder)
+
+
+def _pickled_object(folder: Path, marker: Path) -> str:
+    payload = np.empty(1, dtype=object)
+    payload[0] = _RunsACommand(marker)
+    _rewrite_weights(folder, embedding=payload)
+    return str(folder)
+
+
+def _shapes_unlike_config(folder: Path, marker: Path) -> str:
+    _rewrite_config(folder, lambda c: c["architecture"].update(hidden=32))
+    return str(folder)
+
+
+def _unknown_format_version(folder: Path, marker: Path) -> str:
+    _rewrite_config(folder, lambda c: c.update(version=99))
+    return str(folder)
+
+
+def _nan_weights(folder: Path, marker: Path) -> str:
+    with np.load(folder / "weights.npz") as npz:
+        kernel = npz["dense/kernel"].copy()
+    kernel[3, 5] = np.nan
+    _rewrite_weights(folder, **{"dense/kernel": kernel})
+    return str(folder)
+
+
+def _name_with_dotdot(folder: Path, marker: Path) -> str:
+    return f"{folder}/../{folder.name}"         # a good model, reached through '..'
+
+
+# What :TextGenModel is given, and what the one message must say.
+BROKEN_MODELS = {
+    "missing-folder": (_missing_folder, "missing-folder: no such model folder"),
+    "missing-weights": (_missing_weights, "missing-weights/weights.npz: missing"),
+    "truncated": (_truncated_weights, "truncated/weights.npz: unreadable or truncated"),
+    "pickled": (_pickled_object, "pickled/weights.npz: refused (Object arrays cannot be loaded"),
+    "shapes": (_shapes_unlike_config, "shapes/weights.npz: array 'gru0/kernel' has shape (16, 192), config.json says"),
+    "version": (_unknown_format_version, "version/config.json: unsupported format version 99"),
+    "nan": (_nan_weights, "nan/weights.npz: array 'dense/kernel' holds NaN or infinite values"),
+    "dotdot": (_name_with_dotdot, "../dotdot: a model path must not contain '..'"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_MODELS))
+def test_a_broken_model_gets_one_message_naming_the_problem_and_the_model_in_use_stays(vim, tiny_model,
+                                                                                        tmp_path, kind):
+    damage, expected = BROKEN_MODELS[kind]
+    folder = tmp_path / kind
+    shutil.copytree(tiny_model.path, folder)
+    marker = tmp_path / "code-was-run"
+    name = damage(folder, marker)
+    vim.command(f"TextGenModel {name}")
+    said = wait_for(lambda: "textgen:" in (m := messages(vim)) and m, what="the message")
+    lines = [line for line in said.splitlines() if "textgen:" in line]
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert lines[0].startswith("textgen: ") and "Traceback" not in said and "Error" not in said
+    assert f"could not load '{name}' (numpy): " in output_of(vim, "TextGenStatus")
+
+    assert vim.vars["textgen"]["model"] == str(tiny_model.path)
+    assert lua(vim, "return require('textgen.host').model.path") == str(tiny_model.path)
+    expected_ghost = fresh_completion(tiny_model, "the qu", DecodeOptions())[0].rstrip()
+    vim.input("ithe qu")
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected_ghost, what="suggestions from the model in use")
+    assert not marker.exists(), "loading the model ran code"
+    assert messages(vim).count("textgen:") == 1
+
+
 def test_toggle_turns_suggestions_while_typing_off_and_on(vim, tiny_model):
     vim.command("TextGenToggle")
     assert vim.vars["textgen"]["auto_trigger"] is False
@@ -121,8 +231,9 @@ def test_setup_merges_deeply_into_g_textgen(vim):
 
 def test_a_bad_option_is_reported_once_and_its_default_used(vim):
     vim.command("let g:textgen.debounce_ms = 'soon'")
+    default = lua(vim, "return require('textgen.config').defaults.debounce_ms")
     for _ in range(3):
-        assert lua(vim, "return require('textgen.config').get().debounce_ms") == 20
+        assert lua(vim, "return require('textgen.config').get().debounce_ms") == default
     wait_for(lambda: "g:textgen.debounce_ms must be a whole number" in messages(vim))
     assert messages(vim).count("g:textgen.debounce_ms") == 1
 

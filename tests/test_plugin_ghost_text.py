@@ -4,6 +4,8 @@ One Neovim serves the whole module; each test starts from a fresh buffer and the
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from .nvim_harness import (Ghost, Screen, buffer_text, cursor, ghost, idle, lua, mode, shared_manifest,
@@ -160,6 +162,24 @@ def test_a_new_suggestion_replaces_the_old_one_without_a_blank_frame(vim, screen
     rows = [frame[0].rstrip() for frame in screen.frames[seen:]]
     assert "the qua" not in rows, rows                   # no frame with the line bare
     assert set(rows) <= {"the qu" + first, "the qua" + first, "the qua" + then}, rows   # one swap
+
+
+def test_an_outdated_suggestion_goes_after_linger_ms_even_while_typing_goes_on(vim, tiny_model):
+    first = suggest(tiny_model, "the qu")
+    assert not first.startswith("z")
+    type_and_wait(vim, "ithe qu", first)
+    set_options(vim, linger_ms=100, debounce_ms=2000)    # no successor comes to replace it meanwhile
+    started = time.monotonic()
+    last_seen = started
+    for i in range(20):                                  # a key every 30 ms, none of them the suggestion's
+        due = started + i * 0.03
+        if due > time.monotonic():
+            time.sleep(due - time.monotonic())           # the typing rate, not a wait for a condition
+        vim.input("z")
+        if ghost(vim) is not None:
+            last_seen = time.monotonic()
+    assert last_seen - started < 0.1 + 0.2, f"the outdated ghost text stayed {last_seen - started:.2f} s"
+    assert ghost(vim) is None and buffer_text(vim) == "the qu" + "z" * 20
 
 
 def test_escape_clears_the_ghost_text(vim, tiny_model):
@@ -330,6 +350,18 @@ def test_excluded_filetypes_get_nothing(vim, tiny_model):
     assert ghost(vim) is None and requests(vim) == asked
     vim.input("<Tab>")
     wait_for(lambda: buffer_text(vim) == "the qu\t", what="a real Tab")
+
+
+def test_very_long_lines_get_no_suggestions_while_typing_but_on_request(vim):
+    long_line = "the quick brown fox " * 600                       # 12,000 bytes: minified code, a log
+    vim.current.buffer[:] = [long_line.rstrip()]
+    asked = requests(vim)
+    vim.input("A the qu")
+    wait_for(lambda: buffer_text(vim).endswith("fox the qu") and idle(vim), what="the typed text")
+    assert ghost(vim) is None and requests(vim) == asked
+    vim.input("<Cmd>TextGenComplete<CR>")
+    wait_for(lambda: ghost(vim) is not None, what="the requested suggestion")
+    assert requests(vim) == asked + 1
 
 
 def test_other_filetypes_still_get_suggestions(vim, tiny_model):

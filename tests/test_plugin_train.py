@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from .nvim_harness import REPO, Screen, ghost, idle, lua, mode, not_at_a_prompt, shared_manifest, start_nvim, wait_for
+from .nvim_harness import (PYTHON, REPO, Screen, ghost, idle, lua, mode, not_at_a_prompt, shared_manifest, start_nvim,
+                           stderr_logging_python, wait_for)
+from .test_plugin_quit import quit_and_check_nothing_is_left
 from textgen_core import load_model
 from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import fresh_completion
@@ -22,6 +26,8 @@ NOVEL = "".join(f"Chapter {i}. The lighthouse keeper counted the ships at dawn, 
 QUICK = {"train_args": ["--epochs", "3", "--steps-per-epoch", "15", "--batch-size", "16", "--seq-len", "64"],
          "train_minutes": 1}
 SLOW = {"train_args": ["--epochs", "50", "--steps-per-epoch", "400"], "train_minutes": 5}
+# The least training that still saves a model: for faults at saving time.
+SHORTEST = {"train_args": ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--seq-len", "32"]}
 
 # How fast the editor answers keystrokes while TensorFlow trains on both cores. This 2-core test
 # machine is shared with other jobs, which alone cause stalls of a few hundred ms (see
@@ -181,17 +187,24 @@ def test_training_again_while_it_runs_says_so_and_stop_leaves_everything_untouch
     assert host_model_path(vim) == engine_model
 
 
-def test_no_training_process_survives_quitting_neovim(tiny_model_dir, tmp_path):
-    editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir), **SLOW},
-                        models_dir=tmp_path / "models")
-    open_text(editor, NOVEL)
-    pid = start_training(editor)["pid"]
-    assert "textgen_core" in Path(f"/proc/{pid}/cmdline").read_text()
-    nvim_pid = editor.call("getpid")
-    editor.input("<C-\\><C-n>:qa!<CR>")   # input returns at once; a request could wait forever on a closing Neovim
-    wait_for(lambda: not alive(nvim_pid), timeout=10, what="Neovim to quit")
-    wait_for(lambda: not alive(pid), timeout=10, what=f"training process {pid} to end with Neovim")
-    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+def test_no_training_process_survives_quitting_neovim_and_nothing_writes_a_traceback(tiny_model_dir, tmp_path):
+    python, stderr_log = stderr_logging_python(tmp_path / "bin")     # the host's and the job's stderr
+    home = tmp_path / "home"
+    editor = start_nvim(shared_manifest(), home, {"model": str(tiny_model_dir), **SLOW},
+                        models_dir=tmp_path / "models", python=python)
+    try:
+        open_text(editor, NOVEL)
+        pid = start_training(editor)["pid"]
+        assert "textgen_core" in Path(f"/proc/{pid}/cmdline").read_text()
+        wait_for(lambda: training(editor).get("initial_val_bpc"), timeout=60, what="training under way")
+        quit_and_check_nothing_is_left(editor, home, stderr_log)
+        assert not alive(pid)
+        assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+    finally:
+        try:
+            editor.close()
+        except Exception:
+            pass
 
 
 def test_no_training_process_survives_neovim_being_killed(tiny_model_dir, tmp_path):
@@ -206,6 +219,127 @@ def test_no_training_process_survives_neovim_being_killed(tiny_model_dir, tmp_pa
     except Exception:
         pass
     wait_for(lambda: not alive(pid), timeout=10, what=f"training process {pid} to end after Neovim was killed")
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every file (with its bytes) and folder (None) under `folder`, hidden ones too."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+
+
+def one_message(nvim, words: str, timeout: float = 10) -> str:
+    """The one line textgen said, once it says `words`; fails if it said more than one thing."""
+    said = wait_for(lambda: words in (m := messages(nvim)) and m, timeout=timeout, what=f"a message with {words!r}")
+    lines = [line for line in said.splitlines() if line.startswith("textgen: ") and "textgen: training '" not in line]
+    assert len(lines) == 1, said
+    return lines[0]
+
+
+def expect_suggestions_from(nvim, model) -> None:
+    """Typing in a new buffer shows the ghost text of `model`."""
+    expected = fresh_completion(model, "the qu", DecodeOptions())[0].rstrip()
+    nvim.input("<Esc>")
+    wait_for(lambda: mode(nvim) == "n", what="normal mode")
+    nvim.command("enew")
+    nvim.input("ithe qu")
+    wait_for(lambda: _ghost_text(nvim) == expected, timeout=10, what=f"the ghost text {expected!r} of {model.name}")
+
+
+def test_a_training_job_killed_mid_way_is_reported_and_the_model_in_use_stays(vim, models_dir, tiny_model_dir,
+                                                                              tiny_model):
+    lua(vim, "require('textgen').setup(...)", SLOW)
+    open_text(vim, NOVEL)
+    vim.command("messages clear")
+    vim.command(f"TextGenModel {tiny_model_dir}")
+    wait_for(lambda: host_model_path(vim) == str(tiny_model_dir) and "loaded" in messages(vim),
+             what="the tiny model and its announcement")
+    vim.command("messages clear")
+    models_before, tiny_before = tree(models_dir), tree(tiny_model_dir)
+    job = start_training(vim, "TextGenTrain killed-novel")
+    wait_for(lambda: (training(vim).get("percent") or 0) > 0, timeout=60, what="training to be under way")
+
+    os.kill(job["pid"], signal.SIGKILL)
+    said = one_message(vim, "training killed")
+    assert said == "textgen: training killed (SIGKILL, e.g. out of memory); the model in use is unchanged"
+    assert training(vim)["state"] == "failed" and not alive(job["pid"])
+    assert tree(models_dir) == models_before, "something was written in the models folder"
+    assert tree(tiny_model_dir) == tiny_before
+    assert lua(vim, "return require('textgen.config').get().model") == str(tiny_model_dir)
+    assert host_model_path(vim) == str(tiny_model_dir)
+    expect_suggestions_from(vim, tiny_model)
+
+
+def test_a_full_disk_while_saving_is_reported_and_the_previous_model_stays(vim, models_dir, tiny_model_dir,
+                                                                           tiny_model):
+    """The disk fills up for the job only: a file size limit on its process (RLIMIT_FSIZE, as `ulimit
+    -f` sets it) makes the kernel refuse the write of weights.npz, as a full disk would."""
+    shutil.copytree(tiny_model_dir, models_dir / "full-disk")        # the model the training would replace
+    models_before = tree(models_dir)
+    lua(vim, "require('textgen').setup(...)", SHORTEST)
+    try:
+        open_text(vim, NOVEL)
+        job = start_training(vim, "TextGenTrain full-disk")
+        limit = (tiny_model_dir / "weights.npz").stat().st_size // 2
+        resource.prlimit(job["pid"], resource.RLIMIT_FSIZE, (limit, limit))
+        said = one_message(vim, "training failed", timeout=90)
+        assert said.startswith("textgen: training failed: no room to save the model (File too large); "), said
+        assert training(vim)["state"] == "failed"
+        assert tree(models_dir) == models_before, "the previous model changed, or a half-written one is left"
+        expect_suggestions_from(vim, tiny_model)
+        assert host_model_path(vim) == str(tiny_model_dir)
+    finally:
+        shutil.rmtree(models_dir / "full-disk")
+
+
+def test_a_read_only_models_folder_is_reported_and_nothing_is_lost(tiny_model_dir, tiny_model, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models / "mine")
+    models_before = tree(models)
+    home = tmp_path / "home"
+    editor = start_nvim(shared_manifest(), home, {"model": "mine", **QUICK}, models_dir=models, unprivileged=True)
+    try:
+        open_text(editor, NOVEL)
+        models.chmod(0o555)
+        editor.command("TextGenTrain mine")
+        said = one_message(editor, "cannot save")
+        assert said.startswith("textgen: cannot save 'mine': its folder is read-only ("), said
+        assert training(editor)["state"] == "idle"
+
+        # Writable when the job starts, read-only by the time the trainer writes: it says so itself.
+        models.chmod(0o755)
+        editor.command("messages clear")
+        start_training(editor, "TextGenTrain mine")
+        models.chmod(0o555)
+        said = one_message(editor, "training failed", timeout=60)
+        assert said.startswith("textgen: training failed: cannot write the model folder (Permission denied): "), said
+        assert tree(models) == models_before
+        assert lua(editor, "return require('textgen.host').model.name") == "mine"
+        expect_suggestions_from(editor, tiny_model)
+    finally:
+        models.chmod(0o755)
+        editor.close()
+
+
+def test_training_without_tensorflow_says_how_to_install_it(vim, models_dir, tmp_path):
+    """What a Python without TensorFlow looks like to the job: `import tensorflow` fails."""
+    fake = tmp_path / "without-tensorflow" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'tensorflow'\", name='tensorflow')\n")
+    models_before = tree(models_dir)
+    saved = lua(vim, "return vim.env.PYTHONPATH")
+    lua(vim, "vim.env.PYTHONPATH = ...", str(fake.parent))
+    try:
+        open_text(vim, NOVEL)
+        vim.command("TextGenTrain")
+        said = one_message(vim, "TensorFlow", timeout=30)
+        assert said.startswith("textgen: training needs TensorFlow; install it: "), said
+        status = vim.api.exec2("TextGenStatus", {"output": True})["output"]
+        assert f"install it: {PYTHON} -m pip install tensorflow (or `make install`; " \
+               f"importing it failed: No module named 'tensorflow')" in status, status
+        assert training(vim)["state"] == "failed"
+        assert tree(models_dir) == models_before
+    finally:
+        lua(vim, "vim.env.PYTHONPATH = ...", saved)
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -68,4 +68,21 @@ function M.resolve(buf, given)
   return { path = path, name = name }
 end
 
+--- Why a model cannot be saved at `path` (its folder, or the nearest existing folder above it, is not
+--- writable), or nil. Checked before training, so a read-only place costs no training time.
+---@return string|nil
+function M.unwritable(path)
+  local dir = vim.fs.dirname(path)
+  while vim.fn.isdirectory(dir) == 0 and vim.fs.dirname(dir) ~= dir do
+    dir = vim.fs.dirname(dir)
+  end
+  if vim.fn.filewritable(dir) ~= 2 then
+    return ("cannot save '%s': its folder is read-only (%s); give another place, :TextGenTrain {folder}"):format(
+      vim.fs.basename(path),
+      dir
+    )
+  end
+  return nil
+end
+
 return M

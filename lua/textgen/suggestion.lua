@@ -122,9 +122,16 @@ end
 
 --- The buffer changed under the suggestion in a way that does not follow it: keep it on screen
 --- for at most `linger_ms` so that its successor replaces it in one redraw instead of a blink.
+--- Counted from the first such change: further typing does not keep an outdated suggestion up.
 function M.outdate(buf, linger_ms)
   local s = suggestions[buf]
   if not s then
+    return
+  end
+  if s.stale then
+    if not (linger_timer and linger_timer:is_active()) then
+      M.dismiss(buf)
+    end
     return
   end
   if linger_ms <= 0 or not ghost.is_shown(buf) then

@@ -52,8 +52,26 @@ except OSError:
 os.execv(sys.executable, [sys.executable, "-m", "textgen_core", *sys.argv[1:]])
 ]==]
 
+--- TensorFlow threads for a training job: all cores but one, which stays with Neovim and its host.
+function M.trainer_threads()
+  local uv = vim.uv
+  local cores = uv.available_parallelism and uv.available_parallelism() or #uv.cpu_info()
+  return math.max(1, cores - 1)
+end
+
 local STDERR_LINES = 20
 local STDERR_LINES_SHOWN = 3
+
+--- How a job killed by a signal is described (the usual SIGKILL is the kernel's out-of-memory killer).
+local SIGNALS = {
+  [1] = "SIGHUP",
+  [2] = "SIGINT",
+  [6] = "SIGABRT",
+  [9] = "SIGKILL, e.g. out of memory",
+  [11] = "SIGSEGV",
+  [15] = "SIGTERM",
+  [25] = "SIGXFSZ",
+}
 
 --- The Python the remote plugin runs in (it has textgen's packages), else python3 on $PATH.
 local function python()
@@ -189,13 +207,18 @@ local function on_exit(job, code)
     config.set("model", job.place.path)
     host.swap(job.place.path, config.get().backend)
   elseif job.error then
-    finish(job, "failed", "training failed: " .. job.error:gsub("<stdin>", "this buffer"), vim.log.levels.ERROR)
+    local why = job.error:gsub("<stdin>", "this buffer")
+    finish(job, "failed", why:match("^training ") and why or ("training failed: " .. why), vim.log.levels.ERROR)
+  elseif code > 128 then
+    local signal = SIGNALS[code - 128] or ("signal " .. (code - 128))
+    local text = ("training killed (%s); the model in use is unchanged"):format(signal)
+    finish(job, "failed", text, vim.log.levels.ERROR)
   else
     local last = job.stderr[#job.stderr]
     last = last and last:gsub("^textgen train: ", "")
-    local how = code > 128 and ("killed by signal %d"):format(code - 128) or ("exit code %d"):format(code)
     -- One line (the rest of its output is in :TextGenStatus).
-    finish(job, "failed", ("training crashed (%s)%s"):format(how, last and (": " .. last) or ""), vim.log.levels.ERROR)
+    local text = ("training crashed (exit code %d)%s"):format(code, last and (": " .. last) or "")
+    finish(job, "failed", text, vim.log.levels.ERROR)
   end
 end
 
@@ -243,7 +266,8 @@ function M.start(opts)
     return false
   end
   local place, why = save_place.resolve(buf, names[1])
-  if not place then
+  why = why or save_place.unwritable(place.path)
+  if why then
     message.say(why, vim.log.levels.ERROR)
     return false
   end
@@ -280,6 +304,10 @@ function M.start(opts)
     TEXTGEN_PARENT_PID = tostring(vim.fn.getpid()),
     TF_CPP_MIN_LOG_LEVEL = "3",
     PYTHONUNBUFFERED = "1",
+    -- Leave a core to the editor: at nice 19 TensorFlow's busy threads still delay the host's
+    -- wake-ups and evict the model from the cache. A user's own setting wins.
+    TF_NUM_INTRAOP_THREADS = vim.env.TF_NUM_INTRAOP_THREADS or tostring(M.trainer_threads()),
+    TF_NUM_INTEROP_THREADS = vim.env.TF_NUM_INTEROP_THREADS or "1",
   }
   local ok, id = pcall(vim.fn.jobstart, cmd, {
     cwd = vim.fn.getcwd(),

@@ -60,6 +60,11 @@ local function stop_debounce()
   end
 end
 
+--- Lines longer than this (minified code, logs) get no suggestions while typing: Neovim redraws such
+--- a line slowly on every change, and ghost text there would double what each keystroke costs.
+--- :TextGenComplete still asks.
+M.LONG_LINE_BYTES = 10000
+
 --- Whether an automatic suggestion may show at the cursor in `buf` now.
 ---@param cfg textgen.Config
 function M.may_suggest(buf, cfg)
@@ -67,6 +72,9 @@ function M.may_suggest(buf, cfg)
     return false
   end
   if context.disabled_reason(buf, cfg) or menu.visible(cfg) then
+    return false
+  end
+  if vim.fn.col("$") - 1 > M.LONG_LINE_BYTES then
     return false
   end
   local row, col = unpack(api.nvim_win_get_cursor(0))

@@ -5,6 +5,7 @@ plugin stays quiet (and harmless) until the configuration names another model.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ _make_core_importable()
 
 from textgen_core import ModelFileError, ModelNotFoundError, TextModel, load_model  # noqa: E402
 from textgen_core.engine import Engine  # noqa: E402
+from textgen_core.registry import resolve_model_path  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,9 @@ class ModelSession:
         """Load `choice` and serve from it; returns why it failed, in one sentence, or None."""
         try:
             model = load_model(choice.name, backend=choice.backend)
-        except (ModelNotFoundError, ModelFileError, ValueError) as exc:
+        except (ModelNotFoundError, ModelFileError) as exc:
+            return self._failed(choice, _with_short_path(str(exc), choice.name))
+        except ValueError as exc:
             return self._failed(choice, str(exc))
         except ImportError as exc:
             return self._failed(choice, f"the {choice.backend} backend needs a module the Python host lacks "
@@ -106,6 +110,27 @@ class ModelSession:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
+
+
+def _with_short_path(reason: str, name: str) -> str:
+    """A load error ("PATH: problem") with PATH cut to the part that matters: from the model's own
+    folder on (`novel/weights.npz`), from a '..' on, else its last name. The editor shows one line,
+    and a long path would push the problem out of it; :TextGenStatus still names the model in full."""
+    where, sep, problem = reason.partition(": ")
+    if not sep or not where.startswith(os.sep):
+        return reason
+    path = Path(where)
+    try:
+        folder: Path | None = resolve_model_path(name)
+    except ModelNotFoundError:
+        folder = None
+    if ".." in path.parts:
+        short = Path(*path.parts[path.parts.index(".."):])
+    elif folder is not None and path.is_relative_to(folder.parent) and path != folder.parent:
+        short = path.relative_to(folder.parent)
+    else:
+        short = Path(path.name)
+    return f"{short}{sep}{problem}"
 
 
 def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:

@@ -1,0 +1,68 @@
+"""Neovim quitting while the plugin works: nothing of it survives (no host, no job, nothing they
+started) and nothing goes wrong on the way out (no traceback on the Python host's stderr).
+
+Quitting during training is in test_plugin_train.py; both use the same checks from here. Python's
+stderr is reached through a stand-in g:python3_host_prog (Neovim keeps a host's stderr to itself)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pynvim
+
+from .nvim_harness import (ghost, host_pid, is_running, lua, mode, processes_started_for, shared_manifest,
+                           start_nvim, stderr_logging_python, wait_for)
+
+
+def python_errors(stderr: str) -> list[str]:
+    """Tracebacks and error lines in a Python host's stderr, but for the one pynvim itself always
+    writes when Neovim goes away (its event loop re-raises `EOFError: connection_lost`; no plugin
+    frame in it)."""
+    blocks, block = [], []
+    for line in stderr.splitlines():
+        if line.startswith("Traceback") and block:
+            blocks.append(block)
+            block = []
+        block.append(line)
+    blocks.append(block)
+    errors = []
+    for block in blocks:
+        text = "\n".join(block)
+        pynvims_own_end = block and block[-1] == "EOFError: connection_lost" and "textgen" not in text
+        if not pynvims_own_end and any(word in text for word in ("Traceback", "Error", "Exception", "Fatal")):
+            errors.append(text)
+    return errors
+
+
+def quit_and_check_nothing_is_left(editor: pynvim.Nvim, home: Path, stderr_log: Path) -> None:
+    """`:qa!` typed as a user types it; then no process of that Neovim runs and its Pythons wrote no error."""
+    nvim_pid = editor.call("getpid")
+    editor.input("<C-\\><C-n>:qa!<CR>")  # input returns at once; a request could wait forever on a closing Neovim
+    wait_for(lambda: not is_running(nvim_pid), timeout=10, what="Neovim to quit")
+    left = wait_for(lambda: not processes_started_for(home) or None, timeout=10,
+                    what=f"every process of that Neovim to end: {processes_started_for(home)}")
+    assert left
+    assert python_errors(stderr_log.read_text(errors="replace")) == []
+
+
+def test_quitting_while_a_suggestion_is_decoded_leaves_no_process_and_no_traceback(tiny_model_dir, tmp_path):
+    python, stderr_log = stderr_logging_python(tmp_path / "bin")
+    home = tmp_path / "home"
+    # Ten alternatives of up to 2000 characters each: a decode of over a second on the tiny model.
+    editor = start_nvim(shared_manifest(), home, {"model": str(tiny_model_dir), "max_chars": 2000,
+                                                  "multiline": True}, python=python)
+    try:
+        editor.input("ithe qu<Esc>")
+        wait_for(lambda: mode(editor) == "n" and lua(editor, "return require('textgen.host').model ~= nil"),
+                 timeout=30, what="the model loaded")
+        host = host_pid(editor)
+        assert host is not None and is_running(host)
+        editor.command("10TextGenComplete")
+        wait_for(lambda: ghost(editor) is not None, timeout=10, what="the first part of the suggestion")
+        assert lua(editor, "return require('textgen.suggestion').is_pending()"), "the decode ended too soon"
+        quit_and_check_nothing_is_left(editor, home, stderr_log)
+        assert not is_running(host)
+    finally:
+        try:
+            editor.close()
+        except Exception:
+            pass
