@@ -163,6 +163,22 @@ def _ghost_text(nvim) -> str | None:
     return g.text if g else None
 
 
+def test_the_training_job_leaves_a_core_to_the_editor(vim):
+    """TensorFlow in the job gets all cores but one (on 2 cores, one thread: as fast as two for these
+    models — bench/train_speed.py — and the editor keeps a core of its own)."""
+    lua(vim, "require('textgen').setup(...)", SLOW)
+    open_text(vim, NOVEL)
+    job = start_training(vim, "TextGenTrain threads-novel")
+    try:
+        environ = dict(item.split("=", 1) for item in
+                       Path(f"/proc/{job['pid']}/environ").read_text().split("\0") if "=" in item)
+    finally:
+        vim.command("TextGenTrainStop")
+        wait_for(lambda: training(vim)["state"] == "cancelled", timeout=10, what="the job to end")
+    assert environ["TF_NUM_INTRAOP_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) - 1))
+    assert environ["TF_NUM_INTEROP_THREADS"] == "1"
+
+
 def test_training_again_while_it_runs_says_so_and_stop_leaves_everything_untouched(vim, models_dir,
                                                                                     tiny_model_dir):
     lua(vim, "require('textgen').setup(...)", SLOW)

@@ -5,8 +5,8 @@ Same math as Keras 3 `GRU(reset_after=True)`, gate order (z, r, h):
     h̃ = tanh(x·Wh + bh + r ⊙ (h·Uh + ch))    h' = z ⊙ h + (1 − z) ⊙ h̃
 The first layer's input projection is folded into the embedding: one (256, 3H) table lookup.
 The z and r columns of every weight and bias are stored pre-scaled by ½ (σ(v) = ½·tanh(v/2) + ½) and
-their recurrent biases folded into the input side, which saves numpy calls where the time goes at
-these sizes: per-call overhead, not arithmetic.
+their recurrent biases folded into the input side, and updates happen in place: fewer numpy calls
+(1–3% per step measured; at these sizes the matrix-vector products take most of the time).
 States are tuples of (B, H) float32 arrays that are never written to after creation, so they can be
 cached and shared between threads.
 """
