@@ -11,19 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from textgen_core.corpus import select  # noqa: E402
+from tests.test_distributed import free_ports  # noqa: E402
 from textgen_core.machine import machine_summary  # noqa: E402
 
 SEQ_LEN = 128
@@ -35,14 +34,6 @@ VARIANTS = {
     "2 workers, batch 16 each (global 32)": (2, 16, {}),
     "2 workers, 1 thread each, batch 32 each": (2, 32, {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}),
 }
-
-
-def free_ports(count: int) -> list[int]:
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
 
 
 def run_variant(workers: int, batch: int, env: dict[str, str], args: argparse.Namespace, files: list[str],

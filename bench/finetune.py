@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,16 +23,10 @@ sys.path.insert(0, str(REPO))
 
 from tests.nvim_harness import idle, lua, shared_manifest, start_nvim, wait_for  # noqa: E402
 from textgen_core import load_model  # noqa: E402
+from textgen_core.machine import machine_summary  # noqa: E402
 
 KERAS = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "keras" / "src"
 SOURCE_FOLDERS = ("optimizers", "callbacks", "losses", "metrics")
-
-
-def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def keras_text(kilobytes: int) -> tuple[str, list[str]]:
@@ -97,7 +90,7 @@ def main() -> None:
     finally:
         nvim.close()
 
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores)")
+    print(f"CPU: {machine_summary()}")
     print(f"text: {len(text.encode()) / 1024:.0f} KB of Keras source ({len(names)} files: {names[0]} … {names[-1]}), "
           f"train {len(train_text.encode()) / 1024:.0f} KB / val {len(val_text.encode()) / 1024:.0f} KB")
     print(f"budget: g:textgen.train_minutes = {budget} (default model {default.config.layers}x{default.config.hidden})")

@@ -20,25 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.keystroke_latency import cpu_name  # noqa: E402
-from tests.nvim_harness import ghost, shared_manifest, start_nvim, wait_for  # noqa: E402
-
-
-def host_pid(nvim) -> int:
-    """The pid of the Python remote-plugin host (a job of Neovim's whose argv runs pynvim)."""
-    for chan in nvim.api.list_chans():
-        if chan.get("mode") == "rpc" and chan.get("stream") == "job":
-            pid = nvim.funcs.jobpid(chan["id"])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if "python" in cmdline:
-                return pid
-    raise RuntimeError("no Python host found among Neovim's channels")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+from tests.nvim_harness import ghost, host_pid, rss_mb, shared_manifest, start_nvim, wait_for  # noqa: E402
 
 
 def loaded_tensorflow(pid: int) -> bool:
@@ -54,6 +36,8 @@ def one_run(model: str) -> tuple[float, float, bool]:
         wait_for(lambda: ghost(nvim), timeout=30, what="the first ghost text")
         first_ms = (time.monotonic() - started) * 1000
         pid = host_pid(nvim)
+        if pid is None:
+            raise RuntimeError("no Python host among Neovim's channels")
         return first_ms, rss_mb(pid), loaded_tensorflow(pid)
     finally:
         nvim.close()

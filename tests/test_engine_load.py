@@ -1,8 +1,8 @@
 """Load on the engine alone: many completions leave no growth in memory or threads (`make test-long`)."""
 import gc
+import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -10,13 +10,11 @@ from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import Engine
 
 from .conftest import TINY_TEXT
+from .nvim_harness import rss_mb as process_rss_mb
 
 
 def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    return process_rss_mb(os.getpid())
 
 
 @pytest.mark.long

@@ -197,11 +197,17 @@ def test_dismiss_key_clears_the_ghost_text_and_asks_for_nothing(vim, tiny_model)
     assert requests(vim) == asked and buffer_text(vim) == "the qu" and mode(vim) == "i"
 
 
-def test_undo_removes_the_accepted_text_in_one_step(vim, tiny_model):
+def type_and_accept(vim, tiny_model) -> str:
+    """Type "the qu", accept the ghost text with <Tab>; returns the accepted text."""
     expected = suggest(tiny_model, "the qu")
     type_and_wait(vim, "ithe qu", expected)
     vim.input("<Tab>")
     wait_for(lambda: buffer_text(vim) == "the qu" + expected)
+    return expected
+
+
+def test_undo_removes_the_accepted_text_in_one_step(vim, tiny_model):
+    type_and_accept(vim, tiny_model)
     vim.input("<Esc>u")
     wait_for(lambda: buffer_text(vim) == "the qu", what="undo of the accepted text alone")
     vim.input("u")
@@ -209,10 +215,7 @@ def test_undo_removes_the_accepted_text_in_one_step(vim, tiny_model):
 
 
 def test_text_typed_after_accepting_is_its_own_undo_step(vim, tiny_model):
-    expected = suggest(tiny_model, "the qu")
-    type_and_wait(vim, "ithe qu", expected)
-    vim.input("<Tab>")
-    wait_for(lambda: buffer_text(vim) == "the qu" + expected)
+    expected = type_and_accept(vim, tiny_model)
     vim.input(" ok<Esc>")
     wait_for(lambda: mode(vim) == "n" and buffer_text(vim) == "the qu" + expected + " ok")
     vim.input("u")

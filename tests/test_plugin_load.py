@@ -153,7 +153,8 @@ def test_a_minute_of_typing_at_fifty_keys_a_second(tiny_model_dir, tiny_model, t
         for rounds in range(1, WARM_UP_ROUNDS + 1):       # until memory is flat: the bounded caches are full
             type_for(WARM_UP_SECONDS, record=False)
             wait_for(lambda: idle(editor), timeout=10, what="textgen to settle")
-            rss_before, grown = rss_mb(host), rss_mb(host) - rss_before
+            rss_now = rss_mb(host)
+            rss_before, grown = rss_now, rss_now - rss_before
             if grown < FLAT_MB:
                 break
         served_before = editor.call("TextGenHostStatus")["engine"]["served"]

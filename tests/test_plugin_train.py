@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .nvim_harness import (PYTHON, REPO, Screen, ghost, idle, lua, mode, not_at_a_prompt, shared_manifest, start_nvim,
+from .nvim_harness import (PYTHON, REPO, Screen, ghost, idle, is_running, lua, mode, not_at_a_prompt, shared_manifest, start_nvim,
                            stderr_logging_python, wait_for)
 from .test_plugin_quit import quit_and_check_nothing_is_left
 from textgen_core import load_model
@@ -73,15 +73,6 @@ def messages(nvim) -> str:
 
 def host_model_path(nvim) -> str | None:
     return lua(nvim, "return (require('textgen.host').model or {}).path")
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` is a running process (a zombie waiting for its parent counts as ended)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def open_text(nvim, text: str) -> None:
@@ -196,7 +187,7 @@ def test_training_again_while_it_runs_says_so_and_stop_leaves_everything_untouch
 
     vim.command("TextGenTrainStop")
     wait_for(lambda: training(vim)["state"] == "cancelled", timeout=10, what="the job to end")
-    wait_for(lambda: not alive(job["pid"]), timeout=5, what="the training process to end")
+    wait_for(lambda: not is_running(job["pid"]), timeout=5, what="the training process to end")
     assert "training cancelled: nothing saved" in wait_for(lambda: messages(vim), what="messages")
     assert sorted(p.name for p in models_dir.iterdir()) == before
     assert lua(vim, "return require('textgen.config').get().model") == model_in_use == str(tiny_model_dir)
@@ -214,7 +205,7 @@ def test_no_training_process_survives_quitting_neovim_and_nothing_writes_a_trace
         assert "textgen_core" in Path(f"/proc/{pid}/cmdline").read_text()
         wait_for(lambda: training(editor).get("initial_val_bpc"), timeout=60, what="training under way")
         quit_and_check_nothing_is_left(editor, home, stderr_log)
-        assert not alive(pid)
+        assert not is_running(pid)
         assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
     finally:
         try:
@@ -234,7 +225,7 @@ def test_no_training_process_survives_neovim_being_killed(tiny_model_dir, tmp_pa
         editor.close()
     except Exception:
         pass
-    wait_for(lambda: not alive(pid), timeout=10, what=f"training process {pid} to end after Neovim was killed")
+    wait_for(lambda: not is_running(pid), timeout=10, what=f"training process {pid} to end after Neovim was killed")
 
 
 def tree(folder: Path) -> dict[str, bytes | None]:
@@ -276,7 +267,7 @@ def test_a_training_job_killed_mid_way_is_reported_and_the_model_in_use_stays(vi
     os.kill(job["pid"], signal.SIGKILL)
     said = one_message(vim, "training killed")
     assert said == "textgen: training killed (SIGKILL, e.g. out of memory); the model in use is unchanged"
-    assert training(vim)["state"] == "failed" and not alive(job["pid"])
+    assert training(vim)["state"] == "failed" and not is_running(job["pid"])
     assert tree(models_dir) == models_before, "something was written in the models folder"
     assert tree(tiny_model_dir) == tiny_before
     assert lua(vim, "return require('textgen.config').get().model") == str(tiny_model_dir)
