@@ -13,10 +13,14 @@ from .nvim_harness import (ghost, host_pid, is_running, lua, mode, processes_sta
                            start_nvim, stderr_logging_python, wait_for)
 
 
+PYNVIMS_OWN_ENDS = ("EOFError: connection_lost", "Exception: Received signal SIGTERM")
+
+
 def python_errors(stderr: str) -> list[str]:
     """Tracebacks and error lines in a Python host's stderr, but for the one pynvim itself always
-    writes when Neovim goes away (its event loop re-raises `EOFError: connection_lost`; no plugin
-    frame in it)."""
+    writes when Neovim goes away: its event loop re-raises how it was stopped, `EOFError:
+    connection_lost` or, when Neovim's SIGTERM comes with the closed pipe, `Exception: Received
+    signal SIGTERM` (pynvim lets a signal overwrite the EOF). Neither may hold a plugin frame."""
     blocks, block = [], []
     for line in stderr.splitlines():
         if line.startswith("Traceback") and block:
@@ -27,7 +31,7 @@ def python_errors(stderr: str) -> list[str]:
     errors = []
     for block in blocks:
         text = "\n".join(block)
-        pynvims_own_end = block and block[-1] == "EOFError: connection_lost" and "textgen" not in text
+        pynvims_own_end = block and block[-1] in PYNVIMS_OWN_ENDS and "textgen" not in text
         if not pynvims_own_end and any(word in text for word in ("Traceback", "Error", "Exception", "Fatal")):
             errors.append(text)
     return errors
@@ -66,3 +70,15 @@ def test_quitting_while_a_suggestion_is_decoded_leaves_no_process_and_no_traceba
             editor.close()
         except Exception:
             pass
+
+
+def test_only_pynvims_own_end_is_forgiven():
+    """The filter above must still catch a plugin's traceback, also one that ends the same way."""
+    pynvim_end = ('Traceback (most recent call last):\n  File "pynvim/plugin/host.py", line 83, in start\n'
+                  '    self.nvim.run_loop(self._on_request,\n')
+    assert python_errors(pynvim_end + "EOFError: connection_lost") == []
+    assert python_errors(pynvim_end + "Exception: Received signal SIGTERM") == []
+    ours = ('Traceback (most recent call last):\n  File "rplugin/python3/textgen/__init__.py", line 9, in f\n'
+            "Exception: Received signal SIGTERM")
+    assert python_errors(ours) == [ours]
+    assert python_errors("ValueError: bad model") == ["ValueError: bad model"]
