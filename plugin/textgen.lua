@@ -76,12 +76,12 @@ local trigger = require("textgen.trigger")
 trigger.attach()
 
 if vim.v.vim_did_enter == 1 then
-  vim.defer_fn(trigger.warm_up, 20)
+  vim.schedule(trigger.warm_up)
 else
   vim.api.nvim_create_autocmd("VimEnter", {
     once = true,
     callback = function()
-      vim.defer_fn(trigger.warm_up, 20)
+      vim.schedule(trigger.warm_up)
     end,
   })
 end

@@ -157,7 +157,8 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
                  mixer: MatchMixer | None) -> list[str]:
     """Decode options.n rows as one batch: row 0 greedy if `greedy_first`, the others sampled."""
     n = options.n
-    rng = np.random.default_rng(options.seed if options.seed is not None else 0)
+    sampled_rows = n - 1 if greedy_first else n
+    rng = np.random.default_rng(options.seed if options.seed is not None else 0) if sampled_rows else None
     temperature = options.temperature if options.temperature > 0 else options.alt_temperature
     rows_state = tuple(np.repeat(h, n, axis=0) for h in state)           # (n, H) each
     row_logits = np.repeat(logits.reshape(1, -1), n, axis=0)             # (n, 256)
