@@ -25,7 +25,6 @@ VARIANTS = {
     "batch 128": {"batch_size": 128},
     "batch 256": {"batch_size": 256},
     "batch 512": {"batch_size": 512},
-    "batch 1024": {"batch_size": 1024},
     "batch 32": {"batch_size": 32},
     "XLA jit_compile": {"jit_compile": True},
     "1 intra-op thread": {"intra_threads": 1},
