@@ -6,7 +6,7 @@ continuation (greedy, up to --max-chars, stopping at the end of the line); the p
 word by word (one keystroke per word: the `accept word` key) as long as the words match what they
 were about to type, and otherwise types the next character (one keystroke).
 
-Usage: python bench/quality.py [--model default] [--bytes 20000] [--typing-bytes 3000] [FILE...]
+Usage: python bench/quality.py [--model default] [--bytes 20000] [--typing-bytes N] [FILE...]
 Without files: the held-out files of each corpus kind (prose, python, lua) that the default model
 was not trained on.
 """
@@ -30,7 +30,9 @@ from textgen_core.decoding import DecodeOptions  # noqa: E402
 from textgen_core.engine import Engine  # noqa: E402
 from textgen_core.machine import machine_summary  # noqa: E402
 
-WORD = re.compile(r"[^\w]*\w+|[^\w]+")
+# The product's `accept word` (lua/textgen/suggestion.lua first_word): spaces and line breaks, then
+# punctuation, then a word; punctuation followed by a space is a word of its own.
+WORD = re.compile(r"\s*[^\w\s]*\w+|\s*[^\w\s]+|\s+")
 
 
 def compressor_bpc(data: bytes) -> dict[str, float]:
@@ -40,7 +42,7 @@ def compressor_bpc(data: bytes) -> dict[str, float]:
 
 
 def words(text: str) -> list[str]:
-    """How `accept word` splits a suggestion: leading spaces/punctuation travel with the next word."""
+    """How `accept word` splits a suggestion: leading spaces and punctuation travel with the next word."""
     return WORD.findall(text)
 
 
@@ -92,7 +94,8 @@ def main() -> None:
     parser.add_argument("files", nargs="*")
     parser.add_argument("--model", default="default")
     parser.add_argument("--bytes", type=int, default=20000, help="bytes per text for bits per character")
-    parser.add_argument("--typing-bytes", type=int, default=3000, help="bytes per text for the typing simulation")
+    parser.add_argument("--typing-bytes", type=int, help="bytes per text for the typing simulation "
+                        "(default: all of --bytes; a file's first few KB are often only its license header)")
     parser.add_argument("--max-chars", type=int, default=24)
     args = parser.parse_args()
     texts = {f: Path(f).read_bytes()[:args.bytes] for f in args.files} if args.files else heldout_texts(args.bytes)
@@ -110,7 +113,7 @@ def main() -> None:
             text = data.decode("utf-8", errors="replace")
             bpc, bpc_plain = model.bits_per_char(data), plain.bits_per_char(data)
             packed = compressor_bpc(data)
-            typed = text[:args.typing_bytes]
+            typed = text[:args.typing_bytes] if args.typing_bytes else text
             saved, keys, chars = keystrokes_saved(engine, typed, args.max_chars)
             saved_plain, _, _ = keystrokes_saved(plain_engine, typed, args.max_chars)
             print(f"{name:<16} {len(data):>7,} {bpc:6.3f} {bpc_plain:9.3f} {packed['gzip']:6.3f} {packed['bz2']:6.3f} "
