@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from .buffer_words import word_completion
 from .match import MatchMixer, MatchState, advance, find_match, softmax
 from .vocab import decode_complete
 
@@ -121,7 +122,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
     """Continue from `state` whose next-byte logits are `logits` (256,); returns 1..n distinct texts.
 
     With `memory` (the context, which may reach further back than the GRU's window) and a `mixer`,
-    the match model's predictions are mixed into every step.
+    the match model's predictions are mixed into every step, and the greedy text starts with the
+    buffer's own completion of the word the cursor is in, if it has one (`buffer_words`).
     """
     if options.max_chars == 0:
         return [""]
@@ -137,7 +139,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
                                None, should_cancel, memory, mixer)
         return _distinct([best] + sampled)
     return _distinct(_sample_rows(backend, state, logits, options, options.temperature == 0,
-                                  on_partial, should_cancel, memory, mixer))
+                                  on_partial, should_cancel, memory, mixer,
+                                  lead=word_completion(memory) if memory is not None else b""))
 
 
 def _distinct(texts: list[str]) -> list[str]:
@@ -154,8 +157,9 @@ def _distinct(texts: list[str]) -> list[str]:
 
 def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, greedy_first: bool,
                  on_partial: PartialCallback | None, should_cancel, memory: bytes | None,
-                 mixer: MatchMixer | None) -> list[str]:
-    """Decode options.n rows as one batch: row 0 greedy if `greedy_first`, the others sampled."""
+                 mixer: MatchMixer | None, lead: bytes = b"") -> list[str]:
+    """Decode options.n rows as one batch: row 0 greedy if `greedy_first` (its first bytes `lead`), the
+    others sampled."""
     n = options.n
     sampled_rows = n - 1 if greedy_first else n
     rng = np.random.default_rng(options.seed if options.seed is not None else 0) if sampled_rows else None
@@ -172,7 +176,7 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
         ids = np.empty(n, np.int32)
         for row in range(n):
             if greedy_first and row == 0:
-                ids[row] = _greedy(row_logits[row], mixer, memories[row])
+                ids[row] = lead[step] if step < len(lead) else _greedy(row_logits[row], mixer, memories[row])
             else:
                 ids[row] = _sample(mixed_logits(row_logits[row], mixer, memories[row]), temperature,
                                    options.top_k, options.top_p, rng)

@@ -1,0 +1,56 @@
+"""The buffer's own words lead the suggestion for the word the cursor is in (what CTRL-N would offer)."""
+import threading
+
+from textgen_core import load_model
+from textgen_core.buffer_words import SEARCH_BYTES, word_completion
+from textgen_core.decoding import DecodeOptions
+from textgen_core.engine import Engine
+
+
+def test_the_most_recent_earlier_word_with_the_typed_prefix_completes_it():
+    assert word_completion(b"def fold_lines(x):\n    return fo") == b"ld_lines"
+    assert word_completion(b"a fox, a forest and fold_lines; fo") == b"ld_lines"      # most recent wins
+
+
+def test_no_completion_without_a_prefix_a_longer_word_or_a_word_start():
+    assert word_completion(b"fold_lines f") == b""                # one typed byte is not a prefix yet
+    assert word_completion(b"fold_lines fold_lines") == b""       # nothing longer seen
+    assert word_completion(b"unfold_lines fo") == b""             # "fo" inside a word is no word start
+    assert word_completion(b"fold_lines ") == b""                 # the cursor is not in a word
+    assert word_completion(b"fo") == b""
+    assert word_completion("fête fê".encode()) == b""             # no guessing inside UTF-8
+
+
+def test_only_the_last_search_bytes_are_searched():
+    far = b"fold_lines" + b" " * SEARCH_BYTES + b" fo"
+    assert word_completion(far) == b""
+    near = b"fold_lines" + b" " * (SEARCH_BYTES - 20) + b" fo"
+    assert word_completion(near) == b"ld_lines"
+
+
+def test_the_greedy_suggestion_starts_with_the_buffers_word_and_the_model_goes_on(tiny_model_dir):
+    context = "we must zonk_the_quux tomorrow.\nthen the zo"
+    with_words = load_model(tiny_model_dir)
+    assert with_words.complete(context, max_chars=30).startswith("nk_the_quux")
+    without = load_model(tiny_model_dir, use_match=False)             # the buffer as memory switched off
+    assert not without.complete(context, max_chars=30).startswith("nk_the_quux")
+
+
+def test_streamed_parts_are_prefixes_of_the_final_text_that_starts_with_the_word(tiny_model_dir):
+    engine = Engine(load_model(tiny_model_dir))
+    parts, done = [], threading.Event()
+
+    def callback(completion):
+        parts.append((completion.final, completion.texts[0] if completion.texts else ""))
+        if completion.final:
+            done.set()
+
+    try:
+        engine.submit("buf", "we must zonk_the_quux tomorrow.\nthen the zo", DecodeOptions(max_chars=30, stream_every=2),
+                      callback)
+        assert done.wait(10)
+    finally:
+        engine.close()
+    final = parts[-1][1]
+    assert final.startswith("nk_the_quux")
+    assert all(final.startswith(text) for is_final, text in parts[:-1])
