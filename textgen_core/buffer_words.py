@@ -3,8 +3,9 @@
 A char-GRU completes a half-typed name with the name it finds likely in general; the buffer knows the
 names this text uses. When the cursor follows at least `MIN_PREFIX` word characters and an earlier word
 of the buffer (within `SEARCH_BYTES`) extends them, the most recent such word leads the greedy
-suggestion; the GRU continues after it. On held-out files this saved 3–4 % more keystrokes on code
-(`bench/quality.py`), under 1 % on prose.
+suggestion; the GRU continues after it. On held-out files this saves 2–3 points more keystrokes on
+code and about 1 on prose (`bench/quality.py`: Python 35.3 → 37.9 %, Lua 33.2 → 35.5 %, prose 31.1 →
+32.0 %), for 5–11 µs per request.
 """
 from __future__ import annotations
 
