@@ -122,9 +122,19 @@ def test_hostile_buffer_is_typed_in_without_errors_freezes_or_loss(nvim, tmp_pat
     nvim.input("<Esc>")
     wait_for(lambda: mode(nvim).startswith("n"), what="normal mode")
 
-    assert max(times) < 100 or median(times) < 1.5 * median(own), \
-        f"keystrokes answered in {times} ms; without suggestions {own} ms"
     assert error_messages(nvim) == [], error_messages(nvim)
     assert nvim.eval("v:errmsg") == ""
     assert changes(nvim, typed) == "", "text was lost or changed"
+
+    if max(times) >= 100:
+        # Neovim's own cost measured again after, suggestions off: a slow key is compared with both
+        # sides of it (this machine's speed drifts by half within seconds).
+        lua(nvim, "require('textgen').setup({ auto_trigger = false })")
+        nvim.command("normal! G$")
+        own_after = answer_times(nvim, "Athe qu")
+        nvim.input("<Esc>")
+        wait_for(lambda: mode(nvim).startswith("n"), what="normal mode")
+        lua(nvim, "require('textgen').setup({ auto_trigger = true })")
+        assert median(times) < 1.5 * max(median(own), median(own_after)), \
+            f"keystrokes answered in {times} ms; without suggestions {own} ms before, {own_after} ms after"
     lua(nvim, "_G.textgen_test_lines = nil")
