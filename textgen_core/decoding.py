@@ -138,9 +138,10 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
         sampled = _sample_rows(backend, state, logits, replace(options, n=options.n - 1), False,
                                None, should_cancel, memory, mixer)
         return _distinct([best] + sampled)
-    return _distinct(_sample_rows(backend, state, logits, options, options.temperature == 0,
-                                  on_partial, should_cancel, memory, mixer,
-                                  lead=word_completion(memory) if memory is not None else b""))
+    greedy_first = options.temperature == 0
+    lead = word_completion(memory) if greedy_first and memory is not None else b""
+    return _distinct(_sample_rows(backend, state, logits, options, greedy_first,
+                                  on_partial, should_cancel, memory, mixer, lead))
 
 
 def _distinct(texts: list[str]) -> list[str]:
