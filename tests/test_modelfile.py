@@ -169,3 +169,61 @@ def test_disk_full_while_saving_keeps_the_previous_model_and_no_debris(folder, m
         save_model_folder(folder, ModelInfo(CONFIG), _weights(value=0.3))
     assert (folder / "weights.npz").read_bytes() == before
     assert [p.name for p in folder.parent.iterdir()] == ["m"]
+
+
+_KILLED_SAVE = r"""
+import os, signal, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from textgen_core import modelfile
+from textgen_core.config import ModelConfig, ModelInfo
+config = ModelConfig(embed_dim=4, hidden=8, layers=2)
+weights = {name: np.full(shape, 0.7, np.float32) for name, shape in config.weight_shapes().items()}
+where = sys.argv[3]
+real_replace, real_savez = os.replace, np.savez
+def replace(src, dst):
+    real_replace(src, dst)
+    if where == "between renames":          # the old model has just moved aside
+        os.kill(os.getpid(), signal.SIGKILL)
+def savez(*args, **kwargs):
+    if where == "while writing":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_savez(*args, **kwargs)
+os.replace, np.savez = replace, savez
+modelfile.save_model_folder(sys.argv[2], ModelInfo(config), weights)
+"""
+
+
+@pytest.mark.parametrize("where", ["between renames", "while writing"])
+def test_a_save_killed_midway_loses_nothing_and_its_debris_goes(folder, where):
+    import subprocess
+    import sys
+
+    before = (folder / "weights.npz").read_bytes()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(Path(__file__).parent.parent), str(folder), where])
+    assert killed.returncode == -9
+    assert len(list(folder.parent.iterdir())) == 2            # the model (or its moved-aside copy) + debris
+    info, _ = load_model_folder(folder)                       # the previous model, back in place
+    assert (folder / "weights.npz").read_bytes() == before and info.val_bpc == 2.5
+    save_model_folder(folder, ModelInfo(CONFIG), _weights(value=0.3))
+    assert [p.name for p in folder.parent.iterdir()] == ["m"]
+    assert load_model_folder(folder)[1]["embedding"][0, 0] == np.float32(0.3)
+
+
+def test_a_running_writers_folders_are_left_alone(folder):
+    """Another process saving the same model right now keeps its temporary folder."""
+    busy = folder.parent / f".m.tmp-{os.getppid()}-x"
+    busy.mkdir()
+    save_model_folder(folder, ModelInfo(CONFIG), _weights(value=0.3))
+    assert busy.is_dir()
+
+
+def test_a_named_model_whose_save_was_killed_still_loads_by_name(folder, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("TEXTGEN_MODELS_DIR", str(folder.parent))
+    subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(Path(__file__).parent.parent), str(folder),
+                    "between renames"])
+    assert not folder.exists()
+    assert load_model("m").info.val_bpc == 2.5

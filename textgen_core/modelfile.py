@@ -35,7 +35,8 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
     folder = Path(folder).expanduser().resolve()
     _check_weights(info.config, weights, source=str(folder))
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    recover_interrupted_save(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
     try:
         arrays = {name: np.ascontiguousarray(weights[name], dtype=dtype)
                   for name in info.config.weight_shapes()}
@@ -74,10 +75,47 @@ def _replace_folder(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def recover_interrupted_save(folder: str | os.PathLike) -> None:
+    """Undo what a save killed midway (SIGKILL, power loss) left beside `folder`.
+
+    Killed between its two renames, a save leaves the previous model at `.NAME.old-PID` and nothing
+    at NAME: it is put back. Temporary folders of writers that are gone are removed. Folders of a
+    writer still running are left alone, and so is anything this user may not change.
+    """
+    folder = Path(folder)
+    for old in sorted(folder.parent.glob(f".{folder.name}.old-*")):
+        if _writer_gone(old.name.rsplit("-", 1)[-1]):
+            try:
+                if folder.exists():
+                    shutil.rmtree(old)
+                else:
+                    os.replace(old, folder)
+            except OSError:
+                pass
+    for tmp in folder.parent.glob(f".{folder.name}.tmp-*-*"):
+        if _writer_gone(tmp.name[len(f".{folder.name}.tmp-"):].split("-", 1)[0]):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _writer_gone(pid: str) -> bool:
+    """Whether the process that named a folder with `pid` has ended (False when unsure)."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     """Parse and validate `config.json` of a model folder."""
     folder = Path(folder)
     path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        recover_interrupted_save(folder)
     if not folder.is_dir():
         raise ModelFileError(f"{folder}: not a model folder (it does not exist or is not a directory)")
     try:

@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from .modelfile import recover_interrupted_save
+
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
 
@@ -48,6 +50,8 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         if ".." in Path(text).parts:
             raise ModelNotFoundError(f"{text}: a model path must not contain '..'; give an absolute path")
         path = Path(text).expanduser()
+        if not path.is_dir():
+            recover_interrupted_save(path)
         if path.is_dir():
             return path.resolve()
         raise ModelNotFoundError(f"{text}: no such model folder")
@@ -57,6 +61,8 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     for folder in search_dirs():
         candidate = folder / text
         tried.append(str(candidate))
+        if not candidate.is_dir() and folder.is_dir():
+            recover_interrupted_save(candidate)
         if candidate.is_dir():
             return candidate.resolve()
     raise ModelNotFoundError(f"no model named {text!r}; looked in: {', '.join(tried)}")
