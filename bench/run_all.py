@@ -25,6 +25,8 @@ BENCHES = [
      ["bench/startup.py"]),
     ("Training throughput, side by side (issue 7: ≥ 2× plain model.fit)",
      ["bench/train_speed.py", "--seconds", "60"]),
+    ("Where a training step's time goes (the profile behind the training target)",
+     ["bench/train_profile.py"]),
     (":TextGenTrain while typing: bpc, wall time, editor stalls, 1 vs all TensorFlow threads (issue 5)",
      ["bench/finetune.py"]),
     ("Quality of the default model on held-out text (issue 6)",
