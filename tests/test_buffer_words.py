@@ -1,8 +1,9 @@
-"""The buffer's own words lead the suggestion for the word the cursor is in (what CTRL-N would offer)."""
+"""The buffer's own words lead the suggestion: for the word the cursor is in (what CTRL-N would offer),
+and at a word start, the word that followed the last word and separator the last time."""
 import threading
 
 from textgen_core import load_model
-from textgen_core.buffer_words import SEARCH_BYTES, word_completion
+from textgen_core.buffer_words import SEARCH_BYTES, next_word, word_completion
 from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import Engine
 
@@ -54,3 +55,29 @@ def test_streamed_parts_are_prefixes_of_the_final_text_that_starts_with_the_word
     final = parts[-1][1]
     assert final.startswith("nk_the_quux")
     assert all(final.startswith(text) for is_final, text in parts[:-1])
+
+
+def test_at_a_word_start_the_word_that_last_followed_the_same_word_and_separator_leads():
+    assert next_word(b"self.config = 1\nx = self.") == b"config"
+    assert next_word(b"self.a1 = 1\nself.b2 = 2\nself.") == b"b2"             # most recent wins
+    assert next_word(b"vim.api.nvim_buf_get_lines(0)\nvim.api.") == b"nvim_buf_get_lines"
+    assert next_word(b"foo (bar) and foo ") == b"(bar"                         # punctuation travels with it
+    assert next_word(b"the cat sat; the ") == b"cat"
+
+
+def test_no_next_word_without_a_word_start_the_same_separator_or_a_word_after_it():
+    assert next_word(b"the cat sat; the") == b""            # in a word: word_completion's case
+    assert next_word(b"the cat sat; the,") == b""           # "the," never occurred
+    assert next_word(b"the cat\nthe\n") == b""             # a line break is no separator
+    assert next_word(b"the a; the ") == b""                 # one byte is no word to suggest
+    assert next_word(b"bathe cat; the ") == b""             # "the" inside a word is not the word
+    assert next_word("fête cat; fête ".encode()) == b""     # no guessing inside UTF-8
+    assert next_word(b"  ") == b"" and next_word(b"") == b""
+    assert next_word(b"the cat" + b" " * SEARCH_BYTES + b"; the ") == b""
+
+
+def test_the_greedy_suggestion_at_a_word_start_starts_with_the_buffers_next_word(tiny_model_dir):
+    context = "we call zonk_the_quux daily.\nthen we call "
+    assert load_model(tiny_model_dir).complete(context, max_chars=30).startswith("zonk_the_quux")
+    without = load_model(tiny_model_dir, use_match=False)             # the buffer as memory switched off
+    assert not without.complete(context, max_chars=30).startswith("zonk_the_quux")

@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .buffer_words import word_completion
+from .buffer_words import next_word, word_completion
 from .match import MatchMixer, MatchState, advance, find_match, softmax
 from .vocab import decode_complete
 
@@ -123,7 +123,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
 
     With `memory` (the context, which may reach further back than the GRU's window) and a `mixer`,
     the match model's predictions are mixed into every step, and the greedy text starts with the
-    buffer's own completion of the word the cursor is in, if it has one (`buffer_words`).
+    buffer's own completion of the word the cursor is in, or at a word start with the word that
+    followed the last word there before, if it has one (`buffer_words`).
     """
     if options.max_chars == 0:
         return [""]
@@ -139,7 +140,7 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
                                None, should_cancel, memory, mixer)
         return _distinct([best] + sampled)
     greedy_first = options.temperature == 0
-    lead = word_completion(memory) if greedy_first and memory is not None else b""
+    lead = (word_completion(memory) or next_word(memory)) if greedy_first and memory is not None else b""
     return _distinct(_sample_rows(backend, state, logits, options, greedy_first,
                                   on_partial, should_cancel, memory, mixer, lead))
 
