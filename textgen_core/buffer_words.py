@@ -31,22 +31,12 @@ def word_completion(context: bytes | bytearray) -> bytes:
     """The rest of the most recent earlier word that extends the word at the end of `context`; b"" when
     the cursor is not after `MIN_PREFIX` word bytes or no earlier word extends them."""
     end = len(context)
-    start = end
-    while start > 0 and end - start < MAX_WORD and _is_word_byte(context[start - 1]):
-        start -= 1
+    start = _word_start(context, end)
     if end - start < MIN_PREFIX or (start > 0 and _is_word_byte(context[start - 1])):
         return b""
-    prefix = bytes(context[start:end])
-    lowest = max(0, start - SEARCH_BYTES)
-    found = context.rfind(prefix, lowest, start)
-    while found >= 0:
-        after = found + len(prefix)
-        if (found == 0 or not _is_word_byte(context[found - 1])) and after < start and _is_word_byte(context[after]):
-            stop = after
-            while stop < start and _is_word_byte(context[stop]):
-                stop += 1
-            return bytes(context[after:stop])
-        found = context.rfind(prefix, lowest, found + len(prefix) - 1)
+    for after in _earlier_word_starts(context, bytes(context[start:end]), start):
+        if after < start and _is_word_byte(context[after]):
+            return bytes(context[after:_word_end(context, after, start)])
     return b""
 
 
@@ -61,25 +51,42 @@ def next_word(context: bytes | bytearray) -> bytes:
         sep_start -= 1
     if sep_start == end or end - sep_start > MAX_SEPARATOR or sep_start == 0 or not _is_word_byte(context[sep_start - 1]):
         return b""
-    start = sep_start
-    while start > 0 and sep_start - start < MAX_WORD and _is_word_byte(context[start - 1]):
-        start -= 1
+    start = _word_start(context, sep_start)
     if start > 0 and (_is_word_byte(context[start - 1]) or context[start - 1] >= 0x80):
         return b""
-    phrase = bytes(context[start:end])
+    for after in _earlier_word_starts(context, bytes(context[start:end]), start):
+        word_start = after
+        while word_start < start and word_start - after < MAX_SEPARATOR and not _is_word_byte(context[word_start]) \
+                and context[word_start] not in (10, 13) and context[word_start] < 0x80:
+            word_start += 1
+        stop = _word_end(context, word_start, start)
+        if MIN_PREFIX <= stop - word_start <= MAX_WORD and not _is_word_byte(context[stop]):
+            return bytes(context[after:stop])
+    return b""
+
+
+def _word_start(context: bytes | bytearray, end: int) -> int:
+    """Where the run of word bytes that ends at `end` begins (looking back at most `MAX_WORD` bytes)."""
+    start = end
+    while start > 0 and end - start < MAX_WORD and _is_word_byte(context[start - 1]):
+        start -= 1
+    return start
+
+
+def _word_end(context: bytes | bytearray, start: int, limit: int) -> int:
+    """Where the run of word bytes from `start` ends, before `limit`."""
+    stop = start
+    while stop < limit and _is_word_byte(context[stop]):
+        stop += 1
+    return stop
+
+
+def _earlier_word_starts(context: bytes | bytearray, phrase: bytes, start: int):
+    """For each earlier occurrence of `phrase` at a word start within `SEARCH_BYTES` before `start`,
+    most recent first: where the text after it begins."""
     lowest = max(0, start - SEARCH_BYTES)
     found = context.rfind(phrase, lowest, start)
     while found >= 0:
-        after = found + len(phrase)
         if found == 0 or not _is_word_byte(context[found - 1]):
-            stop = after
-            while stop < start and stop - after < MAX_SEPARATOR and not _is_word_byte(context[stop]) \
-                    and context[stop] not in (10, 13) and context[stop] < 0x80:
-                stop += 1
-            word_start = stop
-            while stop < start and stop - word_start < MAX_WORD and _is_word_byte(context[stop]):
-                stop += 1
-            if stop - word_start >= MIN_PREFIX and (stop == len(context) or not _is_word_byte(context[stop])):
-                return bytes(context[after:stop])
+            yield found + len(phrase)
         found = context.rfind(phrase, lowest, found + len(phrase) - 1)
-    return b""

@@ -97,6 +97,13 @@ def recover_interrupted_save(folder: str | os.PathLike) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def folder_is_present(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is a directory, once a save killed midway has been undone."""
+    if not os.path.isdir(folder):
+        recover_interrupted_save(folder)
+    return os.path.isdir(folder)
+
+
 def _writer_gone(pid: str) -> bool:
     """Whether the process that named a folder with `pid` has ended (False when unsure)."""
     if not pid.isdigit() or int(pid) == os.getpid():
@@ -114,9 +121,7 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     """Parse and validate `config.json` of a model folder."""
     folder = Path(folder)
     path = folder / CONFIG_FILE
-    if not folder.is_dir():
-        recover_interrupted_save(folder)
-    if not folder.is_dir():
+    if not folder_is_present(folder):
         raise ModelFileError(f"{folder}: not a model folder (it does not exist or is not a directory)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

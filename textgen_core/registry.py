@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from .modelfile import recover_interrupted_save
+from .modelfile import folder_is_present
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
@@ -50,9 +50,7 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         if ".." in Path(text).parts:
             raise ModelNotFoundError(f"{text}: a model path must not contain '..'; give an absolute path")
         path = Path(text).expanduser()
-        if not path.is_dir():
-            recover_interrupted_save(path)
-        if path.is_dir():
+        if folder_is_present(path):
             return path.resolve()
         raise ModelNotFoundError(f"{text}: no such model folder")
     if not is_valid_name(text):
@@ -61,9 +59,7 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     for folder in search_dirs():
         candidate = folder / text
         tried.append(str(candidate))
-        if not candidate.is_dir() and folder.is_dir():
-            recover_interrupted_save(candidate)
-        if candidate.is_dir():
+        if folder.is_dir() and folder_is_present(candidate):
             return candidate.resolve()
     raise ModelNotFoundError(f"no model named {text!r}; looked in: {', '.join(tried)}")
 
