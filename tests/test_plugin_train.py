@@ -154,6 +154,10 @@ def _ghost_text(nvim) -> str | None:
     return g.text if g else None
 
 
+def process_environ(pid: int) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+
+
 def test_the_training_job_leaves_a_core_to_the_editor(vim):
     """TensorFlow in the job gets all cores but one (on 2 cores, one thread: as fast as two for these
     models — bench/train_speed.py — and the editor keeps a core of its own)."""
@@ -161,8 +165,9 @@ def test_the_training_job_leaves_a_core_to_the_editor(vim):
     open_text(vim, NOVEL)
     job = start_training(vim, "TextGenTrain threads-novel")
     try:
-        environ = dict(item.split("=", 1) for item in
-                       Path(f"/proc/{job['pid']}/environ").read_text().split("\0") if "=" in item)
+        # Until its execve ends, the job's /proc environ is Neovim's (or empty): wait for the job's own.
+        environ = wait_for(lambda: "TF_NUM_INTRAOP_THREADS" in (env := process_environ(job["pid"])) and env,
+                           timeout=10, what="the training process's environment")
     finally:
         vim.command("TextGenTrainStop")
         wait_for(lambda: training(vim)["state"] == "cancelled", timeout=10, what="the job to end")
@@ -202,7 +207,10 @@ def test_no_training_process_survives_quitting_neovim_and_nothing_writes_a_trace
     try:
         open_text(editor, NOVEL)
         pid = start_training(editor)["pid"]
-        assert "textgen_core" in Path(f"/proc/{pid}/cmdline").read_text()
+        # Right after jobstart the process may still be inside execve (the wrapper execs Python),
+        # when /proc/PID/cmdline reads empty: wait for the command line rather than read it once.
+        wait_for(lambda: "textgen_core" in Path(f"/proc/{pid}/cmdline").read_text(), timeout=10,
+                 what="the training process to run textgen_core")
         wait_for(lambda: training(editor).get("initial_val_bpc"), timeout=60, what="training under way")
         quit_and_check_nothing_is_left(editor, home, stderr_log)
         assert not is_running(pid)
