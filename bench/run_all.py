@@ -25,6 +25,9 @@ BENCHES = [
      ["bench/startup.py"]),
     ("Training throughput, side by side (issue 7: ≥ 2× plain model.fit)",
      ["bench/train_speed.py", "--seconds", "60"]),
+    ("The same over 5 minutes per variant, for the val bpc comparison (after one minute every variant is "
+     "still near the byte frequencies)",
+     ["bench/train_speed.py", "--seconds", "300", "--only", "baseline: fit, batch 64;batch 128;batch 512"]),
     ("Where a training step's time goes (the profile behind the training target)",
      ["bench/train_profile.py"]),
     (":TextGenTrain while typing: bpc, wall time, editor stalls, 1 vs all TensorFlow threads (issue 5)",

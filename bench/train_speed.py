@@ -28,6 +28,7 @@ VARIANTS = {
     "batch 32": {"batch_size": 32},
     "XLA jit_compile": {"jit_compile": True},
     "1 intra-op thread": {"intra_threads": 1},
+    "batch 512, 1 thread": {"batch_size": 512, "intra_threads": 1},
 }
 
 WORKER = r"""
