@@ -165,21 +165,27 @@ def test_a_new_suggestion_replaces_the_old_one_without_a_blank_frame(vim, screen
 
 
 def test_an_outdated_suggestion_goes_after_linger_ms_even_while_typing_goes_on(vim, tiny_model):
+    """The ghost goes about linger_ms after it went stale, long before 2 s of typing ends (a linger that
+    restarted with every key would keep it all along). The slack is wide: this shared 2-core machine
+    stalls a Neovim for a few hundred ms at times."""
     first = suggest(tiny_model, "the qu")
     assert not first.startswith("z")
     type_and_wait(vim, "ithe qu", first)
-    set_options(vim, linger_ms=100, debounce_ms=2000)    # no successor comes to replace it meanwhile
+    set_options(vim, linger_ms=200, debounce_ms=5000)    # no successor comes to replace it meanwhile
     started = time.monotonic()
     last_seen = started
-    for i in range(20):                                  # a key every 30 ms, none of them the suggestion's
-        due = started + i * 0.03
+    keys = 40
+    for i in range(keys):                                # a key every 50 ms, none of them the suggestion's
+        due = started + i * 0.05
         if due > time.monotonic():
             time.sleep(due - time.monotonic())           # the typing rate, not a wait for a condition
         vim.input("z")
         if ghost(vim) is not None:
             last_seen = time.monotonic()
-    assert last_seen - started < 0.1 + 0.2, f"the outdated ghost text stayed {last_seen - started:.2f} s"
-    assert ghost(vim) is None and buffer_text(vim) == "the qu" + "z" * 20
+    typing = time.monotonic() - started
+    assert typing > 1.9
+    assert last_seen - started < 0.2 + 1.0, f"the outdated ghost text stayed {last_seen - started:.2f} s of {typing:.2f}"
+    assert ghost(vim) is None and buffer_text(vim) == "the qu" + "z" * keys
 
 
 def test_escape_clears_the_ghost_text(vim, tiny_model):
