@@ -152,16 +152,22 @@ def is_running(pid: int) -> bool:
         return False
 
 
+def process_environ(pid: int) -> dict[str, str]:
+    """A process's environment as /proc shows it (until its execve ends: its parent's, or nothing)."""
+    text = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(item.split("=", 1) for item in text.split("\0") if "=" in item)
+
+
 def processes_started_for(home: Path) -> list[str]:
     """Running processes of a test Neovim started in `home` (Neovim itself, its hosts, its jobs and
     anything they started): every one inherits the XDG folders `isolated_env` made there."""
-    marker = f"XDG_CONFIG_HOME={home / 'xdg_config_home'}".encode()
+    config_home = str(home / "xdg_config_home")
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0") and is_running(int(entry.name)):
+            if process_environ(int(entry.name)).get("XDG_CONFIG_HOME") == config_home and is_running(int(entry.name)):
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 found.append(f"{entry.name}: {command}")
         except (FileNotFoundError, ProcessLookupError, PermissionError):

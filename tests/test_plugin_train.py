@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .nvim_harness import (PYTHON, REPO, Screen, ghost, idle, is_running, lua, mode, not_at_a_prompt, shared_manifest, start_nvim,
-                           stderr_logging_python, wait_for)
+from .nvim_harness import (PYTHON, REPO, Screen, ghost, idle, is_running, lua, mode, not_at_a_prompt, process_environ,
+                           shared_manifest, start_nvim, stderr_logging_python, wait_for)
 from .test_plugin_quit import quit_and_check_nothing_is_left
 from textgen_core import load_model
 from textgen_core.decoding import DecodeOptions
@@ -152,10 +152,6 @@ def test_training_on_the_buffer_keeps_the_editor_answering_and_swaps_in_the_new_
 def _ghost_text(nvim) -> str | None:
     g = ghost(nvim)
     return g.text if g else None
-
-
-def process_environ(pid: int) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
 
 
 def test_the_training_job_leaves_a_core_to_the_editor(vim):
