@@ -29,9 +29,4 @@ class EditorBridge:
             log.debug("textgen: dropped %s: the event loop is closed", function)
 
     def _send(self, function: str, args: tuple[Any, ...]) -> None:
-        try:
-            self._nvim.exec_lua(_CALL_HOST_MODULE, function, *args, async_=True)
-        except Exception:       # the channel closed after the hand-over: Neovim is exiting. pynvim would
-            # print the error with its traceback on the host's stderr (no Lua error comes back here:
-            # a notification's errors arrive in Neovim).
-            log.debug("textgen: dropped %s: the channel to Neovim is closed", function)
+        self._nvim.exec_lua(_CALL_HOST_MODULE, function, *args, async_=True)
