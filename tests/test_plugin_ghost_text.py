@@ -239,15 +239,17 @@ def test_multibyte_text_is_accepted_intact(vim, tiny_model):
 
 
 def test_accept_word_takes_one_word_and_keeps_the_rest_shown(vim, tiny_model):
-    expected = suggest(tiny_model, "naïve")
+    # On a line of its own, as in the training text: after a bare "naïve" at the start of the buffer
+    # a tiny model may skip its next words, depending on the machine's floating-point rounding.
+    expected = suggest(tiny_model, "\nnaïve")
     assert expected.startswith(" café"), expected
-    type_and_wait(vim, "inaïve", expected)
+    type_and_wait(vim, "i<CR>naïve", expected)
     vim.input("<M-Right>")
-    wait_for(lambda: buffer_text(vim) == "naïve café", what="one word accepted")
-    rest = wait_for(lambda: (g := ghost(vim)) and g.col == len("naïve café".encode()) and g)
+    wait_for(lambda: buffer_text(vim) == "\nnaïve café", what="one word accepted")
+    rest = wait_for(lambda: (g := ghost(vim)) and (g.row, g.col) == (1, len("naïve café".encode())) and g)
     assert rest.text == expected[len(" café"):]
     vim.input("<M-Right>")
-    wait_for(lambda: buffer_text(vim) == "naïve café 日本", what="the next (multibyte) word")
+    wait_for(lambda: buffer_text(vim) == "\nnaïve café 日本", what="the next (multibyte) word")
 
 
 def test_multi_line_suggestion_shows_below_and_is_accepted_whole(vim, tiny_model):
