@@ -1,5 +1,6 @@
-"""Training throughput, side by side in one run: a plain `model.fit` fp32 baseline against the
-settings `textgen train` can use (batch size, XLA, thread counts).
+"""Training throughput, side by side in one run: a plain `model.fit` fp32 baseline (Keras' GRU) against
+the settings `textgen train` can use (the fused GRU and its bfloat16 products, batch size, XLA,
+thread counts), and `textgen train`'s own default.
 
 Each variant trains the same model on the same data (the corpus the dependencies install) for the
 same wall time in a fresh subprocess (thread settings only apply at start-up), then reports its
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +20,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+KERAS = {"gru": "keras", "precision": "float32"}
 VARIANTS = {
-    "baseline: fit, batch 64": {},
-    "batch 128": {"batch_size": 128},
-    "batch 256": {"batch_size": 256},
-    "batch 512": {"batch_size": 512},
-    "batch 32": {"batch_size": 32},
-    "XLA jit_compile": {"jit_compile": True},
-    "1 intra-op thread": {"intra_threads": 1},
-    "batch 512, 1 thread": {"batch_size": 512, "intra_threads": 1},
+    "baseline: fit, batch 64": KERAS,
+    "batch 128": {**KERAS, "batch_size": 128},
+    "batch 512": {**KERAS, "batch_size": 512},
+    "XLA jit_compile": {**KERAS, "jit_compile": True},
+    "1 intra-op thread": {**KERAS, "intra_threads": 1},
+    "fused GRU, float32": {"gru": "fused", "precision": "float32"},
+    "fused GRU, bfloat16 products": {"gru": "fused", "precision": "bfloat16", "needs_bf16": True},
+    "fused, bfloat16, 1 thread": {"gru": "fused", "precision": "bfloat16", "intra_threads": 1, "needs_bf16": True},
+    "textgen train's default": {},
 }
 
 WORKER = r"""
@@ -53,7 +55,8 @@ for f in select(("python", "prose", "lua"), "train")[::7]:
 e, h, l = (int(v) for v in spec["size"].split("x"))
 options = TrainOptions(batch_size=spec.get("batch_size", 64), seq_len=128, epochs=1000, steps_per_epoch=40,
                        patience=1000, max_minutes=spec["seconds"] / 60, jit_compile=spec.get("jit_compile", False),
-                       learning_rate=2e-3 * (spec.get("batch_size", 64) / 64) ** 0.5)
+                       learning_rate=2e-3 * (spec.get("batch_size", 64) / 64) ** 0.5,
+                       gru=spec.get("gru", "auto"), precision=spec.get("precision", "auto"))
 class StepClock:
     # when each reported step ended: steady throughput leaves out tracing and evaluation
     def __init__(self):
@@ -66,7 +69,7 @@ result = train(texts, spec["out"], config=ModelConfig(e, h, l), options=options,
 steps = result.info.training["steps"]
 seconds = result.info.training["seconds"]
 (t0, s0), (t1, s1) = clock.points[0], clock.points[-1]
-print(json.dumps({"bytes_per_s": (s1 - s0) * options.batch_size * 128 / max(t1 - t0, 1e-9),
+print(json.dumps({"kernel": result.info.training["kernel"], "bytes_per_s": (s1 - s0) * options.batch_size * 128 / max(t1 - t0, 1e-9),
                   "overall_bytes_per_s": steps * options.batch_size * 128 / seconds,
                   "val_bpc": result.info.metrics["val_bpc"], "steps": steps, "seconds": seconds}))
 """
@@ -78,14 +81,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--only", help="variant names, separated by ';'")
     args = parser.parse_args()
-    from textgen_core.machine import machine_summary
+    from textgen_core.machine import cpu_has_bfloat16, machine_summary
 
     print(f"machine: {machine_summary()}; model {args.size}; {args.seconds:g} s per variant")
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    print(f"bf16 in hardware: {'avx512_bf16' in flags or 'amx_bf16' in flags} (mixed precision is only tried where it is)")
+    has_bf16 = cpu_has_bfloat16()
+    print(f"bfloat16 in hardware (AMX or AVX-512 BF16): {has_bf16} (bfloat16 products are only tried where it is)")
     baseline = None
     for name, spec in VARIANTS.items():
-        if args.only and name not in args.only.split(";"):
+        if (args.only and name not in args.only.split(";")) or (spec.get("needs_bf16") and not has_bf16):
             continue
         spec = dict(spec, size=args.size, seconds=args.seconds, out=str(ROOT / "build" / "bench-train-speed"))
         run = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], capture_output=True, text=True,
@@ -97,7 +100,9 @@ def main() -> None:
         baseline = baseline or figures["bytes_per_s"]
         print(f"{name:<24} {figures['bytes_per_s'] / 1000:7.1f} KB/s  ×{figures['bytes_per_s'] / baseline:4.2f}  "
               f"(whole run {figures['overall_bytes_per_s'] / 1000:5.1f} KB/s)  "
-              f"val bpc {figures['val_bpc']:.3f} after {figures['seconds']:.0f} s ({figures['steps']} steps)", flush=True)
+              f"val bpc {figures['val_bpc']:.3f} after {figures['seconds']:.0f} s ({figures['steps']} steps)"
+              + (f"  [{figures['kernel']['gru']} GRU, {figures['kernel']['precision']}]" if not spec.get("gru") else ""),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, default=3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--jit-compile", action="store_true", help="compile training steps with XLA")
+    train.add_argument("--gru", choices=("auto", "fused", "keras"), default="auto",
+                       help="GRU layer to train with: fused (faster on a CPU), keras (cuDNN on a GPU); "
+                            "auto: keras on a GPU, else fused")
+    train.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                       help="of the fused GRU's matrix products; auto: bfloat16 where the CPU has "
+                            "bfloat16 instructions (AMX, AVX-512 BF16), else float32")
     train.add_argument("--json", action="store_true", help="progress as JSON lines on stdout")
     train.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs here")
     train.add_argument("--stream", action="store_true",
@@ -218,7 +224,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
                            steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
                            val_fraction=args.val_fraction, patience=args.patience,
-                           max_minutes=args.max_minutes, seed=args.seed, jit_compile=args.jit_compile)
+                           max_minutes=args.max_minutes, seed=args.seed, jit_compile=args.jit_compile,
+                           gru=args.gru, precision=args.precision)
     reporter = JsonLinesReporter(sys.stdout) if args.json else TerminalReporter(sys.stderr)
     stdin_copy = None
     try:

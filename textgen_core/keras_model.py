@@ -5,18 +5,32 @@ import keras
 import numpy as np
 
 from .config import ModelConfig
+from .fused_gru import FusedGRU
 from .modelfile import Weights
 
 
-def build_keras_model(config: ModelConfig, stateful_batch: int | None = None) -> keras.Model:
-    """Embedding(256, E) → GRU(H) × L → Dense(256) logits, on int byte ids (B, T)."""
+def build_keras_model(config: ModelConfig, stateful_batch: int | None = None, fused: bool = False,
+                      matmul_dtype: str = "float32", step_dtype: str = "float32") -> keras.Model:
+    """Embedding(256, E) → GRU(H) × L → Dense(256) logits, on int byte ids (B, T).
+
+    `fused` builds the same function from `FusedGRU` layers (training only: faster, not stateful),
+    whose matrix products, and the output layer's, take `matmul_dtype` operands.
+    """
     inputs = keras.Input(shape=(None,), dtype="int32", batch_size=stateful_batch, name="bytes")
-    x = keras.layers.Embedding(config.vocab_size, config.embed_dim, name="embedding")(inputs)  # (B, T, E)
-    for i in range(config.layers):
-        x = keras.layers.GRU(config.hidden, return_sequences=True, reset_after=True,
-                             name=f"gru{i}")(x)                                               # (B, T, H)
-    logits = keras.layers.Dense(config.vocab_size, name="dense", dtype="float32")(x)          # (B, T, 256)
-    return keras.Model(inputs, logits, name="char_gru")
+    if fused:
+        x = keras.layers.Embedding(config.vocab_size, config.embed_dim, name="embedding")(
+            keras.ops.transpose(inputs))                                                       # (T, B, E)
+        for i in range(config.layers):
+            x = FusedGRU(config.hidden, matmul_dtype, step_dtype, name=f"gru{i}")(x)             # (T, B, H)
+        x = keras.ops.transpose(x, (1, 0, 2))                                                  # (B, T, H)
+    else:
+        x = keras.layers.Embedding(config.vocab_size, config.embed_dim, name="embedding")(inputs)  # (B, T, E)
+        for i in range(config.layers):
+            x = keras.layers.GRU(config.hidden, return_sequences=True, reset_after=True,
+                                 name=f"gru{i}")(x)                                               # (B, T, H)
+    dense_dtype = "mixed_bfloat16" if fused and matmul_dtype == "bfloat16" else "float32"
+    logits = keras.layers.Dense(config.vocab_size, name="dense", dtype=dense_dtype)(x)          # (B, T, 256)
+    return keras.Model(inputs, keras.ops.cast(logits, "float32"), name="char_gru")
 
 
 def weights_from_keras(model: keras.Model, config: ModelConfig) -> Weights:

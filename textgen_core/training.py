@@ -26,7 +26,7 @@ from . import streaming
 from .config import ModelConfig, ModelInfo
 from .distributed import (WorkerBackup, adapt_model, any_worker, distribute, losing_a_worker_stops_training,
                           make_placement, split_between_workers)
-from .machine import machine_summary
+from .machine import cpu_has_bfloat16, machine_summary
 from .keras_model import build_keras_model, weights_from_keras, weights_to_keras
 from .modelfile import Weights, load_model_folder, save_model_folder
 from .progress import ProgressReporter, SilentReporter
@@ -56,6 +56,8 @@ class TrainOptions:
     max_minutes: float | None = None
     seed: int = 0
     jit_compile: bool = False
+    gru: str = "auto"             # "fused" (fused_gru, CPU), "keras" (keras.layers.GRU: cuDNN on a GPU), "auto"
+    precision: str = "auto"       # of the fused GRU's products: "float32", "bfloat16", "auto" (bf16 where the CPU has it)
 
 
 @dataclass
@@ -135,8 +137,10 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
         config = config or ModelConfig()
         base_weights = None
 
+    kernel = choose_kernel(options)
     with placement.strategy.scope():
-        model = build_keras_model(config)
+        model = build_keras_model(config, fused=kernel["gru"] == "fused", matmul_dtype=kernel["precision"],
+                                  step_dtype=kernel["precision"])
         if base_weights is not None:
             weights_to_keras(model, config, base_weights)
         model.compile(
@@ -158,7 +162,7 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
                    "train_bytes": corpus.train_bytes, "val_bytes": corpus.val_bytes, "seq_len": seq_len,
                    "steps_per_epoch": steps_per_epoch, "epochs": options.epochs, "base": base_name,
                    "initial_val_bpc": initial_val_bpc, "streamed": isinstance(corpus, _StreamedFiles),
-                   **placement.summary(), "global_batch_size": global_batch,
+                   **placement.summary(), "global_batch_size": global_batch, "kernel": kernel,
                    "resumed_from_epoch": backup.saved_epoch() if backup else 0})
 
     stop_together = (lambda flag: any_worker(placement, flag)) if placement.workers > 1 else None
@@ -184,6 +188,7 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
             "base": base_name,
             "options": asdict(options) | {"seq_len": seq_len, "steps_per_epoch": steps_per_epoch},
             "distribution": placement.summary() | {"global_batch_size": global_batch},
+            "kernel": kernel,
             "steps": progress.steps,
             "epochs": progress.epochs_done,
             "seconds": round(seconds, 2),
@@ -204,6 +209,26 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
                    "stop_reason": stop_reason, "task": placement.task})
     return TrainResult(folder=folder, info=info, stop_reason=stop_reason, seconds=seconds,
                        history=progress.history)
+
+
+def choose_kernel(options: TrainOptions) -> dict[str, str]:
+    """Which GRU layer trains, and the precision of its matrix products.
+
+    On a CPU the fused layer (same function and weights, its own gradient) is faster than Keras' GRU,
+    and bfloat16 products are faster still where the CPU has bfloat16 instructions (AMX or
+    AVX-512 BF16; elsewhere they would be emulated, and slower). On a GPU Keras' GRU runs on cuDNN.
+    """
+    if options.gru not in ("auto", "fused", "keras") or options.precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"unknown GRU kernel {options.gru!r} or precision {options.precision!r}")
+    gru = options.gru
+    if gru == "auto":
+        gru = "keras" if tf.config.list_logical_devices("GPU") else "fused"
+    precision = options.precision
+    if gru == "keras":
+        precision = "float32"
+    elif precision == "auto":
+        precision = "bfloat16" if cpu_has_bfloat16() else "float32"
+    return {"gru": gru, "precision": precision}
 
 
 class _TextsInMemory:
