@@ -1,15 +1,19 @@
-"""A training-only GRU layer: the same function and weights as `keras.layers.GRU(reset_after=True)`,
-with its own gradient, so that a training step does fewer, larger matrix products and fewer small ops.
+"""Training-only GRU layers: the same function and weights as stacked `keras.layers.GRU(reset_after=True)`
+layers, with their own gradient, so that a training step on a CPU runs twice as fast.
 
 Keras' GRU on a CPU runs its loop over time steps with two products per step (input and state),
 and its gradient adds two more per step (to the state and to the weights), plus a slice and a
-slice-gradient for every gate. Here the input projections of all time steps are one large product
-before the loop, the weight gradients large products after it, and the loops keep only the state
-products that must run in order, on gate blocks split once, before the loop.
-
-With `matmul_dtype="bfloat16"` the products take bfloat16 operands (AMX or AVX-512 BF16 run them
-several times faster) while the state, the gates and every sum stay float32: the rounding is that of
-Keras' mixed precision, without its slow bfloat16 element-wise ops.
+slice-gradient for every gate; one layer's loop ends before the next layer's starts, so the second
+core has little to do. Here:
+- the first layer's input projections are one large product before the loop, and every weight
+  gradient one large product after it; the loops keep only the products that must run in order;
+- the layers run as a wavefront: in one iteration of the time loop layer l takes step i − l, so the
+  layers' steps are independent and TensorFlow runs them on different cores;
+- with `matmul_dtype="bfloat16"` the products take bfloat16 operands (AMX or AVX-512 BF16 run them
+  several times faster) while the state, the gates and every sum stay float32: the rounding of
+  Keras' mixed precision, without its slow bfloat16 element-wise ops.
+`bench/train_speed.py` measures it against plain `model.fit`; `tests/test_fused_gru.py` checks the
+outputs and gradients against Keras' GRU.
 
 Time-major: (T, B, F) in, (T, B, H) out, zero initial state. Gate order (z, r, h), as in Keras:
     z = σ(x·Wz + bz + h·Uz + cz)    r = σ(x·Wr + br + h·Ur + cr)
@@ -28,96 +32,174 @@ def _product(matmul_dtype: tf.DType):
     return lambda a, b, **kw: tf.cast(tf.matmul(tf.cast(a, matmul_dtype), b, **kw), tf.float32)
 
 
-def gru_recurrence(x_zr: tf.Tensor, x_h: tf.Tensor, recurrent_kernel: tf.Tensor, recurrent_bias: tf.Tensor,
-                   matmul_dtype: tf.DType = tf.float32, step_dtype: tf.DType = tf.float32) -> tf.Tensor:
-    """States (T, B, H) from the input projections of the z, r gates (T, B, 2H) and of the candidate
-    (T, B, H), which already hold the input bias. The products inside the time loops take
-    `step_dtype` operands, the large ones after them `matmul_dtype`."""
-    product, step_product = _product(matmul_dtype), _product(step_dtype)
+def column_sums(x: tf.Tensor) -> tf.Tensor:
+    """x (N, F) summed over N, as a matrix-vector product: several times faster than reduce_sum's
+    column reduction on a CPU."""
+    return tf.matmul(tf.ones([1, tf.shape(x)[0]], x.dtype), x)[0]
+
+
+def gru_stack(inputs: tf.Tensor, input_kernels: list[tf.Tensor], input_biases: list[tf.Tensor],
+              recurrent_kernels: list[tf.Tensor], recurrent_biases: list[tf.Tensor],
+              matmul_dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """The last layer's states (T, B, H) of L stacked GRU layers on `inputs` (T, B, F), run as a wavefront.
+
+    The first layer's inputs are projected for all steps at once (one large product), the other
+    layers' step by step (`input_kernels`, `input_biases` (3H,) of every layer).
+    In iteration i of the time loop layer l computes its step i − l from what the iteration before
+    left: the layers' steps in one iteration do not depend on each other, so TensorFlow runs them
+    on different cores (a stack one layer after the other has nothing to run beside its time loop).
+    The gradient runs the same way backwards in time, the top layer one step ahead.
+    """
+    L = len(recurrent_kernels)
+    product = _product(matmul_dtype)
 
     @tf.custom_gradient
-    def recurrence(x_zr, x_h, recurrent_kernel, recurrent_bias):
-        steps, batch = tf.shape(x_h)[0], tf.shape(x_h)[1]
-        H = recurrent_kernel.shape[0]
-        u_zr, u_z, u_r, u_h = (tf.cast(recurrent_kernel[:, a:b], step_dtype)
-                               for a, b in ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        c_h = recurrent_bias[2 * H:]
-        inputs_zr = tf.TensorArray(tf.float32, size=steps).unstack(x_zr + recurrent_bias[:2 * H])
-        inputs_h = tf.TensorArray(tf.float32, size=steps).unstack(x_h)
+    def stack(inputs, *weights):
+        W, b = weights[:L], weights[L:2 * L]                                # layers 0..L−1
+        U, c = weights[2 * L:3 * L], weights[3 * L:]
+        steps, batch, width = tf.shape(inputs)[0], tf.shape(inputs)[1], inputs.shape[-1]
+        H = U[0].shape[0]
+        if inputs.shape[0] is not None and inputs.shape[0] < L:
+            raise ValueError(f"a {L}-layer fused GRU needs sequences of at least {L} bytes")
+        W_cast, U_cast = [tf.cast(w, matmul_dtype) for w in W], [tf.cast(u, matmul_dtype) for u in U]
+        c_h = [bias[2 * H:] for bias in c]
+        zr_bias = [tf.concat([bias[:2 * H], tf.zeros([H])], 0) for bias in c]   # σ's recurrent biases, input side
+        layer_input_bias = [b[l] + zr_bias[l] for l in range(L)]
+        flat_inputs = tf.reshape(inputs, [-1, width])                       # (T·B, F)
+        projected = product(flat_inputs, W_cast[0]) + layer_input_bias[0]   # all of the first layer's steps at once
+        first_inputs = tf.TensorArray(tf.float32, size=steps).unstack(tf.reshape(projected, [steps, batch, 3 * H]))
 
         def sequence():                  # eager TensorArrays drop what was read unless told not to
             return tf.TensorArray(tf.float32, size=steps, clear_after_read=False)
 
-        def forward(t, h, states, previous, updates, resets, candidates, recurrent):
-            z, r = tf.split(tf.sigmoid(inputs_zr.read(t) + step_product(h, u_zr)), 2, axis=1)   # (B, H) each
-            m_h = step_product(h, u_h) + c_h
-            n = tf.tanh(inputs_h.read(t) + r * m_h)
-            new = n + z * (h - n)
-            return (t + 1, new, states.write(t, new), previous.write(t, h), updates.write(t, z),
-                    resets.write(t, r), candidates.write(t, n), recurrent.write(t, m_h))
+        saved = [{k: sequence() for k in ("h", "z", "r", "n", "m_h", "out")} for _ in range(L)]
 
-        _, _, states, previous, updates, resets, candidates, recurrent = tf.while_loop(
-            lambda t, *_: t < steps, forward, (0, tf.zeros([batch, H]), *(sequence() for _ in range(6))))
-        outputs = states.stack()                                                  # (T, B, H)
+        def cast_product(a, b, **kw):    # operands already in matmul_dtype
+            return tf.cast(tf.matmul(a, b, **kw), tf.float32)
+
+        def cell(l, t, h, h_cast, below_cast, saved_l):
+            """Layer l's step t from its state h and the layer below's output at t (l > 0); `_cast`:
+            the same in matmul_dtype, cast once per step for both products that read it."""
+            p = first_inputs.read(t) if l == 0 else cast_product(below_cast, W_cast[l]) + layer_input_bias[l]
+            p_zr, p_h = tf.split(p, [2 * H, H], 1)
+            m_zr, m_h = tf.split(cast_product(h_cast, U_cast[l]), [2 * H, H], 1)
+            m_h = m_h + c_h[l]
+            z, r = tf.split(tf.sigmoid(p_zr + m_zr), 2, 1)
+            n = tf.tanh(p_h + r * m_h)
+            new = n + z * (h - n)
+            values = {"h": h, "z": z, "r": r, "n": n, "m_h": m_h, "out": new}
+            return new, tf.cast(new, matmul_dtype), {k: saved_l[k].write(t, v) for k, v in values.items()}
+
+        def wave(i, states, casts, saved, active):
+            """Iteration i: every active layer l takes its step i − l, all from the iteration before."""
+            new_states, new_casts, new_saved = list(states), list(casts), list(saved)
+            for l in active:
+                new_states[l], new_casts[l], new_saved[l] = cell(l, i - l, states[l], casts[l],
+                                                                 casts[l - 1] if l else None, saved[l])
+            return new_states, new_casts, new_saved
+
+        states = [tf.zeros([batch, H]) for _ in range(L)]
+        casts = [tf.zeros([batch, H], matmul_dtype) for _ in range(L)]
+        for i in range(L - 1):                                                  # ramp up: layers 0..i
+            states, casts, saved = wave(i, states, casts, saved, range(i + 1))
+
+        def forward(i, states, casts, saved):
+            states, casts, saved = wave(i, states, casts, saved, range(L))
+            return i + 1, states, casts, saved
+
+        _, states, casts, saved = tf.while_loop(lambda i, *_: i < steps, forward, (L - 1, states, casts, saved))
+        for k in range(1, L):                                                   # ramp down: layers k..L−1
+            states, casts, saved = wave(steps + k - 1, states, casts, saved, range(k, L))
+        outputs = saved[L - 1]["out"].stack()                                   # (T, B, H)
 
         def gradient(d_outputs):
-            d_states = tf.TensorArray(tf.float32, size=steps).unstack(d_outputs)
+            from_above = tf.TensorArray(tf.float32, size=steps).unstack(d_outputs)
+            grads = [{k: sequence() for k in ("dp", "dm")} for _ in range(L)]
 
-            def backward(t, dh, d_updates, d_resets, d_candidates, d_recurrent):
-                dh = dh + d_states.read(t)
-                z, r, n, m_h, h = (a.read(t) for a in (updates, resets, candidates, recurrent, previous))
-                dn = dh * (1.0 - z) * (1.0 - n * n)                                  # through tanh
-                dz = dh * (h - n) * z * (1.0 - z)                                    # through σ
+            def back_cell(l, t, dh, d_in, grads_l):
+                """Layer l's step t backwards: dh from its step t + 1, d_in from the layer above at t."""
+                dh = dh + (from_above.read(t) if l == L - 1 else d_in)
+                z, r, n, m_h, h = (saved[l][k].read(t) for k in ("z", "r", "n", "m_h", "h"))
+                dn = dh * (1.0 - z) * (1.0 - n * n)                                # through tanh
+                dz = dh * (h - n) * z * (1.0 - z)                                  # through σ
                 dr = dn * m_h * r * (1.0 - r)
-                dm_h = dn * r
-                dh_previous = (dh * z + step_product(dz, u_z, transpose_b=True) + step_product(dr, u_r, transpose_b=True)
-                               + step_product(dm_h, u_h, transpose_b=True))
-                return (t - 1, dh_previous, d_updates.write(t, dz), d_resets.write(t, dr), d_candidates.write(t, dn),
-                        d_recurrent.write(t, dm_h))
+                dp = tf.concat([dz, dr, dn], 1)                                    # (B, 3H): input projection
+                dm = tf.concat([dz, dr, dn * r], 1)                                # (B, 3H): recurrent product
+                dh_previous = dh * z + product(dm, U_cast[l], transpose_b=True)
+                d_below = product(dp, W_cast[l], transpose_b=True) if l else None
+                return dh_previous, d_below, {"dp": grads_l["dp"].write(t, dp), "dm": grads_l["dm"].write(t, dm)}
 
-            _, _, d_updates, d_resets, d_candidates, d_recurrent = tf.while_loop(
-                lambda t, *_: t >= 0, backward, (steps - 1, tf.zeros([batch, H]), *(sequence() for _ in range(4))))
-            d_zr = tf.concat([d_updates.stack(), d_resets.stack()], 2)                # (T, B, 2H)
-            dm = tf.reshape(tf.concat([d_zr, d_recurrent.stack()], 2), [-1, 3 * H])  # (T·B, 3H)
-            d_kernel = product(tf.reshape(previous.stack(), [-1, H]), tf.cast(dm, matmul_dtype), transpose_a=True)
-            return d_zr, d_candidates.stack(), d_kernel, tf.reduce_sum(dm, 0)
+            def back_wave(j, dhs, d_ins, grads, active):
+                """Iteration j: layer l takes its step T − 1 − j + (L − 1 − l), with the gradient that
+                the layer above sent down in the iteration before."""
+                new_dhs, new_d_ins, new_grads = list(dhs), list(d_ins), list(grads)
+                for l in active:
+                    t = steps - 1 - j + (L - 1 - l)
+                    new_dhs[l], below, new_grads[l] = back_cell(l, t, dhs[l], d_ins[l], grads[l])
+                    if l:
+                        new_d_ins[l - 1] = below
+                return new_dhs, new_d_ins, new_grads
+
+            dhs = [tf.zeros([batch, H]) for _ in range(L)]
+            d_ins = [tf.zeros([batch, H]) for _ in range(L)]
+            for j in range(L - 1):                                              # ramp up: layers L−1−j..L−1
+                dhs, d_ins, grads = back_wave(j, dhs, d_ins, grads, range(L - 1 - j, L))
+
+            def backward(j, dhs, d_ins, grads):
+                dhs, d_ins, grads = back_wave(j, dhs, d_ins, grads, range(L))
+                return j + 1, dhs, d_ins, grads
+
+            _, dhs, d_ins, grads = tf.while_loop(lambda j, *_: j < steps, backward, (L - 1, dhs, d_ins, grads))
+            for k in range(1, L):                                               # ramp down: layers 0..L−1−k
+                dhs, d_ins, grads = back_wave(steps + k - 1, dhs, d_ins, grads, range(L - k))
+
+            dp = [g["dp"].stack() for g in grads]                                # (T, B, 3H) each
+            dm = [tf.reshape(g["dm"].stack(), [-1, 3 * H]) for g in grads]       # (T·B, 3H) each
+            flat = lambda x: tf.reshape(x, [-1, x.shape[-1]])                    # noqa: E731
+            layer_inputs = [flat_inputs] + [flat(saved[l - 1]["out"].stack()) for l in range(1, L)]
+            d_W = [product(layer_inputs[l], tf.cast(flat(dp[l]), matmul_dtype), transpose_a=True) for l in range(L)]
+            d_b = [column_sums(flat(dp[l])) for l in range(L)]
+            d_inputs = tf.reshape(product(flat(dp[0]), W_cast[0], transpose_b=True), [steps, batch, width])
+            d_U = [product(flat(saved[l]["h"].stack()), tf.cast(dm[l], matmul_dtype), transpose_a=True) for l in range(L)]
+            d_c = [column_sums(dm[l]) for l in range(L)]
+            return (d_inputs, *d_W, *d_b, *d_U, *d_c)
 
         return outputs, gradient
 
-    return recurrence(x_zr, x_h, recurrent_kernel, recurrent_bias)
+    return stack(inputs, *input_kernels, *input_biases, *recurrent_kernels, *recurrent_biases)
 
 
 class FusedGRU(keras.layers.Layer):
-    """`keras.layers.GRU(units, return_sequences=True, reset_after=True)` on time-major input, for
-    training with the TensorFlow backend; its weights (kernel, recurrent_kernel, bias) have the
-    same shapes, order and initializers, so they move to and from a Keras GRU unchanged."""
+    """`depth` stacked `keras.layers.GRU(units, return_sequences=True, reset_after=True)` on
+    time-major input, trained as a wavefront (`gru_stack`); `layer_weights(i)` are layer i's
+    (kernel, recurrent_kernel, bias), with Keras' shapes, order and initializers."""
 
-    def __init__(self, units: int, matmul_dtype: str = "float32", step_dtype: str = "float32", **kwargs) -> None:
+    def __init__(self, units: int, depth: int, matmul_dtype: str = "float32", **kwargs) -> None:
         super().__init__(dtype="float32", **kwargs)
         self.units = units
+        self.depth = depth
         self.matmul_dtype = matmul_dtype
-        self.step_dtype = step_dtype
 
     def build(self, input_shape) -> None:
-        H = self.units
-        self.kernel = self.add_weight(shape=(input_shape[-1], 3 * H), initializer="glorot_uniform", name="kernel")
-        self.recurrent_kernel = self.add_weight(shape=(H, 3 * H), initializer="orthogonal",
-                                                name="recurrent_kernel")
-        self.bias = self.add_weight(shape=(2, 3 * H), initializer="zeros", name="bias")
+        H, width = self.units, input_shape[-1]
+        self.gru_weights = []
+        for i in range(self.depth):
+            self.gru_weights.append((
+                self.add_weight(shape=(width, 3 * H), initializer="glorot_uniform", name=f"gru{i}_kernel"),
+                self.add_weight(shape=(H, 3 * H), initializer="orthogonal", name=f"gru{i}_recurrent_kernel"),
+                self.add_weight(shape=(2, 3 * H), initializer="zeros", name=f"gru{i}_bias")))
+            width = H
+
+    def layer_weights(self, i: int):
+        return self.gru_weights[i]
 
     def call(self, inputs):
-        matmul_dtype = tf.as_dtype(self.matmul_dtype)
-        inputs = tf.cast(inputs, tf.float32)
-        steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
-        flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
-        bias = tf.convert_to_tensor(self.bias)
-        projected = _product(matmul_dtype)(flat, tf.cast(self.kernel, matmul_dtype)) + bias[0]  # all steps at once
-        x_zr, x_h = tf.split(tf.reshape(projected, [steps, batch, 3 * self.units]), [2 * self.units, self.units], 2)
-        return gru_recurrence(x_zr, x_h, tf.convert_to_tensor(self.recurrent_kernel), bias[1], matmul_dtype,
-                              tf.as_dtype(self.step_dtype))
+        tensors = [[tf.convert_to_tensor(v) for v in layer] for layer in self.gru_weights]
+        return gru_stack(tf.cast(inputs, tf.float32), [k for k, _, _ in tensors], [b[0] for _, _, b in tensors],
+                         [u for _, u, _ in tensors], [b[1] for _, _, b in tensors], tf.as_dtype(self.matmul_dtype))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "matmul_dtype": self.matmul_dtype, "step_dtype": self.step_dtype}
+        return {**super().get_config(), "units": self.units, "depth": self.depth, "matmul_dtype": self.matmul_dtype}

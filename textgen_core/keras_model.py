@@ -10,18 +10,17 @@ from .modelfile import Weights
 
 
 def build_keras_model(config: ModelConfig, stateful_batch: int | None = None, fused: bool = False,
-                      matmul_dtype: str = "float32", step_dtype: str = "float32") -> keras.Model:
+                      matmul_dtype: str = "float32") -> keras.Model:
     """Embedding(256, E) → GRU(H) × L → Dense(256) logits, on int byte ids (B, T).
 
-    `fused` builds the same function from `FusedGRU` layers (training only: faster, not stateful),
-    whose matrix products, and the output layer's, take `matmul_dtype` operands.
+    `fused` builds the same function with one `FusedGRU` for all the GRU layers (training only:
+    faster, not stateful); its matrix products, and the output layer's, take `matmul_dtype` operands.
     """
     inputs = keras.Input(shape=(None,), dtype="int32", batch_size=stateful_batch, name="bytes")
     if fused:
         x = keras.layers.Embedding(config.vocab_size, config.embed_dim, name="embedding")(
             keras.ops.transpose(inputs))                                                       # (T, B, E)
-        for i in range(config.layers):
-            x = FusedGRU(config.hidden, matmul_dtype, step_dtype, name=f"gru{i}")(x)             # (T, B, H)
+        x = FusedGRU(config.hidden, config.layers, matmul_dtype, name="grus")(x)                # (T, B, H)
         x = keras.ops.transpose(x, (1, 0, 2))                                                  # (B, T, H)
     else:
         x = keras.layers.Embedding(config.vocab_size, config.embed_dim, name="embedding")(inputs)  # (B, T, E)
@@ -37,7 +36,7 @@ def weights_from_keras(model: keras.Model, config: ModelConfig) -> Weights:
     """The model's weights as named float32 arrays (the model-file layout)."""
     weights: Weights = {"embedding": _np(model.get_layer("embedding").get_weights()[0])}
     for i in range(config.layers):
-        kernel, recurrent, bias = model.get_layer(f"gru{i}").get_weights()
+        kernel, recurrent, bias = (np.asarray(v) for v in _gru_variables(model, i))
         weights[f"gru{i}/kernel"] = _np(kernel)
         weights[f"gru{i}/recurrent_kernel"] = _np(recurrent)
         weights[f"gru{i}/bias"] = _np(bias)
@@ -51,9 +50,17 @@ def weights_to_keras(model: keras.Model, config: ModelConfig, weights: Weights) 
     """Load named arrays into a model built by `build_keras_model` with the same config."""
     model.get_layer("embedding").set_weights([weights["embedding"]])
     for i in range(config.layers):
-        model.get_layer(f"gru{i}").set_weights([
-            weights[f"gru{i}/kernel"], weights[f"gru{i}/recurrent_kernel"], weights[f"gru{i}/bias"]])
+        for variable, name in zip(_gru_variables(model, i), ("kernel", "recurrent_kernel", "bias")):
+            variable.assign(weights[f"gru{i}/{name}"])
     model.get_layer("dense").set_weights([weights["dense/kernel"], weights["dense/bias"]])
+
+
+def _gru_variables(model: keras.Model, i: int):
+    """Layer i's (kernel, recurrent_kernel, bias) variables, in a GRU layer of its own or in the fused one."""
+    if any(layer.name == "grus" for layer in model.layers):
+        return model.get_layer("grus").layer_weights(i)
+    layer = model.get_layer(f"gru{i}")
+    return tuple(layer.weights)
 
 
 def _np(array) -> np.ndarray:

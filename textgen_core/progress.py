@@ -40,7 +40,9 @@ class TerminalReporter(ProgressReporter):
         if kind == "start":
             self._line(f"training {event.get('parameters', 0):,} parameters on "
                        f"{event.get('train_bytes', 0):,} bytes ({event.get('val_bytes', 0):,} held out)"
-                       + (f", base {event['base']}" if event.get("base") else ""))
+                       + (f", base {event['base']}" if event.get("base") else "")
+                       + (f"; {event['kernel']['gru']} GRU, {event['kernel']['precision']} products"
+                          if event.get("kernel") else ""))
             if event.get("initial_val_bpc") is not None:
                 self._line(f"val bpc before training: {event['initial_val_bpc']:.3f}")
         elif kind == "progress":

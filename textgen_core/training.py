@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -137,10 +137,9 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
         config = config or ModelConfig()
         base_weights = None
 
-    kernel = choose_kernel(options)
+    kernel = choose_kernel(replace(options, seq_len=seq_len), config)
     with placement.strategy.scope():
-        model = build_keras_model(config, fused=kernel["gru"] == "fused", matmul_dtype=kernel["precision"],
-                                  step_dtype=kernel["precision"])
+        model = build_keras_model(config, fused=kernel["gru"] == "fused", matmul_dtype=kernel["precision"])
         if base_weights is not None:
             weights_to_keras(model, config, base_weights)
         model.compile(
@@ -211,17 +210,20 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
                        history=progress.history)
 
 
-def choose_kernel(options: TrainOptions) -> dict[str, str]:
+def choose_kernel(options: TrainOptions, config: ModelConfig) -> dict[str, str]:
     """Which GRU layer trains, and the precision of its matrix products.
 
-    On a CPU the fused layer (same function and weights, its own gradient) is faster than Keras' GRU,
-    and bfloat16 products are faster still where the CPU has bfloat16 instructions (AMX or
-    AVX-512 BF16; elsewhere they would be emulated, and slower). On a GPU Keras' GRU runs on cuDNN.
+    On a CPU the fused layer (`fused_gru`: same function and weights, its own gradient, the layers
+    as a wavefront) is faster than Keras' GRU, and bfloat16 products are faster still where the CPU
+    has bfloat16 instructions (AMX or AVX-512 BF16; elsewhere they are emulated, and slower). On a
+    GPU Keras' GRU runs on cuDNN. The wavefront needs sequences of at least one byte per layer.
     """
     if options.gru not in ("auto", "fused", "keras") or options.precision not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"unknown GRU kernel {options.gru!r} or precision {options.precision!r}")
     gru = options.gru
-    if gru == "auto":
+    if options.seq_len < config.layers:
+        gru = "keras"
+    elif gru == "auto":
         gru = "keras" if tf.config.list_logical_devices("GPU") else "fused"
     precision = options.precision
     if gru == "keras":
