@@ -33,14 +33,14 @@ def _product(matmul_dtype: tf.DType):
 
 
 def column_sums(x: tf.Tensor) -> tf.Tensor:
-    """x (N, F) summed over N, as a matrix-vector product: several times faster than reduce_sum's
-    column reduction on a CPU."""
-    return tf.matmul(tf.ones([1, tf.shape(x)[0]], x.dtype), x)[0]
+    """x (N, F) summed over N in float32, as a matrix-vector product: several times faster than
+    reduce_sum's column reduction on a CPU."""
+    return tf.cast(tf.matmul(tf.ones([1, tf.shape(x)[0]], x.dtype), x)[0], tf.float32)
 
 
 def gru_stack(inputs: tf.Tensor, input_kernels: list[tf.Tensor], input_biases: list[tf.Tensor],
               recurrent_kernels: list[tf.Tensor], recurrent_biases: list[tf.Tensor],
-              matmul_dtype: tf.DType = tf.float32) -> tf.Tensor:
+              matmul_dtype: tf.DType = tf.float32, training: bool = True) -> tf.Tensor:
     """The last layer's states (T, B, H) of L stacked GRU layers on `inputs` (T, B, F), run as a wavefront.
 
     The first layer's inputs are projected for all steps at once (one large product), the other
@@ -48,12 +48,12 @@ def gru_stack(inputs: tf.Tensor, input_kernels: list[tf.Tensor], input_biases: l
     In iteration i of the time loop layer l computes its step i − l from what the iteration before
     left: the layers' steps in one iteration do not depend on each other, so TensorFlow runs them
     on different cores (a stack one layer after the other has nothing to run beside its time loop).
-    The gradient runs the same way backwards in time, the top layer one step ahead.
+    The gradient runs the same way backwards in time, the top layer one step ahead. Without
+    `training` nothing is kept for it.
     """
     L = len(recurrent_kernels)
     product = _product(matmul_dtype)
 
-    @tf.custom_gradient
     def stack(inputs, *weights):
         W, b = weights[:L], weights[L:2 * L]                                # layers 0..L−1
         U, c = weights[2 * L:3 * L], weights[3 * L:]
@@ -65,21 +65,25 @@ def gru_stack(inputs: tf.Tensor, input_kernels: list[tf.Tensor], input_biases: l
         c_h = [bias[2 * H:] for bias in c]
         zr_bias = [tf.concat([bias[:2 * H], tf.zeros([H])], 0) for bias in c]   # σ's recurrent biases, input side
         layer_input_bias = [b[l] + zr_bias[l] for l in range(L)]
-        flat_inputs = tf.reshape(inputs, [-1, width])                       # (T·B, F)
+        flat_inputs = tf.cast(tf.reshape(inputs, [-1, width]), matmul_dtype)   # (T·B, F)
         projected = product(flat_inputs, W_cast[0]) + layer_input_bias[0]   # all of the first layer's steps at once
         first_inputs = tf.TensorArray(tf.float32, size=steps).unstack(tf.reshape(projected, [steps, batch, 3 * H]))
 
-        def sequence():                  # eager TensorArrays drop what was read unless told not to
-            return tf.TensorArray(tf.float32, size=steps, clear_after_read=False)
+        def sequence(dtype=tf.float32):  # eager TensorArrays drop what was read unless told not to
+            return tf.TensorArray(dtype, size=steps, clear_after_read=False)
 
-        saved = [{k: sequence() for k in ("h", "z", "r", "n", "m_h", "out")} for _ in range(L)]
+        # Kept for the gradient: the gates, the state before each step (float32 for the element-wise
+        # math, in matmul_dtype for the weight gradients) and each layer's output in matmul_dtype.
+        kept = {k: tf.float32 for k in ("h", "z", "r", "n", "m_h")} | {"h_cast": matmul_dtype, "out_cast": matmul_dtype}
+        saved = [{k: sequence(d) for k, d in (kept.items() if training else ())} for _ in range(L)]
+        saved[L - 1]["out"] = sequence()
 
         def cast_product(a, b, **kw):    # operands already in matmul_dtype
             return tf.cast(tf.matmul(a, b, **kw), tf.float32)
 
         def cell(l, t, h, h_cast, below_cast, saved_l):
             """Layer l's step t from its state h and the layer below's output at t (l > 0); `_cast`:
-            the same in matmul_dtype, cast once per step for both products that read it."""
+            the same in matmul_dtype, cast once per step for every product that reads it."""
             p = first_inputs.read(t) if l == 0 else cast_product(below_cast, W_cast[l]) + layer_input_bias[l]
             p_zr, p_h = tf.split(p, [2 * H, H], 1)
             m_zr, m_h = tf.split(cast_product(h_cast, U_cast[l]), [2 * H, H], 1)
@@ -87,8 +91,9 @@ def gru_stack(inputs: tf.Tensor, input_kernels: list[tf.Tensor], input_biases: l
             z, r = tf.split(tf.sigmoid(p_zr + m_zr), 2, 1)
             n = tf.tanh(p_h + r * m_h)
             new = n + z * (h - n)
-            values = {"h": h, "z": z, "r": r, "n": n, "m_h": m_h, "out": new}
-            return new, tf.cast(new, matmul_dtype), {k: saved_l[k].write(t, v) for k, v in values.items()}
+            new_cast = tf.cast(new, matmul_dtype)
+            values = {"h": h, "h_cast": h_cast, "z": z, "r": r, "n": n, "m_h": m_h, "out": new, "out_cast": new_cast}
+            return new, new_cast, {k: saved_l[k].write(t, values[k]) for k in saved_l}
 
         def wave(i, states, casts, saved, active):
             """Iteration i: every active layer l takes its step i − l, all from the iteration before."""
@@ -114,19 +119,21 @@ def gru_stack(inputs: tf.Tensor, input_kernels: list[tf.Tensor], input_biases: l
 
         def gradient(d_outputs):
             from_above = tf.TensorArray(tf.float32, size=steps).unstack(d_outputs)
-            grads = [{k: sequence() for k in ("dp", "dm")} for _ in range(L)]
+            grads = [{k: sequence(matmul_dtype) for k in ("dp", "dm")} for _ in range(L)]
 
             def back_cell(l, t, dh, d_in, grads_l):
-                """Layer l's step t backwards: dh from its step t + 1, d_in from the layer above at t."""
+                """Layer l's step t backwards: dh from its step t + 1, d_in from the layer above at t.
+                The gradients of the products' inputs are kept in matmul_dtype, as the products read them."""
                 dh = dh + (from_above.read(t) if l == L - 1 else d_in)
                 z, r, n, m_h, h = (saved[l][k].read(t) for k in ("z", "r", "n", "m_h", "h"))
                 dn = dh * (1.0 - z) * (1.0 - n * n)                                # through tanh
                 dz = dh * (h - n) * z * (1.0 - z)                                  # through σ
                 dr = dn * m_h * r * (1.0 - r)
-                dp = tf.concat([dz, dr, dn], 1)                                    # (B, 3H): input projection
-                dm = tf.concat([dz, dr, dn * r], 1)                                # (B, 3H): recurrent product
-                dh_previous = dh * z + product(dm, U_cast[l], transpose_b=True)
-                d_below = product(dp, W_cast[l], transpose_b=True) if l else None
+                dz, dr, dn_cast, dm_h = (tf.cast(x, matmul_dtype) for x in (dz, dr, dn, dn * r))
+                dp = tf.concat([dz, dr, dn_cast], 1)                               # (B, 3H): input projection
+                dm = tf.concat([dz, dr, dm_h], 1)                                  # (B, 3H): recurrent product
+                dh_previous = dh * z + cast_product(dm, U_cast[l], transpose_b=True)
+                d_below = cast_product(dp, W_cast[l], transpose_b=True) if l else None
                 return dh_previous, d_below, {"dp": grads_l["dp"].write(t, dp), "dm": grads_l["dm"].write(t, dm)}
 
             def back_wave(j, dhs, d_ins, grads, active):
@@ -153,20 +160,23 @@ def gru_stack(inputs: tf.Tensor, input_kernels: list[tf.Tensor], input_biases: l
             for k in range(1, L):                                               # ramp down: layers 0..L−1−k
                 dhs, d_ins, grads = back_wave(steps + k - 1, dhs, d_ins, grads, range(L - k))
 
-            dp = [g["dp"].stack() for g in grads]                                # (T, B, 3H) each
-            dm = [tf.reshape(g["dm"].stack(), [-1, 3 * H]) for g in grads]       # (T·B, 3H) each
             flat = lambda x: tf.reshape(x, [-1, x.shape[-1]])                    # noqa: E731
-            layer_inputs = [flat_inputs] + [flat(saved[l - 1]["out"].stack()) for l in range(1, L)]
-            d_W = [product(layer_inputs[l], tf.cast(flat(dp[l]), matmul_dtype), transpose_a=True) for l in range(L)]
-            d_b = [column_sums(flat(dp[l])) for l in range(L)]
-            d_inputs = tf.reshape(product(flat(dp[0]), W_cast[0], transpose_b=True), [steps, batch, width])
-            d_U = [product(flat(saved[l]["h"].stack()), tf.cast(dm[l], matmul_dtype), transpose_a=True) for l in range(L)]
+            dp = [flat(g["dp"].stack()) for g in grads]                          # (T·B, 3H) each
+            dm = [flat(g["dm"].stack()) for g in grads]
+            layer_inputs = [flat_inputs] + [flat(saved[l - 1]["out_cast"].stack()) for l in range(1, L)]
+            d_W = [cast_product(layer_inputs[l], dp[l], transpose_a=True) for l in range(L)]
+            d_b = [column_sums(dp[l]) for l in range(L)]
+            d_inputs = tf.reshape(cast_product(dp[0], W_cast[0], transpose_b=True), [steps, batch, width])
+            d_U = [cast_product(flat(saved[l]["h_cast"].stack()), dm[l], transpose_a=True) for l in range(L)]
             d_c = [column_sums(dm[l]) for l in range(L)]
             return (d_inputs, *d_W, *d_b, *d_U, *d_c)
 
         return outputs, gradient
 
-    return stack(inputs, *input_kernels, *input_biases, *recurrent_kernels, *recurrent_biases)
+    weights = (*input_kernels, *input_biases, *recurrent_kernels, *recurrent_biases)
+    if training:
+        return tf.custom_gradient(stack)(inputs, *weights)
+    return stack(inputs, *weights)[0]
 
 
 class FusedGRU(keras.layers.Layer):
@@ -193,10 +203,11 @@ class FusedGRU(keras.layers.Layer):
     def layer_weights(self, i: int):
         return self.gru_weights[i]
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         tensors = [[tf.convert_to_tensor(v) for v in layer] for layer in self.gru_weights]
         return gru_stack(tf.cast(inputs, tf.float32), [k for k, _, _ in tensors], [b[0] for _, _, b in tensors],
-                         [u for _, u, _ in tensors], [b[1] for _, _, b in tensors], tf.as_dtype(self.matmul_dtype))
+                         [u for _, u, _ in tensors], [b[1] for _, _, b in tensors], tf.as_dtype(self.matmul_dtype),
+                         training=bool(training))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
