@@ -30,9 +30,11 @@ from textgen_core.decoding import DecodeOptions  # noqa: E402
 from textgen_core.engine import Engine  # noqa: E402
 from textgen_core.machine import machine_summary  # noqa: E402
 
-# The product's `accept word` (lua/textgen/suggestion.lua first_word): spaces and line breaks, then
-# punctuation, then a word; punctuation followed by a space is a word of its own.
-WORD = re.compile(r"\s*[^\w\s]*\w+|\s*[^\w\s]+|\s+")
+# The product's `accept word` (lua/textgen/suggestion.lua first_word): a line break and the next line's
+# indentation, or a run of blanks, alone; else spaces, then punctuation, then a word; punctuation
+# followed by a space is a word of its own.
+WORD = re.compile(r"\s*\n[ \t]*|[ \t]{2,}|\s*[^\w\s]*\w+|\s*[^\w\s]+|\s+")
+CONTEXT_CHARS = 4096          # what the plugin sends: lua/textgen/context.lua MAX_CONTEXT_BYTES
 
 
 def compressor_bpc(data: bytes) -> dict[str, float]:
@@ -46,9 +48,9 @@ def words(text: str) -> list[str]:
     return WORD.findall(text)
 
 
-def keystrokes_saved(engine: Engine, text: str, max_chars: int) -> tuple[float, int, int]:
+def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int = 1) -> tuple[float, int, int]:
     """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars)."""
-    options = DecodeOptions(max_chars=max_chars)
+    options = DecodeOptions(max_chars=max_chars, word_beam=word_beam)
     position, keys = 0, 0
     done = threading.Event()
     result: list[str] = []
@@ -60,7 +62,7 @@ def keystrokes_saved(engine: Engine, text: str, max_chars: int) -> tuple[float, 
 
     while position < len(text):
         done.clear()
-        engine.submit("sim", text[max(0, position - 4096):position], options, callback,
+        engine.submit("sim", text[max(0, position - CONTEXT_CHARS):position], options, callback,
                       end_offset=len(text[:position].encode()))
         done.wait(30)
         accepted = 0
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--typing-bytes", type=int, help="bytes per text for the typing simulation "
                         "(default: all of --bytes; a file's first few KB are often only its license header)")
     parser.add_argument("--max-chars", type=int, default=24)
+    parser.add_argument("--word-beam", type=int, default=1, help="beam width of the first-word search (1: off)")
     args = parser.parse_args()
     texts = {f: Path(f).read_bytes()[:args.bytes] for f in args.files} if args.files else heldout_texts(args.bytes)
     model = load_model(args.model)
@@ -114,8 +117,8 @@ def main() -> None:
             bpc, bpc_plain = model.bits_per_char(data), plain.bits_per_char(data)
             packed = compressor_bpc(data)
             typed = text[:args.typing_bytes] if args.typing_bytes else text
-            saved, keys, chars = keystrokes_saved(engine, typed, args.max_chars)
-            saved_plain, _, _ = keystrokes_saved(plain_engine, typed, args.max_chars)
+            saved, keys, chars = keystrokes_saved(engine, typed, args.max_chars, args.word_beam)
+            saved_plain, _, _ = keystrokes_saved(plain_engine, typed, args.max_chars, args.word_beam)
             print(f"{name:<16} {len(data):>7,} {bpc:6.3f} {bpc_plain:9.3f} {packed['gzip']:6.3f} {packed['bz2']:6.3f} "
                   f"{packed['xz']:6.3f}  {saved * 100:9.1f}% {saved_plain * 100:8.1f}%   "
                   f"({keys} keys for {chars} chars, {time.perf_counter() - started:.0f} s)", flush=True)

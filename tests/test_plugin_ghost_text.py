@@ -252,6 +252,20 @@ def test_accept_word_takes_one_word_and_keeps_the_rest_shown(vim, tiny_model):
     wait_for(lambda: buffer_text(vim) == "\nnaïve café 日本", what="the next (multibyte) word")
 
 
+def test_accept_word_takes_a_line_break_and_its_indentation_first(vim, tiny_model):
+    context = "def greet(name):"
+    expected = suggest(tiny_model, context)
+    assert expected.startswith("\n    return"), expected
+    type_and_wait(vim, "i" + context, expected)
+    vim.input("<M-Right>")
+    wait_for(lambda: buffer_text(vim) == context + "\n    ", what="the line break and the indentation")
+    assert cursor(vim) == (2, 4)
+    rest = wait_for(lambda: (g := ghost(vim)) and (g.row, g.col) == (1, 4) and g)
+    assert rest.text == expected[len("\n    "):]
+    vim.input("<M-Right>")
+    wait_for(lambda: buffer_text(vim) == context + "\n    return", what="the word after the indentation")
+
+
 def test_multi_line_suggestion_shows_below_and_is_accepted_whole(vim, tiny_model):
     context = "def greet(name):"
     expected = suggest(tiny_model, context)

@@ -46,6 +46,7 @@ class DecodeOptions:
     seed: int | None = None
     n: int = 1                        # alternatives; the first is greedy/beam, the rest sampled
     beam_width: int = 1
+    word_beam: int = 4                # > 1: greedy text starts with the likeliest next word (likeliest_next_word)
     alt_temperature: float = 0.7      # temperature of the sampled alternatives when temperature is 0
     stream_every: int = 4             # bytes between partial results
 
@@ -70,6 +71,13 @@ class RowMemory:
     def append(self, byte: int) -> None:
         self.data.append(byte)
         self.state = advance(self.data, self.state, len(self.data), self.limit)
+
+    def extended(self, byte: int) -> "RowMemory":
+        """A copy with `byte` appended (for a search that keeps several continuations)."""
+        other = RowMemory.__new__(RowMemory)
+        other.data, other.limit, other.state = bytearray(self.data), self.limit, self.state
+        other.append(byte)
+        return other
 
 
 def _beam_memory(context: bytes, generated: bytes) -> RowMemory:
@@ -124,7 +132,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
     With `memory` (the context, which may reach further back than the GRU's window) and a `mixer`,
     the match model's predictions are mixed into every step, and the greedy text starts with the
     buffer's own completion of the word the cursor is in, or at a word start with the word that
-    followed the last word there before, if it has one (`buffer_words`).
+    followed the last word there before, if it has one (`buffer_words`); else, with a `word_beam`,
+    with the likeliest next word.
     """
     if options.max_chars == 0:
         return [""]
@@ -141,6 +150,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
         return _distinct([best] + sampled)
     greedy_first = options.temperature == 0
     lead = (word_completion(memory) or next_word(memory)) if greedy_first and memory is not None else b""
+    if greedy_first and not lead and options.word_beam > 1:
+        lead = likeliest_next_word(backend, state, logits, options, memory, mixer, should_cancel)
     return _distinct(_sample_rows(backend, state, logits, options, greedy_first,
                                   on_partial, should_cancel, memory, mixer, lead))
 
@@ -282,3 +293,69 @@ def beam_search(backend: Backend, state, logits: np.ndarray, options: DecodeOpti
         text, _ = visible_text(data, options)
         finished.append((score / max(len(data), 1) ** length_penalty, text))
     return max(finished, key=lambda f: f[0])[1]
+
+
+# The next word with the blanks and punctuation before it (what `accept word` takes, but for a line
+# break's indentation, which it takes alone: the search looks for the likeliest indentation and word
+# together).
+_NEXT_WORD = re.compile(r"\s*[^\w\s]*\w+|\s*[^\w\s]+|\s+")
+MAX_WORD_BYTES = 32
+
+
+def _finished_word(text: str, stopped: bool) -> str | None:
+    """The first word of `text` when it is complete: a character after it that cannot extend it, or
+    the end of a suggestion that a stop rule ended."""
+    match = _NEXT_WORD.match(text)
+    if match is None:
+        return None
+    if match.end() < len(text) or (stopped and match.end() > 0):
+        return text[:match.end()]
+    return None
+
+
+def likeliest_next_word(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, memory: bytes | None,
+               mixer: MatchMixer | None, should_cancel=None) -> bytes:
+    """The likeliest complete next word (with the blanks and punctuation before it) after the state,
+    found by a beam search over bytes of width `options.word_beam`; b"" when none is found.
+
+    A person accepts a suggestion word by word, so the first word decides whether a suggestion
+    helps, and the greedy byte path can leave the likeliest word after its first byte (held-out
+    keystrokes saved, `bench/quality.py`: +0.2 points on Python, +0.3 on prose, +1.1 on Lua with a
+    width of 4; 8 adds nothing). A word's score is the log-probability of its bytes and of the byte
+    that ends it, so a word is not preferred for being a prefix of a longer one; the search stops
+    when no open path can beat the best finished word.
+    """
+    width = options.word_beam
+    beams: list[tuple[float, bytes, RowMemory | None]] = [(0.0, b"", RowMemory(memory) if memory is not None else None)]
+    beam_logits, beam_state = logits.reshape(1, -1), state
+    best_score, best_word = -np.inf, b""
+    for _ in range(MAX_WORD_BYTES):
+        if should_cancel is not None and should_cancel():
+            raise DecodeCancelled()
+        candidates = []
+        for b, (score, data, row_memory) in enumerate(beams):
+            logp = _log_softmax(mixed_logits(beam_logits[b], mixer, row_memory).reshape(1, -1))[0]   # (256,)
+            for byte in np.argpartition(-logp, width)[:width]:
+                candidates.append((score + float(logp[byte]), b, int(byte)))
+        candidates.sort(key=lambda c: -c[0])
+        next_beams, parents, ids = [], [], []
+        for score, b, byte in candidates:
+            if score <= best_score:
+                break
+            data = beams[b][1] + bytes((byte,))
+            text, stopped = visible_text(data, options)
+            word = _finished_word(text, stopped)
+            if word is not None:
+                if score > best_score:
+                    best_score, best_word = score, word.encode()
+                continue
+            if stopped or len(next_beams) == width:
+                continue
+            next_beams.append((score, data, beams[b][2].extended(byte) if beams[b][2] is not None else None))
+            parents.append(b)
+            ids.append(byte)
+        if not next_beams:
+            break
+        beams = next_beams
+        beam_logits, beam_state = backend.step(np.array(ids, np.int32), tuple(h[parents] for h in beam_state))
+    return best_word

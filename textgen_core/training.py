@@ -191,6 +191,7 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
             "steps": progress.steps,
             "epochs": progress.epochs_done,
             "seconds": round(seconds, 2),
+            "step_seconds": round(progress.step_seconds, 2),
             "machine": machine_summary(),
             "stop_reason": stop_reason,
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -369,6 +370,8 @@ class _ProgressCallback(keras.callbacks.Callback):
         self.fit_started = time.monotonic()
         self.deadline = started + options.max_minutes * 60 if options.max_minutes else None
         self.steps = 0
+        self.step_seconds = 0.0          # inside training steps: no evaluation, saving or tracing of fit's loop
+        self._step_started = 0.0
         self.epochs_done = 0
         self.last_loss: float | None = None
         self.best_val_bpc = math.inf
@@ -395,11 +398,15 @@ class _ProgressCallback(keras.callbacks.Callback):
             self.epochs_done = epoch
             self.steps = self.resumed_steps = epoch * self.steps_per_epoch
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step_started = time.monotonic()
+
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
         if logs and "loss" in logs:
-            self.last_loss = float(logs["loss"])
+            self.last_loss = float(logs["loss"])              # waits for the step to end
         now = time.monotonic()
+        self.step_seconds += now - self._step_started
         if now - self._last_emit >= 0.5 or self.steps == self.resumed_steps + 1:
             self._last_emit = now
             percent, eta = self._percent_and_eta()

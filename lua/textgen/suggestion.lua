@@ -323,7 +323,14 @@ function M.follow_typing(buf)
 end
 
 --- The first word of `text` (with the spaces and punctuation before it), by the buffer's 'iskeyword'.
+--- A line break with the next line's indentation, or a run of blanks, is a word of its own, as the
+--- cursor stops there with |w|: the indentation is the likeliest part of a suggestion, and one key
+--- takes it even when the word after it is not the one you want.
 local function first_word(text)
+  local blanks = text:match("^%s*\n[ \t]*") or text:match("^[ \t][ \t]+")
+  if blanks then
+    return blanks
+  end
   local word = vim.fn.matchstr(text, [[\v^\_s*(\k@!\S)*\k*]])
   return word ~= "" and word or text
 end

@@ -1,0 +1,58 @@
+"""The greedy suggestion starts with the likeliest next word, not the likeliest first byte."""
+import numpy as np
+
+from textgen_core.decoding import DecodeOptions, decode, likeliest_next_word
+
+
+class ScriptedBackend:
+    """A 'model' whose next-byte probabilities depend only on the last byte fed: a table of
+    {byte: {next byte: probability}}; the state is the last byte."""
+
+    name = "scripted"
+
+    def __init__(self, table):
+        self.table = table
+
+    def logits_after(self, byte: int) -> np.ndarray:
+        probs = np.full(256, 1e-6)
+        for following, p in self.table.get(byte, {}).items():
+            probs[following] = p
+        return np.log(probs / probs.sum()).astype(np.float32)
+
+    def zero_state(self, batch: int = 1):
+        return (np.zeros((batch, 1), np.float32),)
+
+    def step(self, ids, state):
+        return np.stack([self.logits_after(int(i)) for i in ids]), (np.array(ids, np.float32).reshape(-1, 1),)
+
+
+# After the context: "a" is the likeliest byte (0.4) but spreads over many words ("ax", "ay", ...);
+# "b" (0.35) is almost always "be". The likeliest word is " be", the greedy path starts " a".
+SPACE, A, B, E, DOT = (ord(c) for c in " abe.")
+TABLE = {SPACE: {A: 0.4, B: 0.35, DOT: 0.25},
+         A: {ord(c): 0.1 for c in "cdfghijklm"},
+         B: {E: 0.95, DOT: 0.05},
+         E: {DOT: 1.0},
+         **{ord(c): {DOT: 1.0} for c in "cdfghijklm"},
+         DOT: {SPACE: 1.0}}
+
+
+def _start(backend):
+    return backend.logits_after(SPACE), backend.zero_state(1)
+
+
+def test_the_likeliest_word_wins_over_the_likeliest_byte():
+    backend = ScriptedBackend(TABLE)
+    logits, state = _start(backend)
+    greedy = decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=1))[0]
+    assert greedy.startswith("a")
+    assert likeliest_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
+    searched = decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=4))[0]
+    assert searched == "be."
+
+
+def test_a_word_ended_by_the_stop_rule_counts_as_finished():
+    backend = ScriptedBackend({SPACE: {B: 1.0}, B: {E: 1.0}, E: {ord("\n"): 1.0}})
+    logits, state = _start(backend)
+    assert likeliest_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
+    assert decode(backend, state, logits, DecodeOptions(word_beam=4))[0] == "be"
