@@ -27,8 +27,11 @@ BENCHES = [
      ["bench/train_speed.py", "--seconds", "60"]),
     ("The same over 5 minutes per variant, for the val bpc comparison (after one minute every variant is "
      "still near the byte frequencies)",
-     ["bench/train_speed.py", "--seconds", "300", "--only", "baseline: fit, batch 64;batch 128;batch 512"]),
-    ("Where a training step's time goes (the profile behind the training target)",
+     ["bench/train_speed.py", "--seconds", "300", "--only",
+      "baseline: fit, batch 64;fused GRU, float32;fused GRU, bfloat16 products"]),
+    ("Where a training step's time goes: Keras' GRU",
+     ["bench/train_profile.py", "--gru", "keras"]),
+    ("The same for textgen train's default (the fused GRU)",
      ["bench/train_profile.py"]),
     (":TextGenTrain while typing: bpc, wall time, editor stalls, 1 vs all TensorFlow threads (issue 5)",
      ["bench/finetune.py"]),

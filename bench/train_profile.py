@@ -1,10 +1,13 @@
-"""Where a training step's time goes: the plain Keras model of `textgen train`, profiled with
-TensorFlow's own profiler, time summed per op type, beside what the same matrix products reach alone.
+"""Where a training step's time goes: the model `textgen train` builds (the fused GRU by default, or
+Keras' GRU), profiled with TensorFlow's own profiler, time summed per op type, beside what the same
+matrix products reach alone.
 
 This is the profile behind the training-speed target of issue 7: it shows how much of a step is
 matrix products, how fast those run inside the GRU's loop compared with the machine's GEMM rate,
-and what the rest (slicing, gradient accumulation, stacking) costs.
-Usage: python bench/train_profile.py [--size 64x256x2] [--batch 64] [--threads 1]
+and what the rest (slicing, casts, concatenation, stacking) costs. With one thread, op times add
+up to the step time; with more they overlap.
+Usage: python bench/train_profile.py [--size 64x256x2] [--batch 64] [--threads 1] [--gru keras|fused]
+       [--precision float32|bfloat16]
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ def main() -> None:
     parser.add_argument("--size", default="64x256x2")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (1: CPU time, no overlap)")
+    parser.add_argument("--gru", choices=("auto", "fused", "keras"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -40,10 +45,12 @@ def main() -> None:
     from textgen_core.config import ModelConfig
     from textgen_core.keras_model import build_keras_model
     from textgen_core.machine import machine_summary
+    from textgen_core.training import TrainOptions, choose_kernel
 
     embed, hidden, layers = (int(v) for v in args.size.split("x"))
     config = ModelConfig(embed, hidden, layers)
-    model = build_keras_model(config)
+    kernel = choose_kernel(TrainOptions(seq_len=SEQ_LEN, gru=args.gru, precision=args.precision), config)
+    model = build_keras_model(config, fused=kernel["gru"] == "fused", matmul_dtype=kernel["precision"])
     model.compile(keras.optimizers.Adam(2e-3, clipnorm=1.0),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
@@ -77,10 +84,11 @@ def main() -> None:
                     by_op[op] += event.duration_ps / 2e9                  # ms per step (2 steps)
                     calls[op] += 1
     total = sum(by_op.values())
-    matmul_ms = by_op["MatMul"] + by_op["_FusedMatMul"]
+    matmul_ms = sum(ms for op, ms in by_op.items() if "MatMul" in op)     # _MklMatMul with oneDNN
     flop = _step_flop(config, args.batch)
 
-    print(f"machine: {machine_summary()}; TensorFlow {tf.__version__}, {args.threads} thread(s)")
+    print(f"machine: {machine_summary()}; TensorFlow {tf.__version__}, {args.threads} thread(s); "
+          f"{kernel['gru']} GRU, {kernel['precision']} products")
     print(f"model {args.size}, batch {args.batch} × {SEQ_LEN} bytes: {step_ms:.0f} ms per step unprofiled, "
           f"{flop / 1e9:.1f} GFLOP per step → {flop / step_ms / 1e6:.1f} GFLOP/s")
     print(f"profiled: ops add up to {total:.0f} ms per step; matrix products {matmul_ms:.0f} ms "
@@ -90,7 +98,7 @@ def main() -> None:
         print(f"{op:<34} {ms:8.1f} {100 * ms / total:5.1f}% {calls[op] // 2:10d}")
     print(f"the same matrix products outside the model, {args.threads} thread(s):")
     for label, (m, k, n) in _gemm_shapes(config, args.batch).items():
-        print(f"  {label:<44} {_gemm_rate(tf, m, k, n):6.1f} GFLOP/s")
+        print(f"  {label:<44} {_gemm_rate(tf, m, k, n, tf.dtypes.as_dtype(kernel['precision'])):6.1f} GFLOP/s")
 
 
 def _step_flop(config, batch: int) -> float:
@@ -109,15 +117,15 @@ def _gemm_shapes(config, batch: int) -> dict[str, tuple[int, int, int]]:
             f"whole sequence: ({batch * SEQ_LEN}×{h}) @ ({h}×{3 * h})": (batch * SEQ_LEN, h, 3 * h)}
 
 
-def _gemm_rate(tf, m: int, k: int, n: int) -> float:
-    """GFLOP/s of (m×k) @ (k×n) repeated in a while loop (as the GRU's time steps are)."""
-    a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
+def _gemm_rate(tf, m: int, k: int, n: int, dtype) -> float:
+    """GFLOP/s of (m×k) @ (k×n) in `dtype`, repeated in a while loop (as the GRU's time steps are)."""
+    a, b = tf.cast(tf.random.normal((m, k)), dtype), tf.cast(tf.random.normal((k, n)), dtype)
     repeat = max(1, int(2e9 // (2 * m * k * n)))
 
     @tf.function
     def run():
         return tf.while_loop(lambda i, acc: i < repeat,
-                             lambda i, acc: (i + 1, acc + tf.matmul(a, b)[0, 0]), (0, 0.0))
+                             lambda i, acc: (i + 1, acc + tf.cast(tf.matmul(a, b)[0, 0], tf.float32)), (0, 0.0))
 
     run()
     started, calls = time.perf_counter(), 0
