@@ -20,7 +20,6 @@ import re
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,11 +48,10 @@ def words(text: str) -> list[str]:
     return WORD.findall(text)
 
 
-def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int | None = None) -> tuple[float, int, int]:
+def keystrokes_saved(engine: Engine, text: str, max_chars: int,
+                     word_beam: int = DecodeOptions.word_beam) -> tuple[float, int, int]:
     """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars)."""
-    options = DecodeOptions(max_chars=max_chars)
-    if word_beam is not None:
-        options = replace(options, word_beam=word_beam)
+    options = DecodeOptions(max_chars=max_chars, word_beam=word_beam)
     position, keys = 0, 0
     done = threading.Event()
     result: list[str] = []
@@ -102,7 +100,8 @@ def main() -> None:
     parser.add_argument("--typing-bytes", type=int, help="bytes per text for the typing simulation "
                         "(default: all of --bytes; a file's first few KB are often only its license header)")
     parser.add_argument("--max-chars", type=int, default=24)
-    parser.add_argument("--word-beam", type=int, help="width of the next-word search (1: off; default: the plugin's)")
+    parser.add_argument("--word-beam", type=int, default=DecodeOptions.word_beam,
+                        help="width of the next-word search (1: off; default: the plugin's)")
     args = parser.parse_args()
     texts = {f: Path(f).read_bytes()[:args.bytes] for f in args.files} if args.files else heldout_texts(args.bytes)
     model = load_model(args.model)

@@ -66,8 +66,7 @@ def run_section(title: str, command: list[str], rerun: bool) -> str:
 
 def earlier_sections() -> tuple[str, dict[str, str]]:
     """bench/RESULTS.md split into its heading and its sections by title."""
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    head, *parts = text.split("\n## ")
+    head, *parts = RESULTS.read_text().split("\n## ")
     return head, {part.split("\n", 1)[0]: "## " + part for part in parts}
 
 
@@ -76,10 +75,12 @@ def main() -> None:
     parser.add_argument("--only", help="rerun only the sections whose title contains this text")
     args = parser.parse_args()
     if args.only:
-        head, sections = earlier_sections()
         chosen = [(title, command) for title, command in BENCHES if args.only in title]
-        if not chosen or not RESULTS.exists():
-            sys.exit(f"run_all: {'no section title contains ' + repr(args.only) if not chosen else 'no bench/RESULTS.md yet'}")
+        if not chosen:
+            sys.exit(f"run_all: no section title contains {args.only!r}")
+        if not RESULTS.exists():
+            sys.exit("run_all: no bench/RESULTS.md yet: run make bench first")
+        head, sections = earlier_sections()
         for title, command in chosen:
             sections[title] = run_section(title, command, rerun=True)
         ordered = [sections[title] for title, _ in BENCHES if title in sections]
