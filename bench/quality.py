@@ -16,7 +16,6 @@ import argparse
 import bz2
 import gzip
 import lzma
-import re
 import sys
 import threading
 import time
@@ -26,14 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen_core import load_model  # noqa: E402
 from textgen_core.corpus import KINDS, select  # noqa: E402
-from textgen_core.decoding import DecodeOptions  # noqa: E402
+from textgen_core.decoding import DecodeOptions, accept_words  # noqa: E402
 from textgen_core.engine import Engine  # noqa: E402
 from textgen_core.machine import machine_summary  # noqa: E402
 
-# The product's `accept word` (lua/textgen/suggestion.lua first_word): a line break and the next line's
-# indentation, or a run of blanks, alone; else spaces, then punctuation, then a word; punctuation
-# followed by a space is a word of its own.
-WORD = re.compile(r"\s*\n[ \t]*|[ \t]{2,}|\s*[^\w\s]*\w+|\s*[^\w\s]+|\s+")
 CONTEXT_CHARS = 4096          # what the plugin sends: lua/textgen/context.lua MAX_CONTEXT_BYTES
 
 
@@ -41,11 +36,6 @@ def compressor_bpc(data: bytes) -> dict[str, float]:
     bits = lambda packed: 8 * len(packed) / len(data)  # noqa: E731
     return {"gzip": bits(gzip.compress(data, 9)), "bz2": bits(bz2.compress(data, 9)),
             "xz": bits(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))}
-
-
-def words(text: str) -> list[str]:
-    """How `accept word` splits a suggestion: leading spaces and punctuation travel with the next word."""
-    return WORD.findall(text)
 
 
 def keystrokes_saved(engine: Engine, text: str, max_chars: int,
@@ -67,7 +57,7 @@ def keystrokes_saved(engine: Engine, text: str, max_chars: int,
                       end_offset=len(text[:position].encode()))
         done.wait(30)
         accepted = 0
-        for word in words(result[0]):
+        for word in accept_words(result[0]):
             if text.startswith(word, position):
                 position += len(word)
                 keys += 1

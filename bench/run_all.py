@@ -22,9 +22,11 @@ BENCHES = [
      ["bench/decode.py", "--sizes", "128x512x2,64x256x2"]),
     ("Engine latency while typing, 40 chars per request (issue 3: median ≤ 15 ms, 200 KB within 1.3× of 200 B)",
      ["bench/engine.py"]),
-    ("The same with the default model (a random model's words never end, so the next-word search runs its "
-     "full 16 bytes before the first text: the worst case above)",
+    ("The same with the default model (the random model's words are all improbable, so its next-word search "
+     "gives up after a few bytes; a real model's searches run)",
      ["bench/engine.py", "--model", "default"]),
+    ("What the next-word search costs a suggestion (the same positions, with and without it)",
+     ["bench/word_search.py"]),
     ("Keystroke → ghost text in a real Neovim, default model (issue 7: median ≤ 10 ms, p95 ≤ 25 ms)",
      ["bench/keystroke_latency.py", "--chars", "300"]),
     ("The same at the end of a 1 MB buffer",

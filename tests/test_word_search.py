@@ -1,7 +1,8 @@
-"""The greedy suggestion starts with the likeliest next word, not the likeliest first byte."""
+"""The greedy suggestion starts with the next word that saves the most keystrokes in expectation, not
+with the likeliest first byte."""
 import numpy as np
 
-from textgen_core.decoding import DecodeOptions, decode, likeliest_next_word
+from textgen_core.decoding import DecodeOptions, decode, keys_saved, most_useful_next_word
 
 
 class ScriptedBackend:
@@ -46,7 +47,7 @@ def test_the_likeliest_word_wins_over_the_likeliest_byte():
     logits, state = _start(backend)
     greedy = decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=1))[0]
     assert greedy.startswith("a")
-    assert likeliest_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
+    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
     searched = decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=4))[0]
     assert searched == "be."
 
@@ -54,5 +55,28 @@ def test_the_likeliest_word_wins_over_the_likeliest_byte():
 def test_a_word_ended_by_the_stop_rule_counts_as_finished():
     backend = ScriptedBackend({SPACE: {B: 1.0}, B: {E: 1.0}, E: {ord("\n"): 1.0}})
     logits, state = _start(backend)
-    assert likeliest_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
+    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
     assert decode(backend, state, logits, DecodeOptions(word_beam=4))[0] == "be"
+
+
+def test_a_long_word_beats_a_slightly_likelier_short_one():
+    # " ab" (0.5) saves 1 key, " cdefgh" (0.4) saves 5: worth 0.5 against 2.0.
+    chain = {ord(x): {ord(y): 1.0} for x, y in zip("cdefg", "defgh")}
+    backend = ScriptedBackend({SPACE: {A: 0.5, ord("c"): 0.4, DOT: 0.1}, A: {B: 1.0}, B: {DOT: 1.0},
+                               **chain, ord("h"): {DOT: 1.0}, DOT: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"cdefgh"
+
+
+def test_a_word_that_saves_nothing_is_not_searched_for():
+    backend = ScriptedBackend({SPACE: {A: 1.0}, A: {DOT: 1.0}, DOT: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b""
+    assert decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=4))[0] == "a. "
+
+
+def test_keys_saved_counts_one_key_per_accepted_word():
+    assert keys_saved("") == 0
+    assert keys_saved(" local") == 5
+    assert keys_saved("\n    return") == 4 + 5          # the line break and indentation are a word of their own
+    assert keys_saved("vim.api") == 2 + 3               # "vim", ".api"
