@@ -27,6 +27,8 @@ BENCHES = [
      ["bench/engine.py", "--model", "default"]),
     ("What the next-word search costs a suggestion (the same positions, with and without it)",
      ["bench/word_search.py"]),
+    ("Cycling: how often one of 3 suggestions starts with the right word",
+     ["bench/alternatives.py"]),
     ("Keystroke → ghost text in a real Neovim, default model (issue 7: median ≤ 10 ms, p95 ≤ 25 ms)",
      ["bench/keystroke_latency.py", "--chars", "300"]),
     ("The same at the end of a 1 MB buffer",

@@ -80,3 +80,15 @@ def test_keys_saved_counts_one_key_per_accepted_word():
     assert keys_saved(" local") == 5
     assert keys_saved("\n    return") == 4 + 5          # the line break and indentation are a word of their own
     assert keys_saved("vim.api") == 2 + 3               # "vim", ".api"
+
+
+def test_alternatives_start_with_the_next_most_useful_words():
+    # worth: " cdefgh" 0.3 × 5 = 1.5, " ab" 0.5 × 1 = 0.5, " ij" 0.2 × 1 = 0.2
+    chain = {ord(x): {ord(y): 1.0} for x, y in zip("cdefg", "defgh")}
+    backend = ScriptedBackend({SPACE: {A: 0.5, ord("c"): 0.3, ord("i"): 0.2}, A: {B: 1.0}, B: {DOT: 1.0},
+                               **chain, ord("i"): {ord("j"): 1.0}, ord("h"): {DOT: 1.0}, ord("j"): {DOT: 1.0},
+                               DOT: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    alternatives = decode(backend, state, logits, DecodeOptions(max_chars=8, word_beam=4, n=3))
+    assert alternatives == ["cdefgh. ", "ab. ab. ", "ij. ab. "]
+    assert decode(backend, state, logits, DecodeOptions(max_chars=8, word_beam=4))[0] == alternatives[0]

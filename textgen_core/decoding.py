@@ -145,15 +145,28 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
             if on_partial:
                 on_partial([best])
             return [best]
-        sampled = _sample_rows(backend, state, logits, replace(options, n=options.n - 1), False,
+        sampled = _sample_rows(backend, state, logits, replace(options, n=options.n - 1), [],
                                None, should_cancel, memory, mixer)
         return _distinct([best] + sampled)
-    greedy_first = options.temperature == 0
-    lead = (word_completion(memory) or next_word(memory)) if greedy_first and memory is not None else b""
-    if greedy_first and not lead and options.word_beam > 1:
-        lead = most_useful_next_word(backend, state, logits, options, memory, mixer, should_cancel)
-    return _distinct(_sample_rows(backend, state, logits, options, greedy_first,
-                                  on_partial, should_cancel, memory, mixer, lead))
+    if options.temperature > 0:
+        return _distinct(_sample_rows(backend, state, logits, options, [], on_partial, should_cancel, memory, mixer))
+    return _distinct(_sample_rows(backend, state, logits, options,
+                                  _leads(backend, state, logits, options, memory, mixer, should_cancel),
+                                  on_partial, should_cancel, memory, mixer))
+
+
+def _leads(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, memory: bytes | None,
+           mixer: MatchMixer | None, should_cancel) -> list[bytes]:
+    """How the greedy rows start: the first with the buffer's own word if it has one, else with the
+    most useful next word; alternatives (n > 1) with the next most useful words, so that cycling
+    offers other words rather than samples of the same one. At least one lead, maybe b""."""
+    buffer_word = (word_completion(memory) or next_word(memory)) if memory is not None else b""
+    leads = [buffer_word] if buffer_word else []
+    if options.word_beam > 1 and (not leads or options.n > 1):
+        searched = most_useful_next_words(backend, state, logits, options, memory, mixer, should_cancel,
+                                          count=options.n)
+        leads += [word for word in searched if word not in leads]
+    return leads[:options.n] or [b""]
 
 
 def _distinct(texts: list[str]) -> list[str]:
@@ -168,13 +181,13 @@ def _distinct(texts: list[str]) -> list[str]:
     return seen or [""]
 
 
-def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, greedy_first: bool,
+def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, leads: list[bytes],
                  on_partial: PartialCallback | None, should_cancel, memory: bytes | None,
-                 mixer: MatchMixer | None, lead: bytes = b"") -> list[str]:
-    """Decode options.n rows as one batch: row 0 greedy if `greedy_first` (its first bytes `lead`), the
+                 mixer: MatchMixer | None) -> list[str]:
+    """Decode options.n rows as one batch: one greedy row for each of `leads` (its first bytes), the
     others sampled."""
     n = options.n
-    sampled_rows = n - 1 if greedy_first else n
+    sampled_rows = n - len(leads)
     rng = np.random.default_rng(options.seed if options.seed is not None else 0) if sampled_rows else None
     temperature = options.temperature if options.temperature > 0 else options.alt_temperature
     rows_state = tuple(np.repeat(h, n, axis=0) for h in state)           # (n, H) each
@@ -188,7 +201,8 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
             raise DecodeCancelled()
         ids = np.empty(n, np.int32)
         for row in range(n):
-            if greedy_first and row == 0:
+            if row < len(leads):
+                lead = leads[row]
                 ids[row] = lead[step] if step < len(lead) else _greedy(row_logits[row], mixer, memories[row])
             else:
                 ids[row] = _sample(mixed_logits(row_logits[row], mixer, memories[row]), temperature,
@@ -335,24 +349,38 @@ def _finished_word(text: str, stopped: bool) -> str | None:
 def most_useful_next_word(backend: Backend, state, logits: np.ndarray, options: DecodeOptions,
                           memory: bytes | None, mixer: MatchMixer | None, should_cancel=None) -> bytes:
     """The next word (with the blanks and punctuation before it) that saves the most keystrokes in
-    expectation, found by a beam search over bytes of width `options.word_beam`; b"" when no word
-    found saves any.
+    expectation (`most_useful_next_words`); b"" when no word found saves enough."""
+    found = most_useful_next_words(backend, state, logits, options, memory, mixer, should_cancel)
+    return found[0] if found else b""
+
+
+def most_useful_next_words(backend: Backend, state, logits: np.ndarray, options: DecodeOptions,
+                           memory: bytes | None, mixer: MatchMixer | None, should_cancel=None,
+                           count: int = 1) -> list[bytes]:
+    """Up to `count` next words (with the blanks and punctuation before them), the most keystrokes
+    saved in expectation first, found by a beam search over bytes of width `options.word_beam`.
 
     A person accepts a suggestion word by word, so its first word decides whether it helps, and what it
     saves is the word's length less the keys that accept it: a word is worth
-        P(the text goes on with its bytes) × keys_saved(word),
-    so a long name the model is fairly sure of beats a short word it is a little surer of. A word
-    counts once the model finds it likely to end (a byte among the search's best that cannot extend
-    it); its probability leaves out that byte, since accepting a word the text goes on from still
-    saves its keys. Held-out keystrokes saved (`bench/quality.py`, Python / prose / Lua): the likeliest
-    word 47.2 / 35.8 / 39.1 %, this 48.4 / 36.6 / 39.8 %; a width of 8 or words of up to 24 bytes add
-    nothing on Lua.
-    The search stops when no open path, at its probability, could beat the best word found.
+        P(the text goes on with its bytes, then a byte that ends it) × keys_saved(word),
+    so a long name the model is fairly sure of beats a short word it is a little surer of (the ending
+    bytes are those among the search's best; without them in P, a word's truncation would be worth
+    nearly as much as the word, and suggested). Held-out keystrokes saved (`bench/quality.py`,
+    Python / prose / Lua): the likeliest word 47.2 / 35.8 / 39.1 %, this 48.3 / 36.4 / 39.8 %; a
+    width of 8 or words of up to 24 bytes add nothing on Lua.
+    The search stops when no open path, at its probability, could beat the `count`-th best word found.
     """
     width = options.word_beam
     beams: list[tuple[float, bytes, RowMemory | None]] = [(0.0, b"", RowMemory(memory) if memory is not None else None)]
     beam_logits, beam_state = logits.reshape(1, -1), state
-    best_value, best_word = MIN_EXPECTED_SAVING, b""
+    values: dict[bytes, float] = {}                   # word → its expected keystrokes saved
+
+    def bound() -> float:
+        """What a word must be worth to be among the `count` best found so far."""
+        if len(values) < count:
+            return MIN_EXPECTED_SAVING
+        return max(MIN_EXPECTED_SAVING, sorted(values.values(), reverse=True)[count - 1])
+
     for _ in range(MAX_WORD_BYTES):
         if should_cancel is not None and should_cancel():
             raise DecodeCancelled()
@@ -372,13 +400,10 @@ def most_useful_next_word(backend: Backend, state, logits: np.ndarray, options: 
                     open_paths.append((score, b, byte, data))
                 continue
             encoded = word.encode()
-            word_score = beams[b][0] if len(encoded) == len(data) - 1 else score
-            value = float(np.exp(word_score)) * keys_saved(word)
-            if value > best_value:
-                best_value, best_word = value, encoded
+            values[encoded] = values.get(encoded, 0.0) + float(np.exp(score)) * keys_saved(word)
         next_beams, parents, ids = [], [], []
         for score, b, byte, data in open_paths:
-            if len(next_beams) == width or np.exp(score) * (MAX_WORD_BYTES - 1) <= best_value:
+            if len(next_beams) == width or np.exp(score) * (MAX_WORD_BYTES - 1) <= bound():
                 break
             next_beams.append((score, data, beams[b][2].extended(byte) if beams[b][2] is not None else None))
             parents.append(b)
@@ -387,4 +412,4 @@ def most_useful_next_word(backend: Backend, state, logits: np.ndarray, options: 
             break
         beams = next_beams
         beam_logits, beam_state = backend.step(np.array(ids, np.int32), tuple(h[parents] for h in beam_state))
-    return best_word
+    return [word for word in sorted(values, key=values.get, reverse=True)[:count] if values[word] >= MIN_EXPECTED_SAVING]
