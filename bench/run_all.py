@@ -22,8 +22,7 @@ BENCHES = [
      ["bench/decode.py", "--sizes", "128x512x2,64x256x2"]),
     ("Engine latency while typing, 40 chars per request (issue 3: median ≤ 15 ms, 200 KB within 1.3× of 200 B)",
      ["bench/engine.py"]),
-    ("The same with the default model (the random model's words are all improbable, so its next-word search "
-     "gives up after a few bytes; a real model's searches run)",
+    ("The same with the default model",
      ["bench/engine.py", "--model", "default"]),
     ("What the next-word search costs a suggestion (the same positions, with and without it)",
      ["bench/word_search.py"]),

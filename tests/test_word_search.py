@@ -2,7 +2,8 @@
 with the likeliest first byte."""
 import numpy as np
 
-from textgen_core.decoding import DecodeOptions, decode, keys_saved, most_useful_next_word
+from textgen_core.decoding import DecodeOptions, decode, keys_saved, most_useful_next_words
+from textgen_core.match import MatchMixer
 
 
 class ScriptedBackend:
@@ -42,12 +43,17 @@ def _start(backend):
     return backend.logits_after(SPACE), backend.zero_state(1)
 
 
+def best_word(backend, state, logits, options=DecodeOptions(word_beam=4), memory=None, mixer=None) -> bytes:
+    found = most_useful_next_words(backend, state, logits, options, memory, mixer)
+    return found[0][0] if found else b""
+
+
 def test_the_likeliest_word_wins_over_the_likeliest_byte():
     backend = ScriptedBackend(TABLE)
     logits, state = _start(backend)
     greedy = decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=1))[0]
     assert greedy.startswith("a")
-    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
+    assert best_word(backend, state, logits) == b"be"
     searched = decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=4))[0]
     assert searched == "be."
 
@@ -55,7 +61,7 @@ def test_the_likeliest_word_wins_over_the_likeliest_byte():
 def test_a_word_ended_by_the_stop_rule_counts_as_finished():
     backend = ScriptedBackend({SPACE: {B: 1.0}, B: {E: 1.0}, E: {ord("\n"): 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"be"
+    assert best_word(backend, state, logits) == b"be"
     assert decode(backend, state, logits, DecodeOptions(word_beam=4))[0] == "be"
 
 
@@ -65,13 +71,13 @@ def test_a_long_word_beats_a_slightly_likelier_short_one():
     backend = ScriptedBackend({SPACE: {A: 0.5, ord("c"): 0.4, DOT: 0.1}, A: {B: 1.0}, B: {DOT: 1.0},
                                **chain, ord("h"): {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b"cdefgh"
+    assert best_word(backend, state, logits) == b"cdefgh"
 
 
 def test_a_word_that_saves_nothing_is_not_searched_for():
     backend = ScriptedBackend({SPACE: {A: 1.0}, A: {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_word(backend, state, logits, DecodeOptions(word_beam=4), None, None) == b""
+    assert best_word(backend, state, logits) == b""
     assert decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=4))[0] == "a. "
 
 
@@ -92,3 +98,48 @@ def test_alternatives_start_with_the_next_most_useful_words():
     alternatives = decode(backend, state, logits, DecodeOptions(max_chars=8, word_beam=4, n=3))
     assert alternatives == ["cdefgh. ", "ab. ab. ", "ij. ab. "]
     assert decode(backend, state, logits, DecodeOptions(max_chars=8, word_beam=4))[0] == alternatives[0]
+
+
+def test_the_lead_ends_the_word_so_the_greedy_path_cannot_run_on():
+    # After " abc" the likeliest byte is "d" (0.3), but the word ends there with 0.7 in all:
+    # " abc" is worth 0.7 × 2, " abcd" 0.3 × 3.
+    C, D, PAREN = ord("c"), ord("d"), ord("(")
+    backend = ScriptedBackend({SPACE: {A: 1.0}, A: {B: 1.0}, B: {C: 1.0},
+                               C: {SPACE: 0.28, PAREN: 0.21, DOT: 0.21, D: 0.3}, D: {DOT: 1.0},
+                               PAREN: {DOT: 1.0}, DOT: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    assert most_useful_next_words(backend, state, logits, DecodeOptions(word_beam=4), None, None) == [(b"abc", b"abc ")]
+    assert decode(backend, state, logits, DecodeOptions(max_chars=4, word_beam=4))[0] == "abc "
+
+
+def test_alternatives_follow_the_buffers_own_word():
+    # "pa" completes to "parts" from the buffer; the search finds "pabe" (0.5 × 1) and "parts" itself.
+    R, T, S, C = (ord(c) for c in "rtsc")
+    backend = ScriptedBackend({A: {R: 0.2, B: 0.5, C: 0.3}, R: {T: 1.0}, T: {S: 1.0}, S: {DOT: 1.0},
+                               B: {E: 1.0}, E: {DOT: 1.0}, C: {DOT: 1.0}, DOT: {SPACE: 1.0}, SPACE: {A: 1.0}})
+    logits, state = backend.logits_after(A), backend.zero_state(1)
+    context = b"the parts. pa"
+    one = decode(backend, state, logits, DecodeOptions(max_chars=5, word_beam=4), memory=context, mixer=MatchMixer())
+    three = decode(backend, state, logits, DecodeOptions(max_chars=5, word_beam=4, n=3), memory=context,
+                   mixer=MatchMixer())
+    assert one[0].startswith("rts") and three[0] == one[0]
+    assert three[1].startswith("be.")
+    assert len(three) == 3 and not three[2].startswith(("rts", "be."))      # nothing else worth a key: sampled
+
+
+def test_the_first_word_does_not_depend_on_how_many_are_asked_for():
+    # " ab" ends with a space (0.5 × 0.6 × 1 key) and with an em dash, 3 bytes (0.5 × 0.04 × 1); " gh"
+    # is worth 0.31. Were the em dash counted (two steps after the space), a search for one word would
+    # give up on that path (it could add no more than 0.02 × 15 ≤ 0.31) and a search for three would not:
+    # the first word of n = 1 and n = 3 would differ, and cycling would show the same suggestion again.
+    G, H, DASH = ord("g"), ord("h"), 0xE2
+    backend = ScriptedBackend({SPACE: {A: 0.5, G: 0.31, DOT: 0.19}, A: {B: 1.0}, B: {SPACE: 0.6, DASH: 0.04, B: 0.36},
+                               G: {H: 1.0}, H: {SPACE: 1.0}, DOT: {SPACE: 1.0},
+                               DASH: {0x80: 1.0}, 0x80: {0x94: 1.0}, 0x94: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    options = DecodeOptions(max_chars=12, word_beam=4)
+    one = most_useful_next_words(backend, state, logits, options, None, None, count=1)
+    three = most_useful_next_words(backend, state, logits, options, None, None, count=3)
+    assert one == three[:1] == [(b"gh", b"gh ")]
+    alternatives = decode(backend, state, logits, DecodeOptions(max_chars=12, word_beam=4, n=3))
+    assert decode(backend, state, logits, options)[0] == alternatives[0] != alternatives[1]

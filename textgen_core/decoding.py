@@ -6,6 +6,8 @@ tuples of (B, H) numpy arrays.
 """
 from __future__ import annotations
 
+import heapq
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol
@@ -44,9 +46,9 @@ class DecodeOptions:
     top_k: int = 0                    # 0: no top-k cut
     top_p: float = 1.0                # 1: no nucleus cut
     seed: int | None = None
-    n: int = 1                        # alternatives; the first is greedy/beam, the rest sampled
+    n: int = 1                        # alternatives; greedy: the next most useful words, then samples
     beam_width: int = 1
-    word_beam: int = 4                # > 1: greedy text starts with the most useful next word (most_useful_next_word)
+    word_beam: int = 4                # > 1: greedy text starts with the most useful next word (most_useful_next_words)
     alt_temperature: float = 0.7      # temperature of the sampled alternatives when temperature is 0
     stream_every: int = 4             # bytes between partial results
 
@@ -133,7 +135,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
     the match model's predictions are mixed into every step, and the greedy text starts with the
     buffer's own completion of the word the cursor is in, or at a word start with the word that
     followed the last word there before, if it has one (`buffer_words`); else, with a `word_beam`,
-    with the next word that saves the most keystrokes.
+    with the next word that saves the most keystrokes; greedy alternatives (n > 1) with the next
+    most useful words (`_leads`), and sampled ones after those.
     """
     if options.max_chars == 0:
         return [""]
@@ -165,7 +168,7 @@ def _leads(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, 
     if options.word_beam > 1 and (not leads or options.n > 1):
         searched = most_useful_next_words(backend, state, logits, options, memory, mixer, should_cancel,
                                           count=options.n)
-        leads += [word for word in searched if word not in leads]
+        leads += [lead for word, lead in searched if word != buffer_word]
     return leads[:options.n] or [b""]
 
 
@@ -346,27 +349,23 @@ def _finished_word(text: str, stopped: bool) -> str | None:
     return None
 
 
-def most_useful_next_word(backend: Backend, state, logits: np.ndarray, options: DecodeOptions,
-                          memory: bytes | None, mixer: MatchMixer | None, should_cancel=None) -> bytes:
-    """The next word (with the blanks and punctuation before it) that saves the most keystrokes in
-    expectation (`most_useful_next_words`); b"" when no word found saves enough."""
-    found = most_useful_next_words(backend, state, logits, options, memory, mixer, should_cancel)
-    return found[0] if found else b""
-
-
 def most_useful_next_words(backend: Backend, state, logits: np.ndarray, options: DecodeOptions,
                            memory: bytes | None, mixer: MatchMixer | None, should_cancel=None,
-                           count: int = 1) -> list[bytes]:
+                           count: int = 1) -> list[tuple[bytes, bytes]]:
     """Up to `count` next words (with the blanks and punctuation before them), the most keystrokes
-    saved in expectation first, found by a beam search over bytes of width `options.word_beam`.
+    saved in expectation first, found by a beam search over bytes of width `options.word_beam`; each
+    as (word, lead): the lead is the word and its likeliest ending byte, what a suggestion starts
+    with (the word alone, continued greedily, could run on into a longer word).
 
     A person accepts a suggestion word by word, so its first word decides whether it helps, and what it
     saves is the word's length less the keys that accept it: a word is worth
         P(the text goes on with its bytes, then a byte that ends it) × keys_saved(word),
     so a long name the model is fairly sure of beats a short word it is a little surer of (the ending
     bytes are those among the search's best; without them in P, a word's truncation would be worth
-    nearly as much as the word, and suggested). Held-out keystrokes saved (`bench/quality.py`,
-    Python / prose / Lua): the likeliest word 47.2 / 35.8 / 39.1 %, this 48.3 / 36.4 / 39.8 %; a
+    nearly as much as the word, and suggested; a word that only a character of several bytes ends
+    does not count, so that all of a word's worth comes in one step and the first word found does not
+    depend on `count`). Held-out keystrokes saved (`bench/quality.py`,
+    Python / prose / Lua): the likeliest word 47.2 / 35.8 / 39.1 %, this 49.0 / 36.4 / 40.1 %; a
     width of 8 or words of up to 24 bytes add nothing on Lua.
     The search stops when no open path, at its probability, could beat the `count`-th best word found.
     """
@@ -374,13 +373,7 @@ def most_useful_next_words(backend: Backend, state, logits: np.ndarray, options:
     beams: list[tuple[float, bytes, RowMemory | None]] = [(0.0, b"", RowMemory(memory) if memory is not None else None)]
     beam_logits, beam_state = logits.reshape(1, -1), state
     values: dict[bytes, float] = {}                   # word → its expected keystrokes saved
-
-    def bound() -> float:
-        """What a word must be worth to be among the `count` best found so far."""
-        if len(values) < count:
-            return MIN_EXPECTED_SAVING
-        return max(MIN_EXPECTED_SAVING, sorted(values.values(), reverse=True)[count - 1])
-
+    leads: dict[bytes, tuple[float, bytes]] = {}      # word → its likeliest ending: (log-probability, lead)
     for _ in range(MAX_WORD_BYTES):
         if should_cancel is not None and should_cancel():
             raise DecodeCancelled()
@@ -400,10 +393,16 @@ def most_useful_next_words(backend: Backend, state, logits: np.ndarray, options:
                     open_paths.append((score, b, byte, data))
                 continue
             encoded = word.encode()
-            values[encoded] = values.get(encoded, 0.0) + float(np.exp(score)) * keys_saved(word)
+            if len(data) > len(encoded) + 1:
+                continue
+            values[encoded] = values.get(encoded, 0.0) + math.exp(score) * keys_saved(word)
+            if encoded not in leads or score > leads[encoded][0]:
+                leads[encoded] = (score, data)
+        best = heapq.nlargest(count, values.values())
+        bound = max(MIN_EXPECTED_SAVING, best[-1]) if len(best) == count else MIN_EXPECTED_SAVING
         next_beams, parents, ids = [], [], []
         for score, b, byte, data in open_paths:
-            if len(next_beams) == width or np.exp(score) * (MAX_WORD_BYTES - 1) <= bound():
+            if len(next_beams) == width or math.exp(score) * (MAX_WORD_BYTES - 1) <= bound:
                 break
             next_beams.append((score, data, beams[b][2].extended(byte) if beams[b][2] is not None else None))
             parents.append(b)
@@ -412,4 +411,5 @@ def most_useful_next_words(backend: Backend, state, logits: np.ndarray, options:
             break
         beams = next_beams
         beam_logits, beam_state = backend.step(np.array(ids, np.int32), tuple(h[parents] for h in beam_state))
-    return [word for word in sorted(values, key=values.get, reverse=True)[:count] if values[word] >= MIN_EXPECTED_SAVING]
+    ranked = sorted(values, key=values.get, reverse=True)[:count]
+    return [(word, leads[word][1]) for word in ranked if values[word] >= MIN_EXPECTED_SAVING]
