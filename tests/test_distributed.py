@@ -119,7 +119,7 @@ def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     backup = tmp_path / "backup"
     args = [str(corpus), "--out", str(tmp_path / "model"), *TINY_ARGS, "--epochs", "5", "--steps-per-epoch", "10",
             "--patience", "1000", "--backup-dir", str(backup)]
-    first = start_train(args)
+    first, first_started = start_train(args), time.monotonic()
     try:
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in first.stdout] + [lines.put(None)],
@@ -128,6 +128,7 @@ def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     finally:
         first.kill()
         first.wait()
+    first_seconds = time.monotonic() - first_started
     assert json.loads((backup / "training_metadata.json").read_text())["epoch"] >= 2
 
     second = start_train(args)
@@ -141,6 +142,10 @@ def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     epochs = [e["epoch"] for e in events if e["event"] == "epoch"]
     assert events[0]["resumed_from_epoch"] == epochs[0] - 1 >= 2 and epochs[-1] == 5
     assert events[-1]["steps"] == 50 and not backup.exists()
+    # The time budget and the training time go on from the first run's: it spent some of its time
+    # before its last backup, and the second run's time adds to that.
+    assert 0 < events[0]["resumed_after_s"] < first_seconds
+    assert events[-1]["seconds"] > events[0]["resumed_after_s"]
 
 
 @pytest.mark.parametrize("tf_config, message", [

@@ -9,6 +9,8 @@ with the number of replicas.
 from __future__ import annotations
 
 import json
+import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,14 +127,36 @@ class WorkerBackup(keras.callbacks.BackupAndRestore):
 
     The backup is written at the end of every epoch and deleted when training ends normally. (A worker
     killed while it writes its backup can be left an epoch behind the others; delete the folders then.)
+    Beside it, the training time spent so far, so that a resumed run's time budget (`--max-minutes`)
+    counts the runs before it: `started` is when the run would have started had it never stopped.
     """
 
-    def __init__(self, backup_dir: str, placement: Placement) -> None:
+    SECONDS_FILE = "textgen_seconds.json"
+
+    def __init__(self, backup_dir: str, placement: Placement, started: float) -> None:
         folder = Path(backup_dir).expanduser()
         if placement.workers > 1:
             folder = folder / placement.task.replace(":", "-")
         super().__init__(str(folder))
         self.folder = folder
+        self.seconds_before = self._saved_seconds()
+        self.started = started - self.seconds_before
+
+    def _saved_seconds(self) -> float:
+        """Training time the runs before this one spent, up to their last backup (0 without one)."""
+        if not self.saved_epoch():
+            return 0.0
+        try:
+            return max(0.0, float(json.loads((self.folder / self.SECONDS_FILE).read_text())["seconds"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.folder.is_dir():
+            partial = self.folder / (self.SECONDS_FILE + ".partial")
+            partial.write_text(json.dumps({"seconds": time.monotonic() - self.started}))
+            os.replace(partial, self.folder / self.SECONDS_FILE)
 
     def saved_epoch(self) -> int:
         """The epoch a restarted run resumes from (0 when there is no backup)."""

@@ -113,7 +113,8 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
 
     `texts` are held in memory, or streamed when they are `TrainingFile`s. Under a `strategy` of
     several workers only the chief writes `out`. With `backup_dir`, a backup written after every epoch
-    lets a killed run, started again with the same arguments, resume from its last epoch.
+    lets a killed run, started again with the same arguments, resume from its last epoch (and its
+    time budget and reported training time go on from there).
     """
     options = options or TrainOptions()
     reporter = reporter or SilentReporter()
@@ -153,7 +154,9 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
     val_ds = split_between_workers(corpus.val_windows(global_batch))
     windows_per_pass = max(1, corpus.train_bytes // (seq_len * global_batch))
     steps_per_epoch = options.steps_per_epoch or min(windows_per_pass, 500)
-    backup = WorkerBackup(backup_dir, placement) if backup_dir else None
+    backup = WorkerBackup(backup_dir, placement, started) if backup_dir else None
+    if backup is not None:
+        started = backup.started               # the time budget counts the runs that this one resumes
     with placement.strategy.scope():
         initial_val_bpc = float(model.evaluate(val_ds, verbose=0)) / LN2
 
@@ -162,7 +165,8 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
                    "steps_per_epoch": steps_per_epoch, "epochs": options.epochs, "base": base_name,
                    "initial_val_bpc": initial_val_bpc, "streamed": isinstance(corpus, _StreamedFiles),
                    **placement.summary(), "global_batch_size": global_batch, "kernel": kernel,
-                   "resumed_from_epoch": backup.saved_epoch() if backup else 0})
+                   "resumed_from_epoch": backup.saved_epoch() if backup else 0,
+                   "resumed_after_s": backup.seconds_before if backup else 0.0})
 
     stop_together = (lambda flag: any_worker(placement, flag)) if placement.workers > 1 else None
     progress = _ProgressCallback(reporter, options, config, steps_per_epoch, seq_len * global_batch, started,
