@@ -55,14 +55,25 @@ clean:
 # Rebuilds models/default from the corpus the dependencies install (see models/default/MODEL_CARD.md):
 # 40 minutes from scratch, 70 minutes of fine-tuning at a lower learning rate, 85 minutes at batch 128
 # and a lower one still (stages 1-3 ran Keras' GRU on an AMD EPYC), then 50 minutes with the fused GRU.
+# Every stage is a target of its own and backs up its state after every epoch, so that `make
+# default-model` run again after a kill skips the stages done and resumes the one that was running.
 DEFAULT_MODEL_ARGS ?= --batch-size 64 --seq-len 128 --epochs 1000 --steps-per-epoch 250 --patience 1000
-default-model: install
-	$(PY) -m textgen_core train $$($(PY) -m textgen_core corpus --split train) --out build/default-stage1 \
-	  --embed 64 --hidden 256 --layers 2 $(DEFAULT_MODEL_ARGS) --max-minutes 40 --seed 1
-	$(PY) -m textgen_core train $$($(PY) -m textgen_core corpus --split train) --out build/default-stage2 \
-	  --base build/default-stage1 $(DEFAULT_MODEL_ARGS) --learning-rate 1e-3 --max-minutes 70 --seed 2
-	$(PY) -m textgen_core train $$($(PY) -m textgen_core corpus --split train) --out build/default-stage3 \
-	  --base build/default-stage2 $(DEFAULT_MODEL_ARGS) --batch-size 128 --learning-rate 5e-4 \
+TRAIN_STAGE = $(PY) -m textgen_core train $$($(PY) -m textgen_core corpus --split train) $(DEFAULT_MODEL_ARGS) \
+  --out build/$(1) --backup-dir build/$(1).backup
+
+default-model: build/default-stage4/weights.npz
+	rm -rf models/default.new && cp -r build/default-stage4 models/default.new
+	rm -rf models/default && mv models/default.new models/default
+
+build/default-stage1/weights.npz: | install
+	$(call TRAIN_STAGE,default-stage1) --embed 64 --hidden 256 --layers 2 --max-minutes 40 --seed 1
+
+build/default-stage2/weights.npz: build/default-stage1/weights.npz
+	$(call TRAIN_STAGE,default-stage2) --base build/default-stage1 --learning-rate 1e-3 --max-minutes 70 --seed 2
+
+build/default-stage3/weights.npz: build/default-stage2/weights.npz
+	$(call TRAIN_STAGE,default-stage3) --base build/default-stage2 --batch-size 128 --learning-rate 5e-4 \
 	  --max-minutes 85 --seed 3
-	$(PY) -m textgen_core train $$($(PY) -m textgen_core corpus --split train) --out models/default \
-	  --base build/default-stage3 $(DEFAULT_MODEL_ARGS) --learning-rate 5e-4 --max-minutes 50 --seed 4
+
+build/default-stage4/weights.npz: build/default-stage3/weights.npz
+	$(call TRAIN_STAGE,default-stage4) --base build/default-stage3 --learning-rate 5e-4 --max-minutes 50 --seed 4
