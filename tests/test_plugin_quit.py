@@ -22,7 +22,8 @@ def python_errors(stderr: str) -> list[str]:
     connection_lost` or, when Neovim's SIGTERM comes with the closed pipe, `Exception: Received
     signal SIGTERM` (pynvim lets a signal overwrite the EOF). On a loaded machine the host can be killed
     while it writes that traceback (seen in a run with a training job exiting beside it), cutting it
-    before its last line. None may hold a plugin frame."""
+    before its last line, or even right after its first (seen in CI on a clean clone). None may hold a
+    plugin frame."""
     blocks, block = [], []
     for line in stderr.splitlines():
         if line.startswith("Traceback") and block:
@@ -33,7 +34,7 @@ def python_errors(stderr: str) -> list[str]:
     errors = []
     for block in blocks:
         text = "\n".join(block)
-        cut_short = block and block[0].startswith("Traceback") and block[-1].startswith("  ")
+        cut_short = block and block[0].startswith("Traceback") and (len(block) == 1 or block[-1].startswith("  "))
         pynvims_own_end = block and (block[-1] in PYNVIMS_OWN_ENDS or cut_short) and "textgen" not in text
         if not pynvims_own_end and any(word in text for word in ("Traceback", "Error", "Exception", "Fatal")):
             errors.append(text)
