@@ -13,14 +13,16 @@ from .nvim_harness import (ghost, host_pid, is_running, lua, mode, processes_sta
                            start_nvim, stderr_logging_python, wait_for)
 
 
-PYNVIMS_OWN_ENDS = ("EOFError: connection_lost", "Exception: Received signal SIGTERM")
+PYNVIMS_OWN_ENDS = ("EOFError: connection_lost", "Exception: Received signal SIGTERM",
+                    "BrokenPipeError: [Errno 32] Broken pipe")
 
 
 def python_errors(stderr: str) -> list[str]:
     """Tracebacks and error lines in a Python host's stderr, but for the one pynvim itself always
     writes when Neovim goes away: its event loop re-raises how it was stopped, `EOFError:
     connection_lost` or, when Neovim's SIGTERM comes with the closed pipe, `Exception: Received
-    signal SIGTERM` (pynvim lets a signal overwrite the EOF). On a loaded machine the host can be killed
+    signal SIGTERM` (pynvim lets a signal overwrite the EOF), or, when a result was on its way to
+    Neovim as it went, `BrokenPipeError` from pynvim's own write. On a loaded machine the host can be killed
     while it writes that traceback (seen in a run with a training job exiting beside it), cutting it
     before its last line, or even right after its first (seen in CI on a clean clone). None may hold a
     plugin frame."""
