@@ -9,8 +9,7 @@ Why it feels instant:
 - states are cached by the exact bytes they have read (checkpoints every `checkpoint_every` bytes),
   so an edit or a jump reuses the longest unchanged prefix and gives the same result as a fresh start;
 - while idle, the worker warms the state of the next window start, so the window sliding forward
-  does not cost a full re-read on the keystroke that crosses the boundary, and the state at the end
-  of the suggestion it just made, which typing it through or accepting it reaches without a request;
+  does not cost a full re-read on the keystroke that crosses the boundary;
 - results stream: the callback sees the growing text before decoding ends.
 
 The worker is the only thread that touches the caches; callers only enqueue. States are numpy
@@ -139,8 +138,7 @@ class Engine:
         self._cond = threading.Condition()
         self._pending: OrderedDict[Hashable, _Request] = OrderedDict()
         self._latest: dict[Hashable, int] = {}
-        self._warm_jobs: OrderedDict[Hashable, list[bytes]] = OrderedDict()
-        self._working = False
+        self._warm_jobs: OrderedDict[Hashable, bytes] = OrderedDict()
         self._closing = False
         self.last_latency_ms: float | None = None
         self.latencies_ms: deque[float] = deque(maxlen=200)
@@ -189,11 +187,6 @@ class Engine:
         with self._cond:
             return len(self._pending)
 
-    def idle(self) -> bool:
-        """Nothing queued and the worker between jobs (requests and warming alike)."""
-        with self._cond:
-            return not self._pending and not self._warm_jobs and not self._working
-
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker (a running decode is cancelled between steps) and wait for it."""
         with self._cond:
@@ -212,17 +205,15 @@ class Engine:
 
     def _next_job(self):
         with self._cond:
-            self._working = False
             while not self._closing and not self._pending and not self._warm_jobs:
                 self._cond.wait()
-            self._working = True
             if self._closing:
                 return None
             if self._pending:
                 _, request = self._pending.popitem(last=False)
                 return request
-            key, windows = self._warm_jobs.popitem(last=False)
-            return (key, windows)
+            key, window = self._warm_jobs.popitem(last=False)
+            return (key, window)
 
     def _run(self) -> None:
         while True:
@@ -273,33 +264,24 @@ class Engine:
         self.served += 1
         request.callback(Completion(request.id, request.key, tuple(texts), True, elapsed))
         if self.warm_enabled:
-            self._schedule_warm(request, window, encode(texts[0]) if texts else b"")
+            self._schedule_warm(request, window)
 
-    def _schedule_warm(self, request: _Request, window: bytes, suggestion: bytes) -> None:
-        """Queue the windows the next requests will likely read: the same end one step later (the
-        next slide), and the window at the end of the suggestion when it starts at another step
-        (typing through a long suggestion crosses a window start without a request, and the request
-        after it would read a whole new window: 10 ms and more with the default model)."""
+    def _schedule_warm(self, request: _Request, window: bytes) -> None:
+        """Queue the window the next slide will need: the same end, starting one step later."""
         n = request.end_offset
-        windows = []
+        if n <= self.window_bytes - self.window_step:
+            return
         upcoming = window[self.window_step:]
-        if n > self.window_bytes - self.window_step and len(upcoming) >= self.checkpoint_every:
-            windows.append(upcoming[:len(upcoming) // self.checkpoint_every * self.checkpoint_every])
-        if suggestion:
-            ahead = context_window(request.data + suggestion, n + len(suggestion), self.window_bytes, self.window_step)
-            if len(ahead) - len(suggestion) != len(window):             # it starts at another step
-                windows.append(ahead)
-        if not windows:
+        if len(upcoming) < self.checkpoint_every:
             return
         with self._cond:
             if self._latest.get(request.key) == request.id:
-                self._warm_jobs[request.key] = windows
+                self._warm_jobs[request.key] = upcoming
 
-    def _warm(self, key: Hashable, windows: list[bytes]) -> None:
+    def _warm(self, key: Hashable, window: bytes) -> None:
         cache = self._cache_for(self._model)
-        for window in windows:
-            if cache.state_for(window, should_stop=lambda: bool(self._pending) or self._closing) is None:
-                return
+        usable = len(window) // self.checkpoint_every * self.checkpoint_every
+        cache.state_for(window[:usable], should_stop=lambda: bool(self._pending) or self._closing)
 
 
 class _PartialEmitter:
