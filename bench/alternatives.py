@@ -48,14 +48,11 @@ def main() -> None:
             logits, state = model.prime(context[-GRU_WINDOW:])
             texts = decode(model.backend, state, logits, DecodeOptions(max_chars=24, n=args.n),
                            memory=context, mixer=model.mixer)
-            right = [keys_saved(word) for word in map(first_word, texts)
-                     if word and upcoming.startswith(word) and keys_saved(word) > 0]
-            if texts and first_word(texts[0]) and upcoming.startswith(first_word(texts[0])):
-                first_hits += keys_saved(first_word(texts[0])) > 0
-                first_keys += keys_saved(first_word(texts[0]))
-            if right:
-                any_hits += 1
-                any_keys += max(right)
+            saved = [keys_saved(word) if word and upcoming.startswith(word) else 0 for word in map(first_word, texts)]
+            first_hits += saved[0] > 0
+            first_keys += saved[0]
+            any_hits += max(saved) > 0
+            any_keys += max(saved)
         print(f"{name:<15} first suggestion right {100 * first_hits / args.positions:.1f} % "
               f"({first_keys} keys)  some of {args.n} right {100 * any_hits / args.positions:.1f} % "
               f"({any_keys} keys)", flush=True)

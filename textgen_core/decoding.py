@@ -151,11 +151,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
         sampled = _sample_rows(backend, state, logits, replace(options, n=options.n - 1), [],
                                None, should_cancel, memory, mixer)
         return _distinct([best] + sampled)
-    if options.temperature > 0:
-        return _distinct(_sample_rows(backend, state, logits, options, [], on_partial, should_cancel, memory, mixer))
-    return _distinct(_sample_rows(backend, state, logits, options,
-                                  _leads(backend, state, logits, options, memory, mixer, should_cancel),
-                                  on_partial, should_cancel, memory, mixer))
+    leads = _leads(backend, state, logits, options, memory, mixer, should_cancel) if options.temperature == 0 else []
+    return _distinct(_sample_rows(backend, state, logits, options, leads, on_partial, should_cancel, memory, mixer))
 
 
 def _leads(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, memory: bytes | None,
