@@ -98,7 +98,8 @@ def main() -> None:
     plain = load_model(args.model, use_match=False)
     print(f"machine: {machine_summary()}")
     print(f"model: {args.model} ({model.config.embed_dim}x{model.config.hidden}x{model.config.layers}, "
-          f"val bpc {model.info.val_bpc}); match weights {list(model.mixer.weights)}")
+          f"val bpc {model.info.val_bpc}); match weights {list(model.mixer.weights)}, "
+          f"word weights {list(model.mixer.word_weights)}")
     print(f"{'text':<16} {'bytes':>7} {'bpc':>6} {'no match':>9} {'gzip':>6} {'bz2':>6} {'xz':>6}  "
           f"{'keys saved':>10} {'no match':>9}")
     engine, plain_engine = Engine(model), Engine(plain)

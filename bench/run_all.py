@@ -24,7 +24,7 @@ BENCHES = [
      ["bench/engine.py"]),
     ("The same with the default model",
      ["bench/engine.py", "--model", "default"]),
-    ("What the next-word search costs a suggestion (the same positions, with and without it)",
+    ("What the next-word search and the word votes cost a suggestion (the same positions, with and without them)",
      ["bench/word_search.py"]),
     ("Cycling: how often one of 3 suggestions starts with the right word",
      ["bench/alternatives.py"]),

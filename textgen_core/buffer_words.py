@@ -22,7 +22,7 @@ MAX_WORD = 64
 MAX_SEPARATOR = 3
 
 
-def _is_word_byte(byte: int) -> bool:
+def is_word_byte(byte: int) -> bool:
     """ASCII letters, digits and `_` (a byte ≥ 0x80 ends the search: no guessing inside UTF-8)."""
     return byte == 95 or 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122
 
@@ -32,10 +32,10 @@ def word_completion(context: bytes | bytearray) -> bytes:
     the cursor is not after `MIN_PREFIX` word bytes or no earlier word extends them."""
     end = len(context)
     start = _word_start(context, end)
-    if end - start < MIN_PREFIX or (start > 0 and _is_word_byte(context[start - 1])):
+    if end - start < MIN_PREFIX or (start > 0 and is_word_byte(context[start - 1])):
         return b""
     for after in _earlier_word_starts(context, bytes(context[start:end]), start):
-        if after < start and _is_word_byte(context[after]):
+        if after < start and is_word_byte(context[after]):
             return bytes(context[after:_word_end(context, after, start)])
     return b""
 
@@ -46,21 +46,21 @@ def next_word(context: bytes | bytearray) -> bytes:
     not at a word start after a word or they did not occur before."""
     end = len(context)
     sep_start = end
-    while sep_start > 0 and end - sep_start <= MAX_SEPARATOR and not _is_word_byte(context[sep_start - 1]) \
+    while sep_start > 0 and end - sep_start <= MAX_SEPARATOR and not is_word_byte(context[sep_start - 1]) \
             and context[sep_start - 1] < 0x80 and context[sep_start - 1] != 10:
         sep_start -= 1
-    if sep_start == end or end - sep_start > MAX_SEPARATOR or sep_start == 0 or not _is_word_byte(context[sep_start - 1]):
+    if sep_start == end or end - sep_start > MAX_SEPARATOR or sep_start == 0 or not is_word_byte(context[sep_start - 1]):
         return b""
     start = _word_start(context, sep_start)
-    if start > 0 and (_is_word_byte(context[start - 1]) or context[start - 1] >= 0x80):
+    if start > 0 and (is_word_byte(context[start - 1]) or context[start - 1] >= 0x80):
         return b""
     for after in _earlier_word_starts(context, bytes(context[start:end]), start):
         word_start = after
-        while word_start < start and word_start - after < MAX_SEPARATOR and not _is_word_byte(context[word_start]) \
+        while word_start < start and word_start - after < MAX_SEPARATOR and not is_word_byte(context[word_start]) \
                 and context[word_start] not in (10, 13) and context[word_start] < 0x80:
             word_start += 1
         stop = _word_end(context, word_start, start)
-        if MIN_PREFIX <= stop - word_start <= MAX_WORD and not _is_word_byte(context[stop]):
+        if MIN_PREFIX <= stop - word_start <= MAX_WORD and not is_word_byte(context[stop]):
             return bytes(context[after:stop])
     return b""
 
@@ -68,7 +68,7 @@ def next_word(context: bytes | bytearray) -> bytes:
 def _word_start(context: bytes | bytearray, end: int) -> int:
     """Where the run of word bytes that ends at `end` begins (looking back at most `MAX_WORD` bytes)."""
     start = end
-    while start > 0 and end - start < MAX_WORD and _is_word_byte(context[start - 1]):
+    while start > 0 and end - start < MAX_WORD and is_word_byte(context[start - 1]):
         start -= 1
     return start
 
@@ -76,7 +76,7 @@ def _word_start(context: bytes | bytearray, end: int) -> int:
 def _word_end(context: bytes | bytearray, start: int, limit: int) -> int:
     """Where the run of word bytes from `start` ends, before `limit`."""
     stop = start
-    while stop < limit and _is_word_byte(context[stop]):
+    while stop < limit and is_word_byte(context[stop]):
         stop += 1
     return stop
 
@@ -87,6 +87,6 @@ def _earlier_word_starts(context: bytes | bytearray, phrase: bytes, start: int):
     lowest = max(0, start - SEARCH_BYTES)
     found = context.rfind(phrase, lowest, start)
     while found >= 0:
-        if found == 0 or not _is_word_byte(context[found - 1]):
+        if found == 0 or not is_word_byte(context[found - 1]):
             yield found + len(phrase)
         found = context.rfind(phrase, lowest, found + len(phrase) - 1)

@@ -6,12 +6,17 @@ phrases. The match model finds the most recent earlier occurrence of the current
 longer the match, the more it is trusted. The mixture is
     p(b) = (1 − λ) · p_gru(b) + λ · [b = predicted],   λ = weight of the match-length bucket,
 used the same way by `bits_per_char` and by decoding (PAQ and cmix do this, with more models).
+The mixer then mixes in the votes of the buffer's earlier words for the word being typed
+(`word_model.py`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import word_model
 
 MIN_LEN = 6
 MAX_LEN = 64
@@ -66,28 +71,58 @@ def advance(data: bytes | bytearray, state: MatchState, end: int, limit: int | N
 
 
 class MatchMixer:
-    """Mixes GRU logits with the match prediction; weights per match-length bucket."""
+    """Mixes GRU probabilities with the match prediction (weights per match-length bucket), then with
+    the buffer's word votes (weights per word-prefix length bucket)."""
 
-    def __init__(self, weights: tuple[float, ...] = DEFAULT_WEIGHTS) -> None:
+    def __init__(self, weights: tuple[float, ...] = DEFAULT_WEIGHTS,
+                 word_weights: tuple[float, ...] = word_model.DEFAULT_WEIGHTS) -> None:
         if len(weights) != len(BUCKET_EDGES) or not all(0 <= w < 1 for w in weights):
             raise ValueError(f"match weights must be {len(BUCKET_EDGES)} numbers in [0, 1)")
+        if len(word_weights) != len(word_model.DEFAULT_WEIGHTS) or not all(0 <= w < 1 for w in word_weights):
+            raise ValueError(f"word weights must be {len(word_model.DEFAULT_WEIGHTS)} numbers in [0, 1)")
         self.weights = tuple(float(w) for w in weights)
+        self.word_weights = tuple(float(w) for w in word_weights)
+        self.uses_votes = any(self.word_weights)
+
+    def word_weight(self, prefix_length: int, matched: bool) -> float:
+        return self.word_weights[word_model.bucket_of(prefix_length, matched)]
 
     def weight(self, state: MatchState) -> float:
         return self.weights[bucket_of(state.length)] if state.pointer >= 0 else 0.0
 
-    def mix(self, probs: np.ndarray, data: bytes | bytearray, state: MatchState) -> np.ndarray:
-        """probs (256,) of the GRU → mixed probs (256,); unchanged when there is no match."""
-        weight = self.weight(state)
-        if weight == 0.0:
-            return probs
-        mixed = probs * (1.0 - weight)
-        mixed[data[state.pointer]] += weight
+    def mix_log_probs(self, log_probs: np.ndarray, data: bytes | bytearray, state: MatchState,
+                      voted: dict[int, float] | None, prefix_length: int) -> np.ndarray:
+        """The GRU's log-probabilities (256,) → the mixture's, with the match prediction of `state` and
+        the word votes (`word_model.WordVotes.for_prefix`) for a word prefix of that length: the
+        mixture scales every byte alike and adds to a few, so only those few need more than a shift."""
+        match_weight = self.weight(state)
+        word_weight = self.word_weight(prefix_length, state.pointer >= 0) if voted is not None else 0.0
+        keep = (1.0 - match_weight) * (1.0 - word_weight)
+        added: dict[int, float] = {}
+        if match_weight > 0.0:
+            added[data[state.pointer]] = match_weight * (1.0 - word_weight)
+        if voted is not None:
+            for byte, share in voted.items():
+                added[byte] = added.get(byte, 0.0) + word_weight * share
+        mixed = log_probs + math.log(keep)
+        if added:
+            ids = np.fromiter(added, np.intp, len(added))
+            mixed[ids] = np.log(np.exp(log_probs[ids]) * keep + np.fromiter(added.values(), float, len(added)))
         return mixed
 
     def mix_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
         """GRU probabilities of data[1:] (N − 1,) → mixed probabilities of the same bytes."""
         predicted, lengths = match_predictions(data)
+        voted, buckets = word_model.target_votes(data, predicted >= 0)
+        return word_model.mix_target_votes(self._mix_match(data, target_probs, predicted, lengths), voted,
+                                           buckets, self.word_weights)
+
+    def mix_match_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
+        """The same with the match model alone."""
+        return self._mix_match(data, target_probs, *match_predictions(data))
+
+    def _mix_match(self, data: bytes, target_probs: np.ndarray, predicted: np.ndarray,
+                   lengths: np.ndarray) -> np.ndarray:
         weights = np.array(self.weights)[bucket_indices(lengths)]                   # (N − 1,)
         weights = np.where(predicted >= 0, weights, 0.0)
         hit = predicted == np.frombuffer(data, np.uint8)[1:]

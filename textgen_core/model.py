@@ -126,11 +126,16 @@ class TextModel:
 
 
 def mixer_from_info(info: ModelInfo) -> MatchMixer:
-    """The model's learned match weights, or the defaults when it has none (or unusable ones)."""
-    try:
-        return MatchMixer(tuple(info.match["weights"]))
-    except (KeyError, TypeError, ValueError):
-        return MatchMixer()
+    """The model's learned match and word weights, or the defaults for those it has none of (or
+    unusable ones)."""
+    mixer = MatchMixer()
+    for key in ("weights", "word_weights"):
+        try:
+            learned = {key: tuple(info.match[key])}
+            mixer = MatchMixer(**{"weights": mixer.weights, "word_weights": mixer.word_weights, **learned})
+        except (KeyError, TypeError, ValueError):
+            pass
+    return mixer
 
 
 def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy",

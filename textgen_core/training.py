@@ -307,16 +307,21 @@ def _check_enough_text(total: int) -> None:
 
 
 def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536) -> dict[str, Any]:
-    """Learn the match model's mixing weights on held-out text (the GRU has not seen it either)."""
-    from .match import MatchMixer, fit_weights
+    """Learn the buffer-as-memory mixing weights on held-out text (the GRU has not seen it either):
+    the match model's on the GRU's probabilities, then the word votes' on those mixed."""
+    from . import word_model
+    from .match import MatchMixer, fit_weights, match_predictions
     from .model import TextModel
 
     sample = b"\n" + val_bytes[:max_bytes]
     model = TextModel(info, weights, use_match=False)
     probs = model.target_probs(sample)
     fitted = fit_weights(sample, probs)
-    mixed = MatchMixer(fitted).mix_targets(sample, probs)
-    return {"weights": list(fitted), "fitted_on_bytes": len(sample) - 1,
+    with_match = MatchMixer(fitted).mix_match_targets(sample, probs)
+    voted, buckets = word_model.target_votes(sample, match_predictions(sample)[0] >= 0)
+    word_weights = word_model.fit_weights(with_match, voted, buckets)
+    mixed = word_model.mix_target_votes(with_match, voted, buckets, word_weights)
+    return {"weights": list(fitted), "word_weights": list(word_weights), "fitted_on_bytes": len(sample) - 1,
             "val_bpc_with_match": round(float(-np.log2(np.maximum(mixed, 1e-300)).mean()), 4)}
 
 
