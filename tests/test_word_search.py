@@ -145,3 +145,14 @@ def test_the_first_word_does_not_depend_on_how_many_are_asked_for():
     assert one == three[:1] == [(b"gh", b"gh ")]
     alternatives = decode(backend, state, logits, DecodeOptions(max_chars=12, word_beam=4, n=3))
     assert decode(backend, state, logits, options)[0] == alternatives[0] != alternatives[1]
+
+
+def test_a_suggestion_stops_where_it_starts_repeating_itself():
+    cycle = b"quickbrownfx;"                                 # every byte says which comes next: a loop
+    backend = ScriptedBackend({byte: {cycle[(i + 1) % len(cycle)]: 1.0} for i, byte in enumerate(cycle)})
+    logits, state = backend.logits_after(ord(";")), backend.zero_state(1)
+    text = decode(backend, state, logits, DecodeOptions(max_chars=80, word_beam=1))[0]
+    assert text == "quickbrownfx;"                       # stopped when its last 12 bytes had come before
+    dashes = ScriptedBackend({ord("-"): {ord("-"): 1.0}})                 # a rule of dashes is no loop
+    assert decode(dashes, dashes.zero_state(1), dashes.logits_after(ord("-")),
+                  DecodeOptions(max_chars=60, word_beam=1))[0] == "-" * 60

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .buffer_words import is_word_byte, next_word, word_completion
-from .match import MatchMixer, MatchState, advance, find_match, softmax
+from .match import MatchMixer, MatchState, advance, find_match
 from .vocab import decode_complete
 from .word_model import MAX_PREFIX, WordVotes, prefix_start
 
@@ -237,6 +237,8 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
             if memories[row] is not None:
                 memories[row].append(int(ids[row]))
             texts[row], done[row] = visible_text(bytes(data[row]), options)
+            if not done[row] and repeats_itself(data[row]):      # a loop: the text before it, and stop
+                texts[row], done[row] = visible_text(bytes(data[row][:-REPEAT_BYTES]), options)[0], True
         if all(done):
             break
         if on_partial is not None and (step + 1) % options.stream_every == 0:
@@ -245,21 +247,35 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
     return texts
 
 
+# A suggestion stops where it starts to repeat itself: its last REPEAT_BYTES bytes (of at least
+# REPEAT_DISTINCT different ones, so that a rule of dashes or an indentation goes on) came earlier in
+# it. Greedy decoding can fall into a loop, the buffer's words and the match model feeding it ("and
+# the cursor seeds and the cursor seeds and …"); 5 to 8 % of 80-character suggestions on held-out
+# text did before this.
+REPEAT_BYTES = 12
+REPEAT_DISTINCT = 4
+
+
+def repeats_itself(data: bytes | bytearray) -> bool:
+    """Whether the last `REPEAT_BYTES` of generated `data` occurred earlier in it."""
+    if len(data) < 2 * REPEAT_BYTES:
+        return False
+    tail = bytes(data[-REPEAT_BYTES:])
+    return tail in data[:-REPEAT_BYTES] and len(set(tail)) >= REPEAT_DISTINCT
+
+
 def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> int:
-    """argmax of the mixed distribution, without computing it when only the match model is mixed in
-    (no word votes): mixing scales every byte but the predicted one by (1 − w), so only the GRU's best
-    and the match's prediction can win."""
-    if mixer is not None and mixer.uses_votes and memory is not None and memory.word_start >= 0:
-        return int(mixed_log_probs(logits, mixer, memory).argmax())
+    """argmax of the mixed distribution, without computing it where it cannot differ from the GRU's:
+    mixing scales every byte alike and adds to the match's prediction and the voted bytes only, so
+    when those are all the GRU's best, that stays best."""
     best = int(logits.argmax())
-    weight = mixer.weight(memory.state) if mixer is not None and memory is not None else 0.0
-    if weight == 0.0:
+    if mixer is None or memory is None:
         return best
-    predicted = memory.data[memory.state.pointer]
-    if predicted == best:
+    voted = memory.word_votes() if mixer.uses_votes else None
+    predicted = memory.data[memory.state.pointer] if mixer.weight(memory.state) > 0.0 else best
+    if predicted == best and (voted is None or voted.keys() == {best}):
         return best
-    probs = softmax(logits.astype(np.float64))
-    return predicted if weight + (1 - weight) * probs[predicted] > (1 - weight) * probs[best] else best
+    return int(mixed_log_probs(logits, mixer, memory).argmax())
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:

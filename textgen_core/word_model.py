@@ -12,7 +12,8 @@ one set of weights where the match model predicts and one where it does not (a l
 better which of the buffer's words comes: `frobnicate_widgets(q` → `queue`, not the `quick` of every
 other line), learned on held-out text with the match model's weights and used the same way by
 `bits_per_char` and by decoding. Held-out bits per character of the default model (Python / prose /
-Lua) go from 1.234 / 1.550 / 1.498 with the match model alone to 1.141 / 1.497 / 1.408.
+Lua) go from 1.234 / 1.550 / 1.498 with the match model alone to 1.161 / 1.503 / 1.415
+(`bench/quality.py`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ MAX_VOTES = 16
 SEARCH_BYTES = 8192
 MAX_PREFIX = 64
 _DECAYS = [DECAY ** rank for rank in range(MAX_VOTES)]
+_INSIDE_A_WORD = tuple(is_word_byte(byte) or byte >= 0x80 for byte in range(256))   # after it, no word starts
 _BUCKET_BY_LENGTH = [max(0, sum(length >= edge for edge in PREFIX_EDGES) - 1) for length in range(MAX_PREFIX + 1)]
 
 
@@ -50,7 +52,7 @@ def word_starts(data: bytes | bytearray, prefix: bytes, limit: int, most: int | 
     lowest, size, found = max(0, limit - SEARCH_BYTES), len(prefix), []
     at = data.rfind(prefix, lowest, limit - 1)
     while at >= 0:
-        if at == 0 or not (is_word_byte(data[at - 1]) or data[at - 1] >= 0x80):
+        if at == 0 or not _INSIDE_A_WORD[data[at - 1]]:
             found.append(at)
             if len(found) == most:
                 break
