@@ -58,7 +58,8 @@ def test_bits_per_char_and_decoding_see_the_same_votes():
     assert probs[end - 1] == pytest.approx(voted[ord("c")])
     assert buckets[end - 1] == word_model.bucket_of(len(b"frame_"), matched=True)   # "\nframe_" came before
     assert buckets[0] == -1                                # no word before the first byte
-    assert word_model.bucket_of(6, matched=True) == word_model.bucket_of(6, matched=False) + len(word_model.PREFIX_EDGES)
+    buckets_per_kind = len(word_model.PREFIX_EDGES)
+    assert word_model.bucket_of(6, matched=True) == word_model.bucket_of(6, matched=False) + buckets_per_kind
 
 
 def test_votes_complete_a_name_the_gru_has_never_seen(tiny_model):

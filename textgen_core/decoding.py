@@ -153,11 +153,12 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
     """Continue from `state` whose next-byte logits are `logits` (256,); returns 1..n distinct texts.
 
     With `memory` (the context, which may reach further back than the GRU's window) and a `mixer`,
-    the match model's predictions are mixed into every step, and the greedy text starts with the
-    buffer's own completion of the word the cursor is in, or at a word start with the word that
-    followed the last word there before, if it has one (`buffer_words`); else, with a `word_beam`,
-    with the next word that saves the most keystrokes; greedy alternatives (n > 1) with the next
-    most useful words (`_leads`), and sampled ones after those.
+    the match model's predictions and the word votes (`word_model`) are mixed into every step, and
+    the greedy text starts with the buffer's own completion of the word the cursor is in, or at a
+    word start with the word that followed the last word there before, if it has one
+    (`buffer_words`); else, with a `word_beam`, with the next word that saves the most keystrokes;
+    greedy alternatives (n > 1) with the next most useful words (`_leads`), and sampled ones after
+    those. Every row stops where it starts to repeat itself (`repeats_itself`).
     """
     if options.max_chars == 0:
         return [""]
@@ -173,7 +174,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
         sampled = _sample_rows(backend, state, logits, replace(options, n=options.n - 1), [],
                                None, should_cancel, memory, mixer, votes)
         return _distinct([best] + sampled)
-    leads = _leads(backend, state, logits, options, memory, mixer, should_cancel, votes) if options.temperature == 0 else []
+    leads = _leads(backend, state, logits, options, memory, mixer, should_cancel, votes) \
+        if options.temperature == 0 else []
     return _distinct(_sample_rows(backend, state, logits, options, leads, on_partial, should_cancel, memory, mixer,
                                   votes))
 
@@ -410,7 +412,8 @@ def most_useful_next_words(backend: Backend, state, logits: np.ndarray, options:
     The search stops when no open path, at its probability, could beat the `count`-th best word found.
     """
     width = options.word_beam
-    beams: list[tuple[float, bytes, RowMemory | None]] = [(0.0, b"", RowMemory(memory, votes) if memory is not None else None)]
+    root = RowMemory(memory, votes) if memory is not None else None
+    beams: list[tuple[float, bytes, RowMemory | None]] = [(0.0, b"", root)]
     beam_logits, beam_state = logits.reshape(1, -1), state
     values: dict[bytes, float] = {}                   # word → its expected keystrokes saved
     leads: dict[bytes, tuple[float, bytes]] = {}      # word → its likeliest ending: (log-probability, lead)
