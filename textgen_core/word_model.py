@@ -123,7 +123,7 @@ def target_votes(data: bytes, matched: np.ndarray) -> tuple[np.ndarray, np.ndarr
         start = prefix_start(data, end)
         if start < 0:
             continue
-        voted = voted_bytes(data, word_starts(data, bytes(data[start:end]), end), end - start)
+        voted = voted_bytes(data, word_starts(data, bytes(data[start:end]), end, MAX_VOTES), end - start)
         if voted is None:
             continue
         probs[end - 1] = voted.get(data[end], 0.0)
