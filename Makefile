@@ -54,15 +54,16 @@ clean:
 
 # Rebuilds models/default from the corpus the dependencies install (see models/default/MODEL_CARD.md):
 # 40 minutes from scratch, 70 minutes of fine-tuning at a lower learning rate, 85 minutes at batch 128
-# and a lower one still (stages 1-3 ran Keras' GRU on an AMD EPYC), then 50 minutes with the fused GRU.
+# and a lower one still (stages 1-3 ran Keras' GRU on an AMD EPYC), then 50 and 55 minutes with the
+# fused GRU.
 # Every stage is a target of its own and backs up its state after every epoch, so that `make
 # default-model` run again after a kill skips the stages done and resumes the one that was running.
 DEFAULT_MODEL_ARGS ?= --batch-size 64 --seq-len 128 --epochs 1000 --steps-per-epoch 250 --patience 1000
 TRAIN_STAGE = $(PY) -m textgen_core train $$($(PY) -m textgen_core corpus --split train) $(DEFAULT_MODEL_ARGS) \
   --out build/$(1) --backup-dir build/$(1).backup
 
-default-model: build/default-stage4/weights.npz
-	rm -rf models/default.new && cp -r build/default-stage4 models/default.new
+default-model: build/default-stage5/weights.npz
+	rm -rf models/default.new && cp -r build/default-stage5 models/default.new
 	rm -rf models/default && mv models/default.new models/default
 
 build/default-stage1/weights.npz: | install
@@ -77,3 +78,6 @@ build/default-stage3/weights.npz: build/default-stage2/weights.npz
 
 build/default-stage4/weights.npz: build/default-stage3/weights.npz
 	$(call TRAIN_STAGE,default-stage4) --base build/default-stage3 --learning-rate 5e-4 --max-minutes 50 --seed 4
+
+build/default-stage5/weights.npz: build/default-stage4/weights.npz
+	$(call TRAIN_STAGE,default-stage5) --base build/default-stage4 --learning-rate 3e-4 --max-minutes 55 --seed 5
