@@ -3,7 +3,7 @@ with the likeliest first byte."""
 import numpy as np
 
 from textgen_core import word_model
-from textgen_core.decoding import DecodeOptions, decode, keys_saved, most_useful_next_words
+from textgen_core.decoding import DecodeOptions, decode, keys_saved, loop_period, most_useful_next_words
 from textgen_core.match import MatchMixer
 
 
@@ -147,12 +147,24 @@ def test_the_first_word_does_not_depend_on_how_many_are_asked_for():
     assert decode(backend, state, logits, options)[0] == alternatives[0] != alternatives[1]
 
 
-def test_a_suggestion_stops_where_it_starts_repeating_itself():
-    cycle = b"quickbrownfx;"                                 # every byte says which comes next: a loop
-    backend = ScriptedBackend({byte: {cycle[(i + 1) % len(cycle)]: 1.0} for i, byte in enumerate(cycle)})
-    logits, state = backend.logits_after(ord(";")), backend.zero_state(1)
-    text = decode(backend, state, logits, DecodeOptions(max_chars=80, word_beam=1))[0]
-    assert text == "quickbrownfx;"                       # stopped when its last 12 bytes had come before
-    dashes = ScriptedBackend({ord("-"): {ord("-"): 1.0}})                 # a rule of dashes is no loop
+def _scripted_text(text: bytes):
+    """A backend that writes `text` (every byte at most once before, so the last byte says the next),
+    going round it again at its end, and its start state."""
+    backend = ScriptedBackend({byte: {text[(i + 1) % len(text)]: 1.0} for i, byte in enumerate(text)})
+    return backend, backend.logits_after(text[-1]), backend.zero_state(1)
+
+
+def test_a_suggestion_stops_after_one_turn_of_a_loop():
+    backend, logits, state = _scripted_text(b"quickbrownfx;")
+    assert decode(backend, state, logits, DecodeOptions(max_chars=80, word_beam=1))[0] == "quickbrownfx;"
+    backend, logits, state = _scripted_text(b"ab, ")                  # a short loop: one turn too
+    assert decode(backend, state, logits, DecodeOptions(max_chars=80, word_beam=1))[0] == "ab, "
+
+
+def test_text_that_repeats_a_name_or_a_rule_is_no_loop():
+    assert loop_period(b"total = compute_sum(a) + compute_sum(") == 0      # the name again, text between
+    assert loop_period(b"x" * 40) == 0 and loop_period(b"-=" * 20) == 0        # a rule goes on
+    assert loop_period(b"say: and the cursor seeds and the cursor seeds ") == len(b"and the cursor seeds ")
+    dashes = ScriptedBackend({ord("-"): {ord("-"): 1.0}})
     assert decode(dashes, dashes.zero_state(1), dashes.logits_after(ord("-")),
                   DecodeOptions(max_chars=60, word_beam=1))[0] == "-" * 60
