@@ -97,6 +97,8 @@ class MatchMixer:
         mixture scales every byte alike and adds to a few, so only those few need more than a shift."""
         match_weight = self.weight(state)
         word_weight = self.word_weight(prefix_length, state.pointer >= 0) if voted is not None else 0.0
+        if word_weight == 0.0:
+            voted = None                      # nothing to add: no log of a byte's probability times 0
         keep = (1.0 - match_weight) * (1.0 - word_weight)
         added: dict[int, float] = {}
         if match_weight > 0.0:
