@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import word_model
+from .mixing import fit_bucket_weights
 
 MIN_LEN = 6
 MAX_LEN = 64
@@ -164,14 +165,5 @@ def fit_weights(data: bytes, target_probs: np.ndarray, min_count: int = 20) -> t
     """
     predicted, lengths = match_predictions(data)
     hit = (predicted == np.frombuffer(data, np.uint8)[1:]).astype(np.float64)
-    buckets = bucket_indices(lengths)
-    grid = np.linspace(0.0, 0.98, 99)                                               # (G,)
-    weights = list(DEFAULT_WEIGHTS)
-    for b in range(len(BUCKET_EDGES)):
-        mask = (predicted >= 0) & (buckets == b)
-        if mask.sum() < min_count:
-            continue
-        p, h = target_probs[mask][None, :], hit[mask][None, :]                      # (1, M)
-        loglik = np.log((1 - grid[:, None]) * p + grid[:, None] * h + 1e-300).sum(axis=1)  # (G,)
-        weights[b] = float(grid[int(np.argmax(loglik))])
-    return tuple(weights)
+    buckets = np.where(predicted >= 0, bucket_indices(lengths), -1)
+    return fit_bucket_weights(target_probs, hit, buckets, DEFAULT_WEIGHTS, 0.98, 99, min_count)

@@ -128,14 +128,14 @@ class TextModel:
 def mixer_from_info(info: ModelInfo) -> MatchMixer:
     """The model's learned match and word weights, or the defaults for those it has none of (or
     unusable ones)."""
-    mixer = MatchMixer()
+    learned = {}
     for key in ("weights", "word_weights"):
         try:
-            learned = {key: tuple(info.match[key])}
-            mixer = MatchMixer(**{"weights": mixer.weights, "word_weights": mixer.word_weights, **learned})
+            MatchMixer(**{key: tuple(info.match[key])})          # validates them alone
+            learned[key] = tuple(info.match[key])
         except (KeyError, TypeError, ValueError):
             pass
-    return mixer
+    return MatchMixer(**learned)
 
 
 def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy",

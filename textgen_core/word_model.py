@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .buffer_words import is_word_byte
+from .mixing import fit_bucket_weights
 
 # Word-prefix length bucket edges, and the default weights of each bucket (how far the votes after a
 # prefix of that length are trusted) without a match prediction, then with one.
@@ -140,16 +141,6 @@ def mix_target_votes(target_probs: np.ndarray, voted: np.ndarray, buckets: np.nd
 
 def fit_weights(target_probs: np.ndarray, voted: np.ndarray, buckets: np.ndarray,
                 min_count: int = 20) -> tuple[float, ...]:
-    """Per-bucket weights that maximise the likelihood of the text under the mixture (the
-    log-likelihood is concave in each weight, so a fine grid finds it); buckets seen fewer than
-    `min_count` times keep their default."""
-    grid = np.linspace(0.0, 0.95, 96)                                               # (G,)
-    weights = list(DEFAULT_WEIGHTS)
-    for b in range(len(DEFAULT_WEIGHTS)):
-        mask = buckets == b
-        if mask.sum() < min_count:
-            continue
-        p, v = target_probs[mask][None, :], voted[mask][None, :]                    # (1, M)
-        loglik = np.log((1 - grid[:, None]) * p + grid[:, None] * v + 1e-300).sum(axis=1)   # (G,)
-        weights[b] = float(grid[int(np.argmax(loglik))])
-    return tuple(weights)
+    """Per-bucket weights that maximise the likelihood of the text under the mixture; buckets seen
+    fewer than `min_count` times keep their default."""
+    return fit_bucket_weights(target_probs, voted, buckets, DEFAULT_WEIGHTS, 0.95, 96, min_count)
