@@ -5,7 +5,7 @@ import pytest
 
 from textgen_core import load_model, word_model
 from textgen_core.decoding import DecodeOptions, RowMemory, decode, mixed_log_probs
-from textgen_core.match import MatchMixer, match_predictions
+from textgen_core.match import MatchMixer, MatchState, match_predictions
 from textgen_core.model import mixer_from_info
 from textgen_core.word_model import WordVotes, prefix_start, target_votes, voted_bytes, word_starts
 
@@ -82,6 +82,27 @@ def test_mixed_log_probs_put_the_votes_in_and_stay_a_distribution():
     mixed = np.exp(mixed_log_probs(logits, MatchMixer(word_weights=(0.5,) * WEIGHTS), memory))
     assert mixed.sum() == pytest.approx(1.0)
     assert mixed[ord("p")] > 0.5 > mixed[ord("x")] * 100
+
+
+def test_the_greedy_argmax_of_the_mixture_is_the_argmax_of_its_log_probabilities():
+    """`MatchMixer.mixed_argmax` looks only at the GRU's best and the bytes that the match and the votes
+    add to; it must pick what the whole mixed distribution's argmax picks."""
+    rng = np.random.default_rng(7)
+    data = bytes(rng.integers(32, 127, 400, dtype=np.uint8))
+    checked_changed = 0
+    for trial in range(400):
+        logits = (rng.normal(size=256) * rng.choice([0.5, 3.0])).astype(np.float32)
+        state = MatchState(pointer=int(rng.integers(0, len(data))), length=int(rng.integers(6, 40))) \
+            if trial % 4 else MatchState()
+        voted = {int(b): float(w) for b, w in zip(rng.choice(256, 3, replace=False), rng.dirichlet(np.ones(3)))} \
+            if trial % 3 else None
+        mixer = MatchMixer(word_weights=tuple(rng.uniform(0, 0.9, WEIGHTS)))
+        prefix_length = int(rng.integers(1, 12))
+        log_probs = logits.astype(np.float64) - np.log(np.exp(logits.astype(np.float64)).sum())
+        expected = int(mixer.mix_log_probs(log_probs, data, state, voted, prefix_length).argmax())
+        assert mixer.mixed_argmax(logits, data, state, voted, prefix_length) == expected
+        checked_changed += expected != int(logits.argmax())
+    assert checked_changed > 20                          # the memory did overrule the GRU in some
 
 
 def test_votes_lower_bits_per_char_on_text_that_reuses_its_names(tiny_model_dir):

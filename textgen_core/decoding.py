@@ -285,7 +285,8 @@ def loop_period(data: bytes | bytearray) -> int:
 def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> int:
     """argmax of the mixed distribution, without computing it where it cannot differ from the GRU's:
     mixing scales every byte alike and adds to the match's prediction and the voted bytes only, so
-    when those are all the GRU's best, that stays best."""
+    when those are all the GRU's best, that stays best; else only those bytes are compared
+    (`MatchMixer.mixed_argmax`: 2–3 % off a suggestion's time against mixing all 256)."""
     best = int(logits.argmax())
     if mixer is None or memory is None:
         return best
@@ -293,7 +294,8 @@ def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | No
     predicted = memory.data[memory.state.pointer] if mixer.weight(memory.state) > 0.0 else best
     if predicted == best and (voted is None or voted.keys() == {best}):
         return best
-    return int(mixed_log_probs(logits, mixer, memory).argmax())
+    prefix_length = len(memory.data) - memory.word_start if voted is not None else 0
+    return mixer.mixed_argmax(logits, memory.data, memory.state, voted, prefix_length)
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:

@@ -91,27 +91,43 @@ class MatchMixer:
     def weight(self, state: MatchState) -> float:
         return self.weights[bucket_of(state.length)] if state.pointer >= 0 else 0.0
 
-    def mix_log_probs(self, log_probs: np.ndarray, data: bytes | bytearray, state: MatchState,
-                      voted: dict[int, float] | None, prefix_length: int) -> np.ndarray:
-        """The GRU's log-probabilities (256,) → the mixture's, with the match prediction of `state` and
-        the word votes (`word_model.WordVotes.for_prefix`) for a word prefix of that length: the
-        mixture scales every byte alike and adds to a few, so only those few need more than a shift."""
+    def additions(self, data: bytes | bytearray, state: MatchState, voted: dict[int, float] | None,
+                  prefix_length: int) -> tuple[float, dict[int, float]]:
+        """The mixture p(b) = keep · p_gru(b) + added[b] with the match prediction of `state` and the
+        word votes (`word_model.WordVotes.for_prefix`) for a word prefix of that length: (keep, added)."""
         match_weight = self.weight(state)
         word_weight = self.word_weight(prefix_length, state.pointer >= 0) if voted is not None else 0.0
-        if word_weight == 0.0:
-            voted = None                      # nothing to add: no log of a byte's probability times 0
-        keep = (1.0 - match_weight) * (1.0 - word_weight)
         added: dict[int, float] = {}
         if match_weight > 0.0:
             added[data[state.pointer]] = match_weight * (1.0 - word_weight)
-        if voted is not None:
+        if word_weight > 0.0:                 # else nothing to add: no log of a byte's probability times 0
             for byte, share in voted.items():
                 added[byte] = added.get(byte, 0.0) + word_weight * share
+        return (1.0 - match_weight) * (1.0 - word_weight), added
+
+    def mix_log_probs(self, log_probs: np.ndarray, data: bytes | bytearray, state: MatchState,
+                      voted: dict[int, float] | None, prefix_length: int) -> np.ndarray:
+        """The GRU's log-probabilities (256,) → the mixture's (`additions`): the mixture scales every
+        byte alike and adds to a few, so only those few need more than a shift."""
+        keep, added = self.additions(data, state, voted, prefix_length)
         mixed = log_probs + math.log(keep)
         if added:
             ids = np.fromiter(added, np.intp, len(added))
             mixed[ids] = np.log(np.exp(log_probs[ids]) * keep + np.fromiter(added.values(), float, len(added)))
         return mixed
+
+    def mixed_argmax(self, logits: np.ndarray, data: bytes | bytearray, state: MatchState,
+                     voted: dict[int, float] | None, prefix_length: int) -> int:
+        """argmax of the mixture (`additions`) over the GRU's `logits` (256,): only the GRU's best
+        and the bytes added to can win, so the 256 need only their normaliser, not their mixture."""
+        keep, added = self.additions(data, state, voted, prefix_length)
+        best = int(logits.argmax())
+        if not added:
+            return best
+        shifted = np.exp(logits.astype(np.float64) - float(logits[best]))            # (256,)
+        scale = keep / float(shifted.sum())
+        candidates = sorted(added.keys() | {best})            # ties: the lowest byte, as argmax
+        return max(candidates, key=lambda b: scale * float(shifted[b]) + added.get(b, 0.0))
 
     def mix_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
         """GRU probabilities of data[1:] (N − 1,) → mixed probabilities of the same bytes."""
