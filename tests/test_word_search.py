@@ -161,6 +161,13 @@ def test_a_suggestion_stops_after_one_turn_of_a_loop():
     assert decode(backend, state, logits, DecodeOptions(max_chars=80, word_beam=1))[0] == "ab, "
 
 
+def test_a_beam_search_stops_after_one_turn_of_a_loop_too():
+    backend, logits, state = _scripted_text(b"quickbrownfx;")
+    beam = DecodeOptions(max_chars=80, beam_width=4)
+    assert decode(backend, state, logits, beam)[0] == "quickbrownfx;"
+    assert decode(backend, state, logits, beam, memory=b"quickbrownfx;", mixer=MatchMixer())[0] == "quickbrownfx;"
+
+
 def test_text_that_repeats_a_name_or_a_rule_is_no_loop():
     assert loop_period(b"total = compute_sum(a) + compute_sum(") == 0      # the name again, text between
     assert loop_period(b"x" * 40) == 0 and loop_period(b"-=" * 20) == 0        # a rule goes on

@@ -93,13 +93,6 @@ class RowMemory:
         return self.votes.for_prefix(bytes(self.data[self.word_start:])) if self.word_start >= 0 else None
 
 
-def _beam_memory(context: bytes, generated: bytes, votes: WordVotes) -> RowMemory:
-    memory = RowMemory(context, votes)
-    for byte in generated:
-        memory.append(byte)
-    return memory
-
-
 def mixed_log_probs(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> np.ndarray:
     """The row's next-byte log-probabilities (256,), with the match prediction and the word votes
     mixed in when there are any."""
@@ -239,10 +232,9 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
             if memories[row] is not None:
                 memories[row].append(int(ids[row]))
             texts[row], done[row] = visible_text(bytes(data[row]), options)
-            period = 0 if done[row] else loop_period(data[row])
-            if period:                                            # a loop: one turn of it, and stop
-                looped = max(period, REPEAT_BYTES - period)
-                texts[row], done[row] = visible_text(bytes(data[row][:-looped]), options)[0], True
+            kept = None if done[row] else _one_turn(data[row])
+            if kept is not None:                                  # a loop: one turn of it, and stop
+                texts[row], done[row] = visible_text(kept, options)[0], True
         if all(done):
             break
         if on_partial is not None and (step + 1) % options.stream_every == 0:
@@ -280,6 +272,12 @@ def loop_period(data: bytes | bytearray) -> int:
             return period
         found = data.rfind(probe, lowest, found + _LOOP_PROBE - 1)
     return 0
+
+
+def _one_turn(data: bytes | bytearray) -> bytes | None:
+    """Generated `data` cut to one turn of the loop its end goes round; None when it does not loop."""
+    period = loop_period(data)
+    return bytes(data[:-max(period, REPEAT_BYTES - period)]) if period else None
 
 
 def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> int:
@@ -323,18 +321,19 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 def beam_search(backend: Backend, state, logits: np.ndarray, options: DecodeOptions,
                 should_cancel=None, length_penalty: float = 0.7, memory: bytes | None = None,
                 mixer: MatchMixer | None = None, votes: WordVotes | None = None) -> str:
-    """A small beam search over bytes; finished beams are ranked by log-probability / length^penalty."""
+    """A small beam search over bytes; finished beams are ranked by log-probability / length^penalty.
+    A beam that goes round a loop finishes with one turn of it, as a greedy row does."""
     width = options.beam_width
-    beams: list[tuple[float, bytes]] = [(0.0, b"")]
-    beam_state = state                                                   # (1, H) each
     votes = votes if votes is not None or memory is None else WordVotes(memory)
+    root = RowMemory(memory, votes) if memory is not None and mixer is not None else None
+    beams: list[tuple[float, bytes, RowMemory | None]] = [(0.0, b"", root)]
+    beam_state = state                                                   # (1, H) each
+
+    def normalised(score: float, data: bytes) -> float:
+        return score / max(len(data), 1) ** length_penalty
 
     def scores(step_logits: np.ndarray) -> np.ndarray:                   # (k, 256) → (k, 256) log-probs
-        rows = []
-        for b, row in enumerate(step_logits):
-            row_memory = _beam_memory(memory, beams[b][1], votes) if memory is not None else None
-            rows.append(mixed_log_probs(row, mixer, row_memory))
-        return np.stack(rows)
+        return np.stack([mixed_log_probs(row, mixer, beams[b][2]) for b, row in enumerate(step_logits)])
 
     beam_logp = scores(logits.reshape(1, -1))                            # (1, 256)
     finished: list[tuple[float, str]] = []
@@ -342,33 +341,33 @@ def beam_search(backend: Backend, state, logits: np.ndarray, options: DecodeOpti
         if should_cancel is not None and should_cancel():
             raise DecodeCancelled()
         candidates = []
-        for b, (score, data) in enumerate(beams):
-            top = np.argpartition(-beam_logp[b], width)[:width]
-            for byte in top:
-                candidates.append((score + float(beam_logp[b, byte]), b, int(byte)))
+        for b in range(len(beams)):
+            for byte in np.argpartition(-beam_logp[b], width)[:width]:
+                candidates.append((beams[b][0] + float(beam_logp[b, byte]), b, int(byte)))
         candidates.sort(key=lambda c: -c[0])
         next_beams, parents, ids = [], [], []
         for score, b, byte in candidates:
             data = beams[b][1] + bytes((byte,))
             text, stopped = visible_text(data, options)
-            if stopped:
-                finished.append((score / max(len(data), 1) ** length_penalty, text))
+            kept = None if stopped else _one_turn(data)
+            if stopped or kept is not None:
+                finished.append((normalised(score, data), text if kept is None else visible_text(kept, options)[0]))
                 continue
-            next_beams.append((score, data))
+            parent_memory = beams[b][2]
+            next_beams.append((score, data, parent_memory.extended(byte) if parent_memory is not None else None))
             parents.append(b)
             ids.append(byte)
             if len(next_beams) == width:
                 break
         if not next_beams or (len(finished) >= width and
-                              max(f[0] for f in finished) > next_beams[0][0] / max(len(next_beams[0][1]), 1) ** length_penalty):
+                              max(f[0] for f in finished) > normalised(next_beams[0][0], next_beams[0][1])):
             break
         beams = next_beams
         gathered = tuple(h[parents] for h in beam_state)                  # (k, H) each
         step_logits, beam_state = backend.step(np.array(ids, np.int32), gathered)
         beam_logp = scores(step_logits)                                  # (k, 256)
-    for score, data in beams:
-        text, _ = visible_text(data, options)
-        finished.append((score / max(len(data), 1) ** length_penalty, text))
+    for score, data, _ in beams:
+        finished.append((normalised(score, data), visible_text(data, options)[0]))
     return max(finished, key=lambda f: f[0])[1]
 
 
