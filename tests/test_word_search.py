@@ -130,10 +130,10 @@ def test_alternatives_follow_the_buffers_own_word():
 
 
 def test_the_first_word_does_not_depend_on_how_many_are_asked_for():
-    # " ab" ends with a space (0.5 × 0.6 × 1 key) and with an em dash, 3 bytes (0.5 × 0.04 × 1); " gh"
-    # is worth 0.31. Were the em dash counted (two steps after the space), a search for one word would
-    # give up on that path (it could add no more than 0.02 × 15 ≤ 0.31) and a search for three would not:
-    # the first word of n = 1 and n = 3 would differ, and cycling would show the same suggestion again.
+    # " ab" goes on with a space (0.6), an em dash (3 bytes: not an ending the search counts, 0.04) or
+    # another "b" (0.36); " gh" is worth 0.31. " ab" is worth 0.5 × 1 key whichever byte ends it, all of
+    # it in the step that finds the space: a search for three words, which looks further, finds the
+    # same first word as a search for one, and cycling shows another suggestion.
     G, H, DASH = ord("g"), ord("h"), 0xE2
     backend = ScriptedBackend({SPACE: {A: 0.5, G: 0.31, DOT: 0.19}, A: {B: 1.0}, B: {SPACE: 0.6, DASH: 0.04, B: 0.36},
                                G: {H: 1.0}, H: {SPACE: 1.0}, DOT: {SPACE: 1.0},
@@ -142,9 +142,33 @@ def test_the_first_word_does_not_depend_on_how_many_are_asked_for():
     options = DecodeOptions(max_chars=12, word_beam=4)
     one = most_useful_next_words(backend, state, logits, options, None, None, count=1)
     three = most_useful_next_words(backend, state, logits, options, None, None, count=3)
-    assert one == three[:1] == [(b"gh", b"gh ")]
+    assert one == three[:1] == [(b"ab", b"ab ")]
     alternatives = decode(backend, state, logits, DecodeOptions(max_chars=12, word_beam=4, n=3))
     assert decode(backend, state, logits, options)[0] == alternatives[0] != alternatives[1]
+
+
+def test_a_word_is_worth_its_bytes_whatever_comes_after_them():
+    # " er" ends there 0.3 of the time and goes on to "ers" or "ern" 0.35 each: accepting "er" helps in
+    # all three cases (1 key saved), "ers" in one (2 keys). Counting only where "er" ends, "ers" won.
+    R, S, N = ord("r"), ord("s"), ord("n")
+    backend = ScriptedBackend({SPACE: {E: 1.0}, E: {R: 1.0}, R: {SPACE: 0.3, S: 0.35, N: 0.35},
+                               S: {SPACE: 1.0}, N: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    assert best_word(backend, state, logits) == b"er"
+    assert decode(backend, state, logits, DecodeOptions(max_chars=3, word_beam=4))[0] == "er "
+
+
+def test_the_sure_part_of_a_word_is_shown_alone_where_its_end_is_unsure():
+    # "xyzw" is sure, then "a" or "o" (0.5 each) and a full stop: "xyzw" saves 3 keys for sure, either
+    # whole word 4 keys half of the time. The model never ends "xyzw" itself, so no byte may follow it.
+    X, Y, Z, W, O = (ord(c) for c in "xyzwo")
+    backend = ScriptedBackend({SPACE: {X: 1.0}, X: {Y: 1.0}, Y: {Z: 1.0}, Z: {W: 1.0}, W: {A: 0.5, O: 0.5},
+                               A: {DOT: 1.0}, O: {DOT: 1.0}, DOT: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    assert most_useful_next_words(backend, state, logits, DecodeOptions(word_beam=4), None, None) == [(b"xyzw", b"xyzw")]
+    assert decode(backend, state, logits, DecodeOptions(max_chars=20, word_beam=4))[0] == "xyzw"
+    cycled = decode(backend, state, logits, DecodeOptions(max_chars=20, word_beam=4, n=3))
+    assert cycled[0] == "xyzw" and cycled[1] in ("xyzwa. ", "xyzwo. ")          # then a whole word (one turn of its loop)
 
 
 def _scripted_text(text: bytes):
