@@ -3,30 +3,44 @@ and at a word start, the word that followed the last word and separator the last
 import threading
 
 from textgen_core import load_model
-from textgen_core.buffer_words import SEARCH_BYTES, next_word, word_completion
-from textgen_core.decoding import DecodeOptions
+from textgen_core.buffer_words import SEARCH_BYTES, next_word, word_completions
+from textgen_core.decoding import DecodeOptions, decode
 from textgen_core.engine import Engine
 
 
-def test_the_most_recent_earlier_word_with_the_typed_prefix_completes_it():
-    assert word_completion(b"def fold_lines(x):\n    return fo") == b"ld_lines"
-    assert word_completion(b"a fox, a forest and fold_lines; fo") == b"ld_lines"      # most recent wins
+def test_the_most_recent_earlier_words_with_the_typed_prefix_complete_it():
+    assert word_completions(b"def fold_lines(x):\n    return fo") == [b"ld_lines"]
+    assert word_completions(b"a fox, a forest and fold_lines; fo") == [b"ld_lines", b"rest"]      # most recent first
+    assert word_completions(b"fold_lines forest fold_lines fo", most=3) == [b"ld_lines", b"rest"]  # different ones
 
 
 def test_no_completion_without_a_prefix_a_longer_word_or_a_word_start():
-    assert word_completion(b"fold_lines f") == b""                # one typed byte is not a prefix yet
-    assert word_completion(b"fold_lines fold_lines") == b""       # nothing longer seen
-    assert word_completion(b"unfold_lines fo") == b""             # "fo" inside a word is no word start
-    assert word_completion(b"fold_lines ") == b""                 # the cursor is not in a word
-    assert word_completion(b"fo") == b""
-    assert word_completion("fête fê".encode()) == b""             # no guessing inside UTF-8
+    assert word_completions(b"fold_lines f") == []                # one typed byte is not a prefix yet
+    assert word_completions(b"fold_lines fold_lines") == []       # nothing longer seen
+    assert word_completions(b"unfold_lines fo") == []             # "fo" inside a word is no word start
+    assert word_completions(b"fold_lines ") == []                 # the cursor is not in a word
+    assert word_completions(b"fo") == []
+    assert word_completions("fête fê".encode()) == []             # no guessing inside UTF-8
 
 
 def test_only_the_last_search_bytes_are_searched():
     far = b"fold_lines" + b" " * SEARCH_BYTES + b" fo"
-    assert word_completion(far) == b""
+    assert word_completions(far) == []
     near = b"fold_lines" + b" " * (SEARCH_BYTES - 20) + b" fo"
-    assert word_completion(near) == b"ld_lines"
+    assert word_completions(near) == [b"ld_lines"]
+
+
+def test_where_the_two_latest_words_differ_the_part_they_share_leads_alone(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    context = b"indent_cur = 1\nindent_width = 2\nx = ind"
+    logits, state = model.prime(context)
+    options = DecodeOptions(max_chars=30)
+    assert decode(model.backend, state, logits, options, memory=context, mixer=model.mixer) == ["ent_"]
+    cycled = decode(model.backend, state, logits, DecodeOptions(max_chars=30, n=3), memory=context, mixer=model.mixer)
+    assert cycled[0] == "ent_" and cycled[1].startswith("ent_width") and cycled[2].startswith("ent_cur")
+    agreeing = b"indent_width = 1\nindent_width = 2\nx = ind"                # one word: it leads, and text follows
+    logits, state = model.prime(agreeing)
+    assert decode(model.backend, state, logits, options, memory=agreeing, mixer=model.mixer)[0].startswith("ent_width")
 
 
 def test_the_greedy_suggestion_starts_with_the_buffers_word_and_the_model_goes_on(tiny_model_dir):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import numpy as np
 
-from .buffer_words import is_word_byte, next_word, word_completion
+from .buffer_words import is_word_byte, next_word, word_completions
 from .match import MatchMixer, MatchState, advance, find_match
 from .vocab import decode_complete
 from .word_model import MAX_PREFIX, WordVotes, prefix_start
@@ -176,17 +177,22 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
 def _leads(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, memory: bytes | None,
            mixer: MatchMixer | None, should_cancel, votes: WordVotes | None) -> list[tuple[bytes, bool]]:
     """How the greedy rows start, and whether each row ends with its lead: the first with the buffer's
-    own word if it has one, else with the most useful next word; alternatives (n > 1) with the next
-    most useful words, so that cycling offers other words rather than samples of the same one. A word
-    whose end the model is unsure of is shown alone (`most_useful_next_words`). At least one lead,
-    maybe b""."""
-    buffer_word = (word_completion(memory) or next_word(memory)) if memory is not None else b""
-    leads = [(buffer_word, False)] if buffer_word else []
-    if options.word_beam > 1 and (not leads or options.n > 1):
+    own word if it has one (the part that its two most recent words for the cursor's word share,
+    alone, where they differ: `buffer_words`), else with the most useful next word; alternatives
+    (n > 1) with the buffer's words, then the next most useful words, so that cycling offers other
+    words rather than samples of the same one. A word whose end the model is unsure of is shown alone
+    (`most_useful_next_words`). At least one lead, maybe b""."""
+    completions = word_completions(memory) if memory is not None else []
+    shared = os.path.commonprefix(completions) if len(completions) > 1 else b""
+    leads = ([(shared, True)] if shared else []) + [(rest, False) for rest in completions]
+    if not leads and memory is not None and (word := next_word(memory)):
+        leads = [(word, False)]
+    if options.word_beam > 1 and (not leads or options.n > len(leads)):
+        own = [lead for lead, _ in leads]
         searched = most_useful_next_words(backend, state, logits, options, memory, mixer, should_cancel,
                                           count=options.n, votes=votes)
         leads += [(lead, lead == word) for word, lead in searched
-                  if word != buffer_word and not (lead == word and buffer_word.startswith(word))]
+                  if word not in own and not (lead == word and any(o.startswith(word) for o in own))]
     return leads[:options.n] or [(b"", False)]
 
 
