@@ -3,7 +3,7 @@ and at a word start, the word that followed the last word and separator the last
 import threading
 
 from textgen_core import load_model
-from textgen_core.buffer_words import SEARCH_BYTES, next_word, word_completions
+from textgen_core.buffer_words import MAX_OCCURRENCES, SEARCH_BYTES, next_word, word_completions
 from textgen_core.decoding import DecodeOptions, decode
 from textgen_core.engine import Engine
 
@@ -23,6 +23,11 @@ def test_no_completion_without_a_prefix_a_longer_word_or_a_word_start():
     assert word_completions("fête fê".encode()) == []             # no guessing inside UTF-8
 
 
+def test_only_the_latest_occurrences_are_searched_for_a_different_word():
+    assert word_completions(b"forest " + b"fold " * (MAX_OCCURRENCES - 1) + b"fo") == [b"ld", b"rest"]
+    assert word_completions(b"forest " + b"fold " * MAX_OCCURRENCES + b"fo") == [b"ld"]
+
+
 def test_only_the_last_search_bytes_are_searched():
     far = b"fold_lines" + b" " * SEARCH_BYTES + b" fo"
     assert word_completions(far) == []
@@ -38,6 +43,10 @@ def test_where_the_two_latest_words_differ_the_part_they_share_leads_alone(tiny_
     assert decode(model.backend, state, logits, options, memory=context, mixer=model.mixer) == ["ent_"]
     cycled = decode(model.backend, state, logits, DecodeOptions(max_chars=30, n=3), memory=context, mixer=model.mixer)
     assert cycled[0] == "ent_" and cycled[1].startswith("ent_width") and cycled[2].startswith("ent_cur")
+    one_longer = b"parse(a)\npars = 1\nx = pa"                         # "rs" is shared and a word: offered once
+    logits, state = model.prime(one_longer)
+    cycled = decode(model.backend, state, logits, DecodeOptions(max_chars=30, n=2), memory=one_longer, mixer=model.mixer)
+    assert cycled[0] == "rs" and cycled[1].startswith("rse")
     agreeing = b"indent_width = 1\nindent_width = 2\nx = ind"                # one word: it leads, and text follows
     logits, state = model.prime(agreeing)
     assert decode(model.backend, state, logits, options, memory=agreeing, mixer=model.mixer)[0].startswith("ent_width")
@@ -80,7 +89,7 @@ def test_at_a_word_start_the_word_that_last_followed_the_same_word_and_separator
 
 
 def test_no_next_word_without_a_word_start_the_same_separator_or_a_word_after_it():
-    assert next_word(b"the cat sat; the") == b""            # in a word: word_completion's case
+    assert next_word(b"the cat sat; the") == b""            # in a word: word_completions' case
     assert next_word(b"the cat sat; the,") == b""           # "the," never occurred
     assert next_word(b"the cat\nthe\n") == b""             # a line break is no separator
     assert next_word(b"the a; the ") == b""                 # one byte is no word to suggest

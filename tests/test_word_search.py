@@ -171,6 +171,30 @@ def test_the_sure_part_of_a_word_is_shown_alone_where_its_end_is_unsure():
     assert cycled[0] == "xyzw" and cycled[1] in ("xyzwa. ", "xyzwo. ")          # then a whole word (one turn of its loop)
 
 
+def test_a_words_chance_to_end_adds_up_over_the_bytes_that_end_it():
+    # After " re": "t" or "m" (0.47 each), a space or a full stop (0.035, 0.025): 0.06 in all, enough to
+    # show "re" with an ending and go on; " re" is worth 1 key for sure, "ret" and "rem" 2 × 0.47.
+    R, T, M = ord("r"), ord("t"), ord("m")
+    backend = ScriptedBackend({SPACE: {R: 1.0}, R: {E: 1.0}, E: {T: 0.47, M: 0.47, SPACE: 0.035, DOT: 0.025},
+                               T: {DOT: 1.0}, M: {DOT: 1.0}, DOT: {SPACE: 1.0}})
+    logits, state = _start(backend)
+    assert most_useful_next_words(backend, state, logits, DecodeOptions(word_beam=4), None, None) == [(b"re", b"re ")]
+
+
+def test_alternatives_skip_the_sure_part_of_the_buffers_own_word():
+    # "pa" completes to "rent" from the buffer; the search's best is the sure part "re" of "ret", "rem"
+    # and "ren" (1 key for sure against 2 × 0.34), which the buffer's word already offers.
+    R, T, M, N = (ord(c) for c in "rtmn")
+    backend = ScriptedBackend({A: {R: 1.0}, R: {E: 1.0}, E: {T: 0.34, M: 0.33, N: 0.33}, T: {DOT: 1.0},
+                               M: {DOT: 1.0}, N: {DOT: 1.0}, DOT: {SPACE: 1.0}, SPACE: {A: 1.0}})
+    logits, state = backend.logits_after(A), backend.zero_state(1)
+    assert best_word(backend, state, logits) == b"re"
+    mixer = MatchMixer(word_weights=(0.0,) * len(word_model.DEFAULT_WEIGHTS))
+    two = decode(backend, state, logits, DecodeOptions(max_chars=5, word_beam=4, n=2), memory=b"the parent. pa",
+                 mixer=mixer)
+    assert two[0].startswith("rent") and two[1] == "ret. "
+
+
 def _scripted_text(text: bytes):
     """A backend that writes `text` (every byte at most once before, so the last byte says the next),
     going round it again at its end, and its start state."""

@@ -48,7 +48,7 @@ class DecodeOptions:
     top_k: int = 0                    # 0: no top-k cut
     top_p: float = 1.0                # 1: no nucleus cut
     seed: int | None = None
-    n: int = 1                        # alternatives; greedy: the next most useful words, then samples
+    n: int = 1                        # alternatives; greedy: the buffer's words, the next most useful words, samples
     beam_width: int = 1
     word_beam: int = 4                # > 1: greedy text starts with the most useful next word (most_useful_next_words)
     alt_temperature: float = 0.7      # temperature of the sampled alternatives when temperature is 0
@@ -150,9 +150,11 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
     the match model's predictions and the word votes (`word_model`) are mixed into every step, and
     the greedy text starts with the buffer's own completion of the word the cursor is in, or at a
     word start with the word that followed the last word there before, if it has one
-    (`buffer_words`); else, with a `word_beam`, with the next word that saves the most keystrokes;
-    greedy alternatives (n > 1) with the next most useful words (`_leads`), and sampled ones after
-    those. Every row stops where it goes round in a loop (`loop_period`).
+    (`buffer_words`: where its two latest words for the cursor's word differ, with the part they
+    share, alone); else, with a `word_beam`, with the next word that saves the most keystrokes, or
+    the part of it that the model is sure of, alone; greedy alternatives (n > 1) with the buffer's
+    words, then the next most useful words (`_leads`), and sampled ones after those. Every row stops
+    where it goes round in a loop (`loop_period`).
     """
     if options.max_chars == 0:
         return [""]
@@ -184,7 +186,7 @@ def _leads(backend: Backend, state, logits: np.ndarray, options: DecodeOptions, 
     (`most_useful_next_words`). At least one lead, maybe b""."""
     completions = word_completions(memory) if memory is not None else []
     shared = os.path.commonprefix(completions) if len(completions) > 1 else b""
-    leads = ([(shared, True)] if shared else []) + [(rest, False) for rest in completions]
+    leads = ([(shared, True)] if shared else []) + [(rest, False) for rest in completions if rest != shared]
     if not leads and memory is not None and (word := next_word(memory)):
         leads = [(word, False)]
     if options.word_beam > 1 and (not leads or options.n > len(leads)):
@@ -361,8 +363,9 @@ def beam_search(backend: Backend, state, logits: np.ndarray, options: DecodeOpti
             data = beams[b][1] + bytes((byte,))
             text, stopped = visible_text(data, options)
             kept = None if stopped else _one_turn(data)
-            if stopped or kept is not None:
-                finished.append((normalised(score, data), text if kept is None else visible_text(kept, options)[0]))
+            if stopped or kept is not None:                       # a loop is ranked by the turn it keeps
+                finished.append((normalised(score, data if kept is None else kept),
+                                 text if kept is None else visible_text(kept, options)[0]))
                 continue
             parent_memory = beams[b][2]
             next_beams.append((score, data, parent_memory.extended(byte) if parent_memory is not None else None))
