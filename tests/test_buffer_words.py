@@ -21,6 +21,7 @@ def test_no_completion_without_a_prefix_a_longer_word_or_a_word_start():
     assert word_completions(b"fold_lines ") == []                 # the cursor is not in a word
     assert word_completions(b"fo") == []
     assert word_completions("fête fê".encode()) == []             # no guessing inside UTF-8
+    assert word_completions("beta; fübe".encode()) == []          # nor after a UTF-8 letter
 
 
 def test_only_the_latest_occurrences_are_searched_for_a_different_word():

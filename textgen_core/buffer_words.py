@@ -40,7 +40,7 @@ def word_completions(context: bytes | bytearray, most: int = 2) -> list[bytes]:
     first; [] when the cursor is not after `MIN_PREFIX` word bytes or no earlier word extends them."""
     end = len(context)
     start = _word_start(context, end)
-    if end - start < MIN_PREFIX or (start > 0 and is_word_byte(context[start - 1])):
+    if end - start < MIN_PREFIX or (start > 0 and (is_word_byte(context[start - 1]) or context[start - 1] >= 0x80)):
         return []
     found: list[bytes] = []
     for after in itertools.islice(_earlier_word_starts(context, bytes(context[start:end]), start), MAX_OCCURRENCES):
