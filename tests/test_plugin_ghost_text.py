@@ -254,6 +254,17 @@ def test_accept_word_takes_one_word_and_keeps_the_rest_shown(vim, tiny_model):
     wait_for(lambda: buffer_text(vim) == "\nnaïve café 日本", what="the next (multibyte) word")
 
 
+def test_where_the_buffers_latest_words_differ_their_shared_part_is_shown_and_accepted(vim, tiny_model):
+    context = "indent_cur = 1\nindent_width = 2\nx = ind"
+    assert suggest(tiny_model, context) == "ent_"
+    type_and_wait(vim, "i" + context.replace("\n", "<CR>"), "ent_")
+    vim.input("<M-Right>")
+    wait_for(lambda: buffer_text(vim) == context + "ent_", what="the shared part accepted")
+    after = suggest(tiny_model, context + "ent_w")
+    assert after.startswith("idth"), after              # "indent_w": one word of the buffer fits, and text follows
+    type_and_wait(vim, "w", after)
+
+
 def test_accept_word_takes_a_line_break_and_its_indentation_first(vim, tiny_model):
     context = "def greet(name):"
     expected = suggest(tiny_model, context)
