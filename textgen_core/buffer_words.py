@@ -6,9 +6,10 @@ names this text uses. When the cursor follows at least `MIN_PREFIX` word charact
 of the buffer (within `SEARCH_BYTES`) extends them, the most recent such word leads the greedy
 suggestion; the GRU continues after it. On held-out files this saves 2–3 points more keystrokes on
 code and about 1 on prose (`bench/quality.py`: Python 35.3 → 37.9 %, Lua 33.2 → 35.5 %, prose 31.1 →
-32.0 %), for 5–11 µs per request (10–20 µs since it looks for two different words, 25 µs at most). Where the two most recent such words differ (`indent_width`,
-`indent_cur`), the part they share leads alone (`ent_`), as a shell completes a name: 50.7 / 37.4 /
-42.2 → 50.9 / 37.9 / 42.4 % (Python / prose / Lua); the three most recent save the same on Lua.
+32.0 %), for 5–11 µs per request (10–20 µs since it looks for two different words, 25 µs at most).
+Where the two most recent such words differ (`indent_width`, `indent_cur`), the part they share leads
+alone (`ent_`), as a shell completes a name: 50.7 / 37.4 / 42.2 → 50.9 / 37.9 / 42.4 % (Python /
+prose / Lua); the three most recent save the same on Lua.
 
 At a word start (the cursor after a word and a few separator bytes, such as `self.` or `the `), the
 word that followed the same word and separator most recently in the buffer leads instead: a buffer
@@ -40,7 +41,7 @@ def word_completions(context: bytes | bytearray, most: int = 2) -> list[bytes]:
     first; [] when the cursor is not after `MIN_PREFIX` word bytes or no earlier word extends them."""
     end = len(context)
     start = _word_start(context, end)
-    if end - start < MIN_PREFIX or (start > 0 and (is_word_byte(context[start - 1]) or context[start - 1] >= 0x80)):
+    if end - start < MIN_PREFIX or not _is_word_start(context, start):
         return []
     found: list[bytes] = []
     for after in itertools.islice(_earlier_word_starts(context, bytes(context[start:end]), start), MAX_OCCURRENCES):
@@ -65,7 +66,7 @@ def next_word(context: bytes | bytearray) -> bytes:
     if sep_start == end or end - sep_start > MAX_SEPARATOR or sep_start == 0 or not is_word_byte(context[sep_start - 1]):
         return b""
     start = _word_start(context, sep_start)
-    if start > 0 and (is_word_byte(context[start - 1]) or context[start - 1] >= 0x80):
+    if not _is_word_start(context, start):
         return b""
     for after in _earlier_word_starts(context, bytes(context[start:end]), start):
         word_start = after
@@ -84,6 +85,11 @@ def _word_start(context: bytes | bytearray, end: int) -> int:
     while start > 0 and end - start < MAX_WORD and is_word_byte(context[start - 1]):
         start -= 1
     return start
+
+
+def _is_word_start(context: bytes | bytearray, start: int) -> bool:
+    """Whether a word can start at `start`: no word byte before it, nor a UTF-8 letter's last byte."""
+    return start == 0 or not (is_word_byte(context[start - 1]) or context[start - 1] >= 0x80)
 
 
 def _word_end(context: bytes | bytearray, start: int, limit: int) -> int:

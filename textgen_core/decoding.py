@@ -89,9 +89,13 @@ class RowMemory:
         other.append(byte)
         return other
 
-    def word_votes(self) -> dict[int, float] | None:
-        """What the context's earlier words vote for after the word bytes at the end (`word_model`)."""
-        return self.votes.for_prefix(bytes(self.data[self.word_start:])) if self.word_start >= 0 else None
+    def word_votes(self) -> tuple[dict[int, float] | None, int]:
+        """What the context's earlier words vote for after the word bytes at the end (`word_model`),
+        and how many word bytes that is (0 with no votes)."""
+        if self.word_start < 0:
+            return None, 0
+        voted = self.votes.for_prefix(bytes(self.data[self.word_start:]))
+        return voted, (len(self.data) - self.word_start if voted is not None else 0)
 
 
 def mixed_log_probs(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> np.ndarray:
@@ -104,10 +108,9 @@ def _mixed(log_probs: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | 
     """The GRU's log-probabilities of a row (256,) with the match prediction and the word votes mixed in."""
     if mixer is None or memory is None:
         return log_probs
-    voted = memory.word_votes() if mixer.uses_votes else None
+    voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
     if voted is None and mixer.weight(memory.state) == 0.0:
         return log_probs
-    prefix_length = len(memory.data) - memory.word_start if voted is not None else 0
     return mixer.mix_log_probs(log_probs, memory.data, memory.state, voted, prefix_length)
 
 
@@ -301,11 +304,10 @@ def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | No
     best = int(logits.argmax())
     if mixer is None or memory is None:
         return best
-    voted = memory.word_votes() if mixer.uses_votes else None
+    voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
     predicted = memory.data[memory.state.pointer] if mixer.weight(memory.state) > 0.0 else best
     if predicted == best and (voted is None or voted.keys() == {best}):
         return best
-    prefix_length = len(memory.data) - memory.word_start if voted is not None else 0
     return mixer.mixed_argmax(logits, memory.data, memory.state, voted, prefix_length)
 
 
