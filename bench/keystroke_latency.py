@@ -6,6 +6,7 @@ clock). Prints median and p95, split into new suggestions (a request to the mode
 through a suggestion (no request), with the CPU's name.
 
     .venv/bin/python bench/keystroke_latency.py --model default --cps 10 --chars 400
+    .venv/bin/python bench/keystroke_latency.py --learn off,on --prefill-bytes 2000   # one Neovim each
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ DEFAULT_TEXT = (
     "one key accepts it. Everything runs on the user's machine, offline, on a laptop CPU. "
     "The quick brown fox jumps over the lazy dog, and the cat sat on the mat.\n"
 )
+
+LEARN_PROBE = "return require('textgen.config').get().learn"
 
 PROBE = """
 local buf = vim.api.nvim_get_current_buf()
@@ -65,10 +68,22 @@ def main() -> None:
                              "turns keystroke by keystroke and are reported side by side")
     parser.add_argument("--prefill-bytes", type=int, default=0,
                         help="start in a buffer of this many bytes of text, typing at its end")
+    parser.add_argument("--learn", default=None,
+                        help="g:textgen.learn, 'on' or 'off' (default: the plugin's); 'off,on' runs a fresh "
+                             "Neovim for each, one after the other")
     args = parser.parse_args()
+    for learn in args.learn.split(",") if args.learn else [None]:
+        if learn not in (None, "on", "off"):
+            sys.exit(f"--learn takes on, off or both, not {learn!r}")
+        run(args, None if learn is None else learn == "on")
 
+
+def run(args: argparse.Namespace, learn: bool | None) -> None:
+    """Type the text in a fresh Neovim and print the latencies."""
     text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
     config = {"model": args.model, "filetypes": {"*": True}}
+    if learn is not None:
+        config["learn"] = learn
     debounces = [int(d) for d in args.debounce_ms.split(",")] if args.debounce_ms else [None]
     home = Path(tempfile.mkdtemp(prefix="textgen-bench-"))
     nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
@@ -118,7 +133,8 @@ def main() -> None:
         print(f"CPU: {cpu_name()}")
         print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
               f"{len(text)} characters typed at {args.cps:g}/s"
-              f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}")
+              f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}; "
+              f"g:textgen.learn {lua(nvim, LEARN_PROBE)}")
         for debounce in debounces:
             print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if len(debounces) > 1 else ""))
             print(summary("  all keystrokes with ghost", asked[debounce] + typed_through[debounce]))

@@ -6,6 +6,11 @@ continuation (greedy, up to --max-chars, stopping at the end of the line); the p
 word by word (one keystroke per word: the `accept word` key) as long as the words match what they
 were about to type, and otherwise types the next character (one keystroke).
 
+"learning" columns: the same with the model learning the text as it goes (`textgen_core.adaptation`,
+the plugin's default, g:textgen.learn): bits per character with each 32-byte chunk predicted after
+learning the chunks before it; keystrokes with the engine learning what was typed while idle
+between keystrokes, serving the learned weights from every 256 bytes on.
+
 Usage: python bench/quality.py [--model default] [--bytes 20000] [--typing-bytes N] [FILE...]
 Without files: the held-out files of each corpus kind (prose, python, lua) that the default model
 was not trained on.
@@ -19,11 +24,15 @@ import lzma
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen_core import load_model  # noqa: E402
+from textgen_core.adaptation import learning_target_probs  # noqa: E402
 from textgen_core.corpus import KINDS, select  # noqa: E402
 from textgen_core.decoding import DecodeOptions, accept_words  # noqa: E402
 from textgen_core.engine import Engine  # noqa: E402
@@ -38,9 +47,11 @@ def compressor_bpc(data: bytes) -> dict[str, float]:
             "xz": bits(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))}
 
 
-def keystrokes_saved(engine: Engine, text: str, max_chars: int,
-                     word_beam: int = DecodeOptions.word_beam) -> tuple[float, int, int]:
-    """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars)."""
+def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int = DecodeOptions.word_beam,
+                     learn: bool = False) -> tuple[float, int, int]:
+    """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars).
+    With `learn`, the model learns the text typed so far, the engine idle between keystrokes (a
+    person types a few keys a second; learning 32 bytes takes about 10 ms)."""
     options = DecodeOptions(max_chars=max_chars, word_beam=word_beam)
     position, keys = 0, 0
     done = threading.Event()
@@ -54,8 +65,10 @@ def keystrokes_saved(engine: Engine, text: str, max_chars: int,
     while position < len(text):
         done.clear()
         engine.submit("sim", text[max(0, position - CONTEXT_CHARS):position], options, callback,
-                      end_offset=len(text[:position].encode()))
+                      end_offset=len(text[:position].encode()), learn=learn)
         done.wait(30)
+        if learn:
+            engine.wait_idle(30)
         accepted = 0
         for word in accept_words(result[0]):
             if text.startswith(word, position):
@@ -100,24 +113,37 @@ def main() -> None:
     print(f"model: {args.model} ({model.config.embed_dim}x{model.config.hidden}x{model.config.layers}, "
           f"val bpc {model.info.val_bpc}); match weights {list(model.mixer.weights)}, "
           f"word weights {list(model.mixer.word_weights)}")
-    print(f"{'text':<16} {'bytes':>7} {'bpc':>6} {'no match':>9} {'gzip':>6} {'bz2':>6} {'xz':>6}  "
-          f"{'keys saved':>10} {'no match':>9}")
+    print(f"{'text':<16} {'bytes':>7} {'bpc':>6} {'no match':>9} {'learning':>9} {'gzip':>6} {'bz2':>6} "
+          f"{'xz':>6}  {'keys saved':>10} {'no match':>9} {'learning':>9}")
     engine, plain_engine = Engine(model), Engine(plain)
     try:
         for name, data in texts.items():
             started = time.perf_counter()
             text = data.decode("utf-8", errors="replace")
             bpc, bpc_plain = model.bits_per_char(data), plain.bits_per_char(data)
+            bpc_learning = learning_bits_per_char(model, data)
             packed = compressor_bpc(data)
             typed = text[:args.typing_bytes] if args.typing_bytes else text
             saved, keys, chars = keystrokes_saved(engine, typed, args.max_chars, args.word_beam)
             saved_plain, _, _ = keystrokes_saved(plain_engine, typed, args.max_chars, args.word_beam)
-            print(f"{name:<16} {len(data):>7,} {bpc:6.3f} {bpc_plain:9.3f} {packed['gzip']:6.3f} {packed['bz2']:6.3f} "
-                  f"{packed['xz']:6.3f}  {saved * 100:9.1f}% {saved_plain * 100:8.1f}%   "
-                  f"({keys} keys for {chars} chars, {time.perf_counter() - started:.0f} s)", flush=True)
+            with closing(Engine(model)) as learning_engine:
+                saved_learning, keys_learning, _ = keystrokes_saved(learning_engine, typed, args.max_chars,
+                                                                    args.word_beam, learn=True)
+            print(f"{name:<16} {len(data):>7,} {bpc:6.3f} {bpc_plain:9.3f} {bpc_learning:9.3f} {packed['gzip']:6.3f} "
+                  f"{packed['bz2']:6.3f} {packed['xz']:6.3f}  {saved * 100:9.1f}% {saved_plain * 100:8.1f}% "
+                  f"{saved_learning * 100:8.1f}%   ({keys} / {keys_learning} keys for {chars} chars, "
+                  f"{time.perf_counter() - started:.0f} s)", flush=True)
     finally:
         engine.close()
         plain_engine.close()
+
+
+def learning_bits_per_char(model, data: bytes) -> float:
+    """`bits_per_char` with the GRU learning the text as it reads it (the match model mixed in as there)."""
+    probs = learning_target_probs(model.config, model.weights, b"\n" + data)
+    if model.mixer is not None:
+        probs = model.mixer.mix_targets(b"\n" + data, probs)
+    return float(-np.log2(np.maximum(probs, 1e-300)).mean())
 
 
 if __name__ == "__main__":

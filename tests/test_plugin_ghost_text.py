@@ -15,7 +15,10 @@ from textgen_core.engine import fresh_completion
 
 
 def base_config(model_dir) -> dict:
-    return {"model": str(model_dir)}
+    """The tests compare the ghost text with the model's own suggestions; learning what they type
+    (one Neovim for the whole module) would change those (it has tests of its own, in
+    test_plugin_commands.py)."""
+    return {"model": str(model_dir), "learn": False}
 
 
 @pytest.fixture(scope="module")

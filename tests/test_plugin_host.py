@@ -27,6 +27,13 @@ def test_a_lua_request_becomes_decode_options():
     assert (ask.ticket, ask.buffer, ask.context, ask.end_offset) == (7, 3, "the qu", 6)
     assert ask.options.max_chars == 40 and ask.options.stop_at_newline is False
     assert ask.options.n == 3 and ask.options.temperature == 0.5 and ask.options.seed == 11
+    assert ask.learn is False
+
+
+def test_only_a_true_learn_asks_the_engine_to_learn():
+    assert SuggestionRequest.from_lua(lua_payload(learn=True)).learn is True
+    for value in (False, 1, "true", None):
+        assert SuggestionRequest.from_lua(lua_payload(learn=value)).learn is False
 
 
 def test_a_request_without_seed_is_deterministic_and_bounded():

@@ -10,7 +10,10 @@ Why it feels instant:
   so an edit or a jump reuses the longest unchanged prefix and gives the same result as a fresh start;
 - while idle, the worker warms the state of the next window start, so the window sliding forward
   does not cost a full re-read on the keystroke that crosses the boundary;
-- results stream: the callback sees the growing text before decoding ends.
+- results stream: the callback sees the growing text before decoding ends;
+- requests that ask to `learn` let the model learn the text they carry (`adaptation`) while the
+  worker is idle, a chunk at a time so that a keystroke waits for one chunk at most; the learned
+  weights serve from the next block of `LEARN_BLOCK` bytes on, their window's state primed first.
 
 The worker is the only thread that touches the caches; callers only enqueue. States are numpy
 arrays that are never written after creation.
@@ -27,6 +30,7 @@ from typing import Callable, Hashable
 
 import numpy as np
 
+from .adaptation import CHUNK, LEARNING_RATE, OnlineLearner
 from .decoding import DecodeCancelled, DecodeOptions, decode
 from .model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
 from .vocab import encode, to_ids
@@ -34,6 +38,11 @@ from .vocab import encode, to_ids
 log = logging.getLogger(__name__)
 
 State = tuple[np.ndarray, ...]
+
+# Bytes learned between two swaps of the weights that serve: each swap drops the cached states.
+LEARN_BLOCK = 256
+# Bytes read (without learning) before the first chunk of a stretch, so that it starts from a state.
+LEARN_LEAD_IN = 64
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class _Request:
     options: DecodeOptions
     callback: CompletionCallback
     submitted: float
+    learn: bool = False
 
 
 class StateCache:
@@ -124,7 +134,8 @@ class Engine:
     """Serves completion requests on one worker thread; callers never block."""
 
     def __init__(self, model: TextModel, window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP,
-                 checkpoint_every: int = 16, cache_entries: int = 4096, warm: bool = True) -> None:
+                 checkpoint_every: int = 16, cache_entries: int = 4096, warm: bool = True,
+                 learning_rate: float = LEARNING_RATE) -> None:
         if not 0 < window_step <= window_bytes // 2:
             raise ValueError("window_step must be positive and at most half of window_bytes")
         self.window_bytes = window_bytes
@@ -132,6 +143,7 @@ class Engine:
         self.checkpoint_every = checkpoint_every
         self.cache_entries = cache_entries
         self.warm_enabled = warm
+        self.learning_rate = learning_rate
         self._model = model
         self._cache: StateCache | None = None
         self._ids = itertools.count(1)
@@ -139,6 +151,13 @@ class Engine:
         self._pending: OrderedDict[Hashable, _Request] = OrderedDict()
         self._latest: dict[Hashable, int] = {}
         self._warm_jobs: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._learn_jobs: OrderedDict[Hashable, _Request] = OrderedDict()
+        self._learner: OnlineLearner | None = None       # the worker's; learns for `_learner_base`
+        self._learner_base: TextModel | None = None
+        self._adapted: TextModel | None = None           # the learned weights that serve
+        self._learned: dict[Hashable, int] = {}          # per key: document offset learned up to
+        self._unswapped = 0                              # bytes learned since `_adapted` was made
+        self._idle = False
         self._closing = False
         self.last_latency_ms: float | None = None
         self.latencies_ms: deque[float] = deque(maxlen=200)
@@ -153,20 +172,36 @@ class Engine:
         return self._model
 
     def set_model(self, model: TextModel) -> None:
-        """Use `model` from the next request on; states cached for the old model are dropped."""
+        """Use `model` from the next request on; states cached for the old model, and what was
+        learned on top of it, are dropped."""
         self._model = model
 
+    @property
+    def learned_model(self) -> TextModel | None:
+        """The model with the learned weights that answer `learn` requests; None before the first
+        `LEARN_BLOCK` bytes are learned."""
+        return self._adapted if self._learner_base is self._model else None
+
+    @property
+    def learned_bytes(self) -> int:
+        """Bytes the serving weights have learned on top of the model (0: none, or not learning)."""
+        learner, adapted = self._learner, self._adapted
+        if learner is None or adapted is None or self._learner_base is not self._model:
+            return 0
+        return learner.steps * CHUNK - self._unswapped
+
     def submit(self, key: Hashable, context: str, options: DecodeOptions, callback: CompletionCallback,
-               end_offset: int | None = None) -> int:
+               end_offset: int | None = None, learn: bool = False) -> int:
         """Queue a completion of `context` for `key`, replacing any older one for that key.
 
         `end_offset` is the byte offset of the end of `context` in the whole document; give it when
-        `context` is only a tail, so that windows stay aligned to the document.
+        `context` is only a tail, so that windows stay aligned to the document. With `learn`, the
+        suggestion comes from the weights learned so far, and the model learns `context` once idle.
         """
         data = encode(context)
         request = _Request(id=next(self._ids), key=key, data=data,
                            end_offset=len(data) if end_offset is None else max(end_offset, len(data)),
-                           options=options, callback=callback, submitted=time.perf_counter())
+                           options=options, callback=callback, submitted=time.perf_counter(), learn=learn)
         with self._cond:
             if self._closing:
                 raise RuntimeError("the engine is closed")
@@ -182,10 +217,22 @@ class Engine:
             self._latest[key] = next(self._ids)
             self._pending.pop(key, None)
             self._warm_jobs.pop(key, None)
+            self._learn_jobs.pop(key, None)
 
     def pending_count(self) -> int:
         with self._cond:
             return len(self._pending)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the worker has nothing left to do (requests, warming, learning); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (self._idle and not self._pending and not self._warm_jobs and not self._learn_jobs):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing:
+                    return False
+                self._cond.wait(left)
+            return True
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker (a running decode is cancelled between steps) and wait for it."""
@@ -205,15 +252,21 @@ class Engine:
 
     def _next_job(self):
         with self._cond:
-            while not self._closing and not self._pending and not self._warm_jobs:
+            while not self._closing and not self._pending and not self._warm_jobs and not self._learn_jobs:
+                self._idle = True
+                self._cond.notify_all()
                 self._cond.wait()
+            self._idle = False
             if self._closing:
                 return None
             if self._pending:
                 _, request = self._pending.popitem(last=False)
                 return request
-            key, window = self._warm_jobs.popitem(last=False)
-            return (key, window)
+            if self._warm_jobs:
+                key, window = self._warm_jobs.popitem(last=False)
+                return (key, window)
+            _, request = self._learn_jobs.popitem(last=False)
+            return ("learn", request)
 
     def _run(self) -> None:
         while True:
@@ -223,6 +276,8 @@ class Engine:
             try:
                 if isinstance(job, _Request):
                     self._serve(job)
+                elif job[0] == "learn":
+                    self._learn(job[1])
                 else:
                     self._warm(*job)
             except Exception:   # the worker must survive anything a model or callback does
@@ -233,8 +288,15 @@ class Engine:
             self._cache = StateCache(model, self.checkpoint_every, self.cache_entries)
         return self._cache
 
+    def _serving(self, request: _Request) -> TextModel:
+        """The model a request is answered with: the learned weights if it asks for them and there
+        are any for the current model."""
+        if request.learn and self._adapted is not None and self._learner_base is self._model:
+            return self._adapted
+        return self._model
+
     def _serve(self, request: _Request) -> None:
-        model = self._model
+        model = self._serving(request)
         cache = self._cache_for(model)
         should_cancel = lambda: self._is_stale(request)  # noqa: E731
         emitter = _PartialEmitter(request, lambda: self._is_stale(request))
@@ -265,6 +327,10 @@ class Engine:
         request.callback(Completion(request.id, request.key, tuple(texts), True, elapsed))
         if self.warm_enabled:
             self._schedule_warm(request, window)
+        if request.learn:
+            with self._cond:
+                if self._latest.get(request.key) == request.id:
+                    self._learn_jobs[request.key] = request
 
     def _schedule_warm(self, request: _Request, window: bytes) -> None:
         """Queue the window the next slide will need: the same end, starting one step later."""
@@ -279,9 +345,46 @@ class Engine:
                 self._warm_jobs[request.key] = upcoming
 
     def _warm(self, key: Hashable, window: bytes) -> None:
-        cache = self._cache_for(self._model)
+        cache = self._cache                                      # that of the model that served last
+        if cache is None:
+            return
         usable = len(window) // self.checkpoint_every * self.checkpoint_every
         cache.state_for(window[:usable], should_stop=lambda: bool(self._pending) or self._closing)
+
+    def _learn(self, request: _Request) -> None:
+        """Learn the request's text after what was learned of its key, a chunk at a time until a
+        request comes; once `LEARN_BLOCK` bytes are learned, serve from the new weights."""
+        base = self._model
+        if self._learner is None or self._learner_base is not base:
+            self._learner, self._learner_base, self._adapted = OnlineLearner(base.config, base.weights, self.learning_rate), base, None
+            self._learned.clear()
+            self._unswapped = 0
+        learner, data = self._learner, request.data
+        start = request.end_offset - len(data)                   # the document offset of data[0]
+        done = max(self._learned.get(request.key, start), start)
+        interrupted = lambda: bool(self._pending) or self._closing  # noqa: E731
+        if request.end_offset - done > CHUNK:
+            learner.reset_state()
+            learner.read(to_ids(data[max(0, done - start - LEARN_LEAD_IN):done - start]))
+            while request.end_offset - done > CHUNK and not interrupted():
+                learner.learn(to_ids(data[done - start:done - start + CHUNK + 1]))
+                done += CHUNK
+                self._learned[request.key] = done
+                self._unswapped += CHUNK
+        if interrupted():
+            if request.end_offset - done > CHUNK or self._unswapped >= LEARN_BLOCK:
+                with self._cond:                                 # go on once idle again
+                    self._learn_jobs.setdefault(request.key, request)
+        elif self._unswapped >= LEARN_BLOCK:
+            self._swap_in(learner.weights(), request)
+
+    def _swap_in(self, weights, request: _Request) -> None:
+        """Serve from `weights`, with the state of the request's window primed for them first."""
+        adapted = self._model.with_weights(weights)
+        cache = StateCache(adapted, self.checkpoint_every, self.cache_entries)
+        window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+        cache.state_for(window, should_stop=lambda: bool(self._pending) or self._closing)
+        self._adapted, self._cache, self._unswapped = adapted, cache, 0
 
 
 class _PartialEmitter:

@@ -55,8 +55,14 @@ class TextModel:
                  path: Path | None = None, use_match: bool = True) -> None:
         self.info = info
         self.path = path
+        self.weights = weights                       # read-only: backends fold their own copies
         self.backend: Backend = make_backend(backend, info, weights)
         self.mixer: MatchMixer | None = mixer_from_info(info) if use_match else None
+
+    def with_weights(self, weights: Weights) -> "TextModel":
+        """The same model (info, backend, match mixing) with other weights of the same shapes."""
+        return TextModel(self.info, weights, backend=self.backend.name, path=self.path,
+                         use_match=self.mixer is not None)
 
     @property
     def name(self) -> str:

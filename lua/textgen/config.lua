@@ -19,6 +19,7 @@ local M = {}
 ---@field linger_ms integer          how long an outdated suggestion may stay while its successor is computed
 ---@field max_chars integer          longest suggestion, in characters
 ---@field multiline boolean          let a suggestion run past the end of the line
+---@field learn boolean              the model learns what you type, as you type (until Neovim quits)
 ---@field alternatives integer       how many suggestions :TextGenComplete! and next/prev offer
 ---@field model string               a model name (see :TextGenModel) or a model folder
 ---@field backend string             "numpy" (default) or "tensorflow"
@@ -39,6 +40,7 @@ M.defaults = {
   linger_ms = 120,
   max_chars = 80,
   multiline = false,
+  learn = true,
   alternatives = 3,
   model = "default",
   backend = "numpy",
@@ -136,6 +138,7 @@ local checks = {
   linger_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
   max_chars = { as_int(1, 2000), "a whole number from 1 to 2000" },
   multiline = { as_bool, "true or false" },
+  learn = { as_bool, "true or false" },
   alternatives = { as_int(1, 10), "a whole number from 1 to 10" },
   model = {
     function(v)

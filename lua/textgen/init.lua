@@ -194,6 +194,11 @@ function M.status_lines()
         e.errors,
         latency
       )
+      if (e.learned_bytes or 0) > 0 then
+        lines[#lines + 1] = ("learned: %d bytes of what you typed in this session (g:textgen.learn)"):format(e.learned_bytes)
+      elseif not cfg.learn then
+        lines[#lines + 1] = "learned: nothing, g:textgen.learn is off"
+      end
     end
     lines[#lines + 1] = "python: " .. tostring(h.python)
       .. (h.tensorflow_imported and " (TensorFlow loaded in the host)" or "")

@@ -189,6 +189,7 @@ function M.request(opts)
     end_offset = end_offset,
     max_chars = cfg.max_chars,
     multiline = cfg.multiline,
+    learn = cfg.learn,
     temperature = cfg.temperature,
     seed = cfg.seed,
     n = ticket.n,

@@ -103,6 +103,7 @@ class ModelSession:
                 "errors": engine.errors,
                 "last_latency_ms": engine.last_latency_ms,
                 "median_latency_ms": statistics.median(latencies) if latencies else None,
+                "learned_bytes": engine.learned_bytes,
             }
         return status
 

@@ -22,6 +22,7 @@ class SuggestionRequest:
     options: DecodeOptions
     model: str
     backend: str
+    learn: bool = False
 
     @classmethod
     def from_lua(cls, payload: dict[str, Any]) -> "SuggestionRequest":
@@ -37,4 +38,5 @@ class SuggestionRequest:
         )
         return cls(ticket=int(payload["ticket"]), buffer=int(payload["buffer"]), context=context,
                    end_offset=int(payload.get("end_offset") or 0), options=options,
-                   model=str(payload.get("model") or "default"), backend=str(payload.get("backend") or "numpy"))
+                   model=str(payload.get("model") or "default"), backend=str(payload.get("backend") or "numpy"),
+                   learn=payload.get("learn") is True)

@@ -1,0 +1,158 @@
+"""Learning from the text as it is written: the gradient is TensorFlow's, learning lowers the loss,
+and the engine learns only while idle, serves the learned weights only to requests that ask, and
+drops them with the model."""
+import threading
+
+import numpy as np
+import pytest
+
+from textgen_core.adaptation import CHUNK, OnlineLearner
+from textgen_core.config import ModelConfig
+from textgen_core.decoding import DecodeOptions
+from textgen_core.engine import LEARN_BLOCK, Engine, fresh_completion
+from textgen_core.vocab import to_ids
+
+from .test_engine import Collector
+
+OPTIONS = DecodeOptions(max_chars=30)
+LUA = ("local function greet(name)\n  return 'hello ' .. name\nend\n\n"
+       "local function count(items)\n  local n = 0\n  for _ in pairs(items) do n = n + 1 end\n  return n\nend\n\n") * 8
+
+
+def _random_weights(config: ModelConfig, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    shapes = {"embedding": (256, config.embed_dim), "dense/kernel": (config.hidden, 256), "dense/bias": (256,)}
+    for i in range(config.layers):
+        width = config.embed_dim if i == 0 else config.hidden
+        shapes |= {f"gru{i}/kernel": (width, 3 * config.hidden),
+                   f"gru{i}/recurrent_kernel": (config.hidden, 3 * config.hidden),
+                   f"gru{i}/bias": (2, 3 * config.hidden)}
+    return {name: rng.normal(0, 0.3, shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def test_the_gradient_is_tensorflows():
+    import tensorflow as tf
+
+    from textgen_core.keras_model import _gru_variables, build_keras_model, weights_to_keras
+
+    config = ModelConfig(embed_dim=8, hidden=16, layers=2)
+    weights = _random_weights(config)
+    ids = to_ids(b"local x = vim.fn.line('.') + 1\n")
+    grads, probs, _ = OnlineLearner(config, weights).gradients(ids[:-1], ids[1:])
+
+    model = build_keras_model(config)
+    weights_to_keras(model, config, weights)
+    named = {"embedding": model.get_layer("embedding").embeddings,
+             "dense/kernel": model.get_layer("dense").kernel, "dense/bias": model.get_layer("dense").bias}
+    for i in range(config.layers):
+        named |= dict(zip((f"gru{i}/kernel", f"gru{i}/recurrent_kernel", f"gru{i}/bias"), _gru_variables(model, i)))
+    with tf.GradientTape() as tape:
+        logits = model(ids[None, :-1])[0]
+        expected_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(ids[1:], logits))
+    expected = tape.gradient(expected_loss, list(named.values()))
+    assert -np.log(probs).mean() == pytest.approx(float(expected_loss), rel=1e-5)
+    for (name, _), grad in zip(named.items(), expected):
+        np.testing.assert_allclose(grads[name], tf.convert_to_tensor(grad).numpy(), atol=1e-5, err_msg=name)
+
+
+def test_learning_a_text_lowers_its_loss_and_leaves_the_given_weights_alone():
+    config = ModelConfig(embed_dim=8, hidden=16, layers=2)
+    weights = _random_weights(config, seed=1)
+    before = {name: array.copy() for name, array in weights.items()}
+    learner = OnlineLearner(config, weights, learning_rate=0.1)
+    ids = to_ids(LUA.encode()[:CHUNK + 1])
+    losses = []
+    for _ in range(30):
+        learner.reset_state()
+        losses.append(-np.log(learner.learn(ids)).mean())
+    assert losses[-1] < 0.8 * losses[0]
+    assert all(np.array_equal(weights[name], before[name]) for name in weights)
+
+
+def _ask(engine, context, learn, key="buf", then=None):
+    collector = Collector()
+
+    def callback(completion):
+        collector(completion)
+        if completion.final and then is not None:
+            then()
+
+    engine.submit(key, context, OPTIONS, callback, learn=learn)
+    return collector
+
+
+def test_the_engine_learns_while_idle_and_serves_what_it_learned_only_when_asked(tiny_model):
+    engine = Engine(tiny_model, learning_rate=0.1)       # enough to change what a tiny model says
+    try:
+        context = LUA[:600]
+        _ask(engine, context, learn=True).wait_finals(1)
+        assert engine.wait_idle(30)
+        learned = engine.learned_model
+        assert learned is not None and engine.learned_bytes >= LEARN_BLOCK
+        assert not np.array_equal(learned.weights["gru0/kernel"], tiny_model.weights["gru0/kernel"])
+        contexts = (LUA[:610], LUA[:200] + "local n", LUA[:150] + "local function c")
+        assert any(fresh_completion(learned, c, OPTIONS) != fresh_completion(tiny_model, c, OPTIONS) for c in contexts)
+        for context in contexts:
+            asked = _ask(engine, context, learn=True).wait_finals(1)[0]
+            assert list(asked.texts) == fresh_completion(learned, context, OPTIONS)
+            plain = _ask(engine, context, learn=False).wait_finals(1)[0]
+            assert list(plain.texts) == fresh_completion(tiny_model, context, OPTIONS)
+    finally:
+        engine.close()
+
+
+def test_a_request_that_comes_while_there_is_learning_to_do_is_served_first(tiny_model):
+    engine = Engine(tiny_model)
+    try:
+        seen = []
+        second = Collector()
+
+        def ask_again():       # on the worker, before the first request's learning is queued
+            engine.submit("buf", LUA[:700], OPTIONS,
+                          lambda c: (seen.append(engine.learned_bytes), second(c)), learn=True)
+
+        _ask(engine, LUA[:690], learn=True, then=ask_again)
+        second.wait_finals(1)
+        assert seen[-1] == 0                    # 690 bytes to learn, and none learned before answering
+        assert engine.wait_idle(30)
+        assert engine.learned_bytes == (700 - 1) // CHUNK * CHUNK
+    finally:
+        engine.close()
+
+
+def test_a_new_model_drops_what_was_learned(tiny_model, tmp_path):
+    from textgen_core import load_model
+    from .conftest import train_tiny_model
+
+    engine = Engine(tiny_model)
+    try:
+        _ask(engine, LUA[:600], learn=True).wait_finals(1)
+        assert engine.wait_idle(30) and engine.learned_bytes > 0
+        other = load_model(train_tiny_model(tmp_path / "other", steps=50))
+        engine.set_model(other)
+        assert engine.learned_model is None and engine.learned_bytes == 0
+        asked = _ask(engine, LUA[:300], learn=True).wait_finals(1)[0]
+        assert list(asked.texts) == fresh_completion(other, LUA[:300], OPTIONS)
+    finally:
+        engine.close()
+
+
+def test_what_was_learned_fades_back_toward_the_models_own_weights():
+    config = ModelConfig(embed_dim=8, hidden=16, layers=1)
+    weights = _random_weights(config, seed=2)
+    learner = OnlineLearner(config, weights, learning_rate=0.0, decay=0.1)
+    learner.params["dense/bias"] += 1.0
+    for _ in range(10):
+        learner.learn(to_ids(b"end\nend\n"))
+    np.testing.assert_allclose(learner.params["dense/bias"] - weights["dense/bias"], 0.9 ** 10, rtol=1e-4)
+
+
+def test_learning_while_reading_predicts_a_repeated_text_better_than_the_model_alone(tiny_model):
+    from textgen_core.adaptation import learning_target_probs
+
+    data = ("\n" + LUA).encode()
+    learning = learning_target_probs(tiny_model.config, tiny_model.weights, data, learning_rate=0.05)
+    plain = tiny_model.target_probs(data)
+    assert learning.shape == plain.shape
+    np.testing.assert_allclose(learning[:CHUNK], plain[:CHUNK], rtol=1e-4)     # nothing learned yet
+    assert -np.log2(learning).mean() < -np.log2(plain).mean() - 0.1
