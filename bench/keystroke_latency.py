@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, learn: bool | None) -> None:
         print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
               f"{len(text)} characters typed at {args.cps:g}/s"
               f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}; "
-              f"g:textgen.learn {lua(nvim, LEARN_PROBE)}")
+              f"g:textgen.learn {'on' if lua(nvim, LEARN_PROBE) else 'off'}")
         for debounce in debounces:
             print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if len(debounces) > 1 else ""))
             print(summary("  all keystrokes with ghost", asked[debounce] + typed_through[debounce]))
