@@ -30,6 +30,8 @@ BENCHES = [
      ["bench/alternatives.py"]),
     ("Keystroke → ghost text in a real Neovim, default model (issue 7: median ≤ 10 ms, p95 ≤ 25 ms)",
      ["bench/keystroke_latency.py", "--chars", "300"]),
+    ("The same without and with learning as you type (g:textgen.learn), one fresh Neovim each",
+     ["bench/keystroke_latency.py", "--chars", "300", "--learn", "off,on"]),
     ("The same at the end of a 1 MB buffer",
      ["bench/keystroke_latency.py", "--chars", "300", "--prefill-bytes", "1000000"]),
     ("Start-up and memory (issue 7: first suggestion ≤ 300 ms, host ≤ 80 MB, no TensorFlow)",

