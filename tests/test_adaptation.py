@@ -156,3 +156,15 @@ def test_learning_while_reading_predicts_a_repeated_text_better_than_the_model_a
     assert learning.shape == plain.shape
     np.testing.assert_allclose(learning[:CHUNK], plain[:CHUNK], rtol=1e-4)     # nothing learned yet
     assert -np.log2(learning).mean() < -np.log2(plain).mean() - 0.1
+
+
+def test_typing_on_learns_each_byte_once(tiny_model):
+    engine = Engine(tiny_model)
+    try:
+        for end in range(37, 1200, 37):                  # a request every 37 bytes typed
+            _ask(engine, LUA[:end], learn=True).wait_finals(1)
+            assert engine.wait_idle(30)
+        typed = len(LUA[:end])
+        assert typed - LEARN_BLOCK - CHUNK <= engine.learned_bytes <= typed
+    finally:
+        engine.close()

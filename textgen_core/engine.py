@@ -156,6 +156,7 @@ class Engine:
         self._learner_base: TextModel | None = None
         self._adapted: TextModel | None = None           # the learned weights that serve
         self._learned: dict[Hashable, int] = {}          # per key: document offset learned up to
+        self._learner_at: tuple[Hashable, int] | None = None  # where the learner's state stands
         self._unswapped = 0                              # bytes learned since `_adapted` was made
         self._idle = False
         self._closing = False
@@ -352,11 +353,16 @@ class Engine:
         cache.state_for(window[:usable], should_stop=lambda: bool(self._pending) or self._closing)
 
     def _learn(self, request: _Request) -> None:
-        """Learn the request's text after what was learned of its key, a chunk at a time until a
-        request comes; once `LEARN_BLOCK` bytes are learned, serve from the new weights."""
+        """Learn the request's text after what was learned of its key (each stretch of a document
+        once, by its byte offset), a chunk at a time until a request comes; once `LEARN_BLOCK` bytes
+        are learned, serve from the new weights. Only the numpy backend learns (a TensorFlow model
+        would be rebuilt and retraced at every swap)."""
         base = self._model
+        if base.backend.name != "numpy":
+            return
         if self._learner is None or self._learner_base is not base:
-            self._learner, self._learner_base, self._adapted = OnlineLearner(base.config, base.weights, self.learning_rate), base, None
+            self._learner = OnlineLearner(base.config, base.weights, self.learning_rate)
+            self._learner_base, self._adapted, self._learner_at = base, None, None
             self._learned.clear()
             self._unswapped = 0
         learner, data = self._learner, request.data
@@ -364,12 +370,14 @@ class Engine:
         done = max(self._learned.get(request.key, start), start)
         interrupted = lambda: bool(self._pending) or self._closing  # noqa: E731
         if request.end_offset - done > CHUNK:
-            learner.reset_state()
-            learner.read(to_ids(data[max(0, done - start - LEARN_LEAD_IN):done - start]))
+            if self._learner_at != (request.key, done):          # not where the last chunk ended
+                learner.reset_state()
+                learner.read(to_ids(data[max(0, done - start - LEARN_LEAD_IN):done - start]))
             while request.end_offset - done > CHUNK and not interrupted():
                 learner.learn(to_ids(data[done - start:done - start + CHUNK + 1]))
                 done += CHUNK
                 self._learned[request.key] = done
+                self._learner_at = (request.key, done)
                 self._unswapped += CHUNK
         if interrupted():
             if request.end_offset - done > CHUNK or self._unswapped >= LEARN_BLOCK:
