@@ -67,8 +67,8 @@ def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int =
         engine.submit("sim", text[max(0, position - CONTEXT_CHARS):position], options, callback,
                       end_offset=len(text[:position].encode()), learn=learn)
         done.wait(30)
-        if learn:
-            engine.wait_idle(30)
+        if learn and not engine.wait_idle(60):
+            raise RuntimeError("the engine did not finish learning within 60 s")
         accepted = 0
         for word in accept_words(result[0]):
             if text.startswith(word, position):

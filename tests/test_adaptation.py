@@ -9,9 +9,10 @@ import pytest
 from textgen_core.adaptation import CHUNK, OnlineLearner
 from textgen_core.config import ModelConfig
 from textgen_core.decoding import DecodeOptions
-from textgen_core.engine import LEARN_BLOCK, Engine, fresh_completion
+from textgen_core.engine import LEARN_BLOCK, LEARN_LAG, Engine, fresh_completion
 from textgen_core.vocab import to_ids
 
+from .nvim_harness import wait_for
 from .test_engine import Collector
 
 OPTIONS = DecodeOptions(max_chars=30)
@@ -101,21 +102,60 @@ def test_the_engine_learns_while_idle_and_serves_what_it_learned_only_when_asked
         engine.close()
 
 
-def test_a_request_that_comes_while_there_is_learning_to_do_is_served_first(tiny_model):
+def test_a_request_that_comes_while_the_engine_learns_is_served_before_learning_ends(tiny_model):
     engine = Engine(tiny_model)
     try:
-        seen = []
-        second = Collector()
+        long_text = (LUA * 3)[:4000]                        # about 125 chunks to learn
+        _ask(engine, long_text, learn=True).wait_finals(1)
+        wait_for(lambda: (engine.learned_up_to("buf") or 0) >= 2 * CHUNK, what="learning to start")
+        learned_when_answered = []
+        answered = Collector()
+        engine.submit("other", "local x = ", OPTIONS,
+                      lambda c: (learned_when_answered.append(engine.learned_up_to("buf")), answered(c)))
+        answered.wait_finals(1)
+        assert learned_when_answered[-1] < len(long_text) - LEARN_LAG - CHUNK    # learning had not ended
+        assert engine.wait_idle(60)
+        assert engine.learned_up_to("buf") > len(long_text) - LEARN_LAG - 2 * CHUNK
+    finally:
+        engine.close()
 
-        def ask_again():       # on the worker, before the first request's learning is queued
-            engine.submit("buf", LUA[:700], OPTIONS,
-                          lambda c: (seen.append(engine.learned_bytes), second(c)), learn=True)
 
-        _ask(engine, LUA[:690], learn=True, then=ask_again)
-        second.wait_finals(1)
-        assert seen[-1] == 0                    # 690 bytes to learn, and none learned before answering
+def test_typing_on_learns_what_one_pass_over_the_text_learns(tiny_model):
+    """Requests every few bytes, learning between them: the weights that serve are those of one
+    uninterrupted pass of 32-byte chunks over the typed text (each byte learned once, the state
+    carried from chunk to chunk)."""
+    engine = Engine(tiny_model)
+    try:
+        for end in range(37, 1200, 37):
+            _ask(engine, LUA[:end], learn=True).wait_finals(1)
+            assert engine.wait_idle(30)
+        steps = engine.learned_bytes // CHUNK
+        assert steps * CHUNK >= len(LUA[:end]) - LEARN_LAG - LEARN_BLOCK - CHUNK
+        offline = OnlineLearner(tiny_model.config, tiny_model.weights)
+        ids = to_ids(LUA.encode())
+        for step in range(steps):
+            offline.learn(ids[step * CHUNK:(step + 1) * CHUNK + 1])
+        for name, array in engine.learned_model.weights.items():
+            np.testing.assert_array_equal(array, offline.params[name], err_msg=name)
+    finally:
+        engine.close()
+
+
+def test_an_edit_before_what_was_learned_or_a_jump_goes_on_from_the_cursor(tiny_model):
+    engine = Engine(tiny_model)
+    try:
+        text = LUA[:900]
+        _ask(engine, text, learn=True).wait_finals(1)
         assert engine.wait_idle(30)
-        assert engine.learned_bytes == (700 - 1) // CHUNK * CHUNK
+        learned = engine.learned_up_to("buf")
+        assert len(text) - LEARN_LAG - CHUNK <= learned <= len(text) - LEARN_LAG
+        edited = "-- a new first line\n" + text + "\nlocal y"   # an insert moved everything down
+        _ask(engine, edited, learn=True).wait_finals(1)
+        assert engine.wait_idle(30)
+        assert engine.learned_up_to("buf") == len(edited) - LEARN_LAG        # not learned again
+        _ask(engine, LUA[:300], learn=True).wait_finals(1)                    # back up the buffer
+        assert engine.wait_idle(30)
+        assert engine.learned_up_to("buf") == 300 - LEARN_LAG
     finally:
         engine.close()
 
@@ -156,15 +196,3 @@ def test_learning_while_reading_predicts_a_repeated_text_better_than_the_model_a
     assert learning.shape == plain.shape
     np.testing.assert_allclose(learning[:CHUNK], plain[:CHUNK], rtol=1e-4)     # nothing learned yet
     assert -np.log2(learning).mean() < -np.log2(plain).mean() - 0.1
-
-
-def test_typing_on_learns_each_byte_once(tiny_model):
-    engine = Engine(tiny_model)
-    try:
-        for end in range(37, 1200, 37):                  # a request every 37 bytes typed
-            _ask(engine, LUA[:end], learn=True).wait_finals(1)
-            assert engine.wait_idle(30)
-        typed = len(LUA[:end])
-        assert typed - LEARN_BLOCK - CHUNK <= engine.learned_bytes <= typed
-    finally:
-        engine.close()

@@ -19,6 +19,7 @@ def test_no_completion_without_a_prefix_a_longer_word_or_a_word_start():
     assert word_completions(b"fold_lines fold_lines") == []       # nothing longer seen
     assert word_completions(b"returns x; return y; return") == []   # last seen whole: likely done
     assert word_completions(b"return y; returns x; return") == [b"s"]
+    assert word_completions("cafeteria x café y caf".encode()) == [b"eteria"]   # café is not caf, whole
     assert word_completions(b"unfold_lines fo") == []             # "fo" inside a word is no word start
     assert word_completions(b"fold_lines ") == []                 # the cursor is not in a word
     assert word_completions(b"fo") == []

@@ -326,7 +326,15 @@ def test_without_the_remote_plugin_registered_one_message_and_nothing_breaks(tmp
 
 # -- learning what is typed ------------------------------------------------------------------------
 
-LEARNED = re.compile(r"learned: (\d+) bytes of what you typed in this session")
+LEARNED = re.compile(r"learned: (\d+) bytes of this session's text")
+LINES = [f"local item_{i} = require('items').load({i})" for i in range(24)]        # about 1 KB
+
+
+def _type_a_kilobyte(editor) -> str:
+    editor.current.buffer[:] = LINES
+    editor.input("GA")
+    editor.input(" -- x")
+    return "\n".join(LINES) + " -- x"
 
 
 def test_the_model_learns_what_is_typed_and_status_says_how_much(tiny_model_dir, tmp_path):
@@ -336,17 +344,16 @@ def test_the_model_learns_what_is_typed_and_status_says_how_much(tiny_model_dir,
     try:
         wait_for(lambda: idle(editor), what="textgen to be idle")
         assert "learned: " not in output_of(editor, "TextGenStatus")
-        lines = [f"local item_{i} = require('items').load({i})" for i in range(24)]   # about 1 KB
-        editor.current.buffer[:] = lines
-        editor.input("GA")
-        editor.input(" -- x")
+        context = _type_a_kilobyte(editor)
         wait_for(lambda: ghost(editor) is not None and idle(editor), what="a suggestion after the typing")
         learned = wait_for(lambda: LEARNED.search(output_of(editor, "TextGenStatus")), timeout=20,
                            what="the status to say what was learned")
-        assert 256 <= int(learned.group(1)) <= len("\n".join(lines)) + 5
+        assert 256 <= int(learned.group(1)) <= len(context)
+        wait_for(lambda: "engine: running, idle" in output_of(editor, "TextGenStatus"), timeout=20,
+                 what="the engine to finish learning")
         editor.input("<Esc>o")
         editor.input("local item_")
-        wait_for(lambda: (g := ghost(editor)) is not None and g.text, what="a suggestion from the learned weights")
+        wait_for(lambda: (g := ghost(editor)) is not None and g.text, what="a suggestion after the weights changed")
     finally:
         editor.close()
 
@@ -354,15 +361,13 @@ def test_the_model_learns_what_is_typed_and_status_says_how_much(tiny_model_dir,
 def test_with_learning_off_nothing_is_learned_and_status_says_so(tiny_model_dir, tiny_model, tmp_path):
     editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir), "learn": False})
     try:
-        lines = [f"local item_{i} = require('items').load({i})" for i in range(24)]
-        editor.current.buffer[:] = lines
-        editor.input("GA")
-        editor.input(" -- x")
-        context = "\n".join(lines) + " -- x"
+        context = _type_a_kilobyte(editor)
         expected = fresh_completion(tiny_model, context, DecodeOptions())[0].rstrip()
         wait_for(lambda: (g := ghost(editor)) is not None and g.text == expected and idle(editor),
                  what="the model's own suggestion")
-        status = output_of(editor, "TextGenStatus")
-        assert "learned: nothing, g:textgen.learn is off" in status
+        status = wait_for(lambda: (out := output_of(editor, "TextGenStatus")) and "engine: running, idle" in out
+                          and out, timeout=20, what="the engine to be idle")
+        assert "learning: off (g:textgen.learn)" in status
+        assert lua(editor, "return require('textgen.host').status().engine.learned_bytes") == 0
     finally:
         editor.close()

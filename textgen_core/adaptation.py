@@ -5,8 +5,9 @@ and language.
 A char-GRU trained on Python, Lua and prose mixes them up (`if md_cms` → ` is not None:` in a Lua
 file); the match model and the word votes repeat what the buffer already holds, but do not learn its
 style. One SGD step per 32 bytes written does (`bench/quality.py`, held-out files, Python / prose /
-Lua): bits per character 1.155 / 1.496 / 1.400 → 1.055 / 1.419 / 1.352, keystrokes saved 50.9 / 37.9
-/ 42.4 → 52.7 / 39.7 / 43.0 %. Learning rates 0.02 and 0.03 saved about the same and a little less.
+Lua): bits per character 1.155 / 1.496 / 1.400 → 1.055 / 1.419 / 1.352, keystrokes saved 51.0 / 38.2
+/ 42.6 → 52.6 / 40.1 / 43.0 % (the engine swapping weights every 256 bytes; see `engine.LEARN_BLOCK`).
+Learning rates 0.02 and 0.03 saved about the same and a little less.
 
 The forward pass keeps what the backward pass needs; the backward pass is truncated at each chunk
 (the state carries over, its gradient does not). Same math as `numpy_gru` (Keras' `GRU(reset_after=
@@ -145,6 +146,8 @@ def learning_target_probs(config: ModelConfig, weights: Weights, data: bytes,
                           learning_rate: float = LEARNING_RATE) -> np.ndarray:
     """The GRU's probability of each byte data[1:] (N - 1,) while it learns `data` as it reads it:
     each chunk is predicted with what the chunks before it taught (dynamic evaluation)."""
+    if len(data) < 2:
+        raise ValueError("learning_target_probs needs at least two bytes")
     learner = OnlineLearner(config, weights, learning_rate)
     ids = np.frombuffer(bytes(data), np.uint8).astype(np.int32)
     return np.concatenate([learner.learn(ids[start:start + CHUNK + 1])

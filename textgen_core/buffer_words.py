@@ -49,7 +49,7 @@ def word_completions(context: bytes | bytearray, most: int = 2) -> list[bytes]:
     found: list[bytes] = []
     for seen, after in enumerate(itertools.islice(_earlier_word_starts(context, bytes(context[start:end]), start),
                                                   MAX_OCCURRENCES)):
-        if seen == 0 and after < start and not is_word_byte(context[after]):
+        if seen == 0 and after < start and not is_word_byte(context[after]) and context[after] < 0x80:
             return []
         if after < start and is_word_byte(context[after]):
             rest = bytes(context[after:_word_end(context, after, start)])

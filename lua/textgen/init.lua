@@ -189,15 +189,15 @@ function M.status_lines()
         or ("last latency %.1f ms, median %.1f ms"):format(e.last_latency_ms, e.median_latency_ms)
       lines[#lines + 1] = ("engine: %s, %s; %d served, %d errors; %s"):format(
         e.alive and "running" or "stopped",
-        e.pending > 0 and (e.pending .. " pending") or "idle",
+        e.pending > 0 and (e.pending .. " pending") or (e.learning and "learning" or "idle"),
         e.served,
         e.errors,
         latency
       )
-      if (e.learned_bytes or 0) > 0 then
-        lines[#lines + 1] = ("learned: %d bytes of what you typed in this session (g:textgen.learn)"):format(e.learned_bytes)
-      elseif not cfg.learn then
-        lines[#lines + 1] = "learned: nothing, g:textgen.learn is off"
+      if not cfg.learn then
+        lines[#lines + 1] = "learning: off (g:textgen.learn), suggestions come from the model as loaded"
+      elseif (e.learned_bytes or 0) > 0 then
+        lines[#lines + 1] = ("learned: %d bytes of this session's text (g:textgen.learn)"):format(e.learned_bytes)
       end
     end
     lines[#lines + 1] = "python: " .. tostring(h.python)

@@ -104,6 +104,7 @@ class ModelSession:
                 "last_latency_ms": engine.last_latency_ms,
                 "median_latency_ms": statistics.median(latencies) if latencies else None,
                 "learned_bytes": engine.learned_bytes,
+                "learning": engine.learning,
             }
         return status
 
