@@ -9,7 +9,7 @@ were about to type, and otherwise types the next character (one keystroke).
 "learning" columns: the same with the model learning the text as it goes (`textgen_core.adaptation`,
 the plugin's default, g:textgen.learn): bits per character with each 32-byte chunk predicted after
 learning the chunks before it; keystrokes with the engine learning what was typed while idle
-between keystrokes, serving the learned weights from every 256 bytes on.
+between keystrokes, serving the learned weights from every 64 bytes on.
 
 Usage: python bench/quality.py [--model default] [--bytes 20000] [--typing-bytes N] [FILE...]
 Without files: the held-out files of each corpus kind (prose, python, lua) that the default model
