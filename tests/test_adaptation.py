@@ -105,7 +105,7 @@ def test_the_engine_learns_while_idle_and_serves_what_it_learned_only_when_asked
 def test_a_request_that_comes_while_the_engine_learns_is_served_before_learning_ends(tiny_model):
     engine = Engine(tiny_model)
     try:
-        long_text = (LUA * 3)[:4000]                        # about 125 chunks to learn
+        long_text = LUA * 12                                # about 500 chunks to learn
         _ask(engine, long_text, learn=True).wait_finals(1)
         wait_for(lambda: (engine.learned_up_to("buf") or 0) >= 2 * CHUNK, what="learning to start")
         learned_when_answered = []
@@ -141,21 +141,25 @@ def test_typing_on_learns_what_one_pass_over_the_text_learns(tiny_model):
         engine.close()
 
 
-def test_an_edit_before_what_was_learned_or_a_jump_goes_on_from_the_cursor(tiny_model):
+def test_edits_above_and_going_back_up_learn_nothing_twice(tiny_model):
     engine = Engine(tiny_model)
     try:
-        text = LUA[:900]
-        _ask(engine, text, learn=True).wait_finals(1)
-        assert engine.wait_idle(30)
-        learned = engine.learned_up_to("buf")
-        assert len(text) - LEARN_LAG - CHUNK <= learned <= len(text) - LEARN_LAG
-        edited = "-- a new first line\n" + text + "\nlocal y"   # an insert moved everything down
-        _ask(engine, edited, learn=True).wait_finals(1)
-        assert engine.wait_idle(30)
-        assert engine.learned_up_to("buf") == len(edited) - LEARN_LAG        # not learned again
-        _ask(engine, LUA[:300], learn=True).wait_finals(1)                    # back up the buffer
-        assert engine.wait_idle(30)
-        assert engine.learned_up_to("buf") == 300 - LEARN_LAG
+        def ask(context):
+            _ask(engine, context, learn=True).wait_finals(1)
+            assert engine.wait_idle(30)
+
+        ask(LUA[:900])
+        first = engine.learned_up_to("buf")
+        assert 900 - LEARN_LAG - CHUNK <= first <= 900 - LEARN_LAG
+        inserted = "-- a new first line\n"                       # everything below moves down
+        ask(inserted + LUA[:1100])
+        assert engine.learned_up_to("buf") > first + len(inserted)        # went on where it stopped
+        ask(inserted + LUA[:300])                                         # back up the buffer
+        edited = inserted + LUA[:200] + "x = 1\n" + LUA[200:]              # an edit above, back at the end
+        ask(edited)
+        final = len(edited)
+        assert engine.learned_up_to("buf") > final - LEARN_LAG - CHUNK
+        assert final - len(inserted) - LEARN_LAG - LEARN_BLOCK - 2 * CHUNK <= engine.learned_bytes <= final - LEARN_LAG
     finally:
         engine.close()
 

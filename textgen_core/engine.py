@@ -160,8 +160,8 @@ class Engine:
         self._learner: OnlineLearner | None = None       # the worker's; learns for `_learner_base`
         self._learner_base: TextModel | None = None
         self._adapted: TextModel | None = None           # the learned weights that serve
-        # per key: the document offset learned up to, and the bytes just before it (to see edits)
-        self._learned: dict[Hashable, tuple[int, bytes]] = {}
+        # per key: the document offset learned up to, and the CHUNK bytes before it (None: none yet)
+        self._learned: dict[Hashable, tuple[int, bytes | None]] = {}
         self._learner_at: tuple[Hashable, int] | None = None  # where the learner's state stands
         self._learning = False
         self._unswapped = 0                              # bytes learned since `_adapted` was made
@@ -292,8 +292,8 @@ class Engine:
             job = self._next_job()
             if job is None:
                 return
-            self._forget_learning_of_an_old_model()
             try:
+                self._forget_learning_of_an_old_model()
                 if isinstance(job, _Request):
                     self._serve(job)
                 elif job[0] == "learn":
@@ -376,7 +376,7 @@ class Engine:
 
     def _forget_learning_of_an_old_model(self) -> None:
         """After `set_model`, free what was learned on the old model and its states (worker side)."""
-        if self._learner_base is not None and self._learner_base is not self._model:
+        if self._learner_base is not self._model:
             self._learner = self._learner_base = self._adapted = self._learner_at = None
             self._learned.clear()
             self._unswapped = 0
@@ -390,7 +390,8 @@ class Engine:
         base = self._model
         if base.backend.name != "numpy":
             return
-        if self._learner is None:
+        if self._learner is None or self._learner_base is not base:
+            self._forget_learning_of_an_old_model()
             self._learner, self._learner_base = OnlineLearner(base.config, base.weights, self.learning_rate), base
         learner, data, key = self._learner, request.data, request.key
         start = request.end_offset - len(data)                   # the document offset of data[0]
@@ -414,21 +415,26 @@ class Engine:
                 self._learn_jobs.setdefault(key, request)
 
     def _resume_point(self, key: Hashable, data: bytes, start: int, end: int) -> int:
-        """Where learning the key's text goes on: where it stopped, if the bytes before that are
-        unchanged; at the context's start the first time; else (an edit before it, a jump, text
-        moved by an insert) at the cursor, so that text is learned once, as it stands when typed."""
+        """Where learning the key's text goes on: where it stopped, found by the bytes just before
+        it (at its offset, or further down after an insert above); from the context's start while nothing of
+        the key is learned; from the cursor after a jump below. Above what was learned (the cursor
+        went back up) nothing is learned, so that no text is learned twice."""
         seen = self._learned.get(key)
-        if seen is None:
-            self._learned[key] = (start, b"")
-            return start
+        if seen is None or seen[1] is None:
+            first = start if seen is None else max(seen[0], start)
+            self._learned[key] = (first, None)
+            return first
         done, tail = seen
-        if not tail and done <= end:                             # nothing learned yet: from the start
-            return max(done, start)
-        if start + len(tail) <= done <= end + LEARN_LAG and data[done - start - len(tail):done - start] == tail:
-            return done
-        resume = max(start, end)
-        self._learned[key] = (resume, bytes(data[max(0, resume - start - CHUNK):resume - start]))
-        return resume
+        at = done - start
+        if not (at >= CHUNK and data[at - CHUNK:at] == tail):
+            found = bytes(data).find(tail, max(0, at - CHUNK))     # an insert above moves it down
+            if found >= 0:
+                done = start + found + CHUNK
+            elif end > done:                                     # jumped below it: from the cursor
+                at = end - start
+                self._learned[key] = (end, bytes(data[at - CHUNK:at]) if at >= CHUNK else None)
+                return end
+        return min(done, max(end, start))
 
     def _swap_in(self, base: TextModel, learner: OnlineLearner, request: _Request) -> bool:
         """Serve from the learned weights once the state of the request's window is primed for them;
