@@ -27,12 +27,9 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen_core import load_model  # noqa: E402
-from textgen_core.adaptation import learning_target_probs  # noqa: E402
 from textgen_core.corpus import KINDS, select  # noqa: E402
 from textgen_core.decoding import DecodeOptions, accept_words  # noqa: E402
 from textgen_core.engine import Engine  # noqa: E402
@@ -121,7 +118,7 @@ def main() -> None:
             started = time.perf_counter()
             text = data.decode("utf-8", errors="replace")
             bpc, bpc_plain = model.bits_per_char(data), plain.bits_per_char(data)
-            bpc_learning = learning_bits_per_char(model, data)
+            bpc_learning = model.bits_per_char(data, learn=True)
             packed = compressor_bpc(data)
             typed = text[:args.typing_bytes] if args.typing_bytes else text
             saved, keys, chars = keystrokes_saved(engine, typed, args.max_chars, args.word_beam)
@@ -137,13 +134,6 @@ def main() -> None:
         engine.close()
         plain_engine.close()
 
-
-def learning_bits_per_char(model, data: bytes) -> float:
-    """`bits_per_char` with the GRU learning the text as it reads it (the match model mixed in as there)."""
-    probs = learning_target_probs(model.config, model.weights, b"\n" + data)
-    if model.mixer is not None:
-        probs = model.mixer.mix_targets(b"\n" + data, probs)
-    return float(-np.log2(np.maximum(probs, 1e-300)).mean())
 
 
 if __name__ == "__main__":

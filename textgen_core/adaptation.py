@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from .config import ModelConfig
+from .match import softmax
 from .modelfile import Weights
+from .vocab import to_ids
 
 CHUNK = 32
 LEARNING_RATE = 0.01
@@ -51,7 +53,7 @@ class OnlineLearner:
     def read(self, ids: np.ndarray) -> None:
         """Advance the state over `ids` without learning (the text before the part to learn)."""
         if len(ids):
-            _, self.state = self._forward(np.asarray(ids, np.int32), keep=False)
+            _, self.state, _ = self._forward(np.asarray(ids, np.int32), keep=False)
 
     def learn(self, ids: np.ndarray) -> np.ndarray:
         """One SGD step on predicting ids[1:] from ids[:-1] (from the carried state); returns the
@@ -75,10 +77,7 @@ class OnlineLearner:
         targets and the state after the chunk."""
         p, H, T = self.params, self.config.hidden, len(inputs)
         tops, state, caches = self._forward(inputs, keep=True)
-        logits = tops @ p["dense/kernel"] + p["dense/bias"]                       # (T, 256)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = softmax(tops @ p["dense/kernel"] + p["dense/bias"])                # (T, 256)
         rows = np.arange(T)
         target_probs = probs[rows, targets].copy()
         dlogits = probs
@@ -110,16 +109,15 @@ class OnlineLearner:
         return grads, target_probs, state
 
     def _forward(self, ids: np.ndarray, keep: bool):
-        """The top layer's outputs (T, H), the state after `ids`, and per layer what backward needs:
-        inputs, previous states, z, r, the candidate and the recurrent candidate term."""
-        p, H = self.params, self.config.hidden
+        """The top layer's outputs (T, H), the state after `ids`, and (with `keep`) per layer what
+        backward needs: inputs, previous states, z, r, the candidate and the recurrent candidate term."""
+        p, H, T = self.params, self.config.hidden, len(ids)
         seq = p["embedding"][ids]                                                   # (T, E)
         caches, state = [], []
         for i, h in enumerate(self.state):
             bias = p[f"gru{i}/bias"]
             xp = seq @ p[f"gru{i}/kernel"] + bias[0]                                # (T, 3H)
             recurrent, recurrent_bias = p[f"gru{i}/recurrent_kernel"], bias[1]
-            T = len(ids)
             hs = np.empty((T, H), np.float32)
             outs = np.empty((T, H), np.float32)
             zs, rs, cs, hhs = (np.empty((T, H), np.float32) for _ in range(4))
@@ -135,7 +133,7 @@ class OnlineLearner:
                 caches.append((seq, hs, zs, rs, cs, hhs))
             state.append(h)
             seq = outs
-        return (seq, state, caches) if keep else (seq, state)
+        return seq, state, caches
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
@@ -149,6 +147,6 @@ def learning_target_probs(config: ModelConfig, weights: Weights, data: bytes,
     if len(data) < 2:
         raise ValueError("learning_target_probs needs at least two bytes")
     learner = OnlineLearner(config, weights, learning_rate)
-    ids = np.frombuffer(bytes(data), np.uint8).astype(np.int32)
+    ids = to_ids(bytes(data))
     return np.concatenate([learner.learn(ids[start:start + CHUNK + 1])
                            for start in range(0, len(ids) - 1, CHUNK)])

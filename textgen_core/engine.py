@@ -164,7 +164,7 @@ class Engine:
         self._learned: dict[Hashable, tuple[int, bytes | None]] = {}
         self._learner_at: tuple[Hashable, int] | None = None  # where the learner's state stands
         self._learning = False
-        self._unswapped = 0                              # bytes learned since `_adapted` was made
+        self._swapped_steps = 0                          # the learner's steps in `_adapted`
         self._idle = False
         self._closing = False
         self.last_latency_ms: float | None = None
@@ -193,10 +193,7 @@ class Engine:
     @property
     def learned_bytes(self) -> int:
         """Bytes the serving weights have learned on top of the model (0: none, or not learning)."""
-        learner, adapted = self._learner, self._adapted
-        if learner is None or adapted is None or self._learner_base is not self._model:
-            return 0
-        return learner.steps * CHUNK - self._unswapped
+        return self._swapped_steps * CHUNK if self.learned_model is not None else 0
 
     @property
     def learning(self) -> bool:
@@ -245,7 +242,7 @@ class Engine:
         """Wait until the worker has nothing left to do (requests, warming, learning); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not (self._idle and not self._pending and not self._warm_jobs and not self._learn_jobs):
+            while not self._idle or self._has_jobs():
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closing:
                     return False
@@ -268,9 +265,12 @@ class Engine:
     def _is_stale(self, request: _Request) -> bool:
         return self._closing or self._latest.get(request.key) != request.id
 
+    def _has_jobs(self) -> bool:
+        return bool(self._pending or self._warm_jobs or self._learn_jobs)
+
     def _next_job(self):
         with self._cond:
-            while not self._closing and not self._pending and not self._warm_jobs and not self._learn_jobs:
+            while not self._closing and not self._has_jobs():
                 self._idle = True
                 self._cond.notify_all()
                 self._cond.wait()
@@ -314,9 +314,8 @@ class Engine:
     def _serving(self, request: _Request) -> TextModel:
         """The model a request is answered with: the learned weights if it asks for them and there
         are any for the current model."""
-        if request.learn and self._adapted is not None and self._learner_base is self._model:
-            return self._adapted
-        return self._model
+        learned = self.learned_model if request.learn else None
+        return learned if learned is not None else self._model
 
     def _serve(self, request: _Request) -> None:
         model = self._serving(request)
@@ -379,7 +378,7 @@ class Engine:
         if self._learner_base is not self._model:
             self._learner = self._learner_base = self._adapted = self._learner_at = None
             self._learned.clear()
-            self._unswapped = 0
+            self._swapped_steps = 0
             if self._cache is not None and self._cache.model is not self._model:
                 self._cache = None
 
@@ -390,7 +389,7 @@ class Engine:
         base = self._model
         if base.backend.name != "numpy":
             return
-        if self._learner is None or self._learner_base is not base:
+        if self._learner is None or self._learner_base is not base:  # set_model since `_run` forgot
             self._forget_learning_of_an_old_model()
             self._learner, self._learner_base = OnlineLearner(base.config, base.weights, self.learning_rate), base
         learner, data, key = self._learner, request.data, request.key
@@ -407,10 +406,10 @@ class Engine:
                 done += CHUNK
                 self._learned[key] = (done, bytes(data[done - start - CHUNK:done - start]))
                 self._learner_at = (key, done)
-                self._unswapped += CHUNK
-        if not interrupted() and self._unswapped >= LEARN_BLOCK and self._swap_in(base, learner, request):
+        swap_due = (learner.steps - self._swapped_steps) * CHUNK >= LEARN_BLOCK
+        if not interrupted() and swap_due and self._swap_in(base, learner, request):
             return
-        if self._model is base and not self._closing and (end - done > CHUNK or self._unswapped >= LEARN_BLOCK):
+        if self._model is base and not self._closing and (end - done > CHUNK or swap_due):
             with self._cond:                                     # go on once idle again
                 self._learn_jobs.setdefault(key, request)
 
@@ -439,12 +438,12 @@ class Engine:
     def _swap_in(self, base: TextModel, learner: OnlineLearner, request: _Request) -> bool:
         """Serve from the learned weights once the state of the request's window is primed for them;
         False if a request came first (the swap waits for the next idle moment)."""
-        adapted = base.with_weights(learner.weights())
+        adapted, steps = base.with_weights(learner.weights()), learner.steps
         cache = StateCache(adapted, self.checkpoint_every, self.cache_entries)
         window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
         if cache.state_for(window, should_stop=lambda: bool(self._pending) or self._closing) is None:
             return False
-        self._adapted, self._cache, self._unswapped = adapted, cache, 0
+        self._adapted, self._cache, self._swapped_steps = adapted, cache, steps
         return True
 
 

@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from .adaptation import learning_target_probs
 from .config import ModelInfo
 from .decoding import Backend, DecodeOptions, PartialCallback, decode
 from .match import MatchMixer
@@ -106,12 +107,16 @@ class TextModel:
         return decode(self.backend, state, logits, options, on_partial, should_cancel,
                       memory=data or b"\n", mixer=self.mixer)
 
-    def bits_per_char(self, text: str | bytes) -> float:
-        """Average bits per byte to encode `text` (the first byte predicted after a newline)."""
+    def bits_per_char(self, text: str | bytes, learn: bool = False) -> float:
+        """Average bits per byte to encode `text` (the first byte predicted after a newline); with
+        `learn`, the GRU learns the text as it reads it (`adaptation.learning_target_probs`)."""
         data = text if isinstance(text, bytes) else encode(text)
         if not data:
             raise ValueError("bits_per_char needs a non-empty text")
-        probs = self.target_probs(b"\n" + data)
+        if learn:
+            probs = learning_target_probs(self.config, self.weights, b"\n" + data)
+        else:
+            probs = self.target_probs(b"\n" + data)
         if self.mixer is not None:
             probs = self.mixer.mix_targets(b"\n" + data, probs)
         return float(-np.log2(np.maximum(probs, 1e-300)).mean())
