@@ -4,11 +4,17 @@ Editor-agnostic: imports neither pynvim nor TensorFlow (training and the TensorF
 it on demand), so the editor's process stays small and starts fast.
 """
 import os
+import sys
 
 # Batch-1 GRU steps are small matrix products: OpenBLAS threads only add wake-up latency and fight the
 # editor for cores (measured: 4 alternatives at 64x256x2 cost 0.39 ms/byte with one thread, 1.54 ms
-# with the default two, AMD EPYC 2 cores). Only takes effect when numpy is not yet imported.
+# with the default two, AMD EPYC 2 cores). The variable counts before numpy loads; after, `blas` sets
+# the loaded OpenBLAS's count itself, unless the user chose one.
+_USER_CHOSE_THREADS = "OPENBLAS_NUM_THREADS" in os.environ
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+if "numpy" in sys.modules and not _USER_CHOSE_THREADS:
+    from .blas import set_blas_threads
+    set_blas_threads(1)
 
 from .config import ModelConfig, ModelInfo  # noqa: E402
 from .decoding import DecodeOptions  # noqa: E402

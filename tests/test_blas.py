@@ -1,0 +1,56 @@
+"""One OpenBLAS thread in the editor's process, whichever of numpy and textgen_core loads first
+(Neovim's Python host runs every remote plugin in one process), and a count the user chose kept."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BLAS_MODULE = REPO / "textgen_core" / "blas.py"
+
+# numpy first, then textgen_core; the thread count read through textgen_core/blas.py loaded alone
+# (importing it through the package would run textgen_core's own setting first).
+REPORT = f"""
+import importlib.util, sys
+import numpy
+spec = importlib.util.spec_from_file_location("blas_alone", {str(BLAS_MODULE)!r})
+blas = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(blas)
+before = blas.blas_threads()
+sys.path.insert(0, {str(REPO)!r})
+import textgen_core
+print(before, blas.blas_threads())
+"""
+
+
+def threads_before_and_after(user_threads: str | None = None) -> tuple[int, int]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if user_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = user_threads
+    out = subprocess.run([sys.executable, "-c", REPORT], env=env, check=True, capture_output=True,
+                         text=True, timeout=60).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def test_numpy_imported_first_gets_one_thread_from_textgen_core():
+    before, after = threads_before_and_after()
+    if before == 1:
+        pytest.skip("numpy's OpenBLAS starts with one thread on this machine: nothing to change")
+    assert after == 1
+
+
+def test_a_thread_count_the_user_chose_is_kept():
+    assert threads_before_and_after(user_threads="2") == (2, 2)
+
+
+def test_textgen_core_imported_first_gives_one_thread():
+    # The path that sets OPENBLAS_NUM_THREADS before numpy loads its OpenBLAS.
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", "import textgen_core, numpy\n"
+                          "from textgen_core.blas import blas_threads\nprint(blas_threads())"],
+                         cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=60).stdout
+    assert out.split() == ["1"]
