@@ -103,6 +103,7 @@ function M.on_text_changed(buf)
   local cfg = config.get()
   local followed = suggestion.follow_typing(buf)
   local before, now = remember(buf)
+  suggestion.typing_edited(buf, now.row, now.col)
   if followed == "in_step" or followed == "typed_through" then
     return
   end
@@ -126,7 +127,8 @@ function M.on_cursor_moved(buf)
   if before and before.tick ~= api.nvim_buf_get_changedtick(buf) then
     return -- an edit: TextChangedI follows and decides
   end
-  remember(buf)
+  local _, now = remember(buf)
+  suggestion.typing_starts(buf, now.row, now.col)
   if suggestion.follow_typing(buf) == "in_step" then
     return
   end
@@ -140,7 +142,8 @@ function M.on_cursor_moved(buf)
 end
 
 function M.on_insert_enter(buf)
-  remember(buf)
+  local _, now = remember(buf)
+  suggestion.typing_starts(buf, now.row, now.col)
   local cfg = config.get()
   if suggestion.follow_typing(buf) == "in_step" then
     return -- e.g. :TextGenComplete in normal mode, then `a`
