@@ -9,7 +9,7 @@ import pytest
 from textgen_core.adaptation import CHUNK, OnlineLearner
 from textgen_core.config import ModelConfig
 from textgen_core.decoding import DecodeOptions
-from textgen_core.engine import LEARN_BLOCK, LEARN_LAG, Engine, fresh_completion
+from textgen_core.engine import LEARN_BLOCK, LEARN_LAG, SIDE_REACH, Engine, fresh_completion
 from textgen_core.vocab import to_ids
 
 from .nvim_harness import wait_for
@@ -165,10 +165,9 @@ def test_edits_above_and_going_back_up_learn_nothing_twice(tiny_model):
 
 
 def test_text_typed_above_what_was_learned_is_learned_as_it_is_typed_and_nothing_twice(tiny_model, monkeypatch):
-    """Writing a new function above the end of a file: what is typed there is learned, from its first
-    byte; a visit further up or down, typing there, learns what is typed and none of the old text
-    around it; back at the end, learning goes on where it stopped there; so does it after text above
-    was deleted."""
+    """Writing a new function above the end of a file: its text is learned as it is typed; a visit
+    further up, typing a character there, learns nothing; the typing goes on where it was; a jump
+    down to old text learns nothing; back at the end, learning goes on where it stopped there."""
     from textgen_core import engine as engine_module
 
     chunks: list[bytes] = []
@@ -182,51 +181,46 @@ def test_text_typed_above_what_was_learned_is_learned_as_it_is_typed_and_nothing
     new = "".join(f"local function helper_{i}(value)\n  return value * {i}\nend\n" for i in range(6))  # ~240 B
     engine = Engine(tiny_model)
     try:
-        def type_(document: str, cursor: int, typed_from: int) -> bytes:
-            """Ask at `cursor` of `document`, typed from `typed_from`, and learn; what it learned."""
+        def type_(document: str, cursor: int) -> list[bytes]:
+            """Ask at `cursor` of `document` and learn; what it learned, as document text."""
             before = len(chunks)
-            collector = Collector()
-            engine.submit("buf", document[:cursor], OPTIONS, collector, learn=True, typed_from=typed_from)
-            collector.wait_finals(1)
+            _ask(engine, document[:cursor], learn=True).wait_finals(1)
             assert engine.wait_idle(30)
-            return b"".join(chunks[before:])
+            return chunks[before:]
 
         # Lines that differ: in a text that repeats itself exactly, the bytes before a learned point
         # are found again at an earlier repeat too.
         bottom = "".join(f"local item_{i} = require('items').load({i})\n" for i in range(24))[:900]
-        learned = type_(bottom, len(bottom), len(bottom))
-        assert learned == bottom[:len(learned)].encode()
-        assert len(bottom) - LEARN_LAG - CHUNK <= len(learned) <= len(bottom) - LEARN_LAG
+        learned = type_(bottom, len(bottom))
+        assert b"".join(learned) == bottom[:len(b"".join(learned))].encode()
+        assert len(bottom) - LEARN_LAG - CHUNK <= len(b"".join(learned)) <= len(bottom) - LEARN_LAG
 
         above = 300                                            # the new function goes here
-        typed = b""
+        typed = []
         for end in range(1, len(new) + 1, 9):
-            typed += type_(bottom[:above] + new[:end] + bottom[above:], above + end, above)
-        assert typed == new[:len(typed)].encode()             # from its first byte on, once
-        assert len(typed) >= len(new) - LEARN_LAG - CHUNK - 9
+            document = bottom[:above] + new[:end] + bottom[above:]
+            typed += type_(document, above + end)
+        assert typed, "nothing of the text typed above was learned"
+        assert b"".join(typed) == new[1:1 + len(b"".join(typed))].encode()      # from the first typed byte on
+        assert len(new) - LEARN_LAG - CHUNK - 9 <= 1 + len(b"".join(typed))
 
         document = bottom[:above] + new + bottom[above:]
-        for place in (above - 150, above + len(new) + 400):    # a visit up, one down: still above the end
-            document = document[:place] + "x" + document[place:]
-            assert type_(document, place + 1, place) == b""   # the old text around it is not learned
-        more = "local done = true\n" * 6
-        here = above + 1 + len(new)                            # the end of the new function, moved by the "x"
-        document = document[:here] + more + document[here:]
-        went_on = b"".join(type_(document, here + end, here) for end in range(4, len(more) + 1, 4))
-        assert went_on == more[:len(went_on)].encode() and len(went_on) >= len(more) - LEARN_LAG - CHUNK - 4
+        visit = document[:100] + "x" + document[100:]          # a character typed further up
+        assert type_(visit, 101) == []
+        more = "local done = true\n" * 4
+        resumed = visit[:above + 1 + len(new)] + more + visit[above + 1 + len(new):]
+        went_on = type_(resumed, above + 1 + len(new) + len(more))
+        assert went_on and b"".join(typed + went_on) == (new + more)[1:1 + len(b"".join(typed + went_on))].encode()
 
-        document += "local last = 1\n" * 4
-        back = type_(document, len(document), len(document) - 60)          # back at the end of the file
-        furthest = len(learned) + 2 + len(new) + len(more)                  # moved down by all of the above
-        assert back == document[furthest:furthest + len(back)].encode()
-        assert furthest + len(back) >= len(document) - LEARN_LAG - CHUNK
+        jump = above + 1 + len(new) + len(more) + SIDE_REACH + 18     # further down, still above the furthest point
+        far = resumed[:jump] + "y" + resumed[jump:]
+        assert type_(far, jump + 1) == []                      # the old text in between is not learned
 
-        deleted = document[:50] + document[150:]               # 100 bytes deleted above
-        final = deleted + "local later = 2\n" * 4
-        after = type_(final, len(final), len(deleted))
-        point = furthest + len(back) - 100
-        assert after and after == final[point:point + len(after)].encode()
-        assert point + len(after) >= len(final) - LEARN_LAG - CHUNK
+        final = far + "local last = 1\n" * 8
+        back = b"".join(type_(final, len(final)))             # back below the furthest point
+        furthest = len(b"".join(learned)) + 1 + len(new) + len(more) + 1  # moved down by what was typed above
+        assert back == final[furthest:furthest + len(back)].encode()
+        assert furthest + len(back) >= len(final) - LEARN_LAG - CHUNK
     finally:
         engine.close()
 

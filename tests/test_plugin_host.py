@@ -36,12 +36,6 @@ def test_only_a_true_learn_asks_the_engine_to_learn():
         assert SuggestionRequest.from_lua(lua_payload(learn=value)).learn is False
 
 
-def test_where_typing_began_passes_as_a_byte_offset_or_not_at_all():
-    assert SuggestionRequest.from_lua(lua_payload(typed_from=2)).typed_from == 2
-    for value in (None, -1, True, "2", 2.5):
-        assert SuggestionRequest.from_lua(lua_payload(typed_from=value)).typed_from is None
-
-
 def test_a_request_without_seed_is_deterministic_and_bounded():
     ask = SuggestionRequest.from_lua(lua_payload(context="x" * (MAX_CONTEXT_CHARS + 100), n=99))
     assert ask.options.seed is None and ask.options.stop_at_newline is True

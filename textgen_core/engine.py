@@ -14,8 +14,8 @@ Why it feels instant:
 - requests that ask to `learn` let the model learn the text they carry (`adaptation`) while the
   worker is idle, a chunk at a time so that a keystroke waits for one chunk at most; the learned
   weights serve from every `LEARN_BLOCK` bytes on, their window's state primed first. Text is
-  learned once, as it stands `LEARN_LAG` bytes behind the cursor: below the furthest point learned
-  in its buffer, and elsewhere what was typed there (`typed_from`).
+  learned once, as it stands `LEARN_LAG` bytes behind the cursor, below the furthest point learned
+  in its buffer or, above it, where it is typed (`_Span`).
 
 The worker is the only thread that touches the caches; callers only enqueue. States are numpy
 arrays that are never written after creation.
@@ -49,21 +49,24 @@ LEARN_BLOCK = 64
 LEARN_LEAD_IN = 64
 # The last bytes before the cursor are not learned yet: a typo there is likely to be backspaced.
 LEARN_LAG = 16
-# How far up a learned point is looked for after a delete above it: much further, and where the cursor
-# went up in text that repeats itself, an earlier repeat would be taken for it.
-FIND_UP = 256
+# Above the furthest point learned in a buffer, text is learned where it is typed: a stretch goes on
+# while the cursor stays within this many bytes of where it stood at the stretch's latest request
+# (typing, or accepting a few lines); further away, the text between is old, so a new stretch starts.
+SIDE_REACH = 512
+# Stretches kept per buffer above its furthest point, the most recent ones.
+SIDE_SPANS = 8
 
 
 @dataclass
 class _Span:
-    """A stretch of a buffer that is learned, up to the document offset `point`: the buffer's furthest,
-    found again by its `tail` (the CHUNK bytes before it; None while there are fewer: found at its
-    offset only) after text is inserted or deleted above it; or a run of typing, which began at
-    `typed_from`."""
+    """A stretch of a buffer that is learned: up to the document offset `point`, found again by its
+    `tail` (the CHUNK bytes before it; None while there are fewer: found at its offset only) after
+    text is inserted above it; `cursor`: where the cursor stood at the stretch's latest request."""
 
     point: int
     tail: bytes | None
-    typed_from: int | None = None
+    cursor: int
+    ahead: int = 0        # the furthest point's: bytes typed above it since it was found, moving it down
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,6 @@ class _Request:
     callback: CompletionCallback
     submitted: float
     learn: bool = False
-    typed_from: int | None = None   # where the typing that led to it began (a document offset)
 
 
 class StateCache:
@@ -178,7 +180,7 @@ class Engine:
         self._learner_base: TextModel | None = None
         self._adapted: TextModel | None = None           # the learned weights that serve
         self._learned: dict[Hashable, _Span] = {}        # per key: learned up to its furthest point
-        self._typing: dict[Hashable, _Span] = {}         # per key: the run of typing learned elsewhere
+        self._side_spans: dict[Hashable, list[_Span]] = {}  # per key: stretches typed above it
         self._learner_at: tuple[Hashable, int] | None = None  # where the learner's state stands
         self._learning = False
         self._swapped_steps = 0                          # the learner's steps in `_adapted`
@@ -223,21 +225,17 @@ class Engine:
         return None if span is None else span.point
 
     def submit(self, key: Hashable, context: str, options: DecodeOptions, callback: CompletionCallback,
-               end_offset: int | None = None, learn: bool = False, typed_from: int | None = None) -> int:
+               end_offset: int | None = None, learn: bool = False) -> int:
         """Queue a completion of `context` for `key`, replacing any older one for that key.
 
         `end_offset` is the byte offset of the end of `context` in the whole document; give it when
         `context` is only a tail, so that windows stay aligned to the document. With `learn`, the
-        suggestion comes from the weights learned so far, and the model learns `context` once idle;
-        `typed_from`, the document offset where the typing that led here began (the cursor came
-        there, then only typed), lets it learn what is typed above what it learned of the key.
+        suggestion comes from the weights learned so far, and the model learns `context` once idle.
         """
         data = encode(context)
-        end_offset = len(data) if end_offset is None else max(end_offset, len(data))
-        if typed_from is not None and not 0 <= typed_from <= end_offset:
-            typed_from = None
-        request = _Request(id=next(self._ids), key=key, data=data, end_offset=end_offset, options=options,
-                           callback=callback, submitted=time.perf_counter(), learn=learn, typed_from=typed_from)
+        request = _Request(id=next(self._ids), key=key, data=data,
+                           end_offset=len(data) if end_offset is None else max(end_offset, len(data)),
+                           options=options, callback=callback, submitted=time.perf_counter(), learn=learn)
         with self._cond:
             if self._closing:
                 raise RuntimeError("the engine is closed")
@@ -399,7 +397,7 @@ class Engine:
         if self._learner_base is not self._model:
             self._learner = self._learner_base = self._adapted = self._learner_at = None
             self._learned.clear()
-            self._typing.clear()
+            self._side_spans.clear()
             self._swapped_steps = 0
             if self._cache is not None and self._cache.model is not self._model:
                 self._cache = None
@@ -417,7 +415,7 @@ class Engine:
         learner, data, key = self._learner, request.data, request.key
         start = request.end_offset - len(data)                   # the document offset of data[0]
         end = request.end_offset - LEARN_LAG
-        span = self._span_to_learn(key, data, start, end, request.typed_from)
+        span = self._span_to_learn(key, data, start, end, request.end_offset)
         done = min(span.point, max(end, start))
         interrupted = lambda: bool(self._pending) or self._closing or self._model is not base  # noqa: E731
         if end - done > CHUNK and not interrupted():
@@ -436,34 +434,43 @@ class Engine:
             with self._cond:                                     # go on once idle again
                 self._learn_jobs.setdefault(key, request)
 
-    def _span_to_learn(self, key: Hashable, data: bytes, start: int, end: int, typed_from: int | None) -> _Span:
-        """The stretch of the key's text that learning goes on with, its `point` where it stopped.
-        While the buffer's furthest point learned is in the context (found by the bytes just before
-        it, where an insert or a delete above moved it): that point, so that the text from there to
-        the cursor is learned. Elsewhere (the cursor above it, or far below), with `typed_from`: what
-        was typed since then, from its first byte, and nothing of the old text around it; without:
-        after a jump below it, from the cursor; above it, nothing. The context's start while nothing
-        of the key is learned. So no text is learned twice, but where it repeats itself exactly: the
-        bytes before a point can be found at a nearer repeat."""
+    def _span_to_learn(self, key: Hashable, data: bytes, start: int, end: int, cursor: int) -> _Span:
+        """The stretch of the key's text that learning goes on with, its `point` where it stopped: the
+        buffer's furthest point learned, found by the bytes just before it (at its offset, or further
+        down after an insert above); the context's start while nothing of the key is learned. Where
+        that point is not in the context: the stretch being typed above it, if the cursor goes on
+        with one (`SIDE_REACH`); else after a jump below it (below its offset and what was typed above
+        it since), the cursor; else a new stretch from the cursor. Text above the furthest point is
+        learned only as it is typed after the cursor came there, so that no text is learned twice.
+        In text that repeats itself exactly, the bytes before a point can be found at an earlier
+        repeat: that stretch is then learned again."""
         main = self._learned.get(key)
         if main is None or main.tail is None:
             if main is None:
-                main = self._learned[key] = _Span(start, None)
+                main = self._learned[key] = _Span(start, None, cursor)
             main.point = max(main.point, start)
             return main
         found = _find(main, data, start)
         if found is not None:
-            main.point = found
+            main.point, main.ahead = found, 0
             return main
-        if typed_from is not None:
-            run = self._typing.get(key)
-            if run is None or run.typed_from != typed_from:
-                run = self._typing[key] = _Span(typed_from, None, typed_from)
-            return run
-        if end > main.point:                                     # jumped below it: from the cursor
+        spans = self._side_spans.setdefault(key, [])
+        for span in reversed(spans):
+            found = _find(span, data, start)
+            if found is not None and abs(cursor - (was := span.cursor + found - span.point)) <= SIDE_REACH:
+                main.ahead += max(0, cursor - was)
+                span.point, span.cursor = found, cursor
+                spans.remove(span)
+                spans.append(span)
+                return span
+        if end > main.point + main.ahead:                        # jumped below it: from the cursor
             at = end - start
-            main.point, main.tail = end, bytes(data[at - CHUNK:at]) if at >= CHUNK else None
-        return main
+            main.point, main.tail, main.ahead = end, bytes(data[at - CHUNK:at]) if at >= CHUNK else None, 0
+            return main
+        at = cursor - start                                      # a new stretch: from what is typed next
+        spans.append(_Span(cursor, bytes(data[at - CHUNK:at]) if at >= CHUNK else None, cursor))
+        del spans[:-SIDE_SPANS]
+        return spans[-1]
 
     def _swap_in(self, base: TextModel, learner: OnlineLearner, request: _Request) -> bool:
         """Serve from the learned weights once the state of the request's window is primed for them;
@@ -479,20 +486,12 @@ class Engine:
 
 def _find(span: _Span, data: bytes, start: int) -> int | None:
     """The document offset of `span`'s point in `data` (which starts at offset `start`): at its
-    offset, or the nearest place where its tail is, further down (an insert above moved it) or at
-    most `FIND_UP` bytes up (a delete above); None where its tail is not in `data`."""
+    offset, or further down after an insert above; None where its tail is not there."""
     at = span.point - start
-    if span.tail is None:
-        return span.point if 0 <= at <= len(data) else None
-    if at >= CHUNK and data[at - CHUNK:at] == span.tail:
-        return span.point
-    text = bytes(data)
-    places = []
-    if (down := text.find(span.tail, max(0, at - CHUNK))) >= 0:
-        places.append(down + CHUNK)
-    if at - FIND_UP <= len(text) and (up := text.rfind(span.tail, max(0, at - FIND_UP - CHUNK), at)) >= 0:
-        places.append(up + CHUNK)
-    return start + min(places, key=lambda place: abs(place - at)) if places else None
+    if span.tail is None or (at >= CHUNK and data[at - CHUNK:at] == span.tail):
+        return span.point if span.tail is not None or 0 <= at <= len(data) else None
+    found = bytes(data).find(span.tail, max(0, at - CHUNK))
+    return None if found < 0 else start + found + CHUNK
 
 
 class _PartialEmitter:

@@ -95,16 +95,11 @@ function M.before(buf, row, col)
   if #text > M.MAX_CONTEXT_BYTES then
     text = from_char_start(text:sub(-M.MAX_CONTEXT_BYTES))
   end
-  return text, math.max(M.offset(buf, row, col) or #text, #text)
-end
-
---- The byte offset of (row, col) (0-based row, byte col) in the buffer; nil where it has none.
----@return integer|nil
-function M.offset(buf, row, col)
   local line_start = vim.api.nvim_buf_call(buf, function()
     return vim.fn.line2byte(row + 1)
   end)
-  return line_start > 0 and line_start - 1 + col or nil
+  local end_offset = line_start > 0 and line_start - 1 + col or #text
+  return text, math.max(end_offset, #text)
 end
 
 return M

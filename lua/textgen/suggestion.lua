@@ -39,11 +39,6 @@ local suggestions = {}
 ---@type table<integer, textgen.Ticket>  buffer → the request whose answer is awaited
 local tickets = {}
 local last_ticket = 0
---- Per buffer: where the typing that the next request follows began, {row, col}: the cursor when
---- insert mode began or it last moved without an edit, or where a deletion took it back to. The
---- model learns what was typed from there (g:textgen.learn), and not the old text around it.
----@type table<integer, integer[]>
-local typing_from = {}
 local linger_timer = nil
 -- A partial answer replaces a lingering outdated suggestion once it is this long: a shorter one would
 -- swap a line of ghost text for a stub that then grows, and waiting for the whole of a long one kept
@@ -174,8 +169,6 @@ function M.request(opts)
   end
   local row, col = M.insertion_point()
   local text, end_offset = context.before(buf, row, col)
-  local from = typing_from[buf]
-  local typed_from = from and context.offset(buf, from[1], from[2]) or nil
   last_ticket = last_ticket + 1
   local ticket = {
     id = last_ticket,
@@ -197,7 +190,6 @@ function M.request(opts)
     max_chars = cfg.max_chars,
     multiline = cfg.multiline,
     learn = cfg.learn,
-    typed_from = typed_from,
     temperature = cfg.temperature,
     seed = cfg.seed,
     n = ticket.n,
@@ -408,23 +400,9 @@ function M.cycle(delta)
 end
 
 --- Forget everything about a buffer that is gone.
---- Typing begins at (row, col) (0-based row, byte col): insert mode began, or the cursor moved there.
-function M.typing_starts(buf, row, col)
-  typing_from[buf] = { row, col }
-end
-
---- The cursor is at (row, col) after an edit: a deletion before where typing began moves it back.
-function M.typing_edited(buf, row, col)
-  local from = typing_from[buf]
-  if from and (row < from[1] or (row == from[1] and col < from[2])) then
-    typing_from[buf] = { row, col }
-  end
-end
-
 function M.forget(buf)
   suggestions[buf] = nil
   tickets[buf] = nil
-  typing_from[buf] = nil
   ghost.forget(buf)
 end
 

@@ -103,7 +103,6 @@ function M.on_text_changed(buf)
   local cfg = config.get()
   local followed = suggestion.follow_typing(buf)
   local before, now = remember(buf)
-  suggestion.typing_edited(buf, now.row, now.col)
   if followed == "in_step" or followed == "typed_through" then
     return
   end
@@ -127,8 +126,7 @@ function M.on_cursor_moved(buf)
   if before and before.tick ~= api.nvim_buf_get_changedtick(buf) then
     return -- an edit: TextChangedI follows and decides
   end
-  local _, now = remember(buf)
-  suggestion.typing_starts(buf, now.row, now.col)
+  remember(buf)
   if suggestion.follow_typing(buf) == "in_step" then
     return
   end
@@ -142,8 +140,7 @@ function M.on_cursor_moved(buf)
 end
 
 function M.on_insert_enter(buf)
-  local _, now = remember(buf)
-  suggestion.typing_starts(buf, now.row, now.col)
+  remember(buf)
   local cfg = config.get()
   if suggestion.follow_typing(buf) == "in_step" then
     return -- e.g. :TextGenComplete in normal mode, then `a`

@@ -23,7 +23,6 @@ class SuggestionRequest:
     model: str
     backend: str
     learn: bool = False
-    typed_from: int | None = None   # the byte offset where the typing that led here began
 
     @classmethod
     def from_lua(cls, payload: dict[str, Any]) -> "SuggestionRequest":
@@ -37,10 +36,7 @@ class SuggestionRequest:
             seed=int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None,
             n=min(MAX_ALTERNATIVES, max(1, int(payload.get("n", 1)))),
         )
-        typed_from = payload.get("typed_from")
-        if not isinstance(typed_from, int) or isinstance(typed_from, bool) or typed_from < 0:
-            typed_from = None
         return cls(ticket=int(payload["ticket"]), buffer=int(payload["buffer"]), context=context,
                    end_offset=int(payload.get("end_offset") or 0), options=options,
                    model=str(payload.get("model") or "default"), backend=str(payload.get("backend") or "numpy"),
-                   learn=payload.get("learn") is True, typed_from=typed_from)
+                   learn=payload.get("learn") is True)
