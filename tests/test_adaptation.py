@@ -9,7 +9,7 @@ import pytest
 from textgen_core.adaptation import CHUNK, OnlineLearner
 from textgen_core.config import ModelConfig
 from textgen_core.decoding import DecodeOptions
-from textgen_core.engine import LEARN_BLOCK, LEARN_LAG, SIDE_REACH, Engine, fresh_completion
+from textgen_core.engine import LEARN_BLOCK, LEARN_LAG, Engine, fresh_completion
 from textgen_core.vocab import to_ids
 
 from .nvim_harness import wait_for
@@ -160,67 +160,6 @@ def test_edits_above_and_going_back_up_learn_nothing_twice(tiny_model):
         final = len(edited)
         assert engine.learned_up_to("buf") > final - LEARN_LAG - CHUNK
         assert final - len(inserted) - LEARN_LAG - LEARN_BLOCK - 2 * CHUNK <= engine.learned_bytes <= final - LEARN_LAG
-    finally:
-        engine.close()
-
-
-def test_text_typed_above_what_was_learned_is_learned_as_it_is_typed_and_nothing_twice(tiny_model, monkeypatch):
-    """Writing a new function above the end of a file: its text is learned as it is typed; a visit
-    further up, typing a character there, learns nothing; the typing goes on where it was; a jump
-    down to old text learns nothing; back at the end, learning goes on where it stopped there."""
-    from textgen_core import engine as engine_module
-
-    chunks: list[bytes] = []
-
-    class RecordingLearner(OnlineLearner):
-        def learn(self, ids):
-            chunks.append(bytes(np.asarray(ids[:-1], np.uint8)))
-            return super().learn(ids)
-
-    monkeypatch.setattr(engine_module, "OnlineLearner", RecordingLearner)
-    new = "".join(f"local function helper_{i}(value)\n  return value * {i}\nend\n" for i in range(6))  # ~240 B
-    engine = Engine(tiny_model)
-    try:
-        def type_(document: str, cursor: int) -> list[bytes]:
-            """Ask at `cursor` of `document` and learn; what it learned, as document text."""
-            before = len(chunks)
-            _ask(engine, document[:cursor], learn=True).wait_finals(1)
-            assert engine.wait_idle(30)
-            return chunks[before:]
-
-        # Lines that differ: in a text that repeats itself exactly, the bytes before a learned point
-        # are found again at an earlier repeat too.
-        bottom = "".join(f"local item_{i} = require('items').load({i})\n" for i in range(24))[:900]
-        learned = type_(bottom, len(bottom))
-        assert b"".join(learned) == bottom[:len(b"".join(learned))].encode()
-        assert len(bottom) - LEARN_LAG - CHUNK <= len(b"".join(learned)) <= len(bottom) - LEARN_LAG
-
-        above = 300                                            # the new function goes here
-        typed = []
-        for end in range(1, len(new) + 1, 9):
-            document = bottom[:above] + new[:end] + bottom[above:]
-            typed += type_(document, above + end)
-        assert typed, "nothing of the text typed above was learned"
-        assert b"".join(typed) == new[1:1 + len(b"".join(typed))].encode()      # from the first typed byte on
-        assert len(new) - LEARN_LAG - CHUNK - 9 <= 1 + len(b"".join(typed))
-
-        document = bottom[:above] + new + bottom[above:]
-        visit = document[:100] + "x" + document[100:]          # a character typed further up
-        assert type_(visit, 101) == []
-        more = "local done = true\n" * 4
-        resumed = visit[:above + 1 + len(new)] + more + visit[above + 1 + len(new):]
-        went_on = type_(resumed, above + 1 + len(new) + len(more))
-        assert went_on and b"".join(typed + went_on) == (new + more)[1:1 + len(b"".join(typed + went_on))].encode()
-
-        jump = above + 1 + len(new) + len(more) + SIDE_REACH + 18     # further down, still above the furthest point
-        far = resumed[:jump] + "y" + resumed[jump:]
-        assert type_(far, jump + 1) == []                      # the old text in between is not learned
-
-        final = far + "local last = 1\n" * 8
-        back = b"".join(type_(final, len(final)))             # back below the furthest point
-        furthest = len(b"".join(learned)) + 1 + len(new) + len(more) + 1  # moved down by what was typed above
-        assert back == final[furthest:furthest + len(back)].encode()
-        assert furthest + len(back) >= len(final) - LEARN_LAG - CHUNK
     finally:
         engine.close()
 

@@ -3,12 +3,11 @@
 Batch-1 GRU steps and the learner's small products gain nothing from OpenBLAS threads and lose
 much when a core is busy: with one core spinning, a 32-byte learning step took 15–16 ms at the
 median and 16–65 ms at p90 with numpy's default two threads, against 7 ms and 7–8 ms with one
-(`python bench/blas_threads.py --busy`, Intel Xeon Sapphire Rapids, 2 cores).
-
-`OPENBLAS_NUM_THREADS` only counts before numpy loads its OpenBLAS, and Neovim's Python host runs
-every remote plugin in one process: another plugin may import numpy first. Then the thread count is
-set through OpenBLAS's own function, found in the library numpy bundles (`numpy.libs` on Linux and
-Windows, `numpy/.dylibs` on macOS). A count the user set in `OPENBLAS_NUM_THREADS` is left alone.
+(`python bench/blas_threads.py --busy`, Intel Xeon Sapphire Rapids, 2 cores). `OPENBLAS_NUM_THREADS` only counts before numpy loads its
+OpenBLAS, and Neovim's Python host runs every remote plugin in one process: another plugin may
+import numpy first. Then the thread count is set through OpenBLAS's own function, found in the
+library numpy bundles (`numpy.libs` on Linux and Windows, `numpy/.dylibs` on macOS). A count the user
+set in `OPENBLAS_NUM_THREADS` is left alone.
 """
 from __future__ import annotations
 

@@ -14,8 +14,7 @@ Why it feels instant:
 - requests that ask to `learn` let the model learn the text they carry (`adaptation`) while the
   worker is idle, a chunk at a time so that a keystroke waits for one chunk at most; the learned
   weights serve from every `LEARN_BLOCK` bytes on, their window's state primed first. Text is
-  learned once, as it stands `LEARN_LAG` bytes behind the cursor, below the furthest point learned
-  in its buffer or, above it, where it is typed (`_Span`).
+  learned once, as it stands `LEARN_LAG` bytes behind the cursor.
 
 The worker is the only thread that touches the caches; callers only enqueue. States are numpy
 arrays that are never written after creation.
@@ -49,24 +48,6 @@ LEARN_BLOCK = 64
 LEARN_LEAD_IN = 64
 # The last bytes before the cursor are not learned yet: a typo there is likely to be backspaced.
 LEARN_LAG = 16
-# Above the furthest point learned in a buffer, text is learned where it is typed: a stretch goes on
-# while the cursor stays within this many bytes of where it stood at the stretch's latest request
-# (typing, or accepting a few lines); further away, the text between is old, so a new stretch starts.
-SIDE_REACH = 512
-# Stretches kept per buffer above its furthest point, the most recent ones.
-SIDE_SPANS = 8
-
-
-@dataclass
-class _Span:
-    """A stretch of a buffer that is learned: up to the document offset `point`, found again by its
-    `tail` (the CHUNK bytes before it; None while there are fewer: found at its offset only) after
-    text is inserted above it; `cursor`: where the cursor stood at the stretch's latest request."""
-
-    point: int
-    tail: bytes | None
-    cursor: int
-    ahead: int = 0        # the furthest point's: bytes typed above it since it was found, moving it down
 
 
 @dataclass(frozen=True)
@@ -179,8 +160,8 @@ class Engine:
         self._learner: OnlineLearner | None = None       # the worker's; learns for `_learner_base`
         self._learner_base: TextModel | None = None
         self._adapted: TextModel | None = None           # the learned weights that serve
-        self._learned: dict[Hashable, _Span] = {}        # per key: learned up to its furthest point
-        self._side_spans: dict[Hashable, list[_Span]] = {}  # per key: stretches typed above it
+        # per key: the document offset learned up to, and the CHUNK bytes before it (None: none yet)
+        self._learned: dict[Hashable, tuple[int, bytes | None]] = {}
         self._learner_at: tuple[Hashable, int] | None = None  # where the learner's state stands
         self._learning = False
         self._swapped_steps = 0                          # the learner's steps in `_adapted`
@@ -221,8 +202,8 @@ class Engine:
 
     def learned_up_to(self, key: Hashable) -> int | None:
         """The document offset up to which the text of `key` has been learned; None if none was."""
-        span = self._learned.get(key)
-        return None if span is None else span.point
+        seen = self._learned.get(key)
+        return None if seen is None else seen[0]
 
     def submit(self, key: Hashable, context: str, options: DecodeOptions, callback: CompletionCallback,
                end_offset: int | None = None, learn: bool = False) -> int:
@@ -397,7 +378,6 @@ class Engine:
         if self._learner_base is not self._model:
             self._learner = self._learner_base = self._adapted = self._learner_at = None
             self._learned.clear()
-            self._side_spans.clear()
             self._swapped_steps = 0
             if self._cache is not None and self._cache.model is not self._model:
                 self._cache = None
@@ -415,8 +395,7 @@ class Engine:
         learner, data, key = self._learner, request.data, request.key
         start = request.end_offset - len(data)                   # the document offset of data[0]
         end = request.end_offset - LEARN_LAG
-        span = self._span_to_learn(key, data, start, end, request.end_offset)
-        done = min(span.point, max(end, start))
+        done = self._resume_point(key, data, start, end)
         interrupted = lambda: bool(self._pending) or self._closing or self._model is not base  # noqa: E731
         if end - done > CHUNK and not interrupted():
             if self._learner_at != (key, done):                  # not where the last chunk ended
@@ -425,7 +404,7 @@ class Engine:
             while end - done > CHUNK and not interrupted():
                 learner.learn(to_ids(data[done - start:done - start + CHUNK + 1]))
                 done += CHUNK
-                span.point, span.tail = done, bytes(data[done - start - CHUNK:done - start])
+                self._learned[key] = (done, bytes(data[done - start - CHUNK:done - start]))
                 self._learner_at = (key, done)
         swap_due = (learner.steps - self._swapped_steps) * CHUNK >= LEARN_BLOCK
         if not interrupted() and swap_due and self._swap_in(base, learner, request):
@@ -434,43 +413,27 @@ class Engine:
             with self._cond:                                     # go on once idle again
                 self._learn_jobs.setdefault(key, request)
 
-    def _span_to_learn(self, key: Hashable, data: bytes, start: int, end: int, cursor: int) -> _Span:
-        """The stretch of the key's text that learning goes on with, its `point` where it stopped: the
-        buffer's furthest point learned, found by the bytes just before it (at its offset, or further
-        down after an insert above); the context's start while nothing of the key is learned. Where
-        that point is not in the context: the stretch being typed above it, if the cursor goes on
-        with one (`SIDE_REACH`); else after a jump below it (below its offset and what was typed above
-        it since), the cursor; else a new stretch from the cursor. Text above the furthest point is
-        learned only as it is typed after the cursor came there, so that no text is learned twice.
-        In text that repeats itself exactly, the bytes before a point can be found at an earlier
-        repeat: that stretch is then learned again."""
-        main = self._learned.get(key)
-        if main is None or main.tail is None:
-            if main is None:
-                main = self._learned[key] = _Span(start, None, cursor)
-            main.point = max(main.point, start)
-            return main
-        found = _find(main, data, start)
-        if found is not None:
-            main.point, main.ahead = found, 0
-            return main
-        spans = self._side_spans.setdefault(key, [])
-        for span in reversed(spans):
-            found = _find(span, data, start)
-            if found is not None and abs(cursor - (was := span.cursor + found - span.point)) <= SIDE_REACH:
-                main.ahead += max(0, cursor - was)
-                span.point, span.cursor = found, cursor
-                spans.remove(span)
-                spans.append(span)
-                return span
-        if end > main.point + main.ahead:                        # jumped below it: from the cursor
-            at = end - start
-            main.point, main.tail, main.ahead = end, bytes(data[at - CHUNK:at]) if at >= CHUNK else None, 0
-            return main
-        at = cursor - start                                      # a new stretch: from what is typed next
-        spans.append(_Span(cursor, bytes(data[at - CHUNK:at]) if at >= CHUNK else None, cursor))
-        del spans[:-SIDE_SPANS]
-        return spans[-1]
+    def _resume_point(self, key: Hashable, data: bytes, start: int, end: int) -> int:
+        """Where learning the key's text goes on: where it stopped, found by the bytes just before
+        it (at its offset, or further down after an insert above); from the context's start while nothing of
+        the key is learned; from the cursor after a jump below. Above what was learned (the cursor
+        went back up) nothing is learned, so that no text is learned twice."""
+        seen = self._learned.get(key)
+        if seen is None or seen[1] is None:
+            first = start if seen is None else max(seen[0], start)
+            self._learned[key] = (first, None)
+            return first
+        done, tail = seen
+        at = done - start
+        if not (at >= CHUNK and data[at - CHUNK:at] == tail):
+            found = bytes(data).find(tail, max(0, at - CHUNK))     # an insert above moves it down
+            if found >= 0:
+                done = start + found + CHUNK
+            elif end > done:                                     # jumped below it: from the cursor
+                at = end - start
+                self._learned[key] = (end, bytes(data[at - CHUNK:at]) if at >= CHUNK else None)
+                return end
+        return min(done, max(end, start))
 
     def _swap_in(self, base: TextModel, learner: OnlineLearner, request: _Request) -> bool:
         """Serve from the learned weights once the state of the request's window is primed for them;
@@ -482,16 +445,6 @@ class Engine:
             return False
         self._adapted, self._cache, self._swapped_steps = adapted, cache, steps
         return True
-
-
-def _find(span: _Span, data: bytes, start: int) -> int | None:
-    """The document offset of `span`'s point in `data` (which starts at offset `start`): at its
-    offset, or further down after an insert above; None where its tail is not there."""
-    at = span.point - start
-    if span.tail is None or (at >= CHUNK and data[at - CHUNK:at] == span.tail):
-        return span.point if span.tail is not None or 0 <= at <= len(data) else None
-    found = bytes(data).find(span.tail, max(0, at - CHUNK))
-    return None if found < 0 else start + found + CHUNK
 
 
 class _PartialEmitter:
