@@ -175,9 +175,11 @@ def processes_started_for(home: Path) -> list[str]:
     return found
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "the condition",
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "the condition",
              interval: float = 0.005) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds. The default
+    is long because it costs nothing while things work: the first wait after a Neovim starts waits
+    for its Python host, which once took over 10 s on a loaded 2-core machine."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
