@@ -54,3 +54,29 @@ def test_textgen_core_imported_first_gives_one_thread():
                           "from textgen_core.blas import blas_threads\nprint(blas_threads())"],
                          cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=60).stdout
     assert out.split() == ["1"]
+
+
+# numpy first; the OpenBLAS found only among the libraries loaded (numpy's own, which the search for
+# the libraries numpy bundles is kept from seeing): what a distribution's numpy, linked to the
+# system's OpenBLAS, gets.
+LOADED_ONLY = f"""
+import importlib.util, types
+import numpy
+spec = importlib.util.spec_from_file_location("blas_alone", {str(BLAS_MODULE)!r})
+blas = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(blas)
+before = blas.blas_threads()
+blas.sys = types.SimpleNamespace(modules={{}})          # no numpy to look into
+print(before, blas.set_blas_threads(1), blas.blas_threads())
+"""
+
+
+def test_an_openblas_numpy_does_not_bundle_is_found_among_the_loaded_libraries():
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("the loaded libraries are read from /proc (Linux)")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", LOADED_ONLY], env=env, check=True, capture_output=True,
+                         text=True, timeout=60).stdout.split()
+    if out[0] == "1":
+        pytest.skip("numpy's OpenBLAS starts with one thread on this machine: nothing to change")
+    assert out[1:] == ["True", "1"]
