@@ -268,6 +268,11 @@ class Engine:
     def _has_jobs(self) -> bool:
         return bool(self._pending or self._warm_jobs or self._learn_jobs)
 
+    def _should_stop(self) -> bool:
+        """Whether background work (warming, learning, priming) should give way: a request came, or
+        the engine closes."""
+        return bool(self._pending) or self._closing
+
     def _next_job(self):
         with self._cond:
             while not self._closing and not self._has_jobs():
@@ -371,7 +376,7 @@ class Engine:
         if cache is None:
             return
         usable = len(window) // self.checkpoint_every * self.checkpoint_every
-        cache.state_for(window[:usable], should_stop=lambda: bool(self._pending) or self._closing)
+        cache.state_for(window[:usable], should_stop=self._should_stop)
 
     def _forget_learning_of_an_old_model(self) -> None:
         """After `set_model`, free what was learned on the old model and its states (worker side)."""
@@ -396,7 +401,7 @@ class Engine:
         start = request.end_offset - len(data)                   # the document offset of data[0]
         end = request.end_offset - LEARN_LAG
         done = self._resume_point(key, data, start, end)
-        interrupted = lambda: bool(self._pending) or self._closing or self._model is not base  # noqa: E731
+        interrupted = lambda: self._should_stop() or self._model is not base  # noqa: E731
         if end - done > CHUNK and not interrupted():
             if self._learner_at != (key, done):                  # not where the last chunk ended
                 learner.reset_state()
@@ -441,7 +446,7 @@ class Engine:
         adapted, steps = base.with_weights(learner.weights()), learner.steps
         cache = StateCache(adapted, self.checkpoint_every, self.cache_entries)
         window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
-        if cache.state_for(window, should_stop=lambda: bool(self._pending) or self._closing) is None:
+        if cache.state_for(window, should_stop=self._should_stop) is None:
             return False
         self._adapted, self._cache, self._swapped_steps = adapted, cache, steps
         return True
