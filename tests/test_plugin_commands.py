@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .conftest import TINY_TEXT
 from .nvim_harness import (NVIM, REPO, buffer_text, ghost, idle, lua, mode, not_at_a_prompt, shared_manifest,
                            start_nvim, wait_for)
 from textgen_core.decoding import DecodeOptions
@@ -85,6 +86,20 @@ def test_model_command_switches_the_model(vim, tiny_model_dir):
              what="the model 'mini' to load")
     assert vim.vars["textgen"]["model"] == "mini"
     assert "textgen: model 'mini' loaded (1×64 GRU, val bpc" in messages(vim)
+    vim.command(f"TextGenModel {tiny_model_dir}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
+
+
+def test_status_of_an_averaged_model_says_so_and_names_the_text_it_was_fitted_to(vim, tiny_model_dir, tmp_path):
+    from textgen_core.averaging import Member, average_models
+    from textgen_core.held_out import TrainingText
+
+    average_models([Member(str(tiny_model_dir), 1), Member(str(tiny_model_dir), 1)], tmp_path / "soup",
+                   [TrainingText("fables.txt", TINY_TEXT.encode())])
+    vim.command(f"TextGenModel {tmp_path / 'soup'}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "soup",
+             what="the averaged model to load")
+    assert "an average of 2 models fitted to fables.txt" in output_of(vim, "TextGenStatus")
     vim.command(f"TextGenModel {tiny_model_dir}")
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
 

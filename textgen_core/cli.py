@@ -1,4 +1,4 @@
-"""The `textgen` command line: train, complete, eval.
+"""The `textgen` command line: train, complete, eval, average, corpus.
 
 User errors (bad arguments, missing or binary files, unusable models) print one line on stderr and
 exit with status 2; with `--json` the same message also goes to stdout as an error event.
@@ -85,6 +85,14 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default="default")
     evaluate.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
     evaluate.add_argument("--json", action="store_true")
+    average = sub.add_parser("average", help="average models of one architecture into one (a model soup)")
+    average.add_argument("models", nargs="+", metavar="MODEL[:WEIGHT]",
+                         help="models (names or folders), each with its share (default 1; shares are scaled to sum to 1)")
+    average.add_argument("--out", required=True, help="model folder to write (atomically)")
+    average.add_argument("--fit", nargs="+", metavar="FILE", default=[],
+                         help="fit the buffer-as-memory weights and measure val bpc on the held-out tails of "
+                              "these files, as `train` does (default: keep the first model's weights)")
+    average.add_argument("--val-fraction", type=float, default=0.1)
     corpus = sub.add_parser("corpus", help="list the default model's corpus files (from the dependencies)")
     corpus.add_argument("--kind", default="python,prose,lua", help="comma-separated: python, prose, lua")
     corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
@@ -248,15 +256,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"textgen train: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):     # EFBIG: over a file size limit
-            raise UserError(f"no room to save the model ({exc.strerror}); {args.out} is as it was") from None
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
-            raise UserError(f"cannot write the model folder ({exc.strerror}): {args.out}") from None
-        raise
+        raise _unwritable(exc, args.out) from None
     finally:
         if stdin_copy:
             os.unlink(stdin_copy)
     return 0
+
+
+def _unwritable(exc: OSError, out: str) -> Exception:
+    """What to raise when saving the model folder `out` failed: a clear line for what the user can fix."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):     # EFBIG: over a file size limit
+        return UserError(f"no room to save the model ({exc.strerror}); {out} is as it was")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+        return UserError(f"cannot write the model folder ({exc.strerror}): {out}")
+    return exc
 
 
 def _temporary_copy(data: bytes) -> str:
@@ -305,6 +318,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_average(args: argparse.Namespace) -> int:
+    from .averaging import average_models, parse_member
+    from .held_out import TrainingText
+
+    members = [parse_member(spec) for spec in args.models]
+    texts = [TrainingText(name, data) for name, data in _read_inputs(args.fit)] if args.fit else []
+    try:
+        info = average_models(members, args.out, texts, args.val_fraction)
+    except OSError as exc:
+        raise _unwritable(exc, args.out) from None
+    shares = ", ".join(f"{m['model']} {m['weight']:.3g}" for m in info.training["averaged"])
+    measured = f": val bpc {info.val_bpc:.4f}, {info.metrics['val_bpc_with_match']:.4f} with the buffer as memory" \
+        if info.val_bpc is not None else ""
+    print(f"saved {args.out} ({shares}){measured}")
+    return 0
+
+
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from .corpus import KINDS, select
 
@@ -323,7 +353,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "corpus": _cmd_corpus}
+COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "average": _cmd_average,
+            "corpus": _cmd_corpus}
 
 
 def main(argv: list[str] | None = None) -> int:

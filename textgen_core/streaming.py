@@ -3,7 +3,7 @@
 A corpus is a list of byte ranges of files. Training reads them as shards (at most `SHARD_BYTES`
 each, so one huge file still mixes well), many shards interleaved, at a random alignment on every
 pass; only the windows in the shuffle buffer are in memory. Validation holds out whole files when
-there are enough of them, otherwise the tail of every file (as `training.split_texts` does).
+there are enough of them, otherwise the tail of every file (as `held_out.split_texts` does).
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ editor never loads them.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
@@ -26,6 +25,7 @@ from . import streaming
 from .config import ModelConfig, ModelInfo
 from .distributed import (WorkerBackup, adapt_model, any_worker, distribute, losing_a_worker_stops_training,
                           make_placement, split_between_workers)
+from .held_out import MAX_VAL_BYTES, TrainingText, corpus_summary, fit_match_weights, split_texts
 from .machine import cpu_has_bfloat16, machine_summary
 from .keras_model import build_keras_model, weights_from_keras, weights_to_keras
 from .modelfile import Weights, load_model_folder, save_model_folder
@@ -34,7 +34,6 @@ from .registry import resolve_model_path
 
 LN2 = math.log(2.0)
 MIN_TRAIN_BYTES = 256
-MAX_VAL_BYTES = 256 * 1024
 
 
 class TrainingDataError(ValueError):
@@ -61,48 +60,12 @@ class TrainOptions:
 
 
 @dataclass
-class TrainingText:
-    """One named training text (a file or a buffer) as bytes."""
-
-    name: str
-    data: bytes
-
-
-@dataclass
 class TrainResult:
     folder: Path | None          # None on a worker that is not the chief: it writes no model
     info: ModelInfo
     stop_reason: str
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def split_texts(texts: list[TrainingText], val_fraction: float,
-                max_val_bytes: int = MAX_VAL_BYTES) -> tuple[bytes, bytes]:
-    """Training bytes and validation bytes: the tail `val_fraction` of every text is held out.
-
-    When that is more than `max_val_bytes`, every text keeps a proportional share of its tail in the
-    validation set (so it still represents all of them); the rest of the tails is not trained on.
-    """
-    train_parts, val_parts = [], []
-    for text in texts:
-        cut = len(text.data) - max(1, int(len(text.data) * val_fraction))
-        train_parts.append(text.data[:cut])
-        val_parts.append(text.data[cut:])
-    total = sum(len(p) for p in val_parts)
-    if total > max_val_bytes:
-        val_parts = [p[:max(1, len(p) * max_val_bytes // total)] for p in val_parts]
-    return b"\n".join(train_parts), b"\n".join(val_parts)
-
-
-def corpus_summary(texts: list[TrainingText]) -> dict[str, Any]:
-    """What a model was trained on: names, sizes and the sha256 of the concatenation."""
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.data)
-    files = [{"name": t.name, "bytes": len(t.data)} for t in texts]
-    return {"files": files[:200], "file_count": len(files), "bytes": sum(len(t.data) for t in texts),
-            "sha256": digest.hexdigest()}
 
 
 def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out: str | os.PathLike,
@@ -304,25 +267,6 @@ def _check_enough_text(total: int) -> None:
     if total < MIN_TRAIN_BYTES:
         raise TrainingDataError(f"{total} bytes is too little text to train on; "
                                 f"give at least {MIN_TRAIN_BYTES} bytes (a few KB or more helps)")
-
-
-def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536) -> dict[str, Any]:
-    """Learn the buffer-as-memory mixing weights on held-out text (the GRU has not seen it either):
-    the match model's on the GRU's probabilities, then the word votes' on those mixed."""
-    from . import word_model
-    from .match import MatchMixer, fit_weights, match_predictions
-    from .model import TextModel
-
-    sample = b"\n" + val_bytes[:max_bytes]
-    model = TextModel(info, weights, use_match=False)
-    probs = model.target_probs(sample)
-    fitted = fit_weights(sample, probs)
-    with_match = MatchMixer(fitted).mix_match_targets(sample, probs)
-    voted, buckets = word_model.target_votes(sample, match_predictions(sample)[0] >= 0)
-    word_weights = word_model.fit_weights(with_match, voted, buckets)
-    mixed = word_model.mix_target_votes(with_match, voted, buckets, word_weights)
-    return {"weights": list(fitted), "word_weights": list(word_weights), "fitted_on_bytes": len(sample) - 1,
-            "val_bpc_with_match": round(float(-np.log2(np.maximum(mixed, 1e-300)).mean()), 4)}
 
 
 def ensure_writable_parent(out: str | os.PathLike) -> None:

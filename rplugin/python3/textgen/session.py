@@ -138,7 +138,9 @@ def _with_short_path(reason: str, name: str) -> str:
 def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:
     """A model's name, place, size, quality and training data, as plain values for Lua."""
     info = model.info
-    corpus = info.training.get("corpus") if isinstance(info.training.get("corpus"), dict) else {}
+    averaged = info.training.get("averaged") if isinstance(info.training.get("averaged"), list) else []
+    corpus = info.training.get("fitted_on" if averaged else "corpus")     # an average: the text it was fitted to
+    corpus = corpus if isinstance(corpus, dict) else {}
     files = [f.get("name") for f in corpus.get("files", []) if isinstance(f, dict)]
     return {
         "name": model.name,
@@ -154,4 +156,5 @@ def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:
         "training_file_count": corpus.get("file_count", len(files)),
         "trained_at": info.training.get("trained_at"),
         "base": info.training.get("base"),
+        "averaged": len(averaged),
     }
