@@ -64,7 +64,7 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
         info, weights = load_model_folder(path)
         loaded.append((member, path, info, weights))
     first_info = loaded[0][2]
-    for member, path, info, _ in loaded[1:]:
+    for member, _, info, _ in loaded[1:]:
         if info.config != first_info.config:
             raise ValueError(f"{member.model} is {_size(info)}, {loaded[0][0].model} is {_size(first_info)}: "
                              f"only models of one architecture average")

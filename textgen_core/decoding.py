@@ -101,7 +101,7 @@ class RowMemory:
 def mixed_log_probs(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> np.ndarray:
     """The row's next-byte log-probabilities (256,), with the match prediction and the word votes
     mixed in when there are any."""
-    return _mixed(_log_softmax(logits.astype(np.float64)), mixer, memory)
+    return _mixed(log_softmax(logits.astype(np.float64)), mixer, memory)
 
 
 def _mixed(log_probs: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> np.ndarray:
@@ -328,7 +328,8 @@ def _sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rn
     return int(rng.choice(probs.size, p=probs))
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities from logits along the last axis, without overflow."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
@@ -469,7 +470,7 @@ def most_useful_next_words(backend: Backend, state, logits: np.ndarray, options:
         if should_cancel is not None and should_cancel():
             raise DecodeCancelled()
         candidates = []
-        beam_log_probs = _log_softmax(beam_logits.astype(np.float64))                      # (B, 256)
+        beam_log_probs = log_softmax(beam_logits.astype(np.float64))                      # (B, 256)
         for b, (score, data, row_memory) in enumerate(beams):
             logp = _mixed(beam_log_probs[b], mixer, row_memory)                             # (256,)
             for byte in np.argpartition(-logp, width)[:width]:

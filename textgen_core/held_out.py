@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .config import ModelConfig, ModelInfo
+from .decoding import log_softmax
 from .modelfile import Weights
 from .numpy_gru import NumpyGRU
 from .vocab import to_ids
@@ -71,10 +72,7 @@ def windowed_val_bpc(config: ModelConfig, weights: Weights, val_bytes: bytes, se
     nats = 0.0
     for t in range(seq_len):
         logits, state = gru.step(inputs[:, t], state)                  # (N, 256)
-        logits = logits.astype(np.float64)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        nats -= log_probs[np.arange(count), targets[:, t]].sum()
+        nats -= log_softmax(logits.astype(np.float64))[np.arange(count), targets[:, t]].sum()
     return nats / (count * seq_len) / math.log(2.0)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .adaptation import learning_target_probs
 from .config import ModelInfo
-from .decoding import Backend, DecodeOptions, PartialCallback, decode
+from .decoding import Backend, DecodeOptions, PartialCallback, decode, log_softmax
 from .match import MatchMixer
 from .modelfile import Weights, load_model_folder
 from .numpy_gru import NumpyGRU
@@ -129,9 +129,7 @@ class TextModel:
         for start in range(0, len(ids) - 1, BPC_CHUNK):
             targets = ids[start + 1:start + 1 + BPC_CHUNK]
             logits, state = self.backend.prime(ids[start:start + len(targets)], state, all_logits=True)  # (T, 256)
-            logits = logits.astype(np.float64)
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))          # (T, 256)
+            log_probs = log_softmax(logits.astype(np.float64))                                # (T, 256)
             chunks.append(np.exp(log_probs[np.arange(len(targets)), targets]))                 # (T,)
         return np.concatenate(chunks)
 

@@ -144,7 +144,8 @@ local function describe_model(m)
     m.backend
   )
   local quality = null(m.val_bpc) and "val bpc unknown" or ("val bpc %.3f"):format(m.val_bpc)
-  local data = (m.averaged or 0) > 0 and ("an average of %d models"):format(m.averaged) or "training data unknown"
+  local average = (m.averaged or 0) > 0 and ("an average of %d models"):format(m.averaged) or nil
+  local data = average or "training data unknown"
   if not null(m.training_bytes) then
     local names = {}
     for i, file in ipairs(m.training_files or {}) do
@@ -155,8 +156,7 @@ local function describe_model(m)
     end
     local count = m.training_file_count or #names
     local files = table.concat(names, ", ") .. (count > #names and (" and %d more files"):format(count - #names) or "")
-    local what = (m.averaged or 0) > 0 and ("an average of %d models fitted to"):format(m.averaged) or "trained on"
-    data = ("%s %s (%s)"):format(what, files, human_size(m.training_bytes))
+    data = ("%s %s (%s)"):format(average and average .. " fitted to" or "trained on", files, human_size(m.training_bytes))
   end
   lines[#lines + 1] = "  " .. quality .. ", " .. data
   return lines
