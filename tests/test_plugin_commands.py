@@ -104,6 +104,28 @@ def test_status_of_an_averaged_model_says_so_and_names_the_text_it_was_fitted_to
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
 
 
+def test_status_shows_the_corpus_ngram_or_that_it_is_not_built(vim, tiny_model_dir, tmp_path):
+    from .test_cli import textgen
+
+    (tmp_path / "notes.txt").write_text(TINY_TEXT)
+    assert textgen("ngram", tiny_model_dir, tmp_path / "notes.txt", "--out", tmp_path / "counted").returncode == 0
+    vim.command(f"TextGenModel {tmp_path / 'counted'}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "counted",
+             what="the model with an n-gram to load")
+    assert re.search(r"corpus n-gram: 0\.\d M contexts counted in 1 files \(\d+\.\d KB\)", output_of(vim, "TextGenStatus"))
+    shutil.rmtree(tmp_path / "counted" / "ngram")
+    vim.command(f"TextGenModel {tiny_model_dir}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
+    vim.command(f"TextGenModel {tmp_path / 'counted'}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "counted")
+    assert "corpus n-gram: not built; `make install`" in output_of(vim, "TextGenStatus")
+    vim.command("checkhealth textgen")
+    assert "WARNING its corpus n-gram is not built" in buffer_text(vim)
+    vim.command("tabclose")
+    vim.command(f"TextGenModel {tiny_model_dir}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
+
+
 def test_model_command_with_an_unknown_name_says_why_and_keeps_the_model(vim, tiny_model):
     vim.command("TextGenModel no-such-model")
     wait_for(lambda: "no model named 'no-such-model'" in messages(vim), what="the error message")

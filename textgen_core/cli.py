@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .config import ModelConfig
@@ -93,6 +94,15 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="fit the buffer-as-memory weights and measure val bpc on the held-out tails of "
                               "these files, as `train` does (default: keep the first model's weights)")
     average.add_argument("--val-fraction", type=float, default=0.1)
+    ngram = sub.add_parser("ngram", help="give a model a corpus n-gram: what files say after the same last "
+                           "1–24 bytes, mixed with the GRU's predictions (no training)")
+    ngram.add_argument("model", help="the model (name or folder) to give the n-gram to")
+    ngram.add_argument("files", nargs="+", metavar="FILE", help="the text to count (globs allowed)")
+    ngram.add_argument("--out", required=True, help="model folder to write (atomically)")
+    ngram.add_argument("--min-count", type=int, default=2,
+                       help="keep the contexts seen at least this often (1: every one, a larger table)")
+    ngram.add_argument("--val-fraction", type=float, default=0.1,
+                       help="the tail of every file that is not counted but fits the mixing weights")
     corpus = sub.add_parser("corpus", help="list the default model's corpus files (from the dependencies)")
     corpus.add_argument("--kind", default="python,prose,lua", help="comma-separated: python, prose, lua")
     corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
@@ -335,6 +345,41 @@ def _cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ngram(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .held_out import TrainingText, corpus_summary, fit_match_weights, split_texts
+    from .machine import machine_summary
+    from .modelfile import load_model_folder, save_model_folder
+    from .ngram import build_ngram
+    from .registry import resolve_model_path
+
+    if args.min_count < 1:
+        raise UserError("--min-count must be at least 1")
+    if not 0 < args.val_fraction < 1:
+        raise UserError("--val-fraction must be between 0 and 1")
+    texts = [TrainingText(name, data) for name, data in _read_inputs(args.files)]
+    info, weights = load_model_folder(resolve_model_path(args.model))
+    counted, held_out = split_texts(texts, args.val_fraction)
+    started = time.monotonic()
+    table = build_ngram(counted, min_count=args.min_count)
+    match = fit_match_weights(info, weights, held_out, ngram=table)
+    before, after = match["val_bpc_with_match"], match["with_ngram"]["val_bpc_with_match"]
+    info = replace(info, match=match, metrics={**info.metrics, "val_bpc_with_match": before,
+                                               "val_bpc_with_ngram": after},
+                   ngram={"orders": list(table.orders), "min_count": args.min_count, "contexts": table.contexts,
+                          "counted_bytes": len(counted), "val_fraction": args.val_fraction,
+                          "seconds": round(time.monotonic() - started, 1), "machine": machine_summary(),
+                          "corpus": {k: v for k, v in corpus_summary(texts).items() if k != "files"}})
+    try:
+        save_model_folder(args.out, info, weights, ngram=table)
+    except OSError as exc:
+        raise _unwritable(exc, args.out) from None
+    print(f"saved {args.out}: {table.contexts:,} contexts counted in {len(counted):,} bytes; bpc on the held-out "
+          f"tails {before:.4f} without the n-gram, {after:.4f} with it")
+    return 0
+
+
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from .corpus import KINDS, select
 
@@ -354,7 +399,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "average": _cmd_average,
-            "corpus": _cmd_corpus}
+            "ngram": _cmd_ngram, "corpus": _cmd_corpus}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,7 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     name: str = ""
     match: dict[str, Any] = field(default_factory=dict)   # match-model mixing weights, see match.py
+    ngram: dict[str, Any] = field(default_factory=dict)   # what the corpus n-gram counted (ngram.py), if any
 
     @property
     def val_bpc(self) -> float | None:
@@ -81,4 +82,5 @@ class ModelInfo:
             "training": self.training,
             "metrics": self.metrics,
             "match": self.match,
+            **({"ngram": self.ngram} if self.ngram else {}),
         }

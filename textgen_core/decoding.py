@@ -108,6 +108,8 @@ def _mixed(log_probs: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | 
     """The GRU's log-probabilities of a row (256,) with the match prediction and the word votes mixed in."""
     if mixer is None or memory is None:
         return log_probs
+    if mixer.ngram is not None:
+        log_probs = mixer.mix_ngram(log_probs, memory.data)
     voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
     if voted is None and mixer.weight(memory.state) == 0.0:
         return log_probs
@@ -300,10 +302,13 @@ def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | No
     """argmax of the mixed distribution, without computing it where it cannot differ from the GRU's:
     mixing scales every byte alike and adds to the match's prediction and the voted bytes only, so
     when those are all the GRU's best, that stays best; else only those bytes are compared
-    (`MatchMixer.mixed_argmax`: 2–3 % off a suggestion's time against mixing all 256)."""
+    (`MatchMixer.mixed_argmax`: 2–3 % off a suggestion's time against mixing all 256). The corpus
+    n-gram changes every byte's share, so with one all 256 are mixed."""
     best = int(logits.argmax())
     if mixer is None or memory is None:
         return best
+    if mixer.ngram is not None:
+        return int(mixed_log_probs(logits, mixer, memory).argmax())
     voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
     predicted = memory.data[memory.state.pointer] if mixer.weight(memory.state) > 0.0 else best
     if predicted == best and (voted is None or voted.keys() == {best}):

@@ -13,9 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from . import word_model
 from .config import ModelConfig, ModelInfo
 from .decoding import log_softmax
+from .match import MatchMixer, fit_weights, match_predictions
+from .model import TextModel
 from .modelfile import Weights
+from .ngram import NgramModel, fit_ngram_weights
 from .numpy_gru import NumpyGRU
 from .vocab import to_ids
 
@@ -76,20 +80,28 @@ def windowed_val_bpc(config: ModelConfig, weights: Weights, val_bytes: bytes, se
     return nats / (count * seq_len) / math.log(2.0)
 
 
-def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536) -> dict[str, Any]:
-    """Learn the buffer-as-memory mixing weights on held-out text (the GRU has not seen it either):
-    the match model's on the GRU's probabilities, then the word votes' on those mixed."""
-    from . import word_model
-    from .match import MatchMixer, fit_weights, match_predictions
-    from .model import TextModel
-
+def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536,
+                      ngram: NgramModel | None = None) -> dict[str, Any]:
+    """Learn the mixing weights on held-out text (the GRU has not seen it, nor has the n-gram): the
+    match model's on the GRU's probabilities, then the word votes' on those mixed. With a corpus
+    `ngram`, a second set under "with_ngram": the n-gram's on the GRU's, then the match model's and
+    the votes' on those; the first set serves where the table is missing (not built yet)."""
     sample = b"\n" + val_bytes[:max_bytes]
-    model = TextModel(info, weights, use_match=False)
-    probs = model.target_probs(sample)
+    probs = TextModel(info, weights, use_match=False).target_probs(sample)
+    fitted = _fit_buffer_weights(sample, probs)
+    if ngram is not None:
+        ngram_weights = fit_ngram_weights(ngram, probs, sample)
+        with_ngram = MatchMixer(ngram=ngram, ngram_weights=ngram_weights).mix_ngram_targets(sample, probs)
+        fitted["with_ngram"] = {"ngram_weights": list(ngram_weights), **_fit_buffer_weights(sample, with_ngram)}
+    return {**fitted, "fitted_on_bytes": len(sample) - 1}
+
+
+def _fit_buffer_weights(sample: bytes, probs: np.ndarray) -> dict[str, Any]:
+    """The match model's weights on `probs` (of sample[1:]), then the word votes' on those mixed."""
     fitted = fit_weights(sample, probs)
     with_match = MatchMixer(fitted).mix_match_targets(sample, probs)
     voted, buckets = word_model.target_votes(sample, match_predictions(sample)[0] >= 0)
     word_weights = word_model.fit_weights(with_match, voted, buckets)
     mixed = word_model.mix_target_votes(with_match, voted, buckets, word_weights)
-    return {"weights": list(fitted), "word_weights": list(word_weights), "fitted_on_bytes": len(sample) - 1,
+    return {"weights": list(fitted), "word_weights": list(word_weights),
             "val_bpc_with_match": round(float(-np.log2(np.maximum(mixed, 1e-300)).mean()), 4)}

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import word_model
 from .mixing import fit_bucket_weights
+from .ngram import NgramModel, default_weights
 
 MIN_LEN = 6
 MAX_LEN = 64
@@ -72,18 +73,32 @@ def advance(data: bytes | bytearray, state: MatchState, end: int, limit: int | N
 
 
 class MatchMixer:
-    """Mixes GRU probabilities with the match prediction (weights per match-length bucket), then with
-    the buffer's word votes (weights per word-prefix length bucket)."""
+    """Mixes GRU probabilities with the corpus n-gram's where the model has one (`ngram`, weights per
+    longest context found), then with the match prediction (weights per match-length bucket), then
+    with the buffer's word votes (weights per word-prefix length bucket)."""
 
     def __init__(self, weights: tuple[float, ...] = DEFAULT_WEIGHTS,
-                 word_weights: tuple[float, ...] = word_model.DEFAULT_WEIGHTS) -> None:
+                 word_weights: tuple[float, ...] = word_model.DEFAULT_WEIGHTS,
+                 ngram: NgramModel | None = None, ngram_weights: tuple[float, ...] | None = None) -> None:
         if len(weights) != len(BUCKET_EDGES) or not all(0 <= w < 1 for w in weights):
             raise ValueError(f"match weights must be {len(BUCKET_EDGES)} numbers in [0, 1)")
         if len(word_weights) != len(word_model.DEFAULT_WEIGHTS) or not all(0 <= w < 1 for w in word_weights):
             raise ValueError(f"word weights must be {len(word_model.DEFAULT_WEIGHTS)} numbers in [0, 1)")
+        if ngram is not None and ngram_weights is not None and (
+                len(ngram_weights) != len(ngram.orders) + 1 or not all(0 <= w < 1 for w in ngram_weights)):
+            raise ValueError(f"n-gram weights must be {len(ngram.orders) + 1} numbers in [0, 1)")
         self.weights = tuple(float(w) for w in weights)
         self.word_weights = tuple(float(w) for w in word_weights)
         self.uses_votes = any(self.word_weights)
+        self.ngram = ngram
+        self.ngram_weights = (tuple(float(w) for w in ngram_weights) if ngram_weights is not None
+                              else default_weights(ngram) if ngram is not None else ())
+
+    def mix_ngram(self, log_probs: np.ndarray, data: bytes | bytearray) -> np.ndarray:
+        """The GRU's log-probabilities (256,) of the byte after `data` with the n-gram's mixed in."""
+        probs, bucket = self.ngram.probs(data)
+        weight = self.ngram_weights[bucket]
+        return np.log((1.0 - weight) * np.exp(log_probs) + weight * probs)
 
     def word_weight(self, prefix_length: int, matched: bool) -> float:
         return self.word_weights[word_model.bucket_of(prefix_length, matched)]
@@ -131,10 +146,19 @@ class MatchMixer:
 
     def mix_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
         """GRU probabilities of data[1:] (N − 1,) → mixed probabilities of the same bytes."""
+        target_probs = self.mix_ngram_targets(data, target_probs)
         predicted, lengths = match_predictions(data)
         voted, buckets = word_model.target_votes(data, predicted >= 0)
         return word_model.mix_target_votes(self._mix_match(data, target_probs, predicted, lengths), voted,
                                            buckets, self.word_weights)
+
+    def mix_ngram_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
+        """GRU probabilities of data[1:] (N − 1,) with the n-gram's mixed in (the same without one)."""
+        if self.ngram is None:
+            return target_probs
+        ngram_probs, buckets = self.ngram.target_probs(data)
+        weights = np.array(self.ngram_weights)[buckets]                                 # (N − 1,)
+        return (1 - weights) * target_probs + weights * ngram_probs
 
     def mix_match_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
         """The same with the match model alone."""

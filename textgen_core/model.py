@@ -13,7 +13,8 @@ from .adaptation import learning_target_probs
 from .config import ModelInfo
 from .decoding import Backend, DecodeOptions, PartialCallback, decode, log_softmax
 from .match import MatchMixer
-from .modelfile import Weights, load_model_folder
+from .modelfile import Weights, load_model_folder, read_ngram
+from .ngram import NgramModel
 from .numpy_gru import NumpyGRU
 from .registry import resolve_model_path
 from .vocab import encode, to_ids
@@ -53,17 +54,19 @@ class TextModel:
     """A char-GRU ready to continue text; immutable after loading, safe to share between threads."""
 
     def __init__(self, info: ModelInfo, weights: Weights, backend: str = "numpy",
-                 path: Path | None = None, use_match: bool = True) -> None:
+                 path: Path | None = None, use_match: bool = True, ngram: NgramModel | None = None) -> None:
+        """`use_match=False`: the GRU alone, without the buffer or the corpus n-gram mixed in."""
         self.info = info
         self.path = path
         self.weights = weights                       # read-only: backends fold their own copies
+        self.ngram = ngram
         self.backend: Backend = make_backend(backend, info, weights)
-        self.mixer: MatchMixer | None = mixer_from_info(info) if use_match else None
+        self.mixer: MatchMixer | None = mixer_from_info(info, ngram) if use_match else None
 
     def with_weights(self, weights: Weights) -> "TextModel":
-        """The same model (info, backend, match mixing) with other weights of the same shapes."""
+        """The same model (info, backend, n-gram, match mixing) with other weights of the same shapes."""
         return TextModel(self.info, weights, backend=self.backend.name, path=self.path,
-                         use_match=self.mixer is not None)
+                         use_match=self.mixer is not None, ngram=self.ngram)
 
     @property
     def name(self) -> str:
@@ -134,17 +137,18 @@ class TextModel:
         return np.concatenate(chunks)
 
 
-def mixer_from_info(info: ModelInfo) -> MatchMixer:
-    """The model's learned match and word weights, or the defaults for those it has none of (or
-    unusable ones)."""
+def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None) -> MatchMixer:
+    """The model's learned mixing weights (those fitted with its n-gram where it has one), or the
+    defaults for those it has none of (or unusable ones)."""
+    fitted = info.match.get("with_ngram") if ngram is not None else info.match
     learned = {}
-    for key in ("weights", "word_weights"):
+    for key in ("weights", "word_weights", "ngram_weights"):
         try:
-            MatchMixer(**{key: tuple(info.match[key])})          # validates them alone
-            learned[key] = tuple(info.match[key])
+            MatchMixer(ngram=ngram, **{key: tuple(fitted[key])})          # validates them alone
+            learned[key] = tuple(fitted[key])
         except (KeyError, TypeError, ValueError):
             pass
-    return MatchMixer(**learned)
+    return MatchMixer(ngram=ngram, **learned)
 
 
 def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy",
@@ -154,4 +158,4 @@ def load_model(name_or_path: str | os.PathLike = "default", backend: str = "nump
     info, weights = load_model_folder(path)
     if not info.name:
         info = replace(info, name=path.name)
-    return TextModel(info, weights, backend=backend, path=path, use_match=use_match)
+    return TextModel(info, weights, backend=backend, path=path, use_match=use_match, ngram=read_ngram(path))

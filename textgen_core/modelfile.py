@@ -1,4 +1,5 @@
-"""Model folders on disk: `config.json` + `weights.npz`, written atomically, read as data only.
+"""Model folders on disk: `config.json` + `weights.npz` (+ `ngram/`, the corpus n-gram, where a
+model has one), written atomically, read as data only.
 
 A model file may come from anywhere, so loading never unpickles (`allow_pickle=False`), checks the
 format name and version, and checks every array's shape and values against the config.
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import FORMAT_NAME, FORMAT_VERSION, ModelConfig, ModelInfo
+from .ngram import NGRAM_DIR, NgramFileError, NgramModel, load_ngram, save_ngram
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
@@ -27,10 +29,11 @@ class ModelFileError(Exception):
 
 
 def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weights,
-                      dtype: str = "float32") -> Path:
+                      dtype: str = "float32", ngram: NgramModel | None = None) -> Path:
     """Write `folder` atomically: a temporary sibling folder is filled, then renamed into place.
 
-    An existing model at `folder` stays intact until the new one is complete.
+    An existing model at `folder` stays intact until the new one is complete. With `ngram`, the
+    corpus n-gram table is written beside the weights.
     """
     folder = Path(folder).expanduser().resolve()
     _check_weights(info.config, weights, source=str(folder))
@@ -44,6 +47,8 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        if ngram is not None:
+            save_ngram(ngram, tmp / NGRAM_DIR)
         with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
             json.dump(info.to_json(), f, indent=2, sort_keys=False)
             f.write("\n")
@@ -141,7 +146,8 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     training = raw.get("training") if isinstance(raw.get("training"), dict) else {}
     metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
     match = raw.get("match") if isinstance(raw.get("match"), dict) else {}
-    return ModelInfo(config=config, training=training, metrics=metrics, name=folder.name, match=match)
+    ngram = raw.get("ngram") if isinstance(raw.get("ngram"), dict) else {}
+    return ModelInfo(config=config, training=training, metrics=metrics, name=folder.name, match=match, ngram=ngram)
 
 
 def load_model_folder(folder: str | os.PathLike) -> tuple[ModelInfo, Weights]:
@@ -182,3 +188,14 @@ def _check_weights(config: ModelConfig, weights: Weights, source: str) -> None:
                                  f"config.json says {shape}")
         if not np.all(np.isfinite(array)):
             raise ModelFileError(f"{source}: array {name!r} holds NaN or infinite values")
+
+
+def read_ngram(folder: str | os.PathLike) -> NgramModel | None:
+    """The corpus n-gram table of a model folder (`ngram.py`), None where it has none."""
+    path = Path(folder) / NGRAM_DIR
+    if not path.exists():
+        return None
+    try:
+        return load_ngram(path)
+    except NgramFileError as exc:
+        raise ModelFileError(str(exc)) from None

@@ -28,7 +28,7 @@ from .distributed import (WorkerBackup, adapt_model, any_worker, distribute, los
 from .held_out import MAX_VAL_BYTES, TrainingText, corpus_summary, fit_match_weights, split_texts
 from .machine import cpu_has_bfloat16, machine_summary
 from .keras_model import build_keras_model, weights_from_keras, weights_to_keras
-from .modelfile import Weights, load_model_folder, save_model_folder
+from .modelfile import Weights, load_model_folder, read_ngram, save_model_folder
 from .progress import ProgressReporter, SilentReporter
 from .registry import resolve_model_path
 
@@ -91,10 +91,11 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
     seq_len = corpus.seq_len
     global_batch = options.batch_size * placement.replicas
 
-    base_name = None
+    base_name, base_ngram, base_ngram_info = None, None, {}
     if base is not None:
         base_path = resolve_model_path(str(base))
         base_info, base_weights = load_model_folder(base_path)
+        base_ngram, base_ngram_info = read_ngram(base_path), base_info.ngram    # carried over, refitted
         config = base_info.config
         base_name = base_info.training.get("name") or str(base_path)
     else:
@@ -168,9 +169,10 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
     )
     folder = None
     if placement.is_chief:                     # the one writer of the model (the TF multi-worker guide's rule)
-        info.match = fit_match_weights(info, weights, corpus.val_sample(65536))
+        info.match = fit_match_weights(info, weights, corpus.val_sample(65536), ngram=base_ngram)
         info.metrics["val_bpc_with_match"] = info.match.get("val_bpc_with_match")
-        folder = save_model_folder(out, info, weights)
+        info.ngram = base_ngram_info if base_ngram is not None else {}
+        folder = save_model_folder(out, info, weights, ngram=base_ngram)
     reporter.emit({"event": "done", "out": str(folder) if folder else None, "val_bpc": val_bpc,
                    "initial_val_bpc": initial_val_bpc, "seconds": seconds, "steps": progress.steps,
                    "stop_reason": stop_reason, "task": placement.task})

@@ -52,7 +52,8 @@ except (textgen_core.ModelNotFoundError, textgen_core.ModelFileError, ValueError
     print(json.dumps({"error": str(exc)}))
 else:
     print(json.dumps({"name": m.name, "path": str(m.path), "val_bpc": m.info.val_bpc,
-                      "layers": m.config.layers, "hidden": m.config.hidden}))
+                      "layers": m.config.layers, "hidden": m.config.hidden,
+                      "ngram_contexts": m.ngram.contexts if m.ngram else None, "ngram_expected": bool(m.info.ngram)}))
 ]]
 
 local function check_neovim()
@@ -153,6 +154,13 @@ local function check_model(python, cfg)
       bpc,
       cfg.backend
     ))
+    if result.ngram_contexts ~= vim.NIL then
+      health.ok(("its corpus n-gram is built: %.1f M contexts"):format(result.ngram_contexts / 1e6))
+    elseif result.ngram_expected then
+      health.warn("its corpus n-gram is not built: suggestions are weaker until it is", {
+        "Run `make install` in the plugin's folder (the default model's), or `textgen ngram` again (:help textgen-ngram).",
+      })
+    end
   end
 end
 

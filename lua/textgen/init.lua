@@ -159,6 +159,12 @@ local function describe_model(m)
     data = ("%s %s (%s)"):format(average and average .. " fitted to" or "trained on", files, human_size(m.training_bytes))
   end
   lines[#lines + 1] = "  " .. quality .. ", " .. data
+  if not null(m.ngram_contexts) then
+    local counted = null(m.ngram_bytes) and "" or (" in %d files (%s)"):format(m.ngram_file_count or 0, human_size(m.ngram_bytes))
+    lines[#lines + 1] = ("  corpus n-gram: %.1f M contexts counted%s"):format(m.ngram_contexts / 1e6, counted)
+  elseif m.ngram_missing then
+    lines[#lines + 1] = "  corpus n-gram: not built; `make install` in the plugin's folder builds it (better suggestions)"
+  end
   return lines
 end
 

@@ -157,4 +157,14 @@ def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:
         "trained_at": info.training.get("trained_at"),
         "base": info.training.get("base"),
         "averaged": len(averaged),
+        **_describe_ngram(model),
     }
+
+
+def _describe_ngram(model: TextModel) -> dict[str, Any]:
+    """The corpus n-gram's size and text, or that its table was not built (the model works without it)."""
+    counted = model.info.ngram.get("corpus") if isinstance(model.info.ngram.get("corpus"), dict) else {}
+    if model.ngram is not None:
+        return {"ngram_contexts": model.ngram.contexts, "ngram_file_count": counted.get("file_count"),
+                "ngram_bytes": counted.get("bytes")}
+    return {"ngram_missing": bool(model.info.ngram)}
