@@ -59,7 +59,7 @@ def test_a_table_survives_saving_and_a_bad_file_is_refused_with_its_name(tmp_pat
     save_ngram(table, tmp_path / "ngram")
     loaded = load_ngram(tmp_path / "ngram")
     assert loaded.orders == (1, 2, 4) and loaded.contexts == table.contexts
-    assert isinstance(loaded.tables[0].keys, np.memmap)                       # mapped, not read
+    assert isinstance(loaded.tables[0].keys.base, np.memmap)                  # mapped, not read
     np.testing.assert_array_equal(loaded.target_probs(CORPUS[:500])[0], table.target_probs(CORPUS[:500])[0])
 
     def damaged(name: str, array_name: str, change) -> Path:

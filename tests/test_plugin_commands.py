@@ -324,8 +324,10 @@ def test_every_config_option_is_documented():
 
 @pytest.fixture
 def nvim_without_model(tmp_path):
+    # Wide enough that the one-line message is never cut: v:echospace, the width it is cut to, loses
+    # the ruler's 18 cells while Neovim still shows the ruler on the command line (seen once in CI).
     editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": "no-such-model"},
-                        models_dir=tmp_path / "empty")
+                        models_dir=tmp_path / "empty", columns=140)
     yield editor
     editor.close()
 
