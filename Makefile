@@ -67,7 +67,8 @@ clean:
 # and a lower one still (stages 1-3 ran Keras' GRU on an AMD EPYC), then 50 and 55 minutes with the
 # fused GRU (stages 4 and 5). Then three more fine-tunings (from stage 4: 45 minutes with the Lua files
 # three times over, and 45 minutes of stage 5 again with another seed; from stage 5: 12 minutes of Lua
-# alone), and the model is the weighted average of stage 4, stage 5 and those three (`textgen average`).
+# alone), and the model is the weighted average of stage 4, stage 5 and those three (`textgen average`),
+# given the corpus n-gram of the same text (`textgen ngram`, which fits its mixing weights).
 # Every stage is a target of its own and backs up its state after every epoch, so that `make
 # default-model` run again after a kill skips the stages done and resumes the one that was running.
 # The model card stays in place: its figures are the shipped model's until bench/quality.py is rerun.

@@ -52,6 +52,8 @@ BENCHES = [
      ["bench/finetune.py"]),
     ("Quality of the default model on held-out text (issue 6)",
      ["bench/quality.py"]),
+    ("What the corpus n-gram costs a suggestion: the default with and without its table, side by side",
+     ["bench/ngram_cost.py", "--chars", "800"]),
 ]
 
 

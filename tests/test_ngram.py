@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textgen_core import load_model
+from textgen_core import load_model, ngram
 from textgen_core.modelfile import ModelFileError
 from textgen_core.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
 
@@ -39,8 +39,9 @@ def reference_probs(corpus: bytes, history: bytes, orders: tuple[int, ...], min_
     return p
 
 
-@pytest.mark.parametrize("min_count", [1, 3])
-def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count):
+@pytest.mark.parametrize("min_count, keys_per_page", [(1, 1024), (3, 1024), (1, 3)])
+def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count, keys_per_page, monkeypatch):
+    monkeypatch.setattr(ngram, "KEYS_PER_PAGE", keys_per_page)       # 3: a lookup crosses many pages
     orders = (1, 2, 3, 5, 8)
     table = build_ngram(CORPUS, orders=orders, min_count=min_count)
     text = b"\nthe cat sat on the log. def greet(name):\n    return 'hello' caf\xc3\xa9 zebra"

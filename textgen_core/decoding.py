@@ -105,7 +105,8 @@ def mixed_log_probs(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMem
 
 
 def _mixed(log_probs: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> np.ndarray:
-    """The GRU's log-probabilities of a row (256,) with the match prediction and the word votes mixed in."""
+    """The GRU's log-probabilities of a row (256,) with the corpus n-gram, the match prediction and the
+    word votes mixed in."""
     if mixer is None or memory is None:
         return log_probs
     if mixer.ngram is not None:
