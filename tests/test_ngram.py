@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textgen_core import load_model, ngram
+from textgen_core import load_model
 from textgen_core.modelfile import ModelFileError
 from textgen_core.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
 
@@ -39,9 +39,8 @@ def reference_probs(corpus: bytes, history: bytes, orders: tuple[int, ...], min_
     return p
 
 
-@pytest.mark.parametrize("min_count, keys_per_page", [(1, 1024), (3, 1024), (1, 3)])
-def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count, keys_per_page, monkeypatch):
-    monkeypatch.setattr(ngram, "KEYS_PER_PAGE", keys_per_page)       # 3: a lookup crosses many pages
+@pytest.mark.parametrize("min_count", [1, 3])
+def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count):
     orders = (1, 2, 3, 5, 8)
     table = build_ngram(CORPUS, orders=orders, min_count=min_count)
     text = b"\nthe cat sat on the log. def greet(name):\n    return 'hello' caf\xc3\xa9 zebra"
@@ -51,6 +50,13 @@ def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count, keys
         np.testing.assert_allclose(probs, reference_probs(CORPUS, text[:end], orders, min_count), atol=1e-12)
         assert probs.sum() == pytest.approx(1.0)
         assert target[end - 1] == pytest.approx(probs[text[end]], abs=1e-12) and buckets[end - 1] == bucket
+    histories = [text[:end] for end in range(1, len(text), 7)] + [b"fox\x01", text]
+    fresh = build_ngram(CORPUS, orders=orders, min_count=min_count)
+    fresh.prefetch(histories)                                              # all rows at once, then cached
+    for history in histories:
+        probs, bucket = fresh.probs(history)
+        np.testing.assert_allclose(probs, table.probs(history)[0], atol=1e-12)
+        assert bucket == table.probs(history)[1]
     assert table.probs(b"the quick brown fox jumps ")[1] == len(orders)     # seen: every order found
     assert table.probs(b"fox\x01")[1] == 0                                  # never seen: byte frequencies
 

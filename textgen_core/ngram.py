@@ -18,10 +18,11 @@ array, mapped into memory with `allow_pickle=False`, types and lengths checked o
 """
 from __future__ import annotations
 
-import functools
 import mmap
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -36,8 +37,6 @@ MIN_COUNT = 2
 NGRAM_DIR = "ngram"
 DEFAULT_WEIGHT = 0.25
 MAX_COUNT = np.iinfo(np.uint16).max
-# Keys on one 4 KB page of memory: a lookup searches the first key of every page, then one page.
-KEYS_PER_PAGE = 1024
 # Contexts whose prediction `probs` keeps (2 KB each): a suggestion asks for about a hundred.
 CACHED_CONTEXTS = 4096
 _MULTIPLIER = 0x9E3779B97F4A7C15
@@ -74,23 +73,11 @@ class OrderTable:
     starts: np.ndarray        # (C + 1,) uint32: context i's bytes are next_bytes[starts[i]:starts[i + 1]]
     next_bytes: np.ndarray    # (P,) uint8, ascending within a context
     counts: np.ndarray        # (P,) uint16
-    pages: np.ndarray         # (⌈C / KEYS_PER_PAGE⌉,) uint32: the first key of every page of `keys`
-
-    @staticmethod
-    def pages_of(keys: np.ndarray) -> np.ndarray:
-        return np.array(keys[::KEYS_PER_PAGE], np.uint32)
 
     def find_one(self, key: int) -> int:
-        """Index of one key's context, or −1: the page it would be on first, from `pages` (in memory),
-        then within that page, so that a lookup reads one page of the mapped keys, not one for every
-        step of a binary search over them (the memory the editor's host holds stays small)."""
-        page = int(self.pages.searchsorted(np.uint32(key), "right")) - 1      # a Python int would cast
-        if page < 0:                                                           # the whole array
-            return -1
-        first = page * KEYS_PER_PAGE
-        on_page = self.keys[first:first + KEYS_PER_PAGE]
-        i = int(on_page.searchsorted(np.uint32(key)))
-        return first + i if i < len(on_page) and on_page[i] == key else -1
+        """Index of one key's context, or −1."""
+        i = int(self.keys.searchsorted(np.uint32(key)))      # a Python int would cast the whole array
+        return i if i < len(self.keys) and self.keys[i] == key else -1
 
     def find(self, hashes: np.ndarray) -> np.ndarray:
         """Index of each hash's context, or −1 where the table does not hold it: (N,) int64."""
@@ -98,6 +85,29 @@ class OrderTable:
             return np.full(len(hashes), -1, np.int64)
         i = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
         return np.where(self.keys[i] == hashes, i, -1)
+
+
+class _RecentPredictions:
+    """The last `size` contexts' predictions, for any thread: a small LRU that can be filled ahead."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, tuple[np.ndarray, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> tuple[np.ndarray, int] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, value: tuple[np.ndarray, int]) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 class NgramModel:
@@ -111,7 +121,7 @@ class NgramModel:
         self.unigram = unigram                     # (256,) float64, sums to 1, none zero
         self.min_count = min_count
         self._lookup: list[tuple[np.ndarray, np.ndarray]] | None = None     # built by target_probs
-        self._cached = functools.lru_cache(maxsize=CACHED_CONTEXTS)(self._probs)            # thread-safe
+        self._cache = _RecentPredictions(CACHED_CONTEXTS)
 
     def _whole_text_lookup(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per order, every pair as context index · 256 + byte (P,) and every context's n (C,): what
@@ -134,40 +144,62 @@ class NgramModel:
         """p_ngram of the byte after `history` (256,), read only, and the bucket: 1 + the index in
         `orders` of the longest context found, 0 for none. Cached by the last bytes that decide it:
         the next keystroke's search walks mostly the same contexts again."""
-        return self._cached(bytes(history[-self.orders[-1]:]))
+        key = bytes(history[-self.orders[-1]:])
+        found = self._cache.get(key)
+        if found is None:
+            found = self._compute([key])[0]
+            self._cache.put(key, found)
+        return found
 
-    def _probs(self, history: bytes) -> tuple[np.ndarray, int]:
-        """`probs` computed: one pass from order 1 up, stopping at the first context not held (a
-        longer one is seen no more often); then a fixed dozen array operations for all orders
-        together (per order, they took twice as long)."""
-        n = len(history)
-        h, position = 0, 0
-        found = []                                 # per order found: its table and its slice of pairs
-        for k in range(1, min(n, self.orders[-1]) + 1):
-            h = ((h ^ (history[n - k] + 1)) * _MULTIPLIER) & _MASK
-            if k != self.orders[position]:
-                continue
-            table = self.tables[position]
-            i = table.find_one(h >> 32)
-            if i < 0:
-                break
-            lo, hi = int(table.starts[i]), int(table.starts[i + 1])
-            if hi <= lo:                          # a damaged table: no context has no bytes
-                break
-            found.append((table, lo, hi))
-            position += 1
-        if not found:
-            return self.unigram, 0
+    def prefetch(self, histories: list[bytes | bytearray]) -> None:
+        """Compute the `probs` of several histories not cached yet at once (the rows of one decoding
+        step): the array work is the same for one row or ten, so rows share it."""
+        keys = dict.fromkeys(bytes(h[-self.orders[-1]:]) for h in histories)
+        missing = [key for key in keys if self._cache.get(key) is None]
+        if len(missing) > 1:
+            for key, found in zip(missing, self._compute(missing)):
+                self._cache.put(key, found)
+
+    def _compute(self, histories: list[bytes]) -> list[tuple[np.ndarray, int]]:
+        """`probs` of each history: per history one pass from order 1 up, stopping at the first
+        context not held (a longer one is seen no more often); then one fixed set of array operations
+        for all their orders together."""
+        segments = []                               # (row, table, lo, hi) per context found, orders ascending
+        buckets = []
+        for row, history in enumerate(histories):
+            n, h, position = len(history), 0, 0
+            for k in range(1, min(n, self.orders[-1]) + 1):
+                h = ((h ^ (history[n - k] + 1)) * _MULTIPLIER) & _MASK
+                if k != self.orders[position]:
+                    continue
+                table = self.tables[position]
+                i = table.find_one(h >> 32)
+                if i < 0:
+                    break
+                lo, hi = int(table.starts[i]), int(table.starts[i + 1])
+                if hi <= lo:                      # a damaged table: no context has no bytes
+                    break
+                segments.append((row, table, lo, hi))
+                position += 1
+            buckets.append(position)
+        scale = [1.0] * len(histories)                                                      # (R,) Π λ of a row
+        if not segments:
+            return [(self.unigram, 0) for _ in histories]
         # p_K = Π λ · unigram + Σ_k (Π_{m > k} λ_m) · n(ctx_k, ·) / (n_k + d_k),   λ_k = d_k / (n_k + d_k)
-        widths = np.array([hi - lo for _, lo, hi in found], np.float64)                     # (K,) d_k
-        counts = np.concatenate([t.counts[lo:hi] for t, lo, hi in found]).astype(np.float64)  # (P,)
-        norms = np.add.reduceat(counts, np.cumsum(widths, dtype=np.int64) - widths.astype(np.int64)) + widths
-        from_here = np.cumprod((widths / norms)[::-1])[::-1]                                 # (K,) Π_{m ≥ k} λ_m
-        above = np.append(from_here[1:], 1.0)                                                # (K,) Π_{m > k} λ_m
-        pair_weights = counts * np.repeat(above / norms, widths.astype(np.int64))           # (P,)
-        next_bytes = np.concatenate([t.next_bytes[lo:hi] for t, lo, hi in found])           # (P,)
-        p = np.bincount(next_bytes, pair_weights, minlength=256)                            # (256,)
-        return p + from_here[0] * self.unigram, len(found)
+        widths = np.array([hi - lo for _, _, lo, hi in segments], np.int64)                 # (S,) d_k
+        counts = np.concatenate([t.counts[lo:hi] for _, t, lo, hi in segments]).astype(np.float64)  # (P,)
+        norms = (np.add.reduceat(counts, np.cumsum(widths) - widths) + widths).tolist()      # (S,) n_k + d_k
+        coefficients = [0.0] * len(segments)
+        for s in range(len(segments) - 1, -1, -1):          # highest order first within a row
+            row = segments[s][0]
+            coefficients[s] = scale[row] / norms[s]
+            scale[row] *= (segments[s][3] - segments[s][2]) / norms[s]
+        rows = np.array([row for row, *_ in segments], np.int64)
+        targets = np.repeat(rows * 256, widths) + np.concatenate([t.next_bytes[lo:hi] for _, t, lo, hi in segments])
+        weights = counts * np.repeat(coefficients, widths)                                  # (P,)
+        p = np.bincount(targets, weights, minlength=256 * len(histories)).reshape(len(histories), 256)
+        p += np.array(scale)[:, None] * self.unigram                                        # (R, 256)
+        return [(p[row], buckets[row]) if buckets[row] else (self.unigram, 0) for row in range(len(histories))]
 
     def target_probs(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         """p_ngram of every byte data[1:] given the bytes before it, and each one's bucket: (N − 1,) each."""
@@ -206,8 +238,7 @@ def build_ngram(data: bytes, orders: tuple[int, ...] = ORDERS, min_count: int = 
         pairs, counts = np.unique(inverse[kept].astype(np.int64) * 256 + a[k:][kept], return_counts=True)  # (P,)
         contexts, starts = np.unique(pairs // 256, return_index=True)                      # (C',)
         tables.append(OrderTable(k, keys[contexts], np.append(starts, len(pairs)).astype(np.uint32),
-                                 (pairs % 256).astype(np.uint8), np.minimum(counts, MAX_COUNT).astype(np.uint16),
-                                 OrderTable.pages_of(keys[contexts])))
+                                 (pairs % 256).astype(np.uint8), np.minimum(counts, MAX_COUNT).astype(np.uint16)))
     return NgramModel(tables, unigram / unigram.sum(), min_count)
 
 
@@ -223,8 +254,7 @@ def save_ngram(model: NgramModel, folder: str | os.PathLike) -> None:
                                      "unigram": model.unigram.astype(np.float64)}
     for t in model.tables:
         arrays.update({f"k{t.order}.keys": t.keys, f"k{t.order}.starts": t.starts,
-                       f"k{t.order}.next_bytes": t.next_bytes, f"k{t.order}.counts": t.counts,
-                       f"k{t.order}.pages": t.pages})
+                       f"k{t.order}.next_bytes": t.next_bytes, f"k{t.order}.counts": t.counts})
     for name, array in arrays.items():
         with open(folder / f"{name}.npy", "wb") as f:
             np.save(f, np.asarray(array), allow_pickle=False)
@@ -290,11 +320,10 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
     for k in orders:
         keys, starts = array(f"k{k}.keys", "uint32"), array(f"k{k}.starts", "uint32")
         next_bytes, counts = array(f"k{k}.next_bytes", "uint8"), array(f"k{k}.counts", "uint16")
-        pages = array(f"k{k}.pages", "uint32", mapped=False)
         if len(starts) != len(keys) + 1 or len(counts) != len(next_bytes) or starts[0] != 0 \
-                or starts[-1] != len(next_bytes) or len(pages) != -(-len(keys) // KEYS_PER_PAGE):
+                or starts[-1] != len(next_bytes):
             raise NgramFileError(f"{folder}: order {k}'s arrays do not agree in length")
-        tables.append(OrderTable(k, *(np.asarray(a) for a in (keys, starts, next_bytes, counts)), pages))  # plain views:
+        tables.append(OrderTable(k, *(np.asarray(a) for a in (keys, starts, next_bytes, counts))))   # plain views:
     return NgramModel(tables, unigram, int(array("min_count", "int64", 0, mapped=False)), folder=folder)  # 2× faster
 
 
