@@ -95,7 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
                               "these files, as `train` does (default: keep the first model's weights)")
     average.add_argument("--val-fraction", type=float, default=0.1)
     ngram = sub.add_parser("ngram", help="give a model a corpus n-gram: what files say after the same last "
-                           "1–24 bytes, mixed with the GRU's predictions (no training)")
+                           "1–16 bytes, mixed with the GRU's predictions (no training)")
     ngram.add_argument("model", help="the model (name or folder) to give the n-gram to")
     ngram.add_argument("files", nargs="+", metavar="FILE", help="the text to count (globs allowed)")
     ngram.add_argument("--out", required=True, help="model folder to write (atomically)")
