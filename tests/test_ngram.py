@@ -127,6 +127,21 @@ def test_a_model_given_an_ngram_completes_what_its_corpus_says(tiny_model_dir, t
     assert load_model(tmp_path / "with-ngram").mixer.weights == tuple(config["match"]["weights"])
 
 
+def test_greedy_decoding_picks_the_argmax_of_the_whole_mixture(tiny_model_dir, tmp_path):
+    from textgen_core.decoding import RowMemory, _greedy, mixed_log_probs
+
+    corpus = tmp_path / "plugin.lua"
+    corpus.write_text(CORPUS_TEXT)
+    assert textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "with-ngram").returncode == 0
+    model = load_model(tmp_path / "with-ngram")
+    text = ("the cat sat on the mat. local mark = vim.api.nvim_buf_set_extmark(buf, namespace, row"
+            " the quick brown fox ").encode()
+    for end in range(1, len(text)):
+        memory = RowMemory(text[:end])
+        logits, _ = model.prime(text[:end])
+        assert _greedy(logits, model.mixer, memory) == int(mixed_log_probs(logits, model.mixer, memory).argmax())
+
+
 def test_fine_tuning_a_model_keeps_its_ngram_and_fits_its_weight_again(tiny_model_dir, tmp_path):
     corpus = tmp_path / "plugin.lua"
     corpus.write_text(CORPUS_TEXT)

@@ -313,13 +313,17 @@ def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | No
     mixing scales every byte alike and adds to the match's prediction and the voted bytes only, so
     when those are all the GRU's best, that stays best; else only those bytes are compared
     (`MatchMixer.mixed_argmax`: 2–3 % off a suggestion's time against mixing all 256). The corpus
-    n-gram changes every byte's share, so with one all 256 are mixed."""
+    n-gram changes every byte's share, so with one all 256 are mixed, as probabilities."""
     best = int(logits.argmax())
     if mixer is None or memory is None:
         return best
-    if mixer.ngram is not None:
-        return int(mixed_log_probs(logits, mixer, memory).argmax())
     voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
+    if mixer.ngram is not None:                   # in probabilities: no log of 256 of them
+        ngram_probs, bucket = mixer.ngram.probs(memory.data)
+        weight = mixer.ngram_weights[bucket]
+        shifted = np.exp(logits.astype(np.float64) - float(logits[best]))                # (256,)
+        probs = shifted * ((1.0 - weight) / float(shifted.sum())) + weight * ngram_probs    # (256,)
+        return mixer.mixed_argmax_of_probs(probs, memory.data, memory.state, voted, prefix_length)
     predicted = memory.data[memory.state.pointer] if mixer.weight(memory.state) > 0.0 else best
     if predicted == best and (voted is None or voted.keys() == {best}):
         return best

@@ -144,6 +144,17 @@ class MatchMixer:
         candidates = sorted(added.keys() | {best})            # ties: the lowest byte, as argmax
         return max(candidates, key=lambda b: scale * float(shifted[b]) + added.get(b, 0.0))
 
+    def mixed_argmax_of_probs(self, probs: np.ndarray, data: bytes | bytearray, state: MatchState,
+                              voted: dict[int, float] | None, prefix_length: int) -> int:
+        """argmax of the mixture (`additions`) over probabilities `probs` (256,) (the GRU's with the
+        n-gram's mixed in): only their best and the bytes added to can win."""
+        keep, added = self.additions(data, state, voted, prefix_length)
+        best = int(probs.argmax())
+        if not added:
+            return best
+        candidates = sorted(added.keys() | {best})            # ties: the lowest byte, as argmax
+        return max(candidates, key=lambda b: keep * float(probs[b]) + added.get(b, 0.0))
+
     def mix_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
         """GRU probabilities of data[1:] (N − 1,) → mixed probabilities of the same bytes."""
         target_probs = self.mix_ngram_targets(data, target_probs)
