@@ -46,7 +46,7 @@ doc/tags: doc/textgen.txt $(VENV)/.installed
 	$(NVIM) --headless -u NONE -i NONE -c "helptags $(ROOT)/doc" -c "qa!"
 
 # Neovim with only this plugin (and Neovim's own plugins, filetypes and syntax), loaded as a user's would be.
-run: manifest doc/tags
+run: install manifest doc/tags
 	NVIM_RPLUGIN_MANIFEST=$(MANIFEST) $(NVIM) $(NVIM_ARGS) --cmd "set loadplugins" \
 	  --cmd "filetype plugin indent on" --cmd "syntax on" $(FILE)
 
