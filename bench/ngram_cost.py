@@ -11,6 +11,7 @@ Usage: python bench/ngram_cost.py [--model default] [--chars 1500]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -27,14 +28,7 @@ from textgen_core.model import TextModel  # noqa: E402
 from textgen_core.modelfile import read_ngram  # noqa: E402
 
 from bench.quality import CONTEXT_CHARS, heldout_texts  # noqa: E402
-
-
-def rss_mb() -> float:
-    """This process's resident memory now (Linux), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from tests.nvim_harness import rss_mb  # noqa: E402
 
 
 def suggestion_ms(engine: Engine, context: str, options: DecodeOptions) -> tuple[float, int]:
@@ -60,7 +54,7 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=24)
     args = parser.parse_args()
 
-    before = rss_mb()
+    before = rss_mb(os.getpid())
     model = load_model(args.model)
     if model.ngram is None:
         sys.exit(f"{args.model} has no corpus n-gram (ngram/); `make install` builds the default's")
@@ -71,7 +65,7 @@ def main() -> None:
     plain = TextModel(model.info, model.weights, path=model.path)        # the same model without the table
     print(f"machine: {machine_summary()}")
     print(f"model: {args.model}; n-gram table {model.ngram.contexts:,} contexts, {table_mb:.0f} MB of arrays, "
-          f"read in {load_s:.2f} s; this process {before:.0f} MB before loading the model, {rss_mb():.0f} MB after")
+          f"read in {load_s:.2f} s; this process {before:.0f} MB before loading the model, {rss_mb(os.getpid()):.0f} MB after")
 
     options = DecodeOptions(max_chars=args.max_chars)
     print(f"{'text':<16} {'ms per suggestion, median / p95':>32} {'ms per suggested byte':>24}")

@@ -40,17 +40,9 @@ def one_run(model: str) -> tuple[float, float, bool]:
         pid = host_pid(nvim)
         if pid is None:
             raise RuntimeError("no Python host among Neovim's channels")
-        return first_ms, rss_mb(pid), loaded_tensorflow(pid), file_backed_mb(pid)
+        return first_ms, rss_mb(pid), loaded_tensorflow(pid), rss_mb(pid, "RssFile")
     finally:
         nvim.close()
-
-
-def file_backed_mb(pid: int) -> float:
-    """The part of a process's resident memory that maps files (RssFile), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

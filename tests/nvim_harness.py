@@ -135,12 +135,12 @@ def host_pid(nvim: pynvim.Nvim) -> int | None:
     return None
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process (VmRSS), in MB."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process (VmRSS; RssFile: the part that maps files), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 def is_running(pid: int) -> bool:

@@ -319,10 +319,8 @@ def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | No
         return best
     voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
     if mixer.ngram is not None:                   # in probabilities: no log of 256 of them
-        ngram_probs, bucket = mixer.ngram.probs(memory.data)
-        weight = mixer.ngram_weights[bucket]
         shifted = np.exp(logits.astype(np.float64) - float(logits[best]))                # (256,)
-        probs = shifted * ((1.0 - weight) / float(shifted.sum())) + weight * ngram_probs    # (256,)
+        probs = mixer.mix_ngram_probs(shifted / float(shifted.sum()), memory.data)          # (256,)
         return mixer.mixed_argmax_of_probs(probs, memory.data, memory.state, voted, prefix_length)
     predicted = memory.data[memory.state.pointer] if mixer.weight(memory.state) > 0.0 else best
     if predicted == best and (voted is None or voted.keys() == {best}):

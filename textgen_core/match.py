@@ -96,9 +96,13 @@ class MatchMixer:
 
     def mix_ngram(self, log_probs: np.ndarray, data: bytes | bytearray) -> np.ndarray:
         """The GRU's log-probabilities (256,) of the byte after `data` with the n-gram's mixed in."""
+        return np.log(self.mix_ngram_probs(np.exp(log_probs), data))
+
+    def mix_ngram_probs(self, gru_probs: np.ndarray, data: bytes | bytearray) -> np.ndarray:
+        """The same in probabilities: (1 − w) · p_gru + w · p_ngram, w that of the longest context found."""
         probs, bucket = self.ngram.probs(data)
         weight = self.ngram_weights[bucket]
-        return np.log((1.0 - weight) * np.exp(log_probs) + weight * probs)
+        return (1.0 - weight) * gru_probs + weight * probs
 
     def word_weight(self, prefix_length: int, matched: bool) -> float:
         return self.word_weights[word_model.bucket_of(prefix_length, matched)]
@@ -140,20 +144,14 @@ class MatchMixer:
         if not added:
             return best
         shifted = np.exp(logits.astype(np.float64) - float(logits[best]))            # (256,)
-        scale = keep / float(shifted.sum())
-        candidates = sorted(added.keys() | {best})            # ties: the lowest byte, as argmax
-        return max(candidates, key=lambda b: scale * float(shifted[b]) + added.get(b, 0.0))
+        return _best_of(shifted, keep / float(shifted.sum()), added, best)
 
     def mixed_argmax_of_probs(self, probs: np.ndarray, data: bytes | bytearray, state: MatchState,
                               voted: dict[int, float] | None, prefix_length: int) -> int:
-        """argmax of the mixture (`additions`) over probabilities `probs` (256,) (the GRU's with the
-        n-gram's mixed in): only their best and the bytes added to can win."""
+        """The same over probabilities `probs` (256,) (the GRU's with the n-gram's mixed in)."""
         keep, added = self.additions(data, state, voted, prefix_length)
         best = int(probs.argmax())
-        if not added:
-            return best
-        candidates = sorted(added.keys() | {best})            # ties: the lowest byte, as argmax
-        return max(candidates, key=lambda b: keep * float(probs[b]) + added.get(b, 0.0))
+        return _best_of(probs, keep, added, best) if added else best
 
     def mix_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
         """GRU probabilities of data[1:] (N − 1,) → mixed probabilities of the same bytes."""
@@ -181,6 +179,12 @@ class MatchMixer:
         weights = np.where(predicted >= 0, weights, 0.0)
         hit = predicted == np.frombuffer(data, np.uint8)[1:]
         return (1 - weights) * target_probs + weights * hit
+
+
+def _best_of(values: np.ndarray, scale: float, added: dict[int, float], best: int) -> int:
+    """The byte with the largest scale · values[b] + added[b] among `best` and the bytes added to."""
+    candidates = sorted(added.keys() | {best})            # ties: the lowest byte, as argmax
+    return max(candidates, key=lambda b: scale * float(values[b]) + added.get(b, 0.0))
 
 
 def match_predictions(data: bytes) -> tuple[np.ndarray, np.ndarray]:

@@ -144,17 +144,21 @@ class NgramModel:
         """p_ngram of the byte after `history` (256,), read only, and the bucket: 1 + the index in
         `orders` of the longest context found, 0 for none. Cached by the last bytes that decide it:
         the next keystroke's search walks mostly the same contexts again."""
-        key = bytes(history[-self.orders[-1]:])
+        key = self._key(history)
         found = self._cache.get(key)
         if found is None:
             found = self._compute([key])[0]
             self._cache.put(key, found)
         return found
 
+    def _key(self, history: bytes | bytearray) -> bytes:
+        """The bytes of `history` that decide its prediction: the longest order's."""
+        return bytes(history[-self.orders[-1]:])
+
     def prefetch(self, histories: list[bytes | bytearray]) -> None:
         """Compute the `probs` of several histories not cached yet at once (the rows of one decoding
         step): the array work is the same for one row or ten, so rows share it."""
-        keys = dict.fromkeys(bytes(h[-self.orders[-1]:]) for h in histories)
+        keys = dict.fromkeys(self._key(h) for h in histories)
         missing = [key for key in keys if self._cache.get(key) is None]
         if len(missing) > 1:
             for key, found in zip(missing, self._compute(missing)):
