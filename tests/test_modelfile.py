@@ -105,11 +105,17 @@ def test_not_a_model_folder(tmp_path):
         load_model_folder(tmp_path / "x")
 
 
-def test_model_names_cannot_escape_their_folder(monkeypatch, tmp_path):
-    monkeypatch.setenv("TEXTGEN_MODELS_DIR", str(tmp_path))
-    for name in ("../etc", "..", "a/../../b", "..hidden"):
-        with pytest.raises(ModelNotFoundError):
+def test_model_names_cannot_escape_their_folder_and_paths_are_taken_as_written(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEXTGEN_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "models" / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    for name in ("x..y", "sub\\..", "a b"):
+        with pytest.raises(ModelNotFoundError, match="not a valid model name"):
             resolve_model_path(name)
+    monkeypatch.chdir(tmp_path / "models" / "sub")
+    assert resolve_model_path("../../elsewhere") == tmp_path / "elsewhere"     # a path, from the current folder
+    with pytest.raises(ModelNotFoundError, match="no such model folder"):
+        resolve_model_path("../missing")
     with pytest.raises(ModelNotFoundError, match="no model named 'missing'"):
         load_model("missing")
 

@@ -200,10 +200,6 @@ def _nan_weights(folder: Path, marker: Path) -> str:
     return str(folder)
 
 
-def _name_with_dotdot(folder: Path, marker: Path) -> str:
-    return f"{folder}/../{folder.name}"         # a good model, reached through '..'
-
-
 # What :TextGenModel is given, and what the one message must say.
 BROKEN_MODELS = {
     "missing-folder": (_missing_folder, "missing-folder: no such model folder"),
@@ -213,7 +209,6 @@ BROKEN_MODELS = {
     "shapes": (_shapes_unlike_config, "shapes/weights.npz: array 'gru0/kernel' has shape (16, 192), config.json says"),
     "version": (_unknown_format_version, "version/config.json: unsupported format version 99"),
     "nan": (_nan_weights, "nan/weights.npz: array 'dense/kernel' holds NaN or infinite values"),
-    "dotdot": (_name_with_dotdot, "../dotdot: a model path must not contain '..'"),
 }
 
 

@@ -386,8 +386,8 @@ def test_a_crashing_training_job_shows_its_last_error_line(vim):
 def test_a_file_argument_that_matches_nothing_is_reported_by_the_trainer(vim):
     open_text(vim, NOVEL)
     vim.command("TextGenTrain no-such-notes-*.txt")
-    said = wait_for(lambda: "training failed" in (m := messages(vim)) and m, timeout=60, what="the error")
-    assert "no-such-notes-*.txt: no file matches" in said
+    said = wait_for(lambda: "not training" in (m := messages(vim)) and m, timeout=60, what="the error")
+    assert "not training: no-such-notes-*.txt: no file matches" in said
 
 
 def test_saving_inside_the_plugin_folder_or_under_a_bad_name_is_refused(vim):
@@ -407,3 +407,54 @@ def test_the_default_name_comes_from_the_project_folder(vim, tmp_path):
     vim.command(f"edit {root / 'src' / 'notes.txt'}")
     assert lua(vim, "return require('textgen.save_place').project_name(0)") == "ber-Projekt-v2"
     assert lua(vim, "return require('textgen.save_place').sanitise('..hidden')") == "hidden"
+
+
+def _project_with_files(folder: Path) -> dict[str, str]:
+    (folder / "src").mkdir(parents=True)
+    files = {"README.md": "# my project\n", "src/main.py": "print('hi')\n", "notes.md": NOVEL}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return files
+
+
+def test_training_into_the_project_folder_is_refused_before_it_starts_and_nothing_is_deleted(vim, tmp_path,
+                                                                                          tiny_model_dir):
+    project = tmp_path / "project"
+    files = _project_with_files(project)
+    vim.command(f"cd {project} | edit notes.md")
+    vim.command("TextGenTrain .")
+    said = wait_for(lambda: "not training" in (m := messages(vim)) and m, timeout=60, what="the refusal")
+    assert "not training: not saving a model over README.md, notes.md, src/ in . (" in said
+    assert training(vim)["state"] == "failed"
+    assert all((project / name).read_text() == text for name, text in files.items())
+    assert sorted(p.name for p in project.iterdir()) == ["README.md", "notes.md", "src"]
+
+    models = tmp_path / "my models"            # a folder of models is not a model folder
+    for name in ("novel", "code"):
+        shutil.copytree(tiny_model_dir, models / name)
+    vim.command("messages clear")
+    vim.command(f"TextGenTrain {str(models).replace(' ', chr(92) + ' ')}")
+    said = wait_for(lambda: "not training" in (m := messages(vim)) and m, timeout=60, what="the refusal")
+    assert "not training: not saving a model over code/, novel/ in " in said
+    assert sorted(p.name for p in models.iterdir()) == ["code", "novel"]
+    assert all((models / name / "weights.npz").exists() for name in ("novel", "code"))
+
+
+def test_a_path_with_dotdot_is_taken_as_written_by_train_and_by_model(vim, tmp_path):
+    work = tmp_path / "work" / "sub"
+    work.mkdir(parents=True)
+    vim.command(f"cd {work}")
+    open_text(vim, NOVEL)
+    start_training(vim, "TextGenTrain ../../saved")
+    wait_for(lambda: training(vim)["state"] == "done", timeout=120, what="training to end")
+    saved = tmp_path / "saved"
+    assert (saved / "config.json").exists() and (saved / "weights.npz").exists()
+    wait_for(lambda: host_model_path(vim) == str(saved), timeout=30, what="the trained model in use")
+
+    vim.command("TextGenModel default")
+    wait_for(lambda: host_model_path(vim) != str(saved), timeout=30, what="another model")
+    vim.command("cd ..")                       # a relative path is read from Neovim's current folder
+    vim.command("messages clear")
+    vim.command("TextGenModel ../saved")
+    wait_for(lambda: host_model_path(vim) == str(saved), timeout=30, what="the model named through '..'")
+    assert "loaded" in messages(vim)

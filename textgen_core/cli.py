@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .config import ModelConfig
-from .modelfile import ModelFileError
+from .modelfile import ModelFileError, check_backup_target, check_save_target
 from .registry import ModelNotFoundError
 from .vocab import is_probably_binary
 
@@ -215,6 +215,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .progress import JsonLinesReporter, TerminalReporter
 
     # Everything the user can get wrong is checked before TensorFlow's import (seconds) starts.
+    check_save_target(args.out)
+    if args.backup_dir:
+        check_backup_target(args.backup_dir)
     paths = _expand(args.files)
     stream = args.stream or _total_size(paths) > STREAM_ABOVE_BYTES
     if stream:
@@ -332,6 +335,7 @@ def _cmd_average(args: argparse.Namespace) -> int:
     from .averaging import average_models, parse_member
     from .held_out import TrainingText
 
+    check_save_target(args.out)
     members = [parse_member(spec) for spec in args.models]
     texts = [TrainingText(name, data) for name, data in _read_inputs(args.fit)] if args.fit else []
     try:
@@ -354,6 +358,7 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
     from .ngram import build_ngram
     from .registry import resolve_model_path
 
+    check_save_target(args.out)
     if args.min_count < 1:
         raise UserError("--min-count must be at least 1")
     if not 0 < args.val_fraction < 1:

@@ -19,6 +19,8 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from .modelfile import BACKUP_FILES
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -157,6 +159,17 @@ class WorkerBackup(keras.callbacks.BackupAndRestore):
             partial = self.folder / (self.SECONDS_FILE + ".partial")
             partial.write_text(json.dumps({"seconds": time.monotonic() - self.started}))
             os.replace(partial, self.folder / self.SECONDS_FILE)
+
+    def on_train_end(self, logs=None):
+        """Remove the backup's own files, never the folder's other contents (Keras removes the folder)."""
+        if not self.delete_checkpoint:
+            return
+        for name in BACKUP_FILES:
+            (self.folder / name).unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass
 
     def saved_epoch(self) -> int:
         """The epoch a restarted run resumes from (0 when there is no backup)."""

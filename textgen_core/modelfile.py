@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,6 +29,15 @@ class ModelFileError(Exception):
     """A model folder that cannot be used; the message names the file and what is wrong."""
 
 
+class UnsafeSaveTargetError(ModelFileError):
+    """The folder a model was to be saved into holds what is not a model's: it is left as it was."""
+
+
+# What a model folder holds: saving replaces a folder only when it holds nothing else.
+MODEL_ENTRIES = frozenset({CONFIG_FILE, WEIGHTS_FILE, NGRAM_DIR, "MODEL_CARD.md"})
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weights,
                       dtype: str = "float32", ngram: NgramModel | None = None) -> Path:
     """Write `folder` atomically: a temporary sibling folder is filled, then renamed into place.
@@ -35,8 +45,10 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
     An existing model at `folder` stays intact until the new one is complete. With `ngram`, the
     corpus n-gram table is written beside the weights.
     """
+    shown = os.fspath(folder)
     folder = Path(folder).expanduser().resolve()
     _check_weights(info.config, weights, source=str(folder))
+    check_save_target(folder, shown)
     folder.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_save(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
@@ -65,41 +77,152 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
 
 
 def _replace_folder(new: Path, target: Path) -> None:
-    """Swap `new` into `target`; the old folder is removed only after the rename succeeded."""
+    """Swap `new` into `target`; the old model's files are removed only after the rename succeeded,
+    and nothing else: a file that appeared there meanwhile stays, in `.NAME.old-PID`."""
     if not target.exists():
         os.replace(new, target)
         return
+    check_save_target(target)
+    if not any(target.iterdir()):
+        os.replace(new, target)                 # over an empty folder
+        return
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        _remove_model_files(old)
     os.replace(target, old)
     try:
         os.replace(new, target)
     except BaseException:
         os.replace(old, target)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _remove_model_files(old)
+
+
+def check_save_target(folder: str | os.PathLike, shown: str | None = None) -> None:
+    """Refuse, before any work, to save a model where the save would replace what is not a model.
+
+    A missing or empty folder is fine, and so is a model folder of ours that holds only a model's
+    files (`MODEL_ENTRIES`, the n-gram's .npy files); anything else raises UnsafeSaveTargetError
+    naming the folder as the user gave it (`shown`) and what is in the way.
+    """
+    path = Path(folder).expanduser()
+    shown = shown or os.fspath(folder)
+    way_out = "give a new or empty folder, or a model name"
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise UnsafeSaveTargetError(f"not saving a model over the file {shown}; {way_out}")
+    entries = sorted(os.listdir(path))
+    if not entries:
+        return
+    foreign = [name for name in entries if not _is_model_entry(path, name)]
+    if foreign:
+        raise UnsafeSaveTargetError(f"not saving a model over {_listed(path, foreign)} in {shown} (a model "
+                                    f"folder holds nothing else); {way_out}")
+    if not _has_our_config(path / CONFIG_FILE):
+        raise UnsafeSaveTargetError(f"not saving a model over {shown}: its {CONFIG_FILE} is not a textgen "
+                                    f"model's; {way_out}")
+
+
+# What `textgen train --backup-dir` writes (Keras' BackupAndRestore and distributed.WorkerBackup),
+# in the folder itself or, with several workers, in one subfolder per worker.
+BACKUP_FILES = ("latest.weights.h5", "latest.weights.h5.bkp", "training_metadata.json",
+                "training_metadata.json.bkp", "textgen_seconds.json", "textgen_seconds.json.partial")
+
+
+def check_backup_target(folder: str | os.PathLike) -> None:
+    """Refuse a training backup folder that holds anything but a backup: training removes its backup
+    when it ends, and must never take a user's files with it."""
+    path = Path(folder).expanduser()
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise UnsafeSaveTargetError(f"not keeping a training backup in the file {folder}; give a new or empty "
+                                    f"folder as --backup-dir")
+
+    def is_backup(entry: Path, depth: int) -> bool:
+        if entry.is_symlink():
+            return False
+        if entry.is_dir() and depth == 0:
+            return all(is_backup(inner, 1) for inner in entry.iterdir())
+        return entry.name in BACKUP_FILES and entry.is_file()
+
+    foreign = sorted(entry.name for entry in path.iterdir() if not is_backup(entry, 0))
+    if foreign:
+        raise UnsafeSaveTargetError(f"not keeping a training backup beside {_listed(path, foreign)} in {folder} "
+                                    f"(it is removed when training ends); give a new or empty folder as --backup-dir")
+
+
+def _listed(folder: Path, names: list[str]) -> str:
+    """"a, b/, c and 4 more": the first names of what is in the way, folders with a slash."""
+    shown = ", ".join(name + "/" if (folder / name).is_dir() else name for name in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _is_model_entry(folder: Path, name: str) -> bool:
+    path = folder / name
+    if path.is_symlink():
+        return False
+    if name == NGRAM_DIR:
+        return path.is_dir() and all(entry.endswith(".npy") and (path / entry).is_file()
+                                     and not (path / entry).is_symlink() for entry in os.listdir(path))
+    return name in MODEL_ENTRIES and path.is_file()
+
+
+def _has_our_config(path: Path) -> bool:
+    """Whether `path` is a regular file of at most MAX_CONFIG_BYTES whose JSON names our format."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.path.getsize(path) > MAX_CONFIG_BYTES:
+            return False
+        with open(path, "rb") as f:
+            raw = json.loads(f.read(MAX_CONFIG_BYTES + 1))
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and raw.get("format") == FORMAT_NAME
+
+
+def _remove_model_files(folder: Path) -> bool:
+    """Delete the files a model folder has (never anything else), then the folder if that emptied it."""
+    for name in MODEL_ENTRIES:
+        path = folder / name
+        try:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif name == NGRAM_DIR and path.is_dir():
+                for entry in path.glob("*.npy"):
+                    if entry.is_symlink() or entry.is_file():
+                        entry.unlink()
+                path.rmdir()
+        except OSError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def recover_interrupted_save(folder: str | os.PathLike) -> None:
     """Undo what a save killed midway (SIGKILL, power loss) left beside `folder`.
 
     Killed between its two renames, a save leaves the previous model at `.NAME.old-PID` and nothing
-    at NAME: it is put back. Temporary folders of writers that are gone are removed. Folders of a
-    writer still running are left alone, and so is anything this user may not change.
+    at NAME: it is put back. The model files in temporary folders of writers that are gone are
+    removed. Folders of a writer still running are left alone, and so is anything this user may not
+    change, and anything in those folders that a model folder does not hold.
     """
     folder = Path(folder)
     for old in sorted(folder.parent.glob(f".{folder.name}.old-*")):
         if _writer_gone(old.name.rsplit("-", 1)[-1]):
             try:
                 if folder.exists():
-                    shutil.rmtree(old)
+                    _remove_model_files(old)
                 else:
                     os.replace(old, folder)
             except OSError:
                 pass
     for tmp in folder.parent.glob(f".{folder.name}.tmp-*-*"):
         if _writer_gone(tmp.name[len(f".{folder.name}.tmp-"):].split("-", 1)[0]):
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_model_files(tmp)
 
 
 def folder_is_present(folder: str | os.PathLike) -> bool:

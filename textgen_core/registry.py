@@ -1,8 +1,8 @@
 """Where models live, and turning a model name or path into a folder safely.
 
 A name (`default`, `my-novel`) is looked up in the user's model folder first, then in the models
-shipped with the plugin; anything that looks like a path is used as a path. Names never escape
-their folder (`../x` is refused).
+shipped with the plugin; anything that looks like a path (with a `/`, or starting with `.` or `~`)
+is used as the path it is, `..` included. Names never escape their folder.
 """
 from __future__ import annotations
 
@@ -47,8 +47,6 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     if not text:
         raise ModelNotFoundError("no model given: name a model (e.g. 'default') or a model folder path")
     if looks_like_path(text):
-        if ".." in Path(text).parts:
-            raise ModelNotFoundError(f"{text}: a model path must not contain '..'; give an absolute path")
         path = Path(text).expanduser()
         if folder_is_present(path):
             return path.resolve()

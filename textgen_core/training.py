@@ -28,7 +28,8 @@ from .distributed import (WorkerBackup, adapt_model, any_worker, distribute, los
 from .held_out import MAX_VAL_BYTES, TrainingText, corpus_summary, fit_match_weights, split_texts
 from .machine import cpu_has_bfloat16, machine_summary
 from .keras_model import build_keras_model, weights_from_keras, weights_to_keras
-from .modelfile import Weights, load_model_folder, read_ngram, save_model_folder
+from .modelfile import (Weights, check_backup_target, check_save_target, load_model_folder, read_ngram,
+                        save_model_folder)
 from .progress import ProgressReporter, SilentReporter
 from .registry import resolve_model_path
 
@@ -84,7 +85,10 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
     started = time.monotonic()
     placement = make_placement(strategy)      # first: the multi-worker runtime must start before other TF ops
     if placement.is_chief:
+        check_save_target(out)
         ensure_writable_parent(out)
+    if backup_dir:
+        check_backup_target(backup_dir)
     keras.utils.set_random_seed(options.seed)
 
     corpus = _StreamedFiles(texts, options) if _are_files(texts) else _TextsInMemory(texts, options)

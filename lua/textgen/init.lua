@@ -80,6 +80,10 @@ end
 
 --- Switch to another model (a name or a folder); the host says when it is loaded.
 function M.set_model(name)
+  if name:find("/", 1, true) or name:find("^[.~]") then
+    -- A path is taken as written, from Neovim's current directory (the host's may differ).
+    name = require("textgen.save_place").absolute(name)
+  end
   host.load(name, config.get().backend)
 end
 

@@ -31,6 +31,12 @@ function M.project_name(buf)
   return M.sanitise(vim.fs.basename(root))
 end
 
+--- A path as the user wrote it, made absolute from Neovim's current directory (`~` expanded, no
+--- wildcards or `%`), without a trailing slash.
+function M.absolute(path)
+  return (vim.fn.fnamemodify(path, ":p"):gsub("(.)/$", "%1"))
+end
+
 local function looks_like_path(text)
   return text:find("/", 1, true) ~= nil or text:sub(1, 1) == "~" or text:sub(1, 1) == "."
 end
@@ -39,7 +45,9 @@ local function inside(path, folder)
   return path == folder or vim.startswith(path, folder .. "/")
 end
 
---- The folder to save into and the name to show, from `:TextGenTrain [name-or-path]`.
+--- The folder to save into and the name to show, from `:TextGenTrain [name-or-path]`. A path (with a
+--- `/`, or starting with `.` or `~`) is taken as written, relative to the current directory; whatever
+--- it names, the training job refuses to save over anything but an empty folder or a model folder.
 ---@param buf integer
 ---@param given string|nil  a model name or a folder path; nil for the project's name
 ---@return {path: string, name: string}|nil, string|nil  the place, or why it cannot be used
@@ -49,7 +57,7 @@ function M.resolve(buf, given)
     name = M.project_name(buf)
     path = M.models_dir() .. "/" .. name
   elseif looks_like_path(given) then
-    path = vim.fn.fnamemodify(vim.fn.expand(given), ":p"):gsub("/$", "")
+    path = M.absolute(given)
     name = vim.fs.basename(path)
   else
     if M.sanitise(given) ~= given then
@@ -65,7 +73,7 @@ function M.resolve(buf, given)
   if inside(path, root) then
     return nil, ("not saving inside the plugin's own folder (%s); a plugin update would delete it"):format(root)
   end
-  return { path = path, name = name }
+  return { path = path, name = name, given = given }
 end
 
 --- Why a model cannot be saved at `path` (its folder, or the nearest existing folder above it, is not

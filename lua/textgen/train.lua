@@ -208,7 +208,12 @@ local function on_exit(job, code)
     host.swap(job.place.path, config.get().backend)
   elseif job.error then
     local why = job.error:gsub("<stdin>", "this buffer")
-    finish(job, "failed", why:match("^training ") and why or ("training failed: " .. why), vim.log.levels.ERROR)
+    local at = job.place.given and why:find(job.place.path, 1, true)
+    if at then -- the folder as the user wrote it
+      why = why:sub(1, at - 1) .. job.place.given .. why:sub(at + #job.place.path)
+    end
+    local prefix = job.percent == nil and "not training: " or "training failed: "
+    finish(job, "failed", why:match("^training ") and why or (prefix .. why), vim.log.levels.ERROR)
   elseif code > 128 then
     local signal = SIGNALS[code - 128] or ("signal " .. (code - 128))
     local text = ("training killed (%s); the model in use is unchanged"):format(signal)
