@@ -62,6 +62,7 @@ end, { desc = "textgen: cancel training (nothing saved)" })
 vim.api.nvim_create_autocmd("VimLeavePre", {
   group = vim.api.nvim_create_augroup("textgen_train", { clear = true }),
   callback = function()
+    require("textgen.host").on_vim_leave()
     local train = package.loaded["textgen.train"]
     if train then
       train.on_exit()

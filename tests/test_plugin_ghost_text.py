@@ -71,8 +71,9 @@ def test_typing_shows_the_models_greedy_continuation_as_ghost_text(vim, tiny_mod
     assert mode(vim) == "i"
 
 
-def test_ghost_text_highlight_links_to_comment_by_default(vim):
-    assert vim.api.get_hl(0, {"name": "TextGenSuggestion"})["link"] == "Comment"
+def test_ghost_text_highlight_is_a_grey_of_its_own_by_default(vim):
+    assert vim.api.get_hl(0, {"name": "TextGenSuggestion"}) == {"link": "TextGenGrey"}
+    assert vim.api.get_hl(0, {"name": "TextGenGrey"}) == {"fg": 0x808080, "ctermfg": 244}
 
 
 def test_tab_inserts_exactly_the_ghost_text(vim, tiny_model):

@@ -135,7 +135,7 @@ def test_a_minute_of_typing_at_fifty_keys_a_second(tiny_model_dir, tiny_model, t
                 look = lua(editor, LOOK)
                 answered = time.monotonic()
                 if i % 5 == 0:
-                    run["pending"].append(editor.call("TextGenHostStatus")["engine"]["pending"])
+                    run["pending"].append(lua(editor, "return require('textgen.host').status()")["engine"]["pending"])
                 if not record:
                     continue
                 run["answers"].append(answered - sent)
@@ -157,11 +157,11 @@ def test_a_minute_of_typing_at_fifty_keys_a_second(tiny_model_dir, tiny_model, t
             rss_before, grown = rss_now, rss_now - rss_before
             if grown < FLAT_MB:
                 break
-        served_before = editor.call("TextGenHostStatus")["engine"]["served"]
+        served_before = lua(editor, "return require('textgen.host').status()")["engine"]["served"]
         run = type_for(SECONDS, record=True)
         wait_for(lambda: idle(editor), timeout=10, what="textgen to settle")
         rss_after = rss_mb(host)
-        status = editor.call("TextGenHostStatus")["engine"]
+        status = lua(editor, "return require('textgen.host').status()")["engine"]
         watched = lua(editor, "return _G.textgen_load")
         stats = lua(editor, "return require('textgen.suggestion').stats")
         editor.input("<Esc>")

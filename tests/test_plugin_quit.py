@@ -2,7 +2,7 @@
 started) and nothing goes wrong on the way out (no traceback on the Python host's stderr).
 
 Quitting during training is in test_plugin_train.py; both use the same checks from here. Python's
-stderr is reached through a stand-in g:python3_host_prog (Neovim keeps a host's stderr to itself)."""
+stderr is reached through a stand-in g:textgen.python that logs it to a file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,8 +57,8 @@ def quit_and_check_nothing_is_left(editor: pynvim.Nvim, home: Path, stderr_log: 
 def test_quitting_while_a_suggestion_is_decoded_leaves_no_process_and_no_traceback(tiny_model_dir, tmp_path):
     python, stderr_log = stderr_logging_python(tmp_path / "bin")
     home = tmp_path / "home"
-    # Ten alternatives of up to 2000 characters each: a decode of over a second on the tiny model.
-    editor = start_nvim(shared_manifest(), home, {"model": str(tiny_model_dir), "max_chars": 2000,
+    # Ten alternatives of up to 1024 characters each (the most there is): a long decode on the tiny model.
+    editor = start_nvim(shared_manifest(), home, {"model": str(tiny_model_dir), "max_chars": 1024,
                                                   "multiline": True}, python=python)
     try:
         editor.input("ithe qu<Esc>")

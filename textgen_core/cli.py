@@ -9,20 +9,32 @@ import argparse
 import errno
 import glob
 import json
+import math
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from .config import ModelConfig
+from .decoding import MAX_CHARS, MAX_LINE_BYTES, MAX_LINES, MAX_TEXT_BYTES
 from .modelfile import ModelFileError, check_backup_target, check_save_target
 from .registry import ModelNotFoundError
+from .safe_read import MB, RefusedFile, open_regular, read_regular, regular_file_size, size_text
 from .vocab import is_probably_binary
 
 EXIT_USAGE = 2
-STREAM_ABOVE_BYTES = 64 * 2**20        # `train` streams inputs larger than this in all
+STREAM_ABOVE_BYTES = 64 * MB           # `train` streams inputs larger than this in all
 SNIFF_BYTES = 8192                     # what `is_probably_binary` looks at
+# What the other commands read up front: they hold the text in memory and work on all of it at once
+# (eval and average --fit score a file in one go, ngram counts all files together, with about 100 bytes
+# of memory per byte), so larger files are refused, from their sizes, before a byte is read.
+FILE_BYTES = 16 * MB                   # eval, average --fit: one file
+INPUT_BYTES = 64 * MB                  # eval, average --fit, ngram: all files (ngram: also one)
+CONTEXT_BYTES = 16 * MB                # complete -: the context on stdin (only its last 64 KB are used)
+MAX_ALTERNATIVES = 100                 # complete -n: rows decoded together
+MAX_BEAM = 64                          # complete --beam
 
 
 class UserError(Exception):
@@ -34,7 +46,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model on text files")
-    train.add_argument("files", nargs="+", metavar="FILE", help="text files or globs ('-' reads stdin)")
+    train.add_argument("files", nargs="+", metavar="FILE",
+                       help="text files or globs ('-' reads stdin); regular files of any size (no pipes or devices)")
     train.add_argument("--out", required=True, help="model folder to write (atomically)")
     train.add_argument("--base", help="fine-tune from this model (name or folder)")
     train.add_argument("--epochs", type=int, default=10)
@@ -67,22 +80,35 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backup-dir", metavar="DIR",
                        help="back up every epoch here; the same command run again resumes from the last one")
 
-    complete = sub.add_parser("complete", help="continue a text")
-    complete.add_argument("text", metavar="TEXT", help="the context ('-' reads stdin)")
+    complete = sub.add_parser(
+        "complete", help="continue a text",
+        description=f"Continue TEXT. The work is bounded whatever the options say: a completion decodes at most "
+                    f"{MAX_LINE_BYTES} bytes on one line, {MAX_TEXT_BYTES} bytes and {MAX_LINES} lines with "
+                    f"--multiline, and ends early where it goes round in a loop, or where two blank lines or "
+                    f"a run of blanks follow its text.")
+    complete.add_argument("text", metavar="TEXT",
+                          help=f"the context ('-' reads stdin, at most {CONTEXT_BYTES // MB} MB; the model reads "
+                               "its last 64 KB)")
     complete.add_argument("--model", default="default")
-    complete.add_argument("--max-chars", type=int, default=80)
-    complete.add_argument("--temperature", type=float, default=0.0)
+    complete.add_argument("--max-chars", type=int, default=80,
+                          help=f"longest completion in characters (default 80; none is longer than {MAX_CHARS})")
+    complete.add_argument("--temperature", type=float, default=0.0,
+                          help="0: greedy, the most likely text; above: sampled (a finite number ≥ 0)")
     complete.add_argument("--top-k", type=int, default=0)
     complete.add_argument("--top-p", type=float, default=1.0)
-    complete.add_argument("--beam", type=int, default=1, help="beam width (greedy when 1)")
-    complete.add_argument("-n", type=int, default=1, help="number of alternatives")
+    complete.add_argument("--beam", type=int, default=1, help=f"beam width (greedy when 1; at most {MAX_BEAM})")
+    complete.add_argument("-n", type=int, default=1, help=f"number of alternatives (at most {MAX_ALTERNATIVES})")
     complete.add_argument("--seed", type=int)
     complete.add_argument("--multiline", action="store_true", help="do not stop at the end of the line")
     complete.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
     complete.add_argument("--json", action="store_true")
 
-    evaluate = sub.add_parser("eval", help="bits per character of a model on files")
-    evaluate.add_argument("files", nargs="+", metavar="FILE")
+    evaluate = sub.add_parser("eval", help="bits per character of a model on files",
+                              description=f"Bits per character of a model on text files, each read whole: regular "
+                                          f"files of at most {FILE_BYTES // MB} MB, {INPUT_BYTES // MB} MB in all "
+                                          f"(for a larger one, evaluate a part: head -c {FILE_BYTES // MB}M FILE).")
+    evaluate.add_argument("files", nargs="+", metavar="FILE",
+                          help=f"text files or globs ('-' reads stdin); at most {FILE_BYTES // MB} MB each")
     evaluate.add_argument("--model", default="default")
     evaluate.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
     evaluate.add_argument("--json", action="store_true")
@@ -92,12 +118,15 @@ def _build_parser() -> argparse.ArgumentParser:
     average.add_argument("--out", required=True, help="model folder to write (atomically)")
     average.add_argument("--fit", nargs="+", metavar="FILE", default=[],
                          help="fit the buffer-as-memory weights and measure val bpc on the held-out tails of "
-                              "these files, as `train` does (default: keep the first model's weights)")
+                              "these files, as `train` does (default: keep the first model's weights); at most "
+                              f"{FILE_BYTES // MB} MB a file, {INPUT_BYTES // MB} MB in all")
     average.add_argument("--val-fraction", type=float, default=0.1)
     ngram = sub.add_parser("ngram", help="give a model a corpus n-gram: what files say after the same last "
                            "1–16 bytes, mixed with the GRU's predictions (no training)")
     ngram.add_argument("model", help="the model (name or folder) to give the n-gram to")
-    ngram.add_argument("files", nargs="+", metavar="FILE", help="the text to count (globs allowed)")
+    ngram.add_argument("files", nargs="+", metavar="FILE",
+                       help=f"the text to count (globs allowed): regular files, at most {INPUT_BYTES // MB} MB in "
+                            "all (counting takes about 100 bytes of memory a byte)")
     ngram.add_argument("--out", required=True, help="model folder to write (atomically)")
     ngram.add_argument("--min-count", type=int, default=2,
                        help="keep the contexts seen at least this often (1: every one, a larger table)")
@@ -129,15 +158,50 @@ def _expand(patterns: list[str]) -> list[str]:
     return paths
 
 
-def _read(path: str, limit: int = -1) -> bytes:
-    """The bytes of a file (or stdin for '-'), at most `limit` of them when given."""
+def _refused(exc: RefusedFile) -> UserError:
+    """A file the command will not read, as one line with a way out."""
+    way_out = "; give a text file, or '-' to read one piped to stdin" if exc.not_regular else ""
+    return UserError(f"{exc}{way_out}")
+
+
+def _read(path: str, limit: int, why: str) -> bytes:
+    """The bytes of a regular file (or stdin for '-'), refused unread when over `limit` bytes (the
+    message ends with `why`: the limit's reason and a way out)."""
     if path == "-":
-        return sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise UserError(f"<stdin>: more than the {size_text(limit)} {why}")
+        return data
     try:
-        with open(path, "rb") as f:
-            return f.read(limit)
+        return read_regular(path, limit, why=why)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except RefusedFile as exc:
+        raise _refused(exc) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _size(path: str, limit: int | None = None, why: str = "") -> int:
+    """The size of a regular file, refused as `_read` refuses it, without opening it."""
+    try:
+        return regular_file_size(path, limit, why=why)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except RefusedFile as exc:
+        raise _refused(exc) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _head(path: str, size: int) -> bytes:
+    """The first `size` bytes of a regular file of any size."""
+    _size(path)
+    try:
+        with open_regular(path) as f:
+            return f.read(size)
+    except RefusedFile as exc:
+        raise _refused(exc) from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 
@@ -163,29 +227,44 @@ def _name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
-def _read_inputs(patterns: list[str]) -> list[tuple[str, bytes]]:
-    """Files named or matched by globs, as bytes; refuses missing, empty and binary input."""
-    return _text_only([(_name(path), _read(path)) for path in _expand(patterns)])
+def _read_inputs(patterns: list[str], command: str, per_file: int, in_all: int) -> list[tuple[str, bytes]]:
+    """Files named or matched by globs, as bytes; refuses missing, non-regular, empty and binary input,
+    and files over `per_file` bytes or `in_all` together, from their sizes, before reading any."""
+    paths = _expand(patterns)
+    why = f"that `textgen {command}` reads of a file; give a part (e.g. head -c {per_file // MB}M FILE > part.txt)"
+    total = sum(_size(path, per_file, why) for path in paths if path != "-")
+    if total > in_all:
+        raise UserError(f"the files hold {size_text(total)} in all, over the {size_text(in_all)} that "
+                        f"`textgen {command}` reads; give fewer files, or parts of them")
+    stdin_limit = min(per_file, in_all - total)            # stdin, whose size is known once read, gets the rest
+    return _text_only([(_name(path), _read(path, stdin_limit if path == "-" else per_file, why)) for path in paths])
 
 
-def _inputs_to_stream(paths: list[str]) -> list[tuple[str, str, bytes | None]]:
-    """(name, path, None) for every text file, without reading more than its first bytes; stdin, which
-    cannot be read twice, comes as (name, '-', its bytes)."""
-    heads = {path: _read(path, -1 if path == "-" else SNIFF_BYTES) for path in paths}
-    usable = {name for name, _ in _text_only([(_name(path), heads[path]) for path in paths])}
-    return [(_name(path), path, heads[path] if path == "-" else None) for path in paths if _name(path) in usable]
+def _inputs_to_stream(files: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (name, path) of every text file, without reading more than its first bytes."""
+    usable = {name for name, _ in _text_only([(name, _head(path, SNIFF_BYTES)) for name, path in files])}
+    return [(name, path) for name, path in files if name in usable]
 
 
 def _total_size(paths: list[str]) -> int:
-    """Bytes in the files (stdin, a buffer, counts as nothing); a missing file is reported later."""
-    total = 0
-    for path in paths:
-        if path != "-":
-            try:
-                total += os.path.getsize(path)
-            except OSError:
-                pass
-    return total
+    """Bytes in the files; refuses what is not a regular file."""
+    return sum(_size(path) for path in paths)
+
+
+def _copy_of_stdin() -> str:
+    """A temporary file with what stdin holds, copied a block at a time (stdin cannot be read twice, and
+    training streams what is large)."""
+    fd, path = tempfile.mkstemp(prefix="textgen-stdin-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, MB)
+    except OSError as exc:
+        os.unlink(path)
+        raise UserError(f"cannot keep a copy of stdin in {os.path.dirname(path)} ({exc.strerror})") from None
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
 
 
 def _check_cluster(strategy: str) -> None:
@@ -212,18 +291,32 @@ def _check_cluster(strategy: str) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .progress import JsonLinesReporter, TerminalReporter
-
     # Everything the user can get wrong is checked before TensorFlow's import (seconds) starts.
     check_save_target(args.out)
     if args.backup_dir:
         check_backup_target(args.backup_dir)
     paths = _expand(args.files)
-    stream = args.stream or _total_size(paths) > STREAM_ABOVE_BYTES
+    from .scratch import private_temp_folder
+
+    with private_temp_folder():             # TensorFlow's files go with it, also when cancelled
+        stdin_copy = _copy_of_stdin() if "-" in paths else None
+        try:
+            return _train(args, [(_name(path), stdin_copy if path == "-" else path) for path in paths])
+        finally:
+            if stdin_copy:
+                os.unlink(stdin_copy)
+
+
+def _train(args: argparse.Namespace, files: list[tuple[str, str]]) -> int:
+    """`textgen train` on the (name, path) of regular files: read up front, or streamed when large."""
+    from .progress import JsonLinesReporter, TerminalReporter
+
+    stream = args.stream or _total_size([path for _, path in files]) > STREAM_ABOVE_BYTES
     if stream:
-        inputs = _inputs_to_stream(paths)
+        inputs = _inputs_to_stream(files)
     else:
-        inputs = _text_only([(_name(path), _read(path)) for path in paths])
+        why = "that `textgen train` reads up front; add --stream"
+        inputs = _text_only([(name, _read(path, STREAM_ABOVE_BYTES, why)) for name, path in files])
     try:
         config = ModelConfig(embed_dim=args.embed, hidden=args.hidden, layers=args.layers)
     except ValueError as exc:
@@ -248,15 +341,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                            max_minutes=args.max_minutes, seed=args.seed, jit_compile=args.jit_compile,
                            gru=args.gru, precision=args.precision)
     reporter = JsonLinesReporter(sys.stdout) if args.json else TerminalReporter(sys.stderr)
-    stdin_copy = None
     try:
         if stream:
-            texts = []
-            for name, path, data in inputs:
-                if data is not None:          # stdin: a file of its own, so it can be streamed like the others
-                    stdin_copy = _temporary_copy(data)
-                    path = stdin_copy
-                texts.append(TrainingFile(name, Path(path), os.path.getsize(path)))
+            texts = [TrainingFile(name, Path(path), os.path.getsize(path)) for name, path in inputs]
         else:
             texts = [TrainingText(name, data) for name, data in inputs]
         train(texts, args.out, config=config, options=options, base=args.base, reporter=reporter,
@@ -270,9 +357,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 1
     except OSError as exc:
         raise _unwritable(exc, args.out) from None
-    finally:
-        if stdin_copy:
-            os.unlink(stdin_copy)
     return 0
 
 
@@ -285,17 +369,14 @@ def _unwritable(exc: OSError, out: str) -> Exception:
     return exc
 
 
-def _temporary_copy(data: bytes) -> str:
-    fd, path = tempfile.mkstemp(prefix="textgen-stdin-", suffix=".txt")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return path
-
-
 def _cmd_complete(args: argparse.Namespace) -> int:
     from .model import load_model
 
-    context = sys.stdin.read() if args.text == "-" else args.text
+    _check_decoding(args)
+    context = args.text
+    if args.text == "-":
+        why = "that `textgen complete` reads of a context; pipe its end (e.g. tail -c 64K FILE)"
+        context = _read("-", CONTEXT_BYTES, why).decode("utf-8", errors="replace")
     model = load_model(args.model, backend=args.backend)
     result = model.complete(context, max_chars=args.max_chars, stop_at_newline=not args.multiline,
                             temperature=args.temperature, seed=args.seed, n=args.n, top_k=args.top_k,
@@ -308,10 +389,26 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_decoding(args: argparse.Namespace) -> None:
+    """Refuse, before the model loads, the options no completion can be made with."""
+    if args.max_chars < 0:
+        raise UserError(f"--max-chars must be 0 or more (got {args.max_chars})")
+    if not 0 <= args.temperature < math.inf:
+        raise UserError(f"--temperature must be a finite number of 0 or more (got {args.temperature})")
+    if not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p must be above 0 and at most 1 (got {args.top_p})")
+    if args.top_k < 0:
+        raise UserError(f"--top-k must be 0 or more (got {args.top_k})")
+    if not 1 <= args.n <= MAX_ALTERNATIVES:
+        raise UserError(f"-n must be from 1 to {MAX_ALTERNATIVES} (got {args.n})")
+    if not 1 <= args.beam <= MAX_BEAM:
+        raise UserError(f"--beam must be from 1 to {MAX_BEAM} (got {args.beam})")
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .model import load_model
 
-    texts = _read_inputs(args.files)
+    texts = _read_inputs(args.files, "eval", FILE_BYTES, INPUT_BYTES)
     model = load_model(args.model, backend=args.backend)
     rows = []
     total_bits = 0.0
@@ -337,7 +434,8 @@ def _cmd_average(args: argparse.Namespace) -> int:
 
     check_save_target(args.out)
     members = [parse_member(spec) for spec in args.models]
-    texts = [TrainingText(name, data) for name, data in _read_inputs(args.fit)] if args.fit else []
+    fit = _read_inputs(args.fit, "average --fit", FILE_BYTES, INPUT_BYTES) if args.fit else []
+    texts = [TrainingText(name, data) for name, data in fit]
     try:
         info = average_models(members, args.out, texts, args.val_fraction)
     except OSError as exc:
@@ -363,7 +461,7 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
         raise UserError("--min-count must be at least 1")
     if not 0 < args.val_fraction < 1:
         raise UserError("--val-fraction must be between 0 and 1")
-    texts = [TrainingText(name, data) for name, data in _read_inputs(args.files)]
+    texts = [TrainingText(name, data) for name, data in _read_inputs(args.files, "ngram", INPUT_BYTES, INPUT_BYTES)]
     info, weights = load_model_folder(resolve_model_path(args.model))
     counted, held_out = split_texts(texts, args.val_fraction)
     started = time.monotonic()

@@ -22,6 +22,19 @@ from .word_model import MAX_PREFIX, WordVotes, prefix_start
 
 _WORD_END = re.compile(r"\w(?=[^\w])")
 
+# What one request may cost, whatever it asks for: a suggestion is read at a glance, and every byte
+# of it is a step of the GRU (0.4 ms for the default model on a laptop core). `max_chars` above
+# MAX_CHARS is taken as MAX_CHARS; a one-line suggestion decodes at most MAX_LINE_BYTES (so 80
+# characters of any script fit, as before), a multiline one at most MAX_TEXT_BYTES and MAX_LINES.
+MAX_LINE_BYTES = 512
+MAX_TEXT_BYTES = 1024
+MAX_CHARS = MAX_TEXT_BYTES
+MAX_LINES = 24
+# After visible text, a run of blanks ends a suggestion: two blank lines in a row (the end of a block),
+# or MAX_BLANK_RUN blank characters (a model that only indents further: nothing a person wants follows).
+MAX_BLANK_RUN = 80
+_TEXT_END = re.compile(r"\n[^\S\n]*\n[^\S\n]*\n|\s{%d}" % MAX_BLANK_RUN)
+
 
 class Backend(Protocol):
     name: str
@@ -57,8 +70,8 @@ class DecodeOptions:
     def __post_init__(self) -> None:
         if self.max_chars < 0 or self.n < 1 or self.beam_width < 1:
             raise ValueError("max_chars must be ≥ 0, n and beam_width ≥ 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError("temperature must be ≥ 0, top_p in (0, 1], top_k ≥ 0")
+        if not 0 <= self.temperature < math.inf or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError("temperature must be a finite number ≥ 0, top_p in (0, 1], top_k ≥ 0")
 
 
 PartialCallback = Callable[[list[str]], None]
@@ -145,13 +158,31 @@ def visible_text(data: bytes, options: DecodeOptions) -> tuple[str, bool]:
         match = _WORD_END.search(text, 0, cut)
         if match:
             cut = min(cut, match.end())
+    shown = len(text) - len(text.lstrip())
+    end = _TEXT_END.search(text, shown, cut) if shown < cut else None
+    if end:
+        cut = end.start()
+    if not options.stop_at_newline:
+        line_break = -1
+        for _ in range(MAX_LINES):
+            line_break = text.find("\n", line_break + 1, cut)
+            if line_break < 0:
+                break
+        if line_break >= 0:
+            cut = line_break
     if cut >= options.max_chars:
         return text[:options.max_chars], True
     return text[:cut], cut < len(text)
 
 
 def _max_bytes(options: DecodeOptions) -> int:
-    return options.max_chars * 4 + 8
+    """The most bytes a request decodes: its characters at 4 bytes each at most, within the caps."""
+    return min(options.max_chars * 4 + 8, MAX_LINE_BYTES if options.stop_at_newline else MAX_TEXT_BYTES)
+
+
+def _max_period(options: DecodeOptions) -> int:
+    """The longest loop looked for: a line's (MAX_PERIOD), or half of all a multiline text may hold."""
+    return MAX_PERIOD if options.stop_at_newline else MAX_TEXT_BYTES // 2
 
 
 def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, options: DecodeOptions,
@@ -260,7 +291,7 @@ def _sample_rows(backend: Backend, state, logits: np.ndarray, options: DecodeOpt
             texts[row], done[row] = visible_text(bytes(data[row]), options)
             if row < len(leads) and leads[row][1] and step + 1 >= len(leads[row][0]):
                 done[row] = True                                  # a lead that ends its row
-            kept = None if done[row] else _one_turn(data[row])
+            kept = None if done[row] else _one_turn(data[row], _max_period(options))
             if kept is not None:                                  # a loop: one turn of it, and stop
                 texts[row], done[row] = visible_text(kept, options)[0], True
         if all(done):
@@ -283,14 +314,14 @@ _LOOP_PROBE = 6           # bytes at the end whose earlier occurrences say which
 MAX_PERIOD = 96
 
 
-def loop_period(data: bytes | bytearray) -> int:
+def loop_period(data: bytes | bytearray, max_period: int = MAX_PERIOD) -> int:
     """The length of the chunk that the end of generated `data` repeats (its last max(2p,
-    `REPEAT_BYTES`) bytes have period p), the shortest such; 0 when it does not loop."""
+    `REPEAT_BYTES`) bytes have period p), the shortest such up to `max_period`; 0 when it does not loop."""
     size = len(data)
     if size < REPEAT_BYTES:
         return 0
     probe = bytes(data[-_LOOP_PROBE:])
-    lowest = max(0, size - _LOOP_PROBE - MAX_PERIOD)
+    lowest = max(0, size - _LOOP_PROBE - max_period)
     found = data.rfind(probe, lowest, size - 1)
     while found >= 0:
         period = size - _LOOP_PROBE - found
@@ -302,9 +333,9 @@ def loop_period(data: bytes | bytearray) -> int:
     return 0
 
 
-def _one_turn(data: bytes | bytearray) -> bytes | None:
+def _one_turn(data: bytes | bytearray, max_period: int = MAX_PERIOD) -> bytes | None:
     """Generated `data` cut to one turn of the loop its end goes round; None when it does not loop."""
-    period = loop_period(data)
+    period = loop_period(data, max_period)
     return bytes(data[:-max(period, REPEAT_BYTES - period)]) if period else None
 
 
@@ -383,7 +414,7 @@ def beam_search(backend: Backend, state, logits: np.ndarray, options: DecodeOpti
         for score, b, byte in candidates:
             data = beams[b][1] + bytes((byte,))
             text, stopped = visible_text(data, options)
-            kept = None if stopped else _one_turn(data)
+            kept = None if stopped else _one_turn(data, _max_period(options))
             if stopped or kept is not None:                       # a loop is ranked by the turn it keeps
                 finished.append((normalised(score, data if kept is None else kept),
                                  text if kept is None else visible_text(kept, options)[0]))

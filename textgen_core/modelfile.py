@@ -7,17 +7,21 @@ format name and version, and checks every array's shape and values against the c
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .config import FORMAT_NAME, FORMAT_VERSION, ModelConfig, ModelInfo
 from .ngram import NGRAM_DIR, NgramFileError, NgramModel, load_ngram, save_ngram
+from .safe_read import MB, RefusedFile, open_regular, read_npy_header, read_regular
+from .scratch import process_gone
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
@@ -212,7 +216,7 @@ def recover_interrupted_save(folder: str | os.PathLike) -> None:
     """
     folder = Path(folder)
     for old in sorted(folder.parent.glob(f".{folder.name}.old-*")):
-        if _writer_gone(old.name.rsplit("-", 1)[-1]):
+        if process_gone(old.name.rsplit("-", 1)[-1]):
             try:
                 if folder.exists():
                     _remove_model_files(old)
@@ -221,7 +225,7 @@ def recover_interrupted_save(folder: str | os.PathLike) -> None:
             except OSError:
                 pass
     for tmp in folder.parent.glob(f".{folder.name}.tmp-*-*"):
-        if _writer_gone(tmp.name[len(f".{folder.name}.tmp-"):].split("-", 1)[0]):
+        if process_gone(tmp.name[len(f".{folder.name}.tmp-"):].split("-", 1)[0]):
             _remove_model_files(tmp)
 
 
@@ -232,19 +236,6 @@ def folder_is_present(folder: str | os.PathLike) -> bool:
     return os.path.isdir(folder)
 
 
-def _writer_gone(pid: str) -> bool:
-    """Whether the process that named a folder with `pid` has ended (False when unsure)."""
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
 def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     """Parse and validate `config.json` of a model folder."""
     folder = Path(folder)
@@ -252,9 +243,12 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     if not folder_is_present(folder):
         raise ModelFileError(f"{folder}: not a model folder (it does not exist or is not a directory)")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_regular(path, MAX_CONFIG_BYTES, why="that a model's config.json may hold")
+                         .decode("utf-8"))
     except FileNotFoundError:
         raise ModelFileError(f"{path}: missing; a model folder needs {CONFIG_FILE} and {WEIGHTS_FILE}") from None
+    except RefusedFile as exc:
+        raise ModelFileError(str(exc)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: unreadable JSON ({exc})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
@@ -274,31 +268,62 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
 
 
 def load_model_folder(folder: str | os.PathLike) -> tuple[ModelInfo, Weights]:
-    """Read a model folder as plain arrays (float32), validated against its config."""
+    """Read a model folder as plain arrays (float32), validated against its config: `weights.npz`
+    must be a regular file no larger than the config's arrays can make it, and every array's shape
+    and type are read from its header and checked before its data is read."""
     folder = Path(folder)
     info = read_model_info(folder)
     path = folder / WEIGHTS_FILE
+    shapes = info.config.weight_shapes()
+    most = sum(math.prod(shape) for shape in shapes.values()) * 8 + (len(shapes) + 4) * ARRAY_OVERHEAD_BYTES
     weights: Weights = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            for name in info.config.weight_shapes():
-                if name not in npz.files:
-                    raise ModelFileError(f"{path}: array {name!r} is missing")
-                array = npz[name]
-                if array.dtype.kind != "f":
-                    raise ModelFileError(f"{path}: array {name!r} has dtype {array.dtype}, expected floats")
-                weights[name] = np.ascontiguousarray(array, dtype=np.float32)
+        with open_regular(path, most, why="that the architecture in config.json can fill") as f, \
+                zipfile.ZipFile(f) as archive:
+            for name, shape in shapes.items():
+                weights[name] = _read_weight(archive, name, shape, path)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: missing; a model folder needs {CONFIG_FILE} and {WEIGHTS_FILE}") from None
+    except RefusedFile as exc:
+        raise ModelFileError(str(exc)) from None
     except ModelFileError:
         raise
-    except ValueError as exc:
-        # np.load raises ValueError for object arrays when allow_pickle=False.
+    except ValueError as exc:              # a header that is not a plain array's (objects included)
         raise ModelFileError(f"{path}: refused ({exc}); model files hold plain arrays only") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error, RuntimeError, NotImplementedError) as exc:
         raise ModelFileError(f"{path}: unreadable or truncated ({exc.__class__.__name__}: {exc})") from None
     _check_weights(info.config, weights, source=str(path))
     return info, weights
+
+
+# weights.npz holds the config's arrays, float64 at most, each with its zip and .npy headers (numpy
+# allows a header of up to 10,000 bytes): a larger file is refused unread. An array stored compressed
+# may expand MAX_EXPANSION times (and a megabyte): trained weights barely compress, a zip bomb does.
+ARRAY_OVERHEAD_BYTES = 16384
+MAX_EXPANSION = 64
+
+
+def _read_weight(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    """One array of weights.npz as float32; its header's shape and type are checked before its data
+    is decompressed, and no more data than the header says is read."""
+    try:
+        entry = archive.getinfo(f"{name}.npy")
+    except KeyError:
+        raise ModelFileError(f"{path}: array {name!r} is missing") from None
+    with archive.open(entry) as stream:
+        found, fortran, dtype, size = read_npy_header(stream)
+        if dtype.kind != "f" or dtype.itemsize > 8:
+            raise ModelFileError(f"{path}: array {name!r} has dtype {dtype}, expected floats")
+        if found != shape:
+            raise ModelFileError(f"{path}: array {name!r} has shape {found}, config.json says {shape}")
+        if entry.compress_type != zipfile.ZIP_STORED and size > MAX_EXPANSION * entry.compress_size + MB:
+            raise ModelFileError(f"{path}: array {name!r} would expand from {entry.compress_size:,} to {size:,} "
+                                 "bytes, as a zip bomb does and weights do not")
+        data = stream.read(size)
+        if len(data) != size or stream.read(1):
+            raise ModelFileError(f"{path}: array {name!r} does not hold the {size:,} bytes its header says")
+    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def _check_weights(config: ModelConfig, weights: Weights, source: str) -> None:

@@ -30,6 +30,7 @@ from typing import Iterator
 import numpy as np
 
 from .mixing import fit_bucket_weights
+from .safe_read import RefusedFile, open_regular, read_npy_header
 
 # Orders 5, 10 and 24 as well: held-out Lua bpc 1.282 instead of 1.291, with a table 60 % larger.
 ORDERS = (1, 2, 3, 4, 6, 8, 12, 16)
@@ -39,6 +40,7 @@ DEFAULT_WEIGHT = 0.25
 MAX_COUNT = np.iinfo(np.uint16).max
 # Contexts whose prediction `probs` keeps (2 KB each): a suggestion asks for about a hundred.
 CACHED_CONTEXTS = 4096
+MAX_READ_ARRAY_BYTES = 4096          # orders, unigram and min_count, which are read rather than mapped
 _MULTIPLIER = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 
@@ -301,15 +303,30 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
         raise NgramFileError(f"{folder}: missing, or not a folder")
 
     def array(name: str, dtype: str, ndim: int = 1, mapped: bool = True) -> np.ndarray:
+        """One array: a regular file whose size is what its header says; mapped, or (the few small
+        ones) read, once its header is checked."""
         path = folder / f"{name}.npy"
         try:
-            value = np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False)
+            with open_regular(path) as f:
+                shape, fortran, found, size = read_npy_header(f)
+                if found != np.dtype(dtype) or len(shape) != ndim:
+                    raise NgramFileError(f"{path}: {found} with {len(shape)} dimensions, expected {dtype} with {ndim}")
+                if os.fstat(f.fileno()).st_size != f.tell() + size:
+                    raise NgramFileError(f"{path}: unusable ({os.fstat(f.fileno()).st_size:,} bytes where its "
+                                         f"header says {f.tell() + size:,}); build the table again")
+                if not mapped and size > MAX_READ_ARRAY_BYTES:
+                    raise NgramFileError(f"{path}: {size:,} bytes, more than such an array ever holds")
+                order = "F" if fortran else "C"
+                value = np.memmap(f, found, "r", f.tell(), shape, order) if mapped \
+                    else np.frombuffer(f.read(size), found).reshape(shape, order=order)
         except FileNotFoundError:
             raise NgramFileError(f"{path}: missing") from None
+        except NgramFileError:
+            raise
+        except RefusedFile as exc:
+            raise NgramFileError(str(exc)) from None
         except (ValueError, OSError, EOFError) as exc:
             raise NgramFileError(f"{path}: unusable ({exc}); an n-gram table holds plain arrays of numbers") from None
-        if value.dtype != np.dtype(dtype) or value.ndim != ndim:
-            raise NgramFileError(f"{path}: {value.dtype} with {value.ndim} dimensions, expected {dtype} with {ndim}")
         if mapped:
             _read_only_what_is_used(value)
         return value

@@ -29,6 +29,7 @@ local M = {}
 ---@field mid_line string            "never" | "closing" | "always": with text after the cursor
 ---@field keys textgen.Keys          insert-mode keys; false disables one
 ---@field menu_visible function|nil  tells whether another plugin's completion menu is open
+---@field python string|nil        the Python of textgen's host and training (nil: the plugin's .venv)
 ---@field train_minutes number       :TextGenTrain's time budget
 ---@field train_files string[]       files or globs :TextGenTrain adds to the buffer's text
 ---@field train_args string[]        extra arguments for `textgen train` (e.g. "--epochs", "3")
@@ -70,6 +71,7 @@ M.defaults = {
     complete = false,
   },
   menu_visible = nil,
+  python = nil,
   train_minutes = 2,
   train_files = {},
   train_args = {},
@@ -136,7 +138,8 @@ local checks = {
   auto_trigger = { as_bool, "true or false" },
   debounce_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
   linger_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
-  max_chars = { as_int(1, 2000), "a whole number from 1 to 2000" },
+  -- 1024: the most a suggestion can hold (textgen_core/decoding.py MAX_CHARS; every byte costs a step)
+  max_chars = { as_int(1, 1024), "a whole number from 1 to 1024" },
   multiline = { as_bool, "true or false" },
   learn = { as_bool, "true or false" },
   alternatives = { as_int(1, 10), "a whole number from 1 to 10" },
@@ -147,6 +150,12 @@ local checks = {
     "a model name or a model folder path",
   },
   backend = { as_string_in(M.BACKENDS), "'numpy' or 'tensorflow'" },
+  python = {
+    function(v)
+      return type(v) == "string" and v ~= "" and v or nil
+    end,
+    "the path of a Python with textgen's packages, or nil for the plugin's .venv",
+  },
   temperature = {
     function(v)
       return type(v) == "number" and v >= 0 and v <= 5 and v or nil
@@ -235,7 +244,7 @@ function M.validate(raw)
         else
           config[key] = converted
         end
-      elseif key == "seed" or key == "menu_visible" then
+      elseif key == "seed" or key == "menu_visible" or key == "python" then
         config[key] = nil
       end
     else
@@ -256,10 +265,19 @@ function M.get()
     raw = {}
   end
   local config, problems = M.validate(raw)
-  for _, problem in ipairs(problems) do
-    message.say_once(problem)
-  end
+  M.report(problems)
   return config
+end
+
+--- Say the option problems in one line (each message would replace the one before on the command
+--- line, leaving only the last in sight); :TextGenStatus lists them all.
+function M.report(problems)
+  if #problems == 1 then
+    message.say_once(problems[1])
+  elseif #problems > 1 then
+    table.sort(problems)
+    message.say_once(("%d option problems (:TextGenStatus lists them): %s"):format(#problems, table.concat(problems, "; ")))
+  end
 end
 
 --- Merge `opts` into `g:textgen` (deep, later wins) and report problems at once.
@@ -269,9 +287,7 @@ function M.merge(opts)
   local current = type(vim.g.textgen) == "table" and vim.g.textgen or {}
   local merged = vim.tbl_deep_extend("force", current, opts or {})
   local _, problems = M.validate(merged)
-  for _, problem in ipairs(problems) do
-    message.say_once(problem)
-  end
+  M.report(problems)
   vim.g.textgen = merged
   return M.get()
 end

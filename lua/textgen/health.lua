@@ -64,34 +64,28 @@ local function check_neovim()
   end
 end
 
---- Checks the Python host; returns its program when it is usable.
+--- Checks the Python of textgen's own host; returns it when it can be run.
 local function check_python()
-  local prog = vim.g.python3_host_prog
-  if type(prog) ~= "string" or prog == "" then
-    local ok, detected = pcall(vim.fn["provider#python3#Prog"])
-    prog = ok and detected or ""
-    if prog == "" then
-      health.error("no Python 3 host found", {
-        "Set g:python3_host_prog to a Python with pynvim and numpy, e.g. this plugin's .venv/bin/python.",
-      })
-      return nil
-    end
-    health.warn("g:python3_host_prog is not set; Neovim found " .. prog, {
-      "Set g:python3_host_prog to the Python that has textgen's packages (make run does it for you).",
+  local host = require("textgen.host")
+  local prog = host.python()
+  local problem = host.python_problem(prog)
+  if problem then
+    health.error(problem, {
+      "Run `make install` in " .. ROOT .. " (it makes the .venv), or set g:textgen.python to a Python with pynvim and numpy.",
     })
-  elseif vim.fn.executable(prog) == 0 then
-    health.error("g:python3_host_prog is not executable: " .. prog, { "Point it at an existing Python 3." })
     return nil
-  else
-    health.ok("Python host: " .. prog)
   end
+  health.ok(("Python of textgen's own host: %s (%s; g:python3_host_prog is not used)"):format(
+    prog,
+    type(vim.g.textgen) == "table" and vim.g.textgen.python and "g:textgen.python" or "the plugin's .venv"
+  ))
   return prog
 end
 
 local function check_packages(python)
   local found, err = python_json(python, PROBE)
   if not found then
-    health.error("cannot run the Python host: " .. tostring(err), { "Check g:python3_host_prog." })
+    health.error("cannot run the Python host: " .. tostring(err), { "Run `make install` in " .. ROOT .. "." })
     return false
   end
   health.ok("Python " .. found.python)
@@ -122,17 +116,19 @@ local function check_packages(python)
   return usable
 end
 
-local function check_remote_plugin()
+local function check_host()
   local host = require("textgen.host")
-  if host.registered() then
-    health.ok("remote plugin registered (manifest: " .. tostring(vim.g.loaded_remote_plugins) .. ")")
+  if host.running() then
+    health.ok(("the host is running (pid %s)"):format(tostring(host.pid())))
   else
-    health.error("the remote plugin is not registered in the manifest", {
-      "Run :UpdateRemotePlugins and restart Neovim (lazy.nvim: build = ':UpdateRemotePlugins').",
-    })
+    health.info("the host is not running; it starts with the first suggestion")
   end
-  if host.broken then
-    health.error(host.broken)
+  local exit = host.last_exit
+  if exit and exit.at then
+    health.warn(
+      ("the last host stopped: %s"):format(exit.signal and ("killed by " .. exit.signal) or ("exit code " .. exit.code)),
+      { "Its last lines are in :TextGenStatus; a new host starts with the next suggestion." }
+    )
   end
 end
 
@@ -186,17 +182,52 @@ local function check_config()
   return cfg
 end
 
+--- Attributes that set text apart without a colour of its own.
+local MARKS = { "bold", "italic", "underline", "undercurl", "underdouble", "underdotted", "underdashed",
+  "strikethrough", "reverse", "standout" }
+
+--- How text in highlight group `name` is drawn with the current 'termguicolors': links followed, the
+--- GUI colours with it on, the terminal colours (cterm) with it off.
+local function drawn(name)
+  local hl = vim.api.nvim_get_hl(0, { name = name, link = false })
+  if vim.o.termguicolors then
+    return { fg = hl.fg, bg = hl.bg, attrs = hl }
+  end
+  return { fg = hl.ctermfg, bg = hl.ctermbg, attrs = hl.cterm or {} }
+end
+
+local function check_highlight()
+  local ghost, normal = drawn("TextGenSuggestion"), drawn("Normal")
+  local fg, bg = ghost.fg or normal.fg, ghost.bg or normal.bg -- unset: the text's own (hl_mode combine)
+  local marked = vim.tbl_contains(MARKS, function(attr)
+    return ghost.attrs[attr] and not normal.attrs[attr]
+  end, { predicate = true })
+  if fg ~= normal.fg or bg ~= normal.bg or marked then
+    health.ok("the ghost text (TextGenSuggestion) is drawn unlike typed text")
+    return
+  end
+  local link = vim.api.nvim_get_hl(0, { name = "TextGenSuggestion" }).link
+  local problem = "the ghost text would look like typed text: TextGenSuggestion%s has the colours of Normal"
+    .. " with 'termguicolors' %s"
+  health.warn(problem:format(link and (" (linked to " .. link .. ")") or "", vim.o.termguicolors and "on" or "off"), {
+    "Give it a colour of its own, e.g. `:highlight TextGenSuggestion ctermfg=244 guifg=#808080`"
+      .. " (after your colour scheme is loaded, or in a ColorScheme autocommand).",
+  })
+end
+
 function M.check()
   health.start("textgen: Neovim and the Python host")
   check_neovim()
-  check_remote_plugin()
   local python = check_python()
+  check_host()
   local usable = python and check_packages(python)
   health.start("textgen: options and model")
   local cfg = check_config()
   if usable then
     check_model(python, cfg)
   end
+  health.start("textgen: ghost text")
+  check_highlight()
 end
 
 return M

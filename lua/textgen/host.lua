@@ -1,55 +1,201 @@
---- The Lua side of the Python host (rplugin/python3/textgen): every call into it, and every answer
---- out of it (the host calls `require('textgen.host')[name](...)` through its EditorBridge).
+--- The Python host: a pynvim remote-plugin host of textgen's own (rplugin/python3/textgen), started
+--- with the plugin's Python, and every call into it and answer out of it.
 ---
---- Calls into the host are notifications (they never wait for the model), except `status` and
---- `model_names`, which a user asked for and waits on.
+--- The host is a job of this Neovim with an RPC channel, started on first use with the plugin's
+--- `.venv` Python (or `g:textgen.python`): the user's `g:python3_host_prog`, their python3 provider
+--- and the remote-plugin manifest are neither needed nor touched. Calls are notifications that
+--- never wait for the model; what a user asked for and waits on (`status`, `model_names`) waits at
+--- most `ANSWER_TIMEOUT_MS`. A host that dies (an out-of-memory kill) is reported once and a fresh one
+--- is started by the next request, at most `RESTARTS_PER_MINUTE` times a minute. The host calls back
+--- `require('textgen.host')[name](...)` through its EditorBridge.
+local message = require("textgen.message")
+local save_place = require("textgen.save_place")
+
 local M = {}
 
 ---@type table|nil  what the host said about the model it serves (name, path, val_bpc, ...)
 M.model = nil
 ---@type {name: string, backend: string, message: string}|nil  the configured model failed to load
 M.model_error = nil
----@type string|nil  why the Python host cannot be used at all
+---@type string|nil  why the Python host cannot be used at all (no Python to run it with)
 M.broken = nil
+---@type {code: integer, signal: string|nil, stderr: string[], at: number}|nil  how the last host ended
+M.last_exit = nil
 
-local message = require("textgen.message")
+M.PLUGIN_PATH = save_place.PLUGIN_ROOT .. "/rplugin/python3/textgen"
+M.ANSWER_TIMEOUT_MS = 2000
+M.RESTARTS_PER_MINUTE = 3
 
---- Whether the remote plugin's functions are known to Neovim (the manifest registered them).
-function M.registered()
-  return vim.fn.exists("*TextGenHostRequest") == 1 or vim.fn.exists("#FuncUndefined#TextGenHostRequest") == 1
+-- pynvim's host on our plugin alone; '' is dropped from sys.path so the current directory's Python
+-- files cannot shadow a module of the host.
+local HOST_MAIN = "import sys; sys.path = [p for p in sys.path if p != '']; import pynvim; pynvim.start_host()"
+local STDERR_LINES = 20
+
+local channel = nil ---@type integer|nil
+local starts = {} ---@type number[]  when recent hosts were started (seconds, monotonic)
+local answers = {} ---@type table<integer, any>
+local last_question = 0
+local exiting = false
+
+local function now_s()
+  return vim.uv.hrtime() / 1e9
+end
+
+--- The Python that runs the host and training: g:textgen.python, else the plugin's own `.venv`.
+---@return string
+function M.python()
+  local cfg = type(vim.g.textgen) == "table" and vim.g.textgen or {}
+  if type(cfg.python) == "string" and cfg.python ~= "" then
+    return vim.fn.expand(cfg.python)
+  end
+  return save_place.PLUGIN_ROOT .. "/.venv/bin/python"
+end
+
+--- Why the host cannot be started with `python`, or nil.
+function M.python_problem(python)
+  if vim.fn.executable(python) == 1 then
+    return nil
+  end
+  return ("no Python to run textgen with: %s is missing; run `make install` in %s, or set g:textgen.python"):format(
+    python,
+    save_place.PLUGIN_ROOT
+  )
 end
 
 --- Whether the Python host process is running.
 function M.running()
-  local ok, running = pcall(vim.fn["remote#host#IsRunning"], "python3")
-  return ok and running == 1
+  return channel ~= nil
 end
 
---- Call a function of the remote plugin; starts the Python host on first use (that one call waits
---- for the host to start: well under a second; the model itself loads in the background).
-local function call(name, ...)
-  if M.broken then
-    return false, M.broken
+--- The host's process id, or nil.
+function M.pid()
+  if not channel then
+    return nil
   end
-  if not M.registered() then
-    M.broken = "the remote plugin is not registered: run :UpdateRemotePlugins and restart Neovim"
+  local ok, pid = pcall(vim.fn.jobpid, channel)
+  return ok and pid or nil
+end
+
+local SIGNALS = { [6] = "SIGABRT", [9] = "SIGKILL, e.g. out of memory", [11] = "SIGSEGV", [15] = "SIGTERM" }
+
+local function describe_exit(exit)
+  local how = exit.signal and ("killed by " .. exit.signal) or ("exit code " .. exit.code)
+  local last = exit.stderr[#exit.stderr]
+  return last and (how .. ": " .. last) or how
+end
+
+local function on_exit(id, code)
+  if id ~= channel then
+    return
+  end
+  channel = nil
+  local signal = code > 128 and (SIGNALS[code - 128] or ("signal " .. (code - 128))) or nil
+  M.last_exit.code, M.last_exit.signal, M.last_exit.at = code, signal, now_s()
+  M.model = nil
+  M.warming = false
+  answers = {}
+  require("textgen.suggestion").drop_requests()
+  if not exiting then
+    message.say(
+      ("the Python host stopped (%s); a new one starts with the next suggestion"):format(describe_exit(M.last_exit)),
+      vim.log.levels.WARN
+    )
+  end
+end
+
+--- Start the host now; returns its channel, or nil (and says why) when it cannot be started.
+local function start()
+  local python = M.python()
+  local problem = M.python_problem(python)
+  if problem then
+    M.broken = problem
+    message.say_once(problem, vim.log.levels.ERROR)
+    return nil
+  end
+  local t = now_s()
+  starts = vim.tbl_filter(function(s)
+    return t - s < 60
+  end, starts)
+  if #starts >= M.RESTARTS_PER_MINUTE then
+    message.say_once(
+      ("the Python host stopped %d times within a minute; not starting it again for now (:TextGenStatus says why)"):format(
+        #starts
+      ),
+      vim.log.levels.ERROR
+    )
+    return nil
+  end
+  local stderr = {}
+  local ok, id = pcall(vim.fn.jobstart, { python, "-c", HOST_MAIN, M.PLUGIN_PATH }, {
+    rpc = true,
+    env = { TEXTGEN_MODELS_DIR = save_place.models_dir() },
+    on_stderr = function(_, data)
+      for _, line in ipairs(data) do
+        if line:match("%S") then
+          table.insert(stderr, line)
+          if #stderr > STDERR_LINES then
+            table.remove(stderr, 1)
+          end
+        end
+      end
+    end,
+    on_exit = function(job, code)
+      on_exit(job, code)
+    end,
+  })
+  if not ok or id <= 0 then
+    M.broken = ("cannot start the Python host with %s (%s)"):format(python, ok and ("jobstart: " .. id) or id)
     message.say_once(M.broken, vim.log.levels.ERROR)
-    return false, M.broken
+    return nil
   end
-  local ok, result = pcall(vim.fn[name], ...)
-  if not ok and not M.running() then
-    M.broken = "the Python host does not start ("
-      .. tostring(result):gsub("\n.*", "")
-      .. "); set g:python3_host_prog to a Python with pynvim and numpy"
-    message.say_once("the Python host does not start; see :checkhealth textgen", vim.log.levels.ERROR)
+  starts[#starts + 1] = t
+  channel = id
+  M.broken = nil
+  M.last_exit = { code = -1, stderr = stderr, at = nil }
+  return channel
+end
+
+local function method(name)
+  return M.PLUGIN_PATH .. ":function:" .. name
+end
+
+--- Send a notification to the host, starting it if needed.
+local function notify(name, ...)
+  local chan = channel or start()
+  if not chan then
+    return false
   end
-  return ok, result
+  local ok = pcall(vim.rpcnotify, chan, method(name), { ... })
+  return ok
+end
+
+--- Ask the host something and wait for the answer, at most ANSWER_TIMEOUT_MS (Neovim stays
+--- responsive meanwhile: vim.wait handles events). Returns the answer, or nil and why not.
+local function ask(question, ...)
+  if not channel then
+    return nil, "not running (it starts with the first suggestion)"
+  end
+  last_question = last_question + 1
+  local id = last_question
+  if not notify("TextGenHostAsk", id, question, ...) then
+    return nil, "not running"
+  end
+  local answered = vim.wait(M.ANSWER_TIMEOUT_MS, function()
+    return answers[id] ~= nil or channel == nil
+  end, 5)
+  local answer = answers[id]
+  answers[id] = nil
+  if answer == nil then
+    return nil,
+      answered and "stopped" or ("busy or stuck (no answer within %.0f s)"):format(M.ANSWER_TIMEOUT_MS / 1000)
+  end
+  return answer
 end
 
 --- Whether a request can be answered with this configuration; when `explicit`, say why not.
 ---@param config textgen.Config
 function M.can_serve(config, explicit)
-  if M.broken then
+  if M.broken and M.python_problem(M.python()) then
     if explicit then
       message.say(M.broken, vim.log.levels.ERROR)
     end
@@ -67,6 +213,20 @@ end
 
 M.WAY_OUT = "; choose one with :TextGenModel"
 
+---@type table<string, string>  absolute model folder → the path as the user wrote it (:TextGenModel)
+M.given = {}
+
+--- `reason` with the absolute folders the user named shown as they wrote them ("~/m/novel/...").
+function M.as_given(reason)
+  for path, given in pairs(M.given) do
+    local at = reason:find(path, 1, true)
+    if at then
+      return reason:sub(1, at - 1) .. given .. reason:sub(at + #path)
+    end
+  end
+  return reason
+end
+
 --- The first clause of a load error ("no model named 'x'"), for a one-line message.
 function M.short_reason(reason)
   return reason:match("^[^;]*")
@@ -78,45 +238,55 @@ function M.warm_up(config)
   if M.model or M.warming then
     return
   end
-  M.warming = true
-  call("TextGenHostLoad", config.model, config.backend, false)
+  M.warming = notify("TextGenHostLoad", config.model, config.backend, false)
 end
 
+--- Ask for a suggestion; false when no host could take the request.
 function M.request(payload)
-  call("TextGenHostRequest", payload)
+  return notify("TextGenHostRequest", payload)
 end
 
 function M.cancel(buf)
-  if M.running() then
-    call("TextGenHostCancel", buf)
+  if channel then
+    notify("TextGenHostCancel", buf)
   end
 end
 
 --- Switch to a model; the host answers with on_model_loaded or on_model_error.
 function M.load(name, backend)
   M.model_error = nil
-  call("TextGenHostLoad", name, backend, true)
+  notify("TextGenHostLoad", name, backend, true)
 end
 
 --- Serve a freshly trained model: loaded again even when its path is that of the model in use.
 function M.swap(path, backend)
   M.model_error = nil
-  call("TextGenHostSwap", path, backend)
+  notify("TextGenHostSwap", path, backend)
 end
 
---- The host's view (model, engine, latencies); waits for the host. Nil when it cannot be reached.
+--- The host's view (model, engine, latencies), or nil and why not (waits ANSWER_TIMEOUT_MS at most).
 function M.status()
-  local ok, status = call("TextGenHostStatus")
-  return ok and status or nil
+  return ask("status")
 end
 
 --- Model names for command-line completion (user models, then the shipped ones).
 function M.model_names()
-  local ok, names = call("TextGenHostModelNames")
-  return ok and names or {}
+  local names = ask("model_names")
+  return names or {}
+end
+
+--- Neovim is exiting: the host's end is expected, not news.
+function M.on_vim_leave()
+  exiting = true
 end
 
 -- Answers from the Python host ------------------------------------------------------------------
+
+function M.on_answer(id, value)
+  if id == last_question then -- the one being waited for; a late answer to an older one is dropped
+    answers[id] = value
+  end
+end
 
 function M.on_result(ticket, texts, final, elapsed_ms, err)
   require("textgen.suggestion").on_result(ticket, texts, final, elapsed_ms, err)
@@ -140,8 +310,15 @@ function M.on_model_loaded(name, backend, summary, announce)
   end
 end
 
-function M.on_model_error(name, backend, reason, explicit)
+--- A model did not load. `kept`: it is the one in use, whose folder no longer loads (changed or
+--- deleted since): the copy in memory goes on serving, and the user is told why.
+function M.on_model_error(name, backend, reason, explicit, kept)
   M.warming = false
+  reason = M.as_given(reason)
+  if kept then
+    message.say(("%s; still serving the copy loaded before"):format(M.short_reason(reason)), vim.log.levels.WARN)
+    return
+  end
   M.model_error = { name = name, backend = backend, message = reason }
   local train = package.loaded["textgen.train"]
   if train then

@@ -19,8 +19,17 @@ function M.setup(opts)
   return cfg
 end
 
+--- The ghost text's default colours: a grey of its own (as copilot.vim and neocodeium have), not
+--- Comment's, which many colour schemes (Neovim's default among them) colour for 'termguicolors' only:
+--- without it the ghost text looked like typed text. TextGenSuggestion is a default link to the grey,
+--- so that a colour scheme or the user that defines it wins, `:highlight link` too, before or after
+--- this (after nvim_set_hl with `default`, or on a group with colours, `:highlight link` does nothing).
+--- Called again on ColorScheme, after `:highlight clear` took both away.
 function M.define_highlight()
-  api.nvim_set_hl(0, "TextGenSuggestion", { link = "Comment", default = true })
+  local colors = tonumber(vim.fn.eval("&t_Co")) or 256
+  local grey = colors >= 256 and 244 or 8 -- 8: the bright black of a terminal with 8 or 16 colours
+  api.nvim_set_hl(0, "TextGenGrey", { fg = "#808080", ctermfg = grey })
+  vim.cmd("highlight default link TextGenSuggestion TextGenGrey")
 end
 
 -- Verbs ----------------------------------------------------------------------------------------
@@ -82,7 +91,9 @@ end
 function M.set_model(name)
   if name:find("/", 1, true) or name:find("^[.~]") then
     -- A path is taken as written, from Neovim's current directory (the host's may differ).
+    local given = name
     name = require("textgen.save_place").absolute(name)
+    host.given[name] = given
   end
   host.load(name, config.get().backend)
 end
@@ -180,9 +191,18 @@ function M.status_lines()
   local lines = {
     ("textgen: suggestions while typing %s; model setting '%s'"):format(s.auto_trigger and "on" or "off", cfg.model),
   }
-  local h = host.status()
+  local h, why = host.status()
   if h == nil then
-    lines[#lines + 1] = "python host: not available" .. (host.broken and (" (" .. host.broken .. ")") or "")
+    lines[#lines + 1] = ("python host (%s): %s"):format(host.python(), host.broken or why)
+    if host.last_exit and host.last_exit.at then
+      lines[#lines + 1] = ("  the last one ended %d s ago, %s"):format(
+        vim.uv.hrtime() / 1e9 - host.last_exit.at,
+        host.last_exit.signal and ("killed by " .. host.last_exit.signal) or ("exit code " .. host.last_exit.code)
+      )
+      for _, line in ipairs(host.last_exit.stderr) do
+        lines[#lines + 1] = "  | " .. line
+      end
+    end
   else
     if null(h.model) then
       lines[#lines + 1] = "model: none loaded yet"
@@ -191,6 +211,9 @@ function M.status_lines()
     end
     for _, f in ipairs(h.failures or {}) do
       lines[#lines + 1] = ("could not load '%s' (%s): %s"):format(f.name, f.backend, f.reason)
+    end
+    if not null(h.reload_failure) then
+      lines[#lines + 1] = "  its folder no longer loads (" .. h.reload_failure .. "); serving the copy loaded before"
     end
     local e = h.engine
     if null(e) then
@@ -211,8 +234,12 @@ function M.status_lines()
         lines[#lines + 1] = ("learned: %d bytes of this session's text (g:textgen.learn)"):format(e.learned_bytes)
       end
     end
-    lines[#lines + 1] = "python: " .. tostring(h.python)
-      .. (h.tensorflow_imported and " (TensorFlow loaded in the host)" or "")
+    lines[#lines + 1] = ("python host: %s (Python %s, pid %s)%s"):format(
+      host.python(),
+      tostring(h.python),
+      tostring(host.pid()),
+      h.tensorflow_imported and ", TensorFlow loaded in the host" or ""
+    )
   end
   vim.list_extend(lines, require("textgen.train").status_lines())
   local _, problems = config.validate(type(vim.g.textgen) == "table" and vim.g.textgen or {})

@@ -26,23 +26,113 @@ M.PLUG = {
   complete = { lhs = "<Plug>(textgen-complete)", run = verb("complete"), desc = "suggest now", always = true },
 }
 
-local ACCEPTS = { accept = true, accept_word = true, accept_line = true }
-
 function M.define_plug_maps()
-  for name, plug in pairs(M.PLUG) do
-    local desc = "textgen: " .. plug.desc
-    if ACCEPTS[name] then
-      -- CTRL-G u after accepting: what you type next is its own undo step.
-      api.nvim_set_keymap("i", plug.lhs, ("<Cmd>lua require('textgen').%s()<CR><C-G>u"):format(name), {
-        noremap = true,
-        silent = true,
-        desc = desc,
-      })
-      vim.keymap.set("n", plug.lhs, plug.run, { silent = true, desc = desc })
-    else
-      vim.keymap.set({ "i", "n" }, plug.lhs, plug.run, { silent = true, desc = desc })
-    end
+  for _, plug in pairs(M.PLUG) do
+    vim.keymap.set({ "i", "n" }, plug.lhs, plug.run, { silent = true, desc = "textgen: " .. plug.desc })
   end
+  M.watch_inserts()
+end
+
+-- Accepted text in undo, `.` and macros -----------------------------------------------------------
+--
+-- An accept in insert mode pastes the text (suggestion.lua), and Neovim keeps a paste in the insert
+-- that `.` repeats. What is left for the keys:
+-- - Undo: the accept is an undo step of its own (CTRL-G u after it), except in the insert of a visual
+--   block's I, A or c, which Neovim repeats on the block's other lines at <Esc> as one change: a
+--   break in it would make those lines an undo step of their own (three `u` to undo one change).
+-- - Macros: a recording holds the keys typed, so an accept would replay as the key that accepted
+--   (<Tab>: a real Tab, as no suggestion shows during a replay), and Neovim records no paste made by
+--   a plugin. So, while recording, each accept puts a mark (<Ignore>) into the recording after that
+--   key; when the recording ends, each key and its mark become the accepted text as a paste, which
+--   Neovim replays as it is (and `.` after the replay too).
+
+local MARK = vim.keycode("<Ignore>")
+-- Neovim's own keys around a paste in a recording (K_PASTE_START, K_PASTE_END; no <> names).
+local PASTE_START, PASTE_END = "\128PS", "\128PE"
+local block_insert = false
+---@type {typed: string, accepts: {key: string, text: string}[]}|nil  the recording going on
+local recording = nil
+local on_key_ns = api.nvim_create_namespace("textgen_recording")
+
+--- Whether this insert is a visual block's I, A or c (or a block selection typed over).
+function M.in_block_insert()
+  return block_insert
+end
+
+--- After an accept in insert mode has pasted `text`.
+function M.after_accept(text)
+  if recording then
+    recording.accepts[#recording.accepts + 1] = { key = recording.typed, text = text }
+    api.nvim_feedkeys(MARK, "int", false) -- typed: recorded, right after the key that accepted
+  end
+  if not block_insert then
+    api.nvim_feedkeys(vim.keycode("<C-G>u"), "in", false) -- processed before the mark: not recorded
+  end
+end
+
+--- The recording in register `name` with each accept's key and mark made the accepted text.
+local function rewrite_recording(name, accepts)
+  local parts = vim.split(vim.fn.getreg(name), MARK, { plain = true })
+  if #parts ~= #accepts + 1 then
+    return -- a mark did not get into the recording (keys mapped after the accept): keep it as it is
+  end
+  local out = { parts[1] }
+  for i, accept in ipairs(accepts) do
+    local before = out[#out]
+    if accept.key ~= "" and before:sub(-#accept.key) == accept.key then
+      out[#out] = before:sub(1, #before - #accept.key)
+    end
+    out[#out + 1] = PASTE_START .. accept.text .. PASTE_END
+    out[#out + 1] = parts[i + 1]
+  end
+  vim.fn.setreg(name, table.concat(out), vim.fn.getregtype(name))
+end
+
+--- Follow what kind of insert this is, and what a macro recording holds.
+function M.watch_inserts()
+  local group = api.nvim_create_augroup("textgen_keys", { clear = true })
+  api.nvim_create_autocmd("ModeChanged", {
+    group = group,
+    desc = "textgen: tell the insert of a visual block's I, A or c",
+    callback = function()
+      local old, new = vim.v.event.old_mode, vim.v.event.new_mode
+      if new:sub(1, 1) == "i" then
+        block_insert = block_insert or old == "\22" or old == "\22s" or old == "\19"
+      elseif new:sub(1, 1) ~= "c" then -- not for CTRL-R = on the command line
+        block_insert = false
+      end
+    end,
+  })
+  if vim.fn.has("nvim-0.11") == 0 then
+    return -- Neovim 0.10 does not replay a paste in a macro
+  end
+  api.nvim_create_autocmd("RecordingEnter", {
+    group = group,
+    desc = "textgen: note the keys that accept while recording",
+    callback = function()
+      recording = { typed = "", accepts = {} }
+      vim.on_key(function(_, typed)
+        if recording and typed ~= "" then
+          recording.typed = typed
+        end
+      end, on_key_ns)
+    end,
+  })
+  api.nvim_create_autocmd("RecordingLeave", {
+    group = group,
+    desc = "textgen: put the accepted text into the recording",
+    callback = function()
+      vim.on_key(nil, on_key_ns)
+      local done = recording
+      recording = nil
+      if done and #done.accepts > 0 then
+        local name = vim.v.event.regname:lower()
+        vim.schedule(function() -- Neovim sets the register after this autocommand
+          rewrite_recording(name, done.accepts)
+        end)
+      end
+    end,
+  })
 end
 
 ---@type table<string, {lhs: string, saved: table|nil}>  keys mapped by apply(), and what they replaced

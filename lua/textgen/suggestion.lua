@@ -182,7 +182,7 @@ function M.request(opts)
   }
   tickets[buf] = ticket
   M.stats.requests = M.stats.requests + 1
-  host.request({
+  local sent = host.request({
     ticket = ticket.id,
     buffer = buf,
     context = text,
@@ -196,7 +196,10 @@ function M.request(opts)
     model = cfg.model,
     backend = cfg.backend,
   })
-  return true
+  if not sent then -- no host to ask (host.lua said why): nothing is on its way
+    tickets[buf] = nil
+  end
+  return sent
 end
 
 --- The distinct texts that continue what has been typed since the request. Whitespace at the end
@@ -349,6 +352,10 @@ local function first_line(text)
 end
 
 --- Insert (part of) the suggestion as real text: one undo step, cursor at its end.
+---
+--- In insert mode the text is pasted (nvim_paste): Neovim inserts it as it is ('autoindent',
+--- 'textwidth', abbreviations and mappings do not touch it) and keeps the paste in the insert that
+--- `.` repeats; keys.lua makes it an undo step of its own and puts it into a macro being recorded.
 ---@param part "all"|"word"|"line"
 ---@return boolean accepted
 function M.accept(part)
@@ -360,17 +367,30 @@ function M.accept(part)
   local rest = rest_of(s)
   local text = part == "word" and first_word(rest) or part == "line" and first_line(rest) or rest
   local lines = vim.split(text, "\n", { plain = true })
-  vim.go.undolevels = vim.go.undolevels -- closes the undo block: the accepted text undoes on its own
-  api.nvim_buf_set_text(buf, s.row, s.col, s.row, s.col, lines)
   local end_row = s.row + #lines - 1
   local end_col = (#lines == 1 and s.col or 0) + #lines[#lines]
   local mode = api.nvim_get_mode().mode:sub(1, 1)
-  if mode == "i" or mode == "R" then
-    api.nvim_win_set_cursor(0, { end_row + 1, end_col })
+  local keys = require("textgen.keys")
+  if not (mode == "i" and keys.in_block_insert()) then
+    vim.go.undolevels = vim.go.undolevels -- closes the undo block: the accepted text undoes on its own
+  end
+  if mode == "i" then
+    -- The extmark moves along with text inserted at it: give it now what is left after the accept, so
+    -- that the paste's redraw shows the line as it will be (not the accepted text twice).
+    ghost.render(buf, s.row, s.col, rest:sub(#text + 1))
+    api.nvim_paste(text, false, -1)
+    local cursor = api.nvim_win_get_cursor(0)
+    end_row, end_col = cursor[1] - 1, cursor[2]
+    keys.after_accept(text)
   else
-    local before = lines[#lines]
-    local last_char = before:match("[%z\1-\127\194-\244][\128-\191]*$") or ""
-    api.nvim_win_set_cursor(0, { end_row + 1, math.max(0, end_col - #last_char) })
+    api.nvim_buf_set_text(buf, s.row, s.col, s.row, s.col, lines)
+    if mode == "R" then
+      api.nvim_win_set_cursor(0, { end_row + 1, end_col })
+    else
+      local before = lines[#lines]
+      local last_char = before:match("[%z\1-\127\194-\244][\128-\191]*$") or ""
+      api.nvim_win_set_cursor(0, { end_row + 1, math.max(0, end_col - #last_char) })
+    end
   end
   s.typed = s.typed .. text
   s.items = { s.items[s.index] }

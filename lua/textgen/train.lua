@@ -73,14 +73,6 @@ local SIGNALS = {
   [25] = "SIGXFSZ",
 }
 
---- The Python the remote plugin runs in (it has textgen's packages), else python3 on $PATH.
-local function python()
-  local prog = vim.g.python3_host_prog
-  if type(prog) == "string" and prog ~= "" then
-    return vim.fn.expand(prog)
-  end
-  return "python3"
-end
 
 local function clock(seconds)
   seconds = math.max(0, math.floor(seconds + 0.5))
@@ -132,8 +124,14 @@ local function progress_text(job)
   return table.concat(parts, " · ")
 end
 
+--- How long a message about the running job stays in sight before progress lines come back.
+M.QUIET_MS = 4000
+
 local function show_progress(job)
   job.progress_line = progress_text(job)
+  if job.quiet_until and vim.uv.now() < job.quiet_until then
+    return -- a message the user needs to read is on the command line
+  end
   message.progress(job.progress_line)
 end
 
@@ -241,6 +239,7 @@ end
 ---@return boolean started
 function M.start(opts)
   if M.job then
+    M.job.quiet_until = vim.uv.now() + M.QUIET_MS
     message.say(
       ("training '%s' is already running (%d%%); :TextGenTrainStop cancels it"):format(
         M.job.place.name,
@@ -289,7 +288,7 @@ function M.start(opts)
   end
 
   local base = base_model(cfg)
-  local cmd = { python(), "-c", LAUNCH, "train", "-" }
+  local cmd = { host.python(), "-c", LAUNCH, "train", "-" }
   vim.list_extend(cmd, files)
   vim.list_extend(cmd, { "--out", place.path, "--base", base, "--max-minutes", tostring(cfg.train_minutes), "--json" })
   vim.list_extend(cmd, cfg.train_args)
@@ -337,7 +336,7 @@ function M.start(opts)
   })
   if not ok or id <= 0 then
     message.say(
-      ("cannot start training with %s (%s); set g:python3_host_prog to the Python that has textgen's packages"):format(
+      ("cannot start training with %s (%s); run `make install` in the plugin's folder or set g:textgen.python"):format(
         cmd[1],
         ok and ("jobstart returned " .. tostring(id)) or tostring(id)
       ),

@@ -171,7 +171,7 @@ end
 function M.warm_up()
   local cfg = config.get()
   local buf = api.nvim_get_current_buf()
-  if cfg.auto_trigger and host.registered() and not context.disabled_reason(buf, cfg) then
+  if cfg.auto_trigger and not context.disabled_reason(buf, cfg) then
     host.warm_up(cfg)
   end
 end

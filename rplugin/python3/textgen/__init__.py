@@ -6,7 +6,6 @@ back through `EditorBridge`, the one path from the engine's thread into the edit
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pynvim
@@ -19,9 +18,12 @@ class TextGenHost:
     """Handlers for the functions `lua/textgen/host.lua` calls; created on the first call."""
 
     def __init__(self, nvim: Any) -> None:
+        # No call into Neovim here: pynvim builds this object inside the first handler call, with the
+        # handlers unregistered meanwhile, so a call that waited would let the next notification in
+        # before they exist (and it would be lost). Model names resolve in $TEXTGEN_MODELS_DIR, which
+        # lua/textgen/host.lua sets when it starts this host.
         from .session import ModelSession          # numpy and the engine load here, not at host start
 
-        _use_neovims_model_folder(nvim)
         self.bridge = EditorBridge(nvim)
         self.session = ModelSession()
 
@@ -36,7 +38,8 @@ class TextGenHost:
         switching = self.session.choice != choice
         engine = self.session.engine_for(choice)
         if engine is None:
-            self.bridge.call_lua("on_model_error", choice.name, choice.backend, self.session.failures[choice], False)
+            self.bridge.call_lua("on_model_error", choice.name, choice.backend, self.session.failures[choice], False,
+                                 False)
             return
         if switching:
             self.bridge.call_lua("on_model_loaded", choice.name, choice.backend, self.session.model_summary(), False)
@@ -68,7 +71,8 @@ class TextGenHost:
             self.bridge.call_lua("on_model_loaded", choice.name, choice.backend, self.session.model_summary(),
                                  announce)
         else:
-            self.bridge.call_lua("on_model_error", choice.name, choice.backend, reason, announce)
+            self.bridge.call_lua("on_model_error", choice.name, choice.backend, reason, announce,
+                                 self.session.serves(choice))
 
     @pynvim.function("TextGenHostSwap", sync=False)
     def swap(self, args: list[Any]) -> None:
@@ -81,28 +85,20 @@ class TextGenHost:
         if reason is None:
             self.bridge.call_lua("on_model_loaded", choice.name, choice.backend, self.session.model_summary(), False)
         else:
-            self.bridge.call_lua("on_model_error", choice.name, choice.backend, reason, True)
+            self.bridge.call_lua("on_model_error", choice.name, choice.backend, reason, True,
+                                 self.session.serves(choice))
 
-    @pynvim.function("TextGenHostStatus", sync=True)
-    def status(self, args: list[Any]) -> dict[str, Any]:
-        return self.session.status()
+    @pynvim.function("TextGenHostAsk", sync=False)
+    def ask(self, args: list[Any]) -> None:
+        """Answer a question Neovim waits on with a deadline (`host.lua`'s `ask`): never a request,
+        which would hold Neovim for as long as the host is busy."""
+        question_id, question = int(args[0]), str(args[1])
+        if question == "status":
+            answer: Any = self.session.status()
+        elif question == "model_names":
+            from textgen_core.registry import list_model_names
 
-    @pynvim.function("TextGenHostModelNames", sync=True)
-    def model_names(self, args: list[Any]) -> list[str]:
-        from textgen_core.registry import list_model_names
-
-        return list_model_names()
-
-
-def _use_neovims_model_folder(nvim: Any) -> None:
-    """Resolve model names in stdpath("data")/textgen/models, where :TextGenTrain saves them.
-
-    An explicit $TEXTGEN_MODELS_DIR wins (the training job gets the same value from the Lua side).
-    """
-    if os.environ.get("TEXTGEN_MODELS_DIR"):
-        return
-    try:
-        data = nvim.call("stdpath", "data")
-    except Exception:           # an old or unusual Neovim: keep textgen_core's own default
-        return
-    os.environ["TEXTGEN_MODELS_DIR"] = os.path.join(str(data), "textgen", "models")
+            answer = list_model_names()
+        else:
+            raise ValueError(f"unknown question {question!r}")
+        self.bridge.call_lua("on_answer", question_id, answer)

@@ -45,6 +45,7 @@ class ModelSession:
         self.choice: ModelChoice | None = None
         self.engine: Engine | None = None
         self.failures: dict[ModelChoice, str] = {}
+        self.reload_failure: str | None = None     # the model in use no longer loads from its folder
 
     def engine_for(self, choice: ModelChoice) -> Engine | None:
         """The engine serving `choice`, loading it if needed; None if it failed (see `failures`)."""
@@ -59,13 +60,14 @@ class ModelSession:
         try:
             model = load_model(choice.name, backend=choice.backend)
         except (ModelNotFoundError, ModelFileError) as exc:
-            return self._failed(choice, _with_short_path(str(exc), choice.name))
+            return self._failed(choice, _as_given(str(exc), choice.name))
         except ValueError as exc:
             return self._failed(choice, str(exc))
         except ImportError as exc:
             return self._failed(choice, f"the {choice.backend} backend needs a module the Python host lacks "
                                         f"({exc}); set g:textgen.backend to 'numpy'")
         self.failures.pop(choice, None)
+        self.reload_failure = None
         if self.engine is None:
             self.engine = Engine(model)
         else:
@@ -74,8 +76,15 @@ class ModelSession:
         return None
 
     def _failed(self, choice: ModelChoice, reason: str) -> str:
-        self.failures[choice] = reason
+        if choice == self.choice and self.engine is not None:
+            self.reload_failure = reason       # the copy in memory goes on serving
+        else:
+            self.failures[choice] = reason
         return reason
+
+    def serves(self, choice: ModelChoice) -> bool:
+        """Whether `choice` is being served (from memory, even if its folder no longer loads)."""
+        return self.engine is not None and self.choice == choice
 
     def cancel(self, buffer: int) -> None:
         if self.engine is not None:
@@ -92,7 +101,8 @@ class ModelSession:
         status: dict[str, Any] = {"python": sys.version.split()[0], "model": self.model_summary(),
                                   "tensorflow_imported": "tensorflow" in sys.modules,
                                   "failures": [{"name": c.name, "backend": c.backend, "reason": r}
-                                               for c, r in self.failures.items()]}
+                                               for c, r in self.failures.items()],
+                                  "reload_failure": self.reload_failure}
         engine = self.engine
         if engine is not None:
             latencies = list(engine.latencies_ms)
@@ -114,25 +124,17 @@ class ModelSession:
             self.engine = None
 
 
-def _with_short_path(reason: str, name: str) -> str:
-    """A load error ("PATH: problem") with PATH cut to the part that matters: from the model's own
-    folder on (`novel/weights.npz`), from a '..' on, else its last name. The editor shows one line,
-    and a long path would push the problem out of it; :TextGenStatus still names the model in full."""
-    where, sep, problem = reason.partition(": ")
-    if not sep or not where.startswith(os.sep):
-        return reason
-    path = Path(where)
+def _as_given(reason: str, name: str) -> str:
+    """A load error ("PATH: problem") with the model's folder written as the user named it: the name
+    for a model found by name (`default/weights.npz: ...`), the path as sent for a folder. Not shorter:
+    a path cut to its last names can name another folder (the Lua side writes `~` back)."""
     try:
-        folder: Path | None = resolve_model_path(name)
+        folder = str(resolve_model_path(name))
     except ModelNotFoundError:
-        folder = None
-    if ".." in path.parts:
-        short = Path(*path.parts[path.parts.index(".."):])
-    elif folder is not None and path.is_relative_to(folder.parent) and path != folder.parent:
-        short = path.relative_to(folder.parent)
-    else:
-        short = Path(path.name)
-    return f"{short}{sep}{problem}"
+        return reason
+    if reason.startswith(folder + os.sep) or reason.startswith(folder + ":"):
+        return name.rstrip(os.sep) + reason[len(folder):]
+    return reason
 
 
 def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:

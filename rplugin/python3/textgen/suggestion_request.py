@@ -1,14 +1,25 @@
 """What Neovim asks for, as the Lua side sends it: one dictionary per suggestion request."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from textgen_core.decoding import DecodeOptions
+from textgen_core.decoding import MAX_CHARS, DecodeOptions
 
 # The context is a tail of the buffer; the engine windows it further.
 MAX_CONTEXT_CHARS = 4096
 MAX_ALTERNATIVES = 10
+MAX_TEMPERATURE = 5.0        # as lua/textgen/config.lua allows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value: Any, default: float, low: float, high: float) -> float:
+    """`value` clamped to [low, high]; `default` for what is not a finite number (nan, inf, a string)."""
+    return min(high, max(low, value)) if _is_number(value) else default
 
 
 @dataclass(frozen=True)
@@ -28,13 +39,12 @@ class SuggestionRequest:
     def from_lua(cls, payload: dict[str, Any]) -> "SuggestionRequest":
         context = str(payload.get("context") or "")[-MAX_CONTEXT_CHARS:]
         seed = payload.get("seed")
-        temperature = float(payload.get("temperature") or 0.0)
         options = DecodeOptions(
-            max_chars=max(0, int(payload.get("max_chars", 80))),
+            max_chars=int(_number(payload.get("max_chars"), 80, 0, MAX_CHARS)),
             stop_at_newline=not payload.get("multiline", False),
-            temperature=max(0.0, temperature),
-            seed=int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None,
-            n=min(MAX_ALTERNATIVES, max(1, int(payload.get("n", 1)))),
+            temperature=float(_number(payload.get("temperature"), 0.0, 0.0, MAX_TEMPERATURE)),
+            seed=int(seed) if _is_number(seed) else None,
+            n=int(_number(payload.get("n"), 1, 1, MAX_ALTERNATIVES)),
         )
         return cls(ticket=int(payload["ticket"]), buffer=int(payload["buffer"]), context=context,
                    end_offset=int(payload.get("end_offset") or 0), options=options,
