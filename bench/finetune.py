@@ -12,6 +12,7 @@ One training run per `--threads` value, side by side in one editor (each from th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -25,20 +26,30 @@ from tests.nvim_harness import idle, lua, shared_manifest, start_nvim, wait_for 
 from textgen_core import load_model  # noqa: E402
 from textgen_core.machine import machine_summary  # noqa: E402
 
-KERAS = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "keras" / "src"
+
+def keras_source() -> Path:
+    """`keras/src` where the running interpreter finds Keras (this project's virtual environment),
+    without importing it (its import would start TensorFlow)."""
+    spec = importlib.util.find_spec("keras")
+    if spec is None or not spec.origin:
+        sys.exit("bench/finetune.py: Keras is not installed for this Python (make install)")
+    return Path(spec.origin).parent / "src"
+
+
 SOURCE_FOLDERS = ("optimizers", "callbacks", "losses", "metrics")
 
 
 def keras_text(kilobytes: int) -> tuple[str, list[str]]:
     """Keras source files, in a stable order, concatenated up to `kilobytes` KB."""
     parts, names, size = [], [], 0
+    keras = keras_source()
     for folder in SOURCE_FOLDERS:
-        for path in sorted((KERAS / folder).glob("*.py")):
+        for path in sorted((keras / folder).glob("*.py")):
             if path.name.endswith("_test.py") or path.stat().st_size < 500:
                 continue
             text = path.read_text()
             parts.append(text)
-            names.append(str(path.relative_to(KERAS.parent)))
+            names.append(str(path.relative_to(keras.parent)))
             size += len(text.encode())
             if size >= kilobytes * 1024:
                 return "".join(parts), names

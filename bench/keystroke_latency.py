@@ -2,8 +2,11 @@
 
 For every keystroke: the time it is sent (nvim_input) and the time the ghost text for the buffer
 state it produced (its changedtick) is drawn (textgen.ghost records both, on the same monotonic
-clock). Prints median and p95, split into new suggestions (a request to the model) and typing
-through a suggestion (no request), with the CPU's name.
+clock). The headline is the keystrokes that needed a new suggestion (a request to the model): a
+keystroke whose suggestion was still on its way when the next key was due ("missed") counts as the
+typing interval, the least it took. Typing through a suggestion (no request, nothing to compute) is
+its own row; keystrokes answered with no suggestion, and those that asked for none, are counted.
+Prints median, p95 and max, with the CPU's name.
 
     .venv/bin/python bench/keystroke_latency.py --model default --cps 10 --chars 400
     .venv/bin/python bench/keystroke_latency.py --learn off,on --prefill-bytes 2000   # one Neovim each
@@ -37,7 +40,7 @@ PROBE = """
 local buf = vim.api.nvim_get_current_buf()
 local r = require('textgen.ghost').last_render(buf)
 return { vim.api.nvim_buf_get_changedtick(buf), r and r.tick or -1, r and r.time_ns or 0,
-         require('textgen.suggestion').stats.requests }
+         require('textgen.suggestion').stats.requests, require('textgen.trigger').is_idle() }
 """
 
 
@@ -50,11 +53,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def summary(name: str, values: list[float]) -> str:
+def summary(name: str, values: list[float], missed: int = 0, interval_ms: float = 0.0) -> str:
+    """One row; `missed` of `values` are the typing interval, a lower bound: so is a figure that reaches it."""
     if not values:
-        return f"{name:<28} n=0"
-    return (f"{name:<28} n={len(values):<4} median {statistics.median(values):6.1f} ms   "
-            f"p95 {percentile(values, 0.95):6.1f} ms   max {max(values):6.1f} ms")
+        return f"{name:<34} n=0"
+    bound = interval_ms if missed else None
+
+    def figure(value: float) -> str:
+        return f"{'≥' if bound is not None and value >= bound else ' '}{value:6.1f} ms"
+
+    return (f"{name:<34} n={len(values):<4} median {figure(statistics.median(values))}   "
+            f"p95 {figure(percentile(values, 0.95))}   max {figure(max(values))}"
+            + (f"   ({missed} missed, counted as {bound:.0f} ms)" if missed else ""))
 
 
 def main() -> None:
@@ -105,9 +115,11 @@ def run(args: argparse.Namespace, learn: bool | None) -> None:
         interval = 1.0 / args.cps
         if debounces == [None]:
             debounces = [lua(nvim, "return require('textgen.config').get().debounce_ms")]
-        asked = {d: [] for d in debounces}
+        asked = {d: [] for d in debounces}             # needed a new suggestion: ms until it showed
         typed_through = {d: [] for d in debounces}
-        missed = 0
+        missed = {d: 0 for d in debounces}             # still on its way at the next key: counted as interval
+        answered_empty = {d: 0 for d in debounces}     # asked, answered, nothing to show
+        not_asked = {d: 0 for d in debounces}          # no suggestion asked (a deletion, mid-line, ...)
         start = time.monotonic()
         for i, char in enumerate(text):
             debounce = debounces[i % len(debounces)]
@@ -115,20 +127,26 @@ def run(args: argparse.Namespace, learn: bool | None) -> None:
             due = start + i * interval
             while time.monotonic() < due:
                 time.sleep(0.0005)
-            tick_before, _, _, requests_before = lua(nvim, PROBE)
+            tick_before, _, _, requests_before, _ = lua(nvim, PROBE)
             sent_ns = time.monotonic_ns()
             nvim.input(key_for(char))
             next_due = start + (i + 1) * interval
             latency = None
             while time.monotonic() < next_due:
-                tick, rendered_tick, rendered_ns, requests = lua(nvim, PROBE)
+                tick, rendered_tick, rendered_ns, requests, settled = lua(nvim, PROBE)
                 if tick > tick_before and rendered_tick == tick:
                     latency = (rendered_ns - sent_ns) / 1e6
                     (asked if requests > requests_before else typed_through)[debounce].append(latency)
                     break
                 time.sleep(0.002)
             if latency is None:
-                missed += 1
+                if not settled:                        # asked (or about to ask) and not answered yet
+                    missed[debounce] += 1
+                    asked[debounce].append(interval * 1000)
+                elif requests > requests_before:
+                    answered_empty[debounce] += 1
+                else:
+                    not_asked[debounce] += 1
         print(f"textgen keystroke → ghost-text latency, real Neovim {lua(nvim, 'return tostring(vim.version())')}")
         print(f"CPU: {cpu_name()}")
         print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
@@ -137,11 +155,10 @@ def run(args: argparse.Namespace, learn: bool | None) -> None:
               f"g:textgen.learn {'on' if lua(nvim, LEARN_PROBE) else 'off'}")
         for debounce in debounces:
             print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if len(debounces) > 1 else ""))
-            print(summary("  all keystrokes with ghost", asked[debounce] + typed_through[debounce]))
-            print(summary("    new suggestion", asked[debounce]))
-            print(summary("    typed through (no request)", typed_through[debounce]))
-        print(f"keystrokes with no ghost text before the next one: {missed} of {len(text)} "
-              "(the model suggested nothing, or slower than the typing)")
+            print(summary("  new suggestion (the headline)", asked[debounce], missed[debounce], interval * 1000))
+            print(summary("  typed through (no request)", typed_through[debounce]))
+            print(f"  no ghost text: {answered_empty[debounce]} answered with no suggestion, "
+                  f"{not_asked[debounce]} asked for none")
     finally:
         nvim.close()
 

@@ -36,6 +36,7 @@ from textgen_core.engine import Engine  # noqa: E402
 from textgen_core.machine import machine_summary  # noqa: E402
 
 CONTEXT_CHARS = 4096          # what the plugin sends: lua/textgen/context.lua MAX_CONTEXT_BYTES
+ANSWER_TIMEOUT_S = 30.0
 
 
 def compressor_bpc(data: bytes) -> dict[str, float]:
@@ -45,29 +46,35 @@ def compressor_bpc(data: bytes) -> dict[str, float]:
 
 
 def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int = DecodeOptions.word_beam,
-                     learn: bool = False) -> tuple[float, int, int]:
-    """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars).
-    With `learn`, the model learns the text typed so far, the engine idle between keystrokes (a
-    person types a few keys a second; learning 32 bytes takes about 10 ms)."""
+                     learn: bool = False) -> tuple[float, int, int, int]:
+    """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars,
+    timeouts). A suggestion not answered within `ANSWER_TIMEOUT_S` counts as none (the person types
+    the next character). With `learn`, the model learns the text typed so far, the engine idle
+    between keystrokes (a person types a few keys a second; learning 32 bytes takes about 10 ms)."""
     options = DecodeOptions(max_chars=max_chars, word_beam=word_beam)
-    position, keys = 0, 0
-    done = threading.Event()
-    result: list[str] = []
+    position, keys, timeouts = 0, 0, 0
+    answers: dict[int, str] = {}                 # request id → its final suggestion
+    answered = threading.Condition()
 
     def callback(completion):
         if completion.final:
-            result[:] = [completion.texts[0] if completion.texts else ""]
-            done.set()
+            with answered:
+                answers[completion.request_id] = completion.texts[0] if completion.texts else ""
+                answered.notify_all()
 
     while position < len(text):
-        done.clear()
-        engine.submit("sim", text[max(0, position - CONTEXT_CHARS):position], options, callback,
-                      end_offset=len(text[:position].encode()), learn=learn)
-        done.wait(30)
+        request = engine.submit("sim", text[max(0, position - CONTEXT_CHARS):position], options, callback,
+                                end_offset=len(text[:position].encode()), learn=learn)
+        with answered:
+            if not answered.wait_for(lambda: request in answers, ANSWER_TIMEOUT_S):
+                timeouts += 1
+                engine.cancel("sim")                 # a late answer must not stand for a later keystroke
+            suggestion = answers.pop(request, "")
+            answers.clear()
         if learn and not engine.wait_idle(60):
             raise RuntimeError("the engine did not finish learning within 60 s")
         accepted = 0
-        for word in accept_words(result[0]):
+        for word in accept_words(suggestion):
             if text.startswith(word, position):
                 position += len(word)
                 keys += 1
@@ -77,7 +84,7 @@ def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int =
         if accepted == 0:
             position += 1
             keys += 1
-    return 1 - keys / len(text), keys, len(text)
+    return 1 - keys / len(text), keys, len(text), timeouts
 
 
 def heldout_texts(limit: int) -> dict[str, bytes]:
@@ -121,15 +128,18 @@ def main() -> None:
             bpc_learning = model.bits_per_char(data, learn=True)
             packed = compressor_bpc(data)
             typed = text[:args.typing_bytes] if args.typing_bytes else text
-            saved, keys, chars = keystrokes_saved(engine, typed, args.max_chars, args.word_beam)
-            saved_plain, _, _ = keystrokes_saved(plain_engine, typed, args.max_chars, args.word_beam)
+            saved, keys, chars, timeouts = keystrokes_saved(engine, typed, args.max_chars, args.word_beam)
+            saved_plain, _, _, timeouts_plain = keystrokes_saved(plain_engine, typed, args.max_chars, args.word_beam)
             with closing(Engine(model)) as learning_engine:
-                saved_learning, keys_learning, _ = keystrokes_saved(learning_engine, typed, args.max_chars,
-                                                                    args.word_beam, learn=True)
+                saved_learning, keys_learning, _, timeouts_learning = keystrokes_saved(
+                    learning_engine, typed, args.max_chars, args.word_beam, learn=True)
+            late = timeouts + timeouts_plain + timeouts_learning
             print(f"{name:<16} {len(data):>7,} {bpc:6.3f} {bpc_plain:9.3f} {bpc_learning:9.3f} {packed['gzip']:6.3f} "
                   f"{packed['bz2']:6.3f} {packed['xz']:6.3f}  {saved * 100:9.1f}% {saved_plain * 100:8.1f}% "
                   f"{saved_learning * 100:8.1f}%   ({keys} / {keys_learning} keys for {chars} chars, "
-                  f"{time.perf_counter() - started:.0f} s)", flush=True)
+                  f"{time.perf_counter() - started:.0f} s"
+                  + (f"; {timeouts} / {timeouts_plain} / {timeouts_learning} suggestions over "
+                     f"{ANSWER_TIMEOUT_S:.0f} s, counted as none" if late else "") + ")", flush=True)
     finally:
         engine.close()
         plain_engine.close()

@@ -33,8 +33,16 @@ def test_train_with_json_progress_then_complete_and_eval(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert len(json.loads(completed.stdout)["completions"][0]) <= 12
 
-    from_stdin = textgen("complete", "--model", out, "-n", 3, "--temperature", 0.9, "--seed", 1, "-", stdin="the ")
-    assert from_stdin.returncode == 0
+    def sampled(seed):
+        run = textgen("complete", "--model", out, "-n", 3, "--temperature", 0.9, "--seed", seed, "--json", "-",
+                      stdin="the ")
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)["completions"]
+
+    first = sampled(1)
+    assert len(first) == len(set(first)) == 3 and all(first), first
+    assert sampled(1) == first                                  # the same seed, the same alternatives
+    assert sampled(2) != first
 
     evaluated = textgen("eval", "--model", out, corpus, "--json")
     assert evaluated.returncode == 0, evaluated.stderr

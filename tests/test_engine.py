@@ -171,6 +171,59 @@ def test_close_stops_the_worker_thread(tiny_model):
         engines[0].submit("buf", "x", OPTIONS, lambda c: None)
 
 
+class _CountingBackend:
+    """The model's real backend, counting the decoding steps it is asked for."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.steps = inner, inner.name, 0
+
+    def zero_state(self, batch=1):
+        return self.inner.zero_state(batch)
+
+    def step(self, ids, state):
+        self.steps += 1
+        return self.inner.step(ids, state)
+
+    def prime(self, ids, state=None, all_logits=False):
+        return self.inner.prime(ids, state, all_logits)
+
+
+def test_a_newer_request_stops_a_decode_that_is_already_running(tiny_model):
+    """The newer request is submitted from the old one's first partial result, so the old decode is
+    provably running when it lands; it must stop within a step, not decode to its end."""
+    model = load_model(tiny_model.path)
+    model.backend = counting = _CountingBackend(model.backend)
+    long_line = DecodeOptions(max_chars=2000, stop_at_newline=False)
+    engine = Engine(model, warm=False)
+    try:
+        def steps_after_the_first_partial(newer_options):
+            at_first_partial, newer_ids, newer, old = [], [], Collector(), Collector()
+
+            def on_old(completion):
+                if not completion.final and not at_first_partial:
+                    at_first_partial.append(counting.steps)
+                    if newer_options is not None:
+                        newer_ids.append(engine.submit("buf", "the quick", newer_options, newer))
+                old(completion)
+
+            counting.steps = 0
+            engine.submit("buf", "the", long_line, on_old)
+            (newer if newer_options is not None else old).wait_finals(1)
+            assert engine.wait_idle(20)
+            assert at_first_partial, "no partial result came"
+            return counting.steps - at_first_partial[0], old, newer_ids, newer
+
+        uncancelled, *_ = steps_after_the_first_partial(None)
+        assert uncancelled >= 100, "the reference decode is too short to show an early stop"
+        # the newer request decodes nothing (max_chars=0), so every step counted is the old decode's
+        stopped, old, newer_ids, newer = steps_after_the_first_partial(DecodeOptions(max_chars=0))
+        assert stopped <= 2, f"the running decode went on for {stopped} steps of {uncancelled}"
+        assert old.finals == [] and all(not e.final for e in old.events)
+        assert [f.request_id for f in newer.finals] == newer_ids and newer.finals[0].error is None
+    finally:
+        engine.close()
+
+
 def test_cancel_drops_the_running_request(engine):
     collector = Collector()
     engine.submit("buf", "the", DecodeOptions(max_chars=2000, stop_at_newline=False), collector)

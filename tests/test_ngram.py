@@ -99,6 +99,33 @@ def test_a_table_survives_saving_and_a_bad_file_is_refused_with_its_name(tmp_pat
         backwards.target_probs(CORPUS[:100])
 
 
+class _CreatesAFile:
+    """What unpickling this runs: it creates the file at `path`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("array_name", ["orders", "unigram", "min_count"])
+def test_a_pickled_array_that_is_read_not_mapped_is_refused_and_never_run(tmp_path, array_name):
+    """orders, unigram and min_count are read into memory rather than mapped (numpy refuses to map
+    an object array whatever `allow_pickle` says): only the loader's own refusal guards them."""
+    save_ngram(build_ngram(CORPUS, orders=(1, 2), min_count=1), tmp_path / "ngram")
+    marker = tmp_path / "unpickled"
+    payload = np.empty(1 if array_name != "min_count" else (), dtype=object)
+    payload.fill(_CreatesAFile(marker))
+    np.save(tmp_path / "ngram" / f"{array_name}.npy", payload, allow_pickle=True)
+    np.load(tmp_path / "ngram" / f"{array_name}.npy", allow_pickle=True)      # the payload works:
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(NgramFileError, match=f"{array_name}.npy"):
+        load_ngram(tmp_path / "ngram")
+    assert not marker.exists()
+
+
 PHRASE = "vim.api.nvim_buf_set_extmark(buf, namespace, row, col, opts)\n"
 CORPUS_TEXT = TINY_TEXT + "".join(f"local mark{i} = {PHRASE}" for i in range(40))     # the tail fits the weights
 

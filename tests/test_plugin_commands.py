@@ -6,15 +6,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .conftest import TINY_TEXT
-from .nvim_harness import (NVIM, REPO, buffer_text, ghost, idle, lua, mode, not_at_a_prompt, shared_manifest,
-                           start_nvim, wait_for)
+from .nvim_harness import (NVIM, REPO, buffer_text, ghost, host_pid, idle, lua, mode, not_at_a_prompt,
+                           shared_manifest, start_nvim, wait_for)
 from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import fresh_completion
 
@@ -71,9 +73,34 @@ def test_status_names_the_model_its_quality_data_and_engine(vim, tiny_model):
 
 
 def test_status_for_statuslines_never_waits_for_the_host(vim):
-    status = lua(vim, "return require('textgen').status()")
+    """The host is stopped (SIGSTOP) while the statusline asks: a status that asked the host would
+    wait for its answer (host.ANSWER_TIMEOUT_MS), or for ever; this one answers at once."""
+    lua(vim, "require('textgen.host').warm_up(require('textgen.config').get())")
+    wait_for(lambda: lua(vim, "return require('textgen').status().model") == "tiny", what="the model loaded")
+    pid = wait_for(lambda: host_pid(vim), what="the host's process")
+    timeout_ms = lua(vim, "return require('textgen.host').ANSWER_TIMEOUT_MS")
+    os.kill(pid, signal.SIGSTOP)
+    resume = threading.Timer(10, os.kill, (pid, signal.SIGCONT))      # should a status wait for ever
+    resume.start()
+    try:
+        wait_for(lambda: _process_state(pid) == "T", what="the host to be stopped")
+        status, elapsed_ms = lua(vim, """
+            local started = vim.uv.hrtime()
+            local status = require('textgen').status()
+            return { status, (vim.uv.hrtime() - started) / 1e6 }
+        """)
+        assert _process_state(pid) == "T", "the host ran meanwhile"
+    finally:
+        resume.cancel()
+        os.kill(pid, signal.SIGCONT)
+    assert elapsed_ms < timeout_ms / 2, f"status() took {elapsed_ms:.0f} ms with the host stopped"
     assert status["enabled"] is True and status["auto_trigger"] is True
     assert status["model"] == "tiny"
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of a process in /proc (R running, S sleeping, T stopped, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def test_model_command_completes_model_names(vim):
@@ -414,7 +441,25 @@ def _type_a_kilobyte(editor) -> str:
     return "\n".join(LINES) + " -- x"
 
 
-def test_the_model_learns_what_is_typed_and_status_says_how_much(tiny_model_dir, tmp_path):
+def _learned_on(model, text: str, learned_bytes: int):
+    """The model after the engine's learning of `text` from its start, `learned_bytes` of it (one
+    SGD step per adaptation.CHUNK bytes, the state carried from chunk to chunk)."""
+    from textgen_core.adaptation import CHUNK, OnlineLearner
+    from textgen_core.vocab import to_ids
+
+    data = text.encode()
+    learner = OnlineLearner(model.config, model.weights)
+    for start in range(0, learned_bytes, CHUNK):
+        learner.learn(to_ids(data[start:start + CHUNK + 1]))
+    return model.with_weights(learner.weights())
+
+
+def _engine_settled(editor) -> dict | None:
+    engine = lua(editor, "return require('textgen.host').status().engine") or {}
+    return engine if engine.get("pending") == 0 and engine.get("learning") is False else None
+
+
+def test_the_model_learns_what_is_typed_and_status_says_how_much(tiny_model_dir, tiny_model, tmp_path):
     """Its own Neovim: the learned weights stay with the engine, and the other tests compare their
     ghost text with the model as trained."""
     editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir)})
@@ -429,8 +474,18 @@ def test_the_model_learns_what_is_typed_and_status_says_how_much(tiny_model_dir,
         wait_for(lambda: "engine: running, idle" in output_of(editor, "TextGenStatus"), timeout=20,
                  what="the engine to finish learning")
         editor.input("<Esc>o")
-        editor.input("local item_")
-        wait_for(lambda: (g := ghost(editor)) is not None and g.text, what="a suggestion after the weights changed")
+        editor.input("local item_24 = ")
+        after = context + "\nlocal item_24 = "
+        wait_for(lambda: buffer_text(editor) == after and idle(editor), what="the new line")
+        learned_bytes = wait_for(lambda: _engine_settled(editor), timeout=20,
+                                 what="the engine to finish learning")["learned_bytes"]
+        # asked again now that the weights that serve stay as they are: what the learned model says
+        editor.input("<Cmd>TextGenComplete<CR>")
+        expected = fresh_completion(_learned_on(tiny_model, after, learned_bytes), after, DecodeOptions())[0].rstrip()
+        unlearned = fresh_completion(tiny_model, after, DecodeOptions())[0].rstrip()
+        assert expected and expected != unlearned, "learning should change this suggestion"
+        wait_for(lambda: (g := ghost(editor)) is not None and g.text == expected and idle(editor),
+                 what=f"the learned model's suggestion {expected!r}, not the model's own {unlearned!r}")
     finally:
         editor.close()
 
