@@ -108,6 +108,14 @@ function M.is_visible(buf)
 end
 
 --- Whether a request for `buf` is on its way.
+--- Milliseconds until an outdated suggestion goes (nil: none lingers); for tests of `outdate`.
+function M.linger_due_in()
+  if linger_timer and linger_timer:is_active() then
+    return linger_timer:get_due_in()
+  end
+  return nil
+end
+
 function M.is_pending(buf)
   return tickets[buf or api.nvim_get_current_buf()] ~= nil
 end
