@@ -4,7 +4,6 @@ One Neovim serves the whole module; each test starts from a fresh buffer and the
 """
 from __future__ import annotations
 
-
 import pytest
 
 from .nvim_harness import (Ghost, Screen, buffer_text, cursor, ghost, idle, lua, mode, shared_manifest,
