@@ -13,7 +13,8 @@ import pytest
 from .conftest import REPO, TINY_TEXT
 from textgen_core.config import ModelConfig, ModelInfo
 from textgen_core.modelfile import (UnsafeSaveTargetError, check_backup_target, load_model_folder,
-                                    recover_interrupted_save, save_model_folder)
+                                    recover_interrupted_save, remove_backup, save_model_folder)
+from textgen_core.scratch import MARKER, PREFIX, remove_left_behind
 
 CONFIG = ModelConfig(embed_dim=4, hidden=8, layers=1)
 
@@ -147,3 +148,60 @@ def test_the_cli_refuses_to_save_over_a_project_before_any_work(tmp_path, tiny_m
     assert len(lines) == 1 and str(project) in lines[0] and "README.md, notes.txt, src/ in" in lines[0], lines
     assert _unchanged(project, files) and sorted(os.listdir(project)) == ["README.md", "notes.txt", "src"]
     assert not (tmp_path / "new").exists()
+
+
+# -- what the clean-ups delete, pointed at a user's files --------------------------------------------
+
+def _users_files(folder: Path) -> dict[str, bytes]:
+    """A user's folder that has, besides their own files, files named as a model's or a backup's."""
+    folder.mkdir(parents=True)
+    files = {"README.md": b"# mine\n", "config.json": b'{"format": "my-own-tool"}', "weights.npz": b"my data",
+             "training_metadata.json": b"{}", "latest.weights.h5": b"my weights"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_a_users_folder_named_like_a_killed_saves_leftovers_is_kept_whole(tmp_path):
+    """`.m.old-PID` and `.m.tmp-PID-X` of a writer that is gone are where a killed save leaves a model;
+    a folder of the user's with such a name, even with files named as a model's, is not touched."""
+    folder = tmp_path / "m"
+    save_model_folder(folder, ModelInfo(CONFIG), _weights())
+    gone = _pid_of_a_finished_process()
+    planted = {tmp_path / f".m.old-{gone}": None, tmp_path / f".m.tmp-{gone}-abcdefgh": None}
+    for place in planted:
+        planted[place] = _users_files(place)
+    recover_interrupted_save(folder)
+    save_model_folder(folder, ModelInfo(CONFIG), _weights(0.2))       # a save cleans up the same way
+    for place, files in planted.items():
+        assert _unchanged(place, files) and sorted(os.listdir(place)) == sorted(files), place
+
+
+def test_a_missing_model_is_not_replaced_by_a_users_folder_named_like_its_previous_copy(tmp_path):
+    folder = tmp_path / "m"
+    stranger = tmp_path / f".m.old-{_pid_of_a_finished_process()}"
+    files = _users_files(stranger)
+    recover_interrupted_save(folder)
+    assert not folder.exists() and _unchanged(stranger, files)
+
+
+def test_the_end_of_training_removes_the_backups_files_and_keeps_the_users(tmp_path):
+    backup = tmp_path / "backup"
+    files = _users_files(backup)
+    (backup / "textgen_seconds.json").write_text("{}")
+    del files["training_metadata.json"], files["latest.weights.h5"]     # names the backup writes: its own
+    remove_backup(backup)
+    assert sorted(os.listdir(backup)) == sorted(files) and _unchanged(backup, files)
+
+
+def test_a_users_folder_named_like_a_killed_trainings_temp_folder_is_kept(tmp_path):
+    gone = _pid_of_a_finished_process()
+    users = tmp_path / f"{PREFIX}{gone}-photos"
+    files = _users_files(users)
+    ours = tmp_path / f"{PREFIX}{gone}-x1y2z3"          # what a killed training left: marked when made
+    ours.mkdir()
+    (ours / MARKER).touch()
+    (ours / "__autograph_generated_file1.py").write_text("")
+    remove_left_behind(tmp_path)
+    assert _unchanged(users, files) and sorted(os.listdir(users)) == sorted(files)
+    assert not ours.exists()

@@ -19,7 +19,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from .modelfile import BACKUP_FILES
+from .modelfile import remove_backup
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -162,14 +162,8 @@ class WorkerBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_end(self, logs=None):
         """Remove the backup's own files, never the folder's other contents (Keras removes the folder)."""
-        if not self.delete_checkpoint:
-            return
-        for name in BACKUP_FILES:
-            (self.folder / name).unlink(missing_ok=True)
-        try:
-            self.folder.rmdir()
-        except OSError:
-            pass
+        if self.delete_checkpoint:
+            remove_backup(self.folder)
 
     def saved_epoch(self) -> int:
         """The epoch a restarted run resumes from (0 when there is no backup)."""

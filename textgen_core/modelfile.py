@@ -57,6 +57,13 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
     recover_interrupted_save(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
     try:
+        # config.json first: from its first file on, a folder a save makes is known as ours (a save
+        # killed midway leaves one that the next save may clean; see _remove_model_files).
+        with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
+            json.dump(info.to_json(), f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         arrays = {name: np.ascontiguousarray(weights[name], dtype=dtype)
                   for name in info.config.weight_shapes()}
         with open(tmp / WEIGHTS_FILE, "wb") as f:
@@ -65,17 +72,12 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
             os.fsync(f.fileno())
         if ngram is not None:
             save_ngram(ngram, tmp / NGRAM_DIR)
-        with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
-            json.dump(info.to_json(), f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
         for extra in ("MODEL_CARD.md",):
             if (folder / extra).exists():
                 shutil.copy2(folder / extra, tmp / extra)
         _replace_folder(tmp, folder)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)         # made by mkdtemp above: only this save wrote in it
         raise
     return folder
 
@@ -157,6 +159,20 @@ def check_backup_target(folder: str | os.PathLike) -> None:
                                     f"(it is removed when training ends); give a new or empty folder as --backup-dir")
 
 
+def remove_backup(folder: str | os.PathLike) -> None:
+    """Delete a training backup once training has ended: the files of BACKUP_FILES only, then the
+    folder if that emptied it (Keras would remove the whole folder, and with it anything else there)."""
+    folder = Path(folder)
+    for name in BACKUP_FILES:
+        path = folder / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 def _listed(folder: Path, names: list[str]) -> str:
     """"a, b/, c and 4 more": the first names of what is in the way, folders with a slash."""
     shown = ", ".join(name + "/" if (folder / name).is_dir() else name for name in names[:3])
@@ -186,8 +202,12 @@ def _has_our_config(path: Path) -> bool:
 
 
 def _remove_model_files(folder: Path) -> bool:
-    """Delete the files a model folder has (never anything else), then the folder if that emptied it."""
-    for name in MODEL_ENTRIES:
+    """Delete a model folder of ours: only when its config.json names our format, and then only the
+    files a model folder has (config.json last, so that a delete cut short leaves it recognisable),
+    and the folder itself if that emptied it. Anything else in it stays, and so does it."""
+    if not _has_our_config(folder / CONFIG_FILE):
+        return False
+    for name in sorted(MODEL_ENTRIES - {CONFIG_FILE}) + [CONFIG_FILE]:
         path = folder / name
         try:
             if path.is_symlink() or path.is_file():
@@ -220,7 +240,7 @@ def recover_interrupted_save(folder: str | os.PathLike) -> None:
             try:
                 if folder.exists():
                     _remove_model_files(old)
-                else:
+                elif _has_our_config(old / CONFIG_FILE):
                     os.replace(old, folder)
             except OSError:
                 pass

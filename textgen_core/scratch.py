@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PREFIX = "textgen-train-"
+# Written into every private folder when it is made: only a folder that holds it, a regular file, and
+# that belongs to this user, is one of ours; a folder of someone's that merely has such a name is not.
+MARKER = ".made-by-textgen-train"
 
 
 def process_gone(pid: str) -> bool:
@@ -40,6 +44,7 @@ def private_temp_folder() -> Iterator[Path]:
     base = Path(tempfile.gettempdir())
     remove_left_behind(base)
     folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base)
+    Path(folder, MARKER).touch()
     saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
     saved_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
@@ -56,10 +61,21 @@ def private_temp_folder() -> Iterator[Path]:
 
 
 def remove_left_behind(base: Path) -> None:
-    """Remove the private folders of training processes that were killed (their process is gone)."""
+    """Remove the private folders of training processes that were killed (their process is gone):
+    only folders this project made (`is_ours`), never another that has the same kind of name."""
     for folder in base.glob(f"{PREFIX}*-*"):
-        if folder.is_dir() and not folder.is_symlink() and process_gone(folder.name[len(PREFIX):].split("-")[0]):
+        if is_ours(folder) and process_gone(folder.name[len(PREFIX):].split("-")[0]):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def is_ours(folder: Path) -> bool:
+    """Whether `folder` is a private folder `private_temp_folder` made: a real folder of this user's
+    (not a link) that holds the marker written when it was made."""
+    try:
+        info, marker = os.lstat(folder), os.lstat(folder / MARKER)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and stat.S_ISREG(marker.st_mode)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
