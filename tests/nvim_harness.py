@@ -92,6 +92,26 @@ def start_nvim(manifest: Path, home: Path, config: dict[str, Any] | None = None,
     return nvim
 
 
+def base_config(model_dir: Path) -> dict[str, Any]:
+    """g:textgen for tests that compare the ghost text with the model's own suggestions: learning
+    what they type (one Neovim for a whole module) would change those (it has tests of its own)."""
+    return {"model": str(model_dir), "learn": False}
+
+
+def start_module_nvim(model_dir: Path, home: Path) -> pynvim.Nvim:
+    """One Neovim for a test module, serving `model_dir` with `base_config`."""
+    return start_nvim(shared_manifest(), home, base_config(model_dir))
+
+
+def fresh_buffer(nvim: pynvim.Nvim, model_dir: Path) -> pynvim.Nvim:
+    """A module's Neovim in normal mode with one empty buffer and `base_config` (setup() applied)."""
+    nvim.input("<C-\\><C-n><Esc>")
+    wait_for(lambda: mode(nvim).startswith("n"), what="normal mode")
+    nvim.command("silent! %bwipeout!")
+    lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})", base_config(model_dir))
+    return nvim
+
+
 def _without_root_override() -> list[str]:
     """A command prefix that takes from root the power to ignore file permissions (a no-op for others).
 
@@ -241,14 +261,18 @@ class Screen:
     """A second UI on the same Neovim (over its socket) that keeps every frame it is sent.
 
     A frame is the screen's text at a `flush` event: what a terminal would show at that moment,
-    so a test can tell whether the user ever saw, say, a line without its ghost text.
+    so a test can tell whether the user ever saw, say, a line without its ghost text. Each cell's
+    highlight is kept too: with `rgb=False` the UI draws as a terminal of 256 colours does, and
+    `foreground` gives a cell's terminal colour number.
     """
 
-    def __init__(self, nvim: pynvim.Nvim, columns: int = 100, lines: int = 30) -> None:
+    def __init__(self, nvim: pynvim.Nvim, columns: int = 100, lines: int = 30, rgb: bool = True) -> None:
         self.frames: list[list[str]] = []
-        self._grid = [[" "] * columns for _ in range(lines)]
+        self.attrs: dict[int, dict] = {0: {}}           # highlight id → its colours (hl_attr_define)
+        self._grid = [[(" ", 0)] * columns for _ in range(lines)]
         self._address = nvim.eval("v:servername")
         self._size = (columns, lines)
+        self._rgb = rgb
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="screen", daemon=True)
         self._thread.start()
@@ -257,7 +281,7 @@ class Screen:
 
     def _run(self) -> None:
         self._nvim = pynvim.attach("socket", path=self._address)
-        self._nvim.ui_attach(*self._size, ext_linegrid=True)
+        self._nvim.ui_attach(*self._size, rgb=self._rgb, ext_linegrid=True)
         self._ready.set()
         self._nvim.run_loop(None, self._on_notification)
 
@@ -271,6 +295,11 @@ class Screen:
     def row(self, index: int, frame: int = -1) -> str:
         return self.frames[frame][index].rstrip() if self.frames else ""
 
+    def foreground(self, row: int, col: int) -> int | None:
+        """The colour a cell is drawn in now (a terminal colour number with rgb=False); None: the
+        UI's own (Normal's)."""
+        return self.attrs.get(self._grid[row][col][1], {}).get("foreground")
+
     def _on_notification(self, name: str, args: list) -> None:
         if name != "redraw":
             return
@@ -280,19 +309,24 @@ class Screen:
 
     def _apply(self, event: str, call: list) -> None:
         grid = self._grid
-        if event == "grid_resize":
+        if event == "hl_attr_define":
+            hl_id, rgb_attrs, cterm_attrs = call[:3]
+            self.attrs[hl_id] = rgb_attrs if self._rgb else cterm_attrs
+        elif event == "grid_resize":
             _, width, height = call
-            self._grid = [[" "] * width for _ in range(height)]
+            self._grid = [[(" ", 0)] * width for _ in range(height)]
         elif event == "grid_clear":
             for row in grid:
-                row[:] = [" "] * len(row)
+                row[:] = [(" ", 0)] * len(row)
         elif event == "grid_line":
             _, row, col, cells = call[:4]
+            hl_id = 0
             for cell in cells:
                 text, repeat = cell[0], (cell[2] if len(cell) > 2 else 1)
+                hl_id = cell[1] if len(cell) > 1 else hl_id         # omitted: the cell before's
                 for _ in range(repeat):
                     if col < len(grid[row]):
-                        grid[row][col] = text
+                        grid[row][col] = (text, hl_id)
                     col += 1
         elif event == "grid_scroll":
             _, top, bottom, left, right, rows, _ = call
@@ -302,4 +336,4 @@ class Screen:
                 if 0 <= source < len(region):
                     grid[r][left:right] = region[source]
         elif event == "flush":
-            self.frames.append(["".join(row) for row in grid])
+            self.frames.append(["".join(text for text, _ in row) for row in grid])

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from .nvim_harness import buffer_text, cursor, ghost, idle, lua, mode, shared_manifest, start_nvim, wait_for
+from .nvim_harness import buffer_text, cursor, fresh_buffer, ghost, idle, lua, mode, start_module_nvim, wait_for
 from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import fresh_completion
 
 
-def base_config(model_dir) -> dict:
-    return {"model": str(model_dir), "learn": False}
-
-
 @pytest.fixture(scope="module")
 def nvim(tiny_model_dir, tmp_path_factory):
-    editor = start_nvim(shared_manifest(), tmp_path_factory.mktemp("nvim-home"), base_config(tiny_model_dir))
+    editor = start_module_nvim(tiny_model_dir, tmp_path_factory.mktemp("nvim-home"))
     yield editor
     editor.close()
 
@@ -28,10 +24,7 @@ def nvim(tiny_model_dir, tmp_path_factory):
 def vim(nvim, tiny_model_dir):
     """The module's Neovim in normal mode with one empty buffer and the base options; every
     CursorMovedI records the ghost text's extmarks as textgen left them (`marks_at_moves`)."""
-    nvim.input("<C-\\><C-n><Esc>")
-    wait_for(lambda: mode(nvim).startswith("n"), what="normal mode")
-    nvim.command("silent! %bwipeout!")
-    lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})", base_config(tiny_model_dir))
+    fresh_buffer(nvim, tiny_model_dir)
     lua(nvim, """
         _G.marks_at_moves = {}
         local ns = vim.api.nvim_create_namespace('textgen')

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from .nvim_harness import (Ghost, Screen, buffer_text, cursor, ghost, idle, lua, mode, shared_manifest,
-                           start_nvim, wait_for)
+from .nvim_harness import (Ghost, Screen, buffer_text, cursor, fresh_buffer, ghost, idle, lua, mode,
+                           start_module_nvim, wait_for)
 from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import fresh_completion
 
 
-def base_config(model_dir) -> dict:
-    """The tests compare the ghost text with the model's own suggestions; learning what they type
-    (one Neovim for the whole module) would change those (it has tests of its own, in
-    test_plugin_commands.py)."""
-    return {"model": str(model_dir), "learn": False}
-
-
 @pytest.fixture(scope="module")
 def nvim(tiny_model_dir, tmp_path_factory):
-    editor = start_nvim(shared_manifest(), tmp_path_factory.mktemp("nvim-home"), base_config(tiny_model_dir))
+    editor = start_module_nvim(tiny_model_dir, tmp_path_factory.mktemp("nvim-home"))
     yield editor
     editor.close()
 
@@ -29,10 +22,7 @@ def nvim(tiny_model_dir, tmp_path_factory):
 @pytest.fixture
 def vim(nvim, tiny_model_dir):
     """The module's Neovim in normal mode with one empty buffer and the base options."""
-    nvim.input("<C-\\><C-n><Esc>")
-    wait_for(lambda: mode(nvim).startswith("n"), what="normal mode")
-    nvim.command("silent! %bwipeout!")
-    lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})", base_config(tiny_model_dir))
+    fresh_buffer(nvim, tiny_model_dir)
     lua(nvim, "_G.fake_menu = nil")
     wait_for(lambda: idle(nvim), what="textgen to be idle")
     return nvim

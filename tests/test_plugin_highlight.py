@@ -7,76 +7,11 @@ text typed before it.
 """
 from __future__ import annotations
 
-import threading
-
-import pynvim
 import pytest
 
-from .nvim_harness import buffer_text, ghost, lua, mode, shared_manifest, start_nvim, wait_for
+from .nvim_harness import Screen, buffer_text, ghost, lua, mode, shared_manifest, start_nvim, wait_for
 from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import fresh_completion
-
-
-class CtermScreen:
-    """A UI over Neovim's socket that draws as a terminal of 256 colours does (rgb=False): it keeps
-    each cell's text and highlight id, and each highlight id's terminal colours (hl_attr_define)."""
-
-    def __init__(self, nvim: pynvim.Nvim, columns: int = 100, lines: int = 20) -> None:
-        self.cells = [[(" ", 0)] * columns for _ in range(lines)]
-        self.attrs: dict[int, dict] = {0: {}}
-        self.flushes = 0
-        self._address = nvim.eval("v:servername")
-        self._size = (columns, lines)
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cterm-screen", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the terminal UI did not attach")
-
-    def _run(self) -> None:
-        self._nvim = pynvim.attach("socket", path=self._address)
-        self._nvim.ui_attach(*self._size, rgb=False, ext_linegrid=True)
-        self._ready.set()
-        self._nvim.run_loop(None, self._on_notification)
-
-    def close(self) -> None:
-        try:
-            self._nvim.async_call(self._nvim.stop_loop)
-        except Exception:
-            pass
-        self._thread.join(5)
-
-    def row(self, index: int) -> str:
-        return "".join(text for text, _ in self.cells[index]).rstrip()
-
-    def foreground(self, row: int, col: int) -> int | None:
-        """The terminal colour number a cell is drawn in; None: the terminal's own (Normal's)."""
-        return self.attrs.get(self.cells[row][col][1], {}).get("foreground")
-
-    def _on_notification(self, name: str, args: list) -> None:
-        if name != "redraw":
-            return
-        for event, *calls in args:
-            for call in calls:
-                if event == "hl_attr_define":
-                    hl_id, _rgb, cterm = call[:3]
-                    self.attrs[hl_id] = cterm
-                elif event == "grid_resize":
-                    _, width, height = call
-                    self.cells = [[(" ", 0)] * width for _ in range(height)]
-                elif event == "grid_clear":
-                    self.cells = [[(" ", 0)] * len(row) for row in self.cells]
-                elif event == "grid_line":
-                    _, row, col, cells = call[:4]
-                    hl_id = 0
-                    for cell in cells:
-                        hl_id = cell[1] if len(cell) > 1 else hl_id     # omitted: the cell before's
-                        for _ in range(cell[2] if len(cell) > 2 else 1):
-                            if col < len(self.cells[row]):
-                                self.cells[row][col] = (cell[0], hl_id)
-                            col += 1
-                elif event == "flush":
-                    self.flushes += 1
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +41,7 @@ def ghost_colour(vim, *, link: bool = False) -> dict:
 def test_ghost_text_is_drawn_unlike_typed_text_in_a_256_colour_terminal(vim, tiny_model, background):
     vim.command(f"set background={background}")
     expected = fresh_completion(tiny_model, "the qu", DecodeOptions())[0].rstrip()
-    screen = CtermScreen(vim)
+    screen = Screen(vim, lines=20, rgb=False)         # a terminal of 256 colours
     try:
         vim.input("ithe qu")
         wait_for(lambda: (g := ghost(vim)) and g.text == expected, what="the ghost text")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import train_tiny_model
-from .nvim_harness import Screen, buffer_text, ghost, lua, mode, shared_manifest, start_nvim, wait_for
+from .nvim_harness import Screen, buffer_text, fresh_buffer, ghost, lua, mode, start_module_nvim, wait_for
 from textgen_core import load_model
 from textgen_core.decoding import DecodeOptions
 from textgen_core.engine import fresh_completion
@@ -30,13 +30,9 @@ def model(model_dir):
     return load_model(model_dir)
 
 
-def base_config(model_dir) -> dict:
-    return {"model": str(model_dir), "learn": False}
-
-
 @pytest.fixture(scope="module")
 def nvim(model_dir, tmp_path_factory):
-    editor = start_nvim(shared_manifest(), tmp_path_factory.mktemp("nvim-home"), base_config(model_dir))
+    editor = start_module_nvim(model_dir, tmp_path_factory.mktemp("nvim-home"))
     yield editor
     editor.close()
 
@@ -44,10 +40,7 @@ def nvim(model_dir, tmp_path_factory):
 @pytest.fixture
 def vim(nvim, model_dir):
     """The module's Neovim in normal mode, in a fresh buffer holding the line "x", cursor on it."""
-    nvim.input("<C-\\><C-n><Esc>")
-    wait_for(lambda: mode(nvim).startswith("n"), what="normal mode")
-    nvim.command("silent! %bwipeout!")
-    lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})", base_config(model_dir))
+    fresh_buffer(nvim, model_dir)
     nvim.current.buffer[:] = ["x"]
     nvim.command("setlocal expandtab shiftwidth=4 softtabstop=4 autoindent smartindent")
     return nvim

@@ -15,6 +15,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import ModelConfig
@@ -164,6 +166,19 @@ def _refused(exc: RefusedFile) -> UserError:
     return UserError(f"{exc}{way_out}")
 
 
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """What reading `path` can raise, as the one line a user gets."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except RefusedFile as exc:
+        raise _refused(exc) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
 def _read(path: str, limit: int, why: str) -> bytes:
     """The bytes of a regular file (or stdin for '-'), refused unread when over `limit` bytes (the
     message ends with `why`: the limit's reason and a way out)."""
@@ -172,38 +187,20 @@ def _read(path: str, limit: int, why: str) -> bytes:
         if len(data) > limit:
             raise UserError(f"<stdin>: more than the {size_text(limit)} {why}")
         return data
-    try:
+    with _reading(path):
         return read_regular(path, limit, why=why)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except RefusedFile as exc:
-        raise _refused(exc) from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _size(path: str, limit: int | None = None, why: str = "") -> int:
     """The size of a regular file, refused as `_read` refuses it, without opening it."""
-    try:
+    with _reading(path):
         return regular_file_size(path, limit, why=why)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except RefusedFile as exc:
-        raise _refused(exc) from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _head(path: str, size: int) -> bytes:
     """The first `size` bytes of a regular file of any size."""
-    _size(path)
-    try:
-        with open_regular(path) as f:
-            return f.read(size)
-    except RefusedFile as exc:
-        raise _refused(exc) from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    with _reading(path), open_regular(path) as f:
+        return f.read(size)
 
 
 def _text_only(texts: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -298,13 +295,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     paths = _expand(args.files)
     from .scratch import private_temp_folder
 
-    with private_temp_folder():             # TensorFlow's files go with it, also when cancelled
+    with private_temp_folder():             # TensorFlow's files and the copy of stdin go with it
         stdin_copy = _copy_of_stdin() if "-" in paths else None
-        try:
-            return _train(args, [(_name(path), stdin_copy if path == "-" else path) for path in paths])
-        finally:
-            if stdin_copy:
-                os.unlink(stdin_copy)
+        return _train(args, [(_name(path), stdin_copy if path == "-" else path) for path in paths])
 
 
 def _train(args: argparse.Namespace, files: list[tuple[str, str]]) -> int:

@@ -126,7 +126,7 @@ local function check_host()
   local exit = host.last_exit
   if exit and exit.at then
     health.warn(
-      ("the last host stopped: %s"):format(exit.signal and ("killed by " .. exit.signal) or ("exit code " .. exit.code)),
+      "the last host stopped: " .. require("textgen.message").exit_reason(exit.code),
       { "Its last lines are in :TextGenStatus; a new host starts with the next suggestion." }
     )
   end

@@ -19,7 +19,7 @@ M.model = nil
 M.model_error = nil
 ---@type string|nil  why the Python host cannot be used at all (no Python to run it with)
 M.broken = nil
----@type {code: integer, signal: string|nil, stderr: string[], at: number}|nil  how the last host ended
+---@type {code: integer, stderr: string[], at: number|nil}|nil  how the last host ended (`at`: nil while it runs)
 M.last_exit = nil
 
 M.PLUGIN_PATH = save_place.PLUGIN_ROOT .. "/rplugin/python3/textgen"
@@ -76,12 +76,9 @@ function M.pid()
   return ok and pid or nil
 end
 
-local SIGNALS = { [6] = "SIGABRT", [9] = "SIGKILL, e.g. out of memory", [11] = "SIGSEGV", [15] = "SIGTERM" }
-
 local function describe_exit(exit)
-  local how = exit.signal and ("killed by " .. exit.signal) or ("exit code " .. exit.code)
   local last = exit.stderr[#exit.stderr]
-  return last and (how .. ": " .. last) or how
+  return message.exit_reason(exit.code) .. (last and (": " .. last) or "")
 end
 
 local function on_exit(id, code)
@@ -89,8 +86,7 @@ local function on_exit(id, code)
     return
   end
   channel = nil
-  local signal = code > 128 and (SIGNALS[code - 128] or ("signal " .. (code - 128))) or nil
-  M.last_exit.code, M.last_exit.signal, M.last_exit.at = code, signal, now_s()
+  M.last_exit.code, M.last_exit.at = code, now_s()
   M.model = nil
   M.warming = false
   answers = {}
@@ -219,9 +215,9 @@ M.given = {}
 --- `reason` with the absolute folders the user named shown as they wrote them ("~/m/novel/...").
 function M.as_given(reason)
   for path, given in pairs(M.given) do
-    local at = reason:find(path, 1, true)
-    if at then
-      return reason:sub(1, at - 1) .. given .. reason:sub(at + #path)
+    local written = message.as_written(reason, path, given)
+    if written ~= reason then
+      return written
     end
   end
   return reason

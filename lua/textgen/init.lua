@@ -197,7 +197,7 @@ function M.status_lines()
     if host.last_exit and host.last_exit.at then
       lines[#lines + 1] = ("  the last one ended %d s ago, %s"):format(
         vim.uv.hrtime() / 1e9 - host.last_exit.at,
-        host.last_exit.signal and ("killed by " .. host.last_exit.signal) or ("exit code " .. host.last_exit.code)
+        message.exit_reason(host.last_exit.code)
       )
       for _, line in ipairs(host.last_exit.stderr) do
         lines[#lines + 1] = "  | " .. line

@@ -50,4 +50,39 @@ function M.progress(text)
   end)
 end
 
+--- How a job ended, by its exit code (above 128: the signal that killed it; the usual SIGKILL is
+--- the kernel's out-of-memory killer).
+local SIGNALS = {
+  [1] = "SIGHUP",
+  [2] = "SIGINT",
+  [6] = "SIGABRT",
+  [9] = "SIGKILL, e.g. out of memory",
+  [11] = "SIGSEGV",
+  [15] = "SIGTERM",
+  [25] = "SIGXFSZ",
+}
+
+--- The signal that ended a job with exit code `code`, or nil when it exited by itself.
+function M.signal_name(code)
+  if code > 128 then
+    return SIGNALS[code - 128] or ("signal " .. (code - 128))
+  end
+  return nil
+end
+
+--- "killed by SIGKILL, e.g. out of memory" or "exit code 1".
+function M.exit_reason(code)
+  local signal = M.signal_name(code)
+  return signal and ("killed by " .. signal) or ("exit code " .. code)
+end
+
+--- `text` with the first `path` in it written as the user wrote it (`given`): "~/m/x", not "/home/u/m/x".
+function M.as_written(text, path, given)
+  local at = given and text:find(path, 1, true)
+  if not at then
+    return text
+  end
+  return text:sub(1, at - 1) .. given .. text:sub(at + #path)
+end
+
 return M

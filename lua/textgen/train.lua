@@ -62,17 +62,6 @@ end
 local STDERR_LINES = 20
 local STDERR_LINES_SHOWN = 3
 
---- How a job killed by a signal is described (the usual SIGKILL is the kernel's out-of-memory killer).
-local SIGNALS = {
-  [1] = "SIGHUP",
-  [2] = "SIGINT",
-  [6] = "SIGABRT",
-  [9] = "SIGKILL, e.g. out of memory",
-  [11] = "SIGSEGV",
-  [15] = "SIGTERM",
-  [25] = "SIGXFSZ",
-}
-
 
 local function clock(seconds)
   seconds = math.max(0, math.floor(seconds + 0.5))
@@ -205,16 +194,11 @@ local function on_exit(job, code)
     config.set("model", job.place.path)
     host.swap(job.place.path, config.get().backend)
   elseif job.error then
-    local why = job.error:gsub("<stdin>", "this buffer")
-    local at = job.place.given and why:find(job.place.path, 1, true)
-    if at then -- the folder as the user wrote it
-      why = why:sub(1, at - 1) .. job.place.given .. why:sub(at + #job.place.path)
-    end
+    local why = message.as_written(job.error:gsub("<stdin>", "this buffer"), job.place.path, job.place.given)
     local prefix = job.percent == nil and "not training: " or "training failed: "
     finish(job, "failed", why:match("^training ") and why or (prefix .. why), vim.log.levels.ERROR)
-  elseif code > 128 then
-    local signal = SIGNALS[code - 128] or ("signal " .. (code - 128))
-    local text = ("training killed (%s); the model in use is unchanged"):format(signal)
+  elseif message.signal_name(code) then
+    local text = ("training killed (%s); the model in use is unchanged"):format(message.signal_name(code))
     finish(job, "failed", text, vim.log.levels.ERROR)
   else
     local last = job.stderr[#job.stderr]
