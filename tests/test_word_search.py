@@ -3,7 +3,7 @@ with the likeliest first byte."""
 import numpy as np
 
 from textgen_core import word_model
-from textgen_core.decoding import DecodeOptions, decode, keys_saved, loop_period, most_useful_next_words
+from textgen_core.decoding import DecodeOptions, Decoding, decode, keys_saved, loop_period, most_useful_next_words
 from textgen_core.match import MatchMixer
 
 
@@ -45,7 +45,7 @@ def _start(backend):
 
 
 def best_word(backend, state, logits, options=DecodeOptions(word_beam=4), memory=None, mixer=None) -> bytes:
-    found = most_useful_next_words(backend, state, logits, options, memory, mixer)
+    found = most_useful_next_words(Decoding.of(backend, options, memory, mixer), state, logits)
     return found[0][0] if found else b""
 
 
@@ -109,7 +109,7 @@ def test_the_lead_ends_the_word_so_the_greedy_path_cannot_run_on():
                                C: {SPACE: 0.28, PAREN: 0.21, DOT: 0.21, D: 0.3}, D: {DOT: 1.0},
                                PAREN: {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_words(backend, state, logits, DecodeOptions(word_beam=4), None, None) == [(b"abc", b"abc ")]
+    assert most_useful_next_words(Decoding.of(backend, DecodeOptions(word_beam=4)), state, logits) == [(b"abc", b"abc ")]
     assert decode(backend, state, logits, DecodeOptions(max_chars=4, word_beam=4))[0] == "abc "
 
 
@@ -140,8 +140,8 @@ def test_the_first_word_does_not_depend_on_how_many_are_asked_for():
                                DASH: {0x80: 1.0}, 0x80: {0x94: 1.0}, 0x94: {SPACE: 1.0}})
     logits, state = _start(backend)
     options = DecodeOptions(max_chars=12, word_beam=4)
-    one = most_useful_next_words(backend, state, logits, options, None, None, count=1)
-    three = most_useful_next_words(backend, state, logits, options, None, None, count=3)
+    one = most_useful_next_words(Decoding.of(backend, options), state, logits, count=1)
+    three = most_useful_next_words(Decoding.of(backend, options), state, logits, count=3)
     assert one == three[:1] == [(b"ab", b"ab ")]
     alternatives = decode(backend, state, logits, DecodeOptions(max_chars=12, word_beam=4, n=3))
     assert decode(backend, state, logits, options)[0] == alternatives[0] != alternatives[1]
@@ -165,7 +165,7 @@ def test_the_sure_part_of_a_word_is_shown_alone_where_its_end_is_unsure():
     backend = ScriptedBackend({SPACE: {X: 1.0}, X: {Y: 1.0}, Y: {Z: 1.0}, Z: {W: 1.0}, W: {A: 0.5, O: 0.5},
                                A: {DOT: 1.0}, O: {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_words(backend, state, logits, DecodeOptions(word_beam=4), None, None) == [(b"xyzw", b"xyzw")]
+    assert most_useful_next_words(Decoding.of(backend, DecodeOptions(word_beam=4)), state, logits) == [(b"xyzw", b"xyzw")]
     assert decode(backend, state, logits, DecodeOptions(max_chars=20, word_beam=4))[0] == "xyzw"
     cycled = decode(backend, state, logits, DecodeOptions(max_chars=20, word_beam=4, n=3))
     assert cycled[0] == "xyzw" and cycled[1] in ("xyzwa. ", "xyzwo. ")          # then a whole word (one turn of its loop)
@@ -178,7 +178,7 @@ def test_a_words_chance_to_end_adds_up_over_the_bytes_that_end_it():
     backend = ScriptedBackend({SPACE: {R: 1.0}, R: {E: 1.0}, E: {T: 0.47, M: 0.47, SPACE: 0.035, DOT: 0.025},
                                T: {DOT: 1.0}, M: {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_words(backend, state, logits, DecodeOptions(word_beam=4), None, None) == [(b"re", b"re ")]
+    assert most_useful_next_words(Decoding.of(backend, DecodeOptions(word_beam=4)), state, logits) == [(b"re", b"re ")]
 
 
 def test_alternatives_skip_the_sure_part_of_the_buffers_own_word():

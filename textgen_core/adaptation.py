@@ -6,7 +6,7 @@ A char-GRU trained on Python, Lua and prose mixes them up (`if md_cms` → ` is 
 file); the match model and the word votes repeat what the buffer already holds, but do not learn its
 style. One SGD step per 32 bytes written does (`bench/quality.py`, held-out files, Python / prose /
 Lua): bits per character 1.155 / 1.496 / 1.400 → 1.055 / 1.419 / 1.352, keystrokes saved 51.0 / 38.2
-/ 42.6 → 52.9 / 40.1 / 43.3 % (the engine swapping weights every 64 bytes; see `engine.LEARN_BLOCK`).
+/ 42.6 → 52.9 / 40.1 / 43.3 % (the engine swapping weights every 64 bytes; see `learning.LEARN_BLOCK`).
 Learning rates 0.02 and 0.03 saved about the same and a little less.
 
 The forward pass keeps what the backward pass needs; the backward pass is truncated at each chunk

@@ -11,13 +11,12 @@ Why it feels instant:
 - while idle, the worker warms the state of the next window start, so the window sliding forward
   does not cost a full re-read on the keystroke that crosses the boundary;
 - results stream: the callback sees the growing text before decoding ends;
-- requests that ask to `learn` let the model learn the text they carry (`adaptation`) while the
-  worker is idle, a chunk at a time so that a keystroke waits for one chunk at most; the learned
-  weights serve from every `LEARN_BLOCK` bytes on, their window's state primed first. Text is
-  learned once, as it stands `LEARN_LAG` bytes behind the cursor.
+- requests that ask to `learn` let the model learn the text they carry (`learning`) while the
+  worker is idle, a chunk at a time so that a keystroke waits for one chunk at most.
 
-The worker is the only thread that touches the caches; callers only enqueue. States are numpy
-arrays that are never written after creation.
+The worker takes one job at a time: a request to serve, a window to warm, text to learn, in that
+order. It is the only thread that touches the caches; callers only enqueue. States are numpy arrays
+that are never written after creation.
 """
 from __future__ import annotations
 
@@ -31,23 +30,15 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from .adaptation import CHUNK, LEARNING_RATE, OnlineLearner
+from .adaptation import LEARNING_RATE
 from .decoding import DecodeCancelled, DecodeOptions, decode
+from .learning import LEARN_BLOCK, LEARN_LAG, Learning  # noqa: F401 (LEARN_*: for callers and tests)
 from .model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
 from .vocab import encode, to_ids
 
 log = logging.getLogger(__name__)
 
 State = tuple[np.ndarray, ...]
-
-# Bytes learned between two swaps of the weights that serve (each swap drops the cached states and
-# primes the window again, 14 ms): held-out keystrokes saved, learning, Python / prose / Lua, with
-# 256: 52.6 / 40.1 / 43.0 %, 64: 52.9 / 40.1 / 43.3 %, 32: 53.1 / 40.1 / 43.4 % (`bench/quality.py`).
-LEARN_BLOCK = 64
-# Bytes read (without learning) before the first chunk of a stretch, so that it starts from a state.
-LEARN_LEAD_IN = 64
-# The last bytes before the cursor are not learned yet: a typo there is likely to be backspaced.
-LEARN_LAG = 16
 
 
 @dataclass(frozen=True)
@@ -66,7 +57,9 @@ CompletionCallback = Callable[[Completion], None]
 
 
 @dataclass
-class _Request:
+class Request:
+    """A job: complete `data` for `key` and call back."""
+
     id: int
     key: Hashable
     data: bytes          # the context, UTF-8
@@ -75,6 +68,24 @@ class _Request:
     callback: CompletionCallback
     submitted: float
     learn: bool = False
+
+
+@dataclass(frozen=True)
+class WarmJob:
+    """A job: prime the state of `window`, the window the next slide of `key`'s context will need."""
+
+    key: Hashable
+    window: bytes
+
+
+@dataclass(frozen=True)
+class LearnJob:
+    """A job: learn the text of `request` (`Learning`)."""
+
+    request: Request
+
+
+Job = Request | WarmJob | LearnJob
 
 
 class StateCache:
@@ -148,23 +159,16 @@ class Engine:
         self.checkpoint_every = checkpoint_every
         self.cache_entries = cache_entries
         self.warm_enabled = warm
-        self.learning_rate = learning_rate
         self._model = model
         self._cache: StateCache | None = None
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._pending: OrderedDict[Hashable, _Request] = OrderedDict()
+        self._pending: OrderedDict[Hashable, Request] = OrderedDict()
         self._latest: dict[Hashable, int] = {}
-        self._warm_jobs: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._learn_jobs: OrderedDict[Hashable, _Request] = OrderedDict()
-        self._learner: OnlineLearner | None = None       # the worker's; learns for `_learner_base`
-        self._learner_base: TextModel | None = None
-        self._adapted: TextModel | None = None           # the learned weights that serve
-        # per key: the document offset learned up to, and the CHUNK bytes before it (None: none yet)
-        self._learned: dict[Hashable, tuple[int, bytes | None]] = {}
-        self._learner_at: tuple[Hashable, int] | None = None  # where the learner's state stands
-        self._learning = False
-        self._swapped_steps = 0                          # the learner's steps in `_adapted`
+        self._warm_jobs: OrderedDict[Hashable, WarmJob] = OrderedDict()
+        self._learn_jobs: OrderedDict[Hashable, LearnJob] = OrderedDict()
+        self._learning = Learning(learning_rate)        # the worker's
+        self._learning_now = False
         self._idle = False
         self._closing = False
         self.last_latency_ms: float | None = None
@@ -188,22 +192,21 @@ class Engine:
     def learned_model(self) -> TextModel | None:
         """The model with the learned weights that answer `learn` requests; None before the first
         `LEARN_BLOCK` bytes are learned."""
-        return self._adapted if self._learner_base is self._model else None
+        return self._learning.model_for(self._model)
 
     @property
     def learned_bytes(self) -> int:
         """Bytes the serving weights have learned on top of the model (0: none, or not learning)."""
-        return self._swapped_steps * CHUNK if self.learned_model is not None else 0
+        return self._learning.learned_bytes(self._model)
 
     @property
     def learning(self) -> bool:
         """Whether there is text left to learn, or the worker is learning it now."""
-        return self._learning or bool(self._learn_jobs)
+        return self._learning_now or bool(self._learn_jobs)
 
     def learned_up_to(self, key: Hashable) -> int | None:
         """The document offset up to which the text of `key` has been learned; None if none was."""
-        seen = self._learned.get(key)
-        return None if seen is None else seen[0]
+        return self._learning.learned_up_to(key)
 
     def submit(self, key: Hashable, context: str, options: DecodeOptions, callback: CompletionCallback,
                end_offset: int | None = None, learn: bool = False) -> int:
@@ -214,7 +217,7 @@ class Engine:
         suggestion comes from the weights learned so far, and the model learns `context` once idle.
         """
         data = encode(context)
-        request = _Request(id=next(self._ids), key=key, data=data,
+        request = Request(id=next(self._ids), key=key, data=data,
                            end_offset=len(data) if end_offset is None else max(end_offset, len(data)),
                            options=options, callback=callback, submitted=time.perf_counter(), learn=learn)
         with self._cond:
@@ -262,7 +265,7 @@ class Engine:
         return self._thread.is_alive()
 
     # -- worker side ---------------------------------------------------------------------------
-    def _is_stale(self, request: _Request) -> bool:
+    def _is_stale(self, request: Request) -> bool:
         return self._closing or self._latest.get(request.key) != request.id
 
     def _has_jobs(self) -> bool:
@@ -273,7 +276,7 @@ class Engine:
         the engine closes."""
         return bool(self._pending) or self._closing
 
-    def _next_job(self):
+    def _next_job(self) -> Job | None:
         with self._cond:
             while not self._closing and not self._has_jobs():
                 self._idle = True
@@ -283,14 +286,11 @@ class Engine:
             if self._closing:
                 return None
             if self._pending:
-                _, request = self._pending.popitem(last=False)
-                return request
+                return self._pending.popitem(last=False)[1]
             if self._warm_jobs:
-                key, window = self._warm_jobs.popitem(last=False)
-                return (key, window)
-            _, request = self._learn_jobs.popitem(last=False)
-            self._learning = True
-            return ("learn", request)
+                return self._warm_jobs.popitem(last=False)[1]
+            self._learning_now = True
+            return self._learn_jobs.popitem(last=False)[1]
 
     def _run(self) -> None:
         while True:
@@ -299,15 +299,16 @@ class Engine:
                 return
             try:
                 self._forget_learning_of_an_old_model()
-                if isinstance(job, _Request):
-                    self._serve(job)
-                elif job[0] == "learn":
-                    try:
-                        self._learn(job[1])
-                    finally:
-                        self._learning = False
-                else:
-                    self._warm(*job)
+                match job:
+                    case Request():
+                        self._serve(job)
+                    case WarmJob():
+                        self._warm(job)
+                    case LearnJob():
+                        try:
+                            self._learn(job.request)
+                        finally:
+                            self._learning_now = False
             except Exception:   # the worker must survive anything a model or callback does
                 log.exception("textgen engine: job failed")
 
@@ -316,13 +317,13 @@ class Engine:
             self._cache = StateCache(model, self.checkpoint_every, self.cache_entries)
         return self._cache
 
-    def _serving(self, request: _Request) -> TextModel:
+    def _serving(self, request: Request) -> TextModel:
         """The model a request is answered with: the learned weights if it asks for them and there
         are any for the current model."""
         learned = self.learned_model if request.learn else None
         return learned if learned is not None else self._model
 
-    def _serve(self, request: _Request) -> None:
+    def _serve(self, request: Request) -> None:
         model = self._serving(request)
         cache = self._cache_for(model)
         should_cancel = lambda: self._is_stale(request)  # noqa: E731
@@ -357,9 +358,9 @@ class Engine:
         if request.learn:
             with self._cond:
                 if self._latest.get(request.key) == request.id:
-                    self._learn_jobs[request.key] = request
+                    self._learn_jobs[request.key] = LearnJob(request)
 
-    def _schedule_warm(self, request: _Request, window: bytes) -> None:
+    def _schedule_warm(self, request: Request, window: bytes) -> None:
         """Queue the window the next slide will need: the same end, starting one step later."""
         n = request.end_offset
         if n <= self.window_bytes - self.window_step:
@@ -369,94 +370,46 @@ class Engine:
             return
         with self._cond:
             if self._latest.get(request.key) == request.id:
-                self._warm_jobs[request.key] = upcoming
+                self._warm_jobs[request.key] = WarmJob(request.key, upcoming)
 
-    def _warm(self, key: Hashable, window: bytes) -> None:
+    def _warm(self, job: WarmJob) -> None:
         cache = self._cache                                      # that of the model that served last
         if cache is None:
             return
-        usable = len(window) // self.checkpoint_every * self.checkpoint_every
-        cache.state_for(window[:usable], should_stop=self._should_stop)
+        usable = len(job.window) // self.checkpoint_every * self.checkpoint_every
+        cache.state_for(job.window[:usable], should_stop=self._should_stop)
 
     def _forget_learning_of_an_old_model(self) -> None:
         """After `set_model`, free what was learned on the old model and its states (worker side)."""
-        if self._learner_base is not self._model:
-            self._learner = self._learner_base = self._adapted = self._learner_at = None
-            self._learned.clear()
-            self._swapped_steps = 0
-            if self._cache is not None and self._cache.model is not self._model:
-                self._cache = None
+        if self._learning.follow(self._model) and self._cache is not None and self._cache.model is not self._model:
+            self._cache = None
 
-    def _learn(self, request: _Request) -> None:
-        """Learn the request's text from where learning its key stopped, a chunk at a time until a
-        request comes; once `LEARN_BLOCK` bytes are learned, serve from the new weights. Only the
-        numpy backend learns (a TensorFlow model would be rebuilt and retraced at every swap)."""
+    def _learn(self, request: Request) -> None:
+        """Learn the request's text until a request comes; serve from the learned weights once they
+        are swapped in; go on at the next idle moment if text is left."""
         base = self._model
-        if base.backend.name != "numpy":
-            return
-        if self._learner is None or self._learner_base is not base:  # set_model since `_run` forgot
-            self._forget_learning_of_an_old_model()
-            self._learner, self._learner_base = OnlineLearner(base.config, base.weights, self.learning_rate), base
-        learner, data, key = self._learner, request.data, request.key
-        start = request.end_offset - len(data)                   # the document offset of data[0]
-        end = request.end_offset - LEARN_LAG
-        done = self._resume_point(key, data, start, end)
-        interrupted = lambda: self._should_stop() or self._model is not base  # noqa: E731
-        if end - done > CHUNK and not interrupted():
-            if self._learner_at != (key, done):                  # not where the last chunk ended
-                learner.reset_state()
-                learner.read(to_ids(data[max(0, done - start - LEARN_LEAD_IN):done - start]))
-            while end - done > CHUNK and not interrupted():
-                learner.learn(to_ids(data[done - start:done - start + CHUNK + 1]))
-                done += CHUNK
-                self._learned[key] = (done, bytes(data[done - start - CHUNK:done - start]))
-                self._learner_at = (key, done)
-        swap_due = (learner.steps - self._swapped_steps) * CHUNK >= LEARN_BLOCK
-        if not interrupted() and swap_due and self._swap_in(base, learner, request):
-            return
-        if self._model is base and not self._closing and (end - done > CHUNK or swap_due):
+        learned = self._learning.learn(
+            base, request,
+            interrupted=lambda: self._should_stop() or self._model is not base,
+            primed_cache=lambda weights: self._primed_cache(weights, request))
+        if learned.cache is not None:
+            self._cache = learned.cache
+        elif learned.more and self._model is base and not self._closing:
             with self._cond:                                     # go on once idle again
-                self._learn_jobs.setdefault(key, request)
+                self._learn_jobs.setdefault(request.key, LearnJob(request))
 
-    def _resume_point(self, key: Hashable, data: bytes, start: int, end: int) -> int:
-        """Where learning the key's text goes on: where it stopped, found by the bytes just before
-        it (at its offset, or further down after an insert above); from the context's start while nothing of
-        the key is learned; from the cursor after a jump below. Above what was learned (the cursor
-        went back up) nothing is learned, so that no text is learned twice."""
-        seen = self._learned.get(key)
-        if seen is None or seen[1] is None:
-            first = start if seen is None else max(seen[0], start)
-            self._learned[key] = (first, None)
-            return first
-        done, tail = seen
-        at = done - start
-        if not (at >= CHUNK and data[at - CHUNK:at] == tail):
-            found = bytes(data).find(tail, max(0, at - CHUNK))     # an insert above moves it down
-            if found >= 0:
-                done = start + found + CHUNK
-            elif end > done:                                     # jumped below it: from the cursor
-                at = end - start
-                self._learned[key] = (end, bytes(data[at - CHUNK:at]) if at >= CHUNK else None)
-                return end
-        return min(done, max(end, start))
-
-    def _swap_in(self, base: TextModel, learner: OnlineLearner, request: _Request) -> bool:
-        """Serve from the learned weights once the state of the request's window is primed for them;
-        False if a request came first (the swap waits for the next idle moment)."""
-        adapted, steps = base.with_weights(learner.weights()), learner.steps
-        cache = StateCache(adapted, self.checkpoint_every, self.cache_entries)
+    def _primed_cache(self, model: TextModel, request: Request) -> StateCache | None:
+        """A state cache for `model` with the request's window primed; None if a request came first."""
+        cache = StateCache(model, self.checkpoint_every, self.cache_entries)
         window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
-        if cache.state_for(window, should_stop=self._should_stop) is None:
-            return False
-        self._adapted, self._cache, self._swapped_steps = adapted, cache, steps
-        return True
+        return cache if cache.state_for(window, should_stop=self._should_stop) is not None else None
 
 
 class _PartialEmitter:
     """Forwards growing partial texts to the callback: the first visible text at once, then when
     it has grown by a few bytes or a few milliseconds have passed."""
 
-    def __init__(self, request: _Request, is_stale: Callable[[], bool]) -> None:
+    def __init__(self, request: Request, is_stale: Callable[[], bool]) -> None:
         self.request = request
         self.is_stale = is_stale
         self.every = max(1, request.options.stream_every)
