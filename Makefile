@@ -9,7 +9,8 @@ ROOT := $(abspath .)
 
 .PHONY: install run test test-long bench default-model clean
 
-install: $(VENV)/.installed models/default/ngram/unigram.npy
+# doc/tags: `:help textgen` works at once where no plugin manager makes the tags (packages, vim-plug).
+install: $(VENV)/.installed models/default/ngram/unigram.npy doc/tags
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -4,8 +4,17 @@ if vim.g.loaded_textgen then
 end
 vim.g.loaded_textgen = true
 
+-- Older Neovims (Debian 12 ships 0.7.2): one line, kept in :messages, and nothing else runs. Echoed,
+-- not an error: an error while sourcing would add "Error detected while processing ..." and a
+-- "Press ENTER" prompt at every start.
 if vim.fn.has("nvim-0.10") == 0 then
-  vim.notify("textgen: needs Neovim 0.10 or later (inline virtual text)", vim.log.levels.ERROR)
+  local v = vim.version()
+  vim.api.nvim_echo({
+    {
+      ("textgen: needs Neovim 0.10 or later (inline virtual text); this is %d.%d.%d"):format(v.major, v.minor, v.patch),
+      "ErrorMsg",
+    },
+  }, true, {})
   return
 end
 
@@ -75,6 +84,8 @@ keys.define_plug_maps()
 keys.apply(require("textgen.config").get().keys)
 local trigger = require("textgen.trigger")
 trigger.attach()
+-- nvim-cmp's "textgen" source, registered once nvim-cmp is loaded (blink.cmp loads textgen.blink itself).
+require("textgen.cmp").register_when_loaded()
 
 if vim.v.vim_did_enter == 1 then
   vim.schedule(trigger.warm_up)

@@ -15,6 +15,7 @@ local M = {}
 
 ---@class textgen.Config
 ---@field auto_trigger boolean       suggest while typing in insert mode
+---@field enabled boolean|function|string  may textgen suggest in a buffer: a boolean, or a function(buf) asked before each request
 ---@field debounce_ms integer        quiet time after a keystroke before asking the model
 ---@field linger_ms integer          how long an outdated suggestion may stay while its successor is computed
 ---@field max_chars integer          longest suggestion, in characters
@@ -37,6 +38,7 @@ local M = {}
 ---@type textgen.Config
 M.defaults = {
   auto_trigger = true,
+  enabled = true,
   debounce_ms = 0,
   linger_ms = 120,
   max_chars = 80,
@@ -136,6 +138,16 @@ end
 --- How each option is checked: a converter that returns nil for a bad value, and what it expects.
 local checks = {
   auto_trigger = { as_bool, "true or false" },
+  -- A Lua function reads back from g:textgen as a function; Vimscript names one by its name.
+  enabled = {
+    function(v)
+      if type(v) == "function" or (type(v) == "string" and v ~= "") then
+        return v
+      end
+      return as_bool(v)
+    end,
+    "true, false, or a function(buf) that returns whether textgen may suggest in buffer buf",
+  },
   debounce_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
   linger_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
   -- 1024: the most a suggestion can hold (textgen_core/decoding.py MAX_CHARS; every byte costs a step)

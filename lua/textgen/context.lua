@@ -1,4 +1,6 @@
 --- Where suggestions may appear, and what the model reads: the text before the cursor.
+local message = require("textgen.message")
+
 local M = {}
 
 --- The model reads at most this many bytes before the cursor (the engine windows it further).
@@ -7,11 +9,42 @@ M.MAX_CONTEXT_BYTES = 4096
 --- Characters that may follow the cursor for `mid_line = "closing"`: closing brackets, quotes, punctuation.
 local CLOSING_ONLY = "^[%s%)%]%}'\"`;,%.:>]*$"
 
---- Why textgen stays off in buffer `buf`, or nil when it may suggest there.
+local hook_failure_said = false
+
+--- What `g:textgen.enabled` says about `buf`: nil (on) or why textgen stays off there. It is asked
+--- before every request, so a hook that throws is reported once, in one line, and counts as off
+--- for that request: never an error per keystroke (the reason stays in :TextGenStatus).
+---@param enabled boolean|function|string  a Lua function, or a Vimscript function's name
 ---@param buf integer
----@param config textgen.Config
 ---@return string|nil
-function M.disabled_reason(buf, config)
+local function hook_reason(enabled, buf)
+  if enabled == true or enabled == nil then
+    return nil
+  elseif enabled == false then
+    return "g:textgen.enabled is false"
+  end
+  local ok, result
+  if type(enabled) == "function" then
+    ok, result = pcall(enabled, buf)
+  else
+    ok, result = pcall(vim.fn[enabled], buf)
+  end
+  if not ok then
+    local why = tostring(result):match("^[^\n]*")
+    if not hook_failure_said then
+      hook_failure_said = true
+      message.say(("g:textgen.enabled failed (%s); no suggestions where it fails"):format(why))
+    end
+    return "g:textgen.enabled failed: " .. why
+  end
+  if result == false or result == 0 or result == nil or result == vim.NIL then
+    return "g:textgen.enabled returned false for this buffer"
+  end
+  return nil
+end
+
+--- Why textgen's own rules keep it off in `buf` (buffer kind, b:textgen_enabled, filetypes), or nil.
+local function builtin_reason(buf, config)
   local bo = vim.bo[buf]
   if bo.buftype ~= "" and bo.buftype ~= "acwrite" then
     return ("it is a %s buffer"):format(bo.buftype)
@@ -39,6 +72,15 @@ function M.disabled_reason(buf, config)
     return ("filetype '%s' is not enabled in g:textgen.filetypes"):format(ft)
   end
   return nil
+end
+
+--- Why textgen stays off in buffer `buf`, or nil when it may suggest there. The user's
+--- g:textgen.enabled comes last: it is asked only about buffers textgen would otherwise serve.
+---@param buf integer
+---@param config textgen.Config
+---@return string|nil
+function M.disabled_reason(buf, config)
+  return builtin_reason(buf, config) or hook_reason(config.enabled, buf)
 end
 
 --- Whether a suggestion may show with `after` (the rest of the line) following the cursor.

@@ -1,8 +1,25 @@
 --- :checkhealth textgen — everything textgen needs, each problem with how to fix it.
 local M = {}
 
-local health = vim.health
+-- Neovim 0.10 names these start/ok/...; older ones (where textgen refuses to start, and this check
+-- says why) report_start/report_ok/..., 0.7 in require("health").
+local health = vim.health or require("health")
+if not health.start then
+  health = {
+    start = health.report_start,
+    ok = health.report_ok,
+    info = health.report_info,
+    warn = health.report_warn,
+    error = health.report_error,
+  }
+end
 local ROOT = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h:h")
+local VENV = ROOT .. "/.venv"
+-- How the plugin's .venv is made again (and its Python packages installed): every advice that needs it.
+local REBUILD = ("Run `make install` in %s (it makes %s), or with lazy.nvim `:Lazy build textgen.nvim`."):format(
+  ROOT,
+  VENV
+)
 
 --- Run a short Python program in the host's Python; returns its decoded JSON output or an error.
 local function python_json(python, code, args)
@@ -56,36 +73,66 @@ else:
                       "ngram_contexts": m.ngram.contexts if m.ngram else None, "ngram_expected": bool(m.info.ngram)}))
 ]]
 
+--- Whether this Neovim can run textgen; on an older one says which version is needed.
 local function check_neovim()
+  local v = vim.version()
+  local version = ("%d.%d.%d"):format(v.major, v.minor, v.patch)
   if vim.fn.has("nvim-0.10") == 1 then
-    health.ok("Neovim " .. tostring(vim.version()) .. " (0.10 or later: inline ghost text)")
-  else
-    health.error("Neovim 0.10 or later is needed (inline virtual text)", { "Upgrade Neovim." })
+    health.ok("Neovim " .. version .. " (0.10 or later: inline ghost text)")
+    return true
   end
+  health.error(("Neovim 0.10 or later is needed (inline virtual text); this is %s"):format(version), {
+    "Upgrade Neovim (https://github.com/neovim/neovim/releases); textgen stays off until then.",
+  })
+  return false
 end
 
 --- Checks the Python of textgen's own host; returns it when it can be run.
 local function check_python()
   local host = require("textgen.host")
   local prog = host.python()
+  local cfg = type(vim.g.textgen) == "table" and vim.g.textgen or {}
+  local chosen = type(cfg.python) == "string" and cfg.python ~= ""
+  local venv_made = vim.fn.isdirectory(VENV) == 1
   local problem = host.python_problem(prog)
-  if problem then
-    health.error(problem, {
-      "Run `make install` in " .. ROOT .. " (it makes the .venv), or set g:textgen.python to a Python with pynvim and numpy.",
+  if chosen then
+    if problem then
+      health.error(problem .. " (g:textgen.python)", {
+        "Set g:textgen.python to a Python with pynvim and numpy, or unset it to use the plugin's .venv.",
+      })
+    else
+      health.ok(("Python of textgen's own host: %s (g:textgen.python)"):format(prog))
+    end
+  elseif not venv_made then
+    health.error(("the plugin's .venv does not exist: %s, so textgen's host has no Python"):format(VENV), {
+      REBUILD,
+      "Or set g:textgen.python to a Python with pynvim and numpy.",
     })
-    return nil
+  elseif problem then
+    health.error(problem .. " (the plugin's .venv is incomplete)", { REBUILD })
+  else
+    health.ok(("Python of textgen's own host: %s (the plugin's .venv; g:textgen.python is not set)"):format(prog))
+    health.info(
+      ("the plugin's .venv is %s; to rebuild it: `make install` in %s, or `:Lazy build textgen.nvim`"):format(
+        VENV,
+        ROOT
+      )
+    )
   end
-  health.ok(("Python of textgen's own host: %s (%s; g:python3_host_prog is not used)"):format(
-    prog,
-    type(vim.g.textgen) == "table" and vim.g.textgen.python and "g:textgen.python" or "the plugin's .venv"
-  ))
-  return prog
+  -- The user's python3 provider is theirs: say so, with its setting, so nobody changes it for textgen.
+  local user_prog = vim.g.python3_host_prog
+  health.info(
+    ("g:python3_host_prog (%s) is not used by textgen and is left alone: textgen's host is a job of its own"):format(
+      type(user_prog) == "string" and user_prog ~= "" and user_prog or "not set"
+    )
+  )
+  return not problem and prog or nil
 end
 
 local function check_packages(python)
   local found, err = python_json(python, PROBE)
   if not found then
-    health.error("cannot run the Python host: " .. tostring(err), { "Run `make install` in " .. ROOT .. "." })
+    health.error("cannot run the Python host: " .. tostring(err), { REBUILD })
     return false
   end
   health.ok("Python " .. found.python)
@@ -125,8 +172,13 @@ local function check_host()
   end
   local exit = host.last_exit
   if exit and exit.at then
+    local last = exit.stderr[#exit.stderr]
     health.warn(
-      "the last host stopped: " .. require("textgen.message").exit_reason(exit.code),
+      ("the last host stopped %.0f s ago: %s%s"):format(
+        vim.uv.hrtime() / 1e9 - exit.at,
+        require("textgen.message").exit_reason(exit.code),
+        last and ("; its last line: " .. last) or ""
+      ),
       { "Its last lines are in :TextGenStatus; a new host starts with the next suggestion." }
     )
   end
@@ -217,7 +269,9 @@ end
 
 function M.check()
   health.start("textgen: Neovim and the Python host")
-  check_neovim()
+  if not check_neovim() then
+    return -- the plugin did not start; the checks below use Neovim 0.10's API
+  end
   local python = check_python()
   check_host()
   local usable = python and check_packages(python)

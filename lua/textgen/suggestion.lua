@@ -21,6 +21,8 @@ local M = {}
 ---@field after string     the rest of the line after the insertion point
 ---@field n integer        alternatives asked for
 ---@field cycle integer|nil  +1/-1 when asked by next/prev: show the next/previous alternative
+---@field menu fun(texts: string[])|nil  a completion menu waits for this answer (request_items)
+---@field ghost boolean|nil  false: the answer is for the menu only, it never shows as ghost text
 
 ---@class textgen.Suggestion  what is (or was just) on screen
 ---@field items string[]   alternatives, each the full text from where the request was made
@@ -83,11 +85,29 @@ local function stop_linger()
   end
 end
 
-local function show(buf, s)
+--- Tell other plugins which suggestion is on screen now (User TextGenSuggestion, :help textgen-events):
+--- `text` is what accepting it all would insert at (`row`, `col`).
+local function announce(buf, s)
+  require("textgen.events").fire("TextGenSuggestion", {
+    buf = buf,
+    text = rest_of(s),
+    index = s.index,
+    count = #s.items,
+    row = s.row,
+    col = s.col,
+  })
+end
+
+--- Put `s` on screen; `final`: it is the whole answer to its request (partial answers show as they
+--- grow, but only the whole one is announced, once).
+local function show(buf, s, final)
   suggestions[buf] = s
   stop_linger()
   ghost.render(buf, s.row, s.col, rest_of(s))
   M.stats.shown = M.stats.shown + 1
+  if final then
+    announce(buf, s)
+  end
 end
 
 --- The suggestion showing in `buf` now (not an outdated one lingering), or nil.
@@ -126,7 +146,10 @@ function M.dismiss(buf)
   stop_linger()
   suggestions[buf] = nil
   ghost.render(buf, nil)
-  if tickets[buf] then
+  local ticket = tickets[buf]
+  if ticket and ticket.menu then
+    ticket.ghost = false -- a completion menu still waits for its answer (a menu opening dismisses)
+  elseif ticket then
     tickets[buf] = nil
     host.cancel(buf)
   end
@@ -165,9 +188,20 @@ function M.outdate(buf, linger_ms)
   )
 end
 
---- Ask the model for a suggestion at the insertion point of the current buffer.
----@param opts {n: integer|nil, cycle: integer|nil, explicit: boolean|nil}|nil
----@return boolean asked
+--- Give a menu waiting for `ticket` its answer (once); nothing when no menu waits.
+local function answer_menu(ticket, texts)
+  local answer = ticket.menu
+  if answer then
+    ticket.menu = nil
+    answer(texts)
+  end
+end
+
+--- Ask the model for a suggestion at the insertion point of the current buffer. The engine serves
+--- one request per buffer (latest wins), so the ghost text and a completion menu (`menu`: see
+--- request_items) asking at the same place share one request; one asking elsewhere supersedes it.
+---@param opts {n: integer|nil, cycle: integer|nil, explicit: boolean|nil, menu: fun(texts: string[])|nil}|nil
+---@return boolean asked, integer|nil ticket
 function M.request(opts)
   opts = opts or {}
   local buf = api.nvim_get_current_buf()
@@ -176,6 +210,21 @@ function M.request(opts)
     return false
   end
   local row, col = M.insertion_point()
+  local old = tickets[buf]
+  local here = old ~= nil and in_step(buf, old.tick, old.row, old.col)
+  if here and (old.menu or opts.menu) and not opts.cycle and (opts.n or 1) <= old.n then
+    if opts.menu then
+      answer_menu(old, {}) -- an older menu request for this place: superseded
+      old.menu = opts.menu
+    else
+      old.ghost = true
+    end
+    return true, old.id
+  end
+  if old then
+    answer_menu(old, {}) -- superseded: the engine drops its answer
+  end
+  local ghost_too = not opts.menu or (here and old.ghost ~= false)
   local text, end_offset = context.before(buf, row, col)
   last_ticket = last_ticket + 1
   local ticket = {
@@ -186,7 +235,9 @@ function M.request(opts)
     col = col,
     after = context.after(buf, row, col),
     n = opts.n or 1,
-    cycle = opts.cycle,
+    cycle = opts.cycle or (opts.menu and ghost_too and old.cycle) or nil,
+    menu = opts.menu,
+    ghost = ghost_too,
   }
   tickets[buf] = ticket
   M.stats.requests = M.stats.requests + 1
@@ -207,7 +258,49 @@ function M.request(opts)
   if not sent then -- no host to ask (host.lua said why): nothing is on its way
     tickets[buf] = nil
   end
-  return sent
+  return sent, ticket.id
+end
+
+--- Suggestions at the insertion point for a completion menu (textgen.menu_items): `answer(texts)` is
+--- called once with the texts to insert there, the current one first; at once from the suggestion
+--- on screen, else later, when the model answers, without drawing ghost text. A newer request, or
+--- the buffer changing before the answer, makes it `{}`. Returns the ticket to cancel, or nil.
+---@param answer fun(texts: string[])
+---@return integer|nil
+function M.request_items(answer)
+  local buf = api.nvim_get_current_buf()
+  local s = M.get(buf)
+  if s and M.is_visible(buf) then
+    local texts = { rest_of(s) }
+    for i, item in ipairs(s.items) do
+      if i ~= s.index then
+        texts[#texts + 1] = item:sub(#s.typed + 1)
+      end
+    end
+    answer(texts)
+    return nil
+  end
+  local sent, id = M.request({ n = config.get().alternatives, menu = answer })
+  if not sent then
+    answer({})
+    return nil
+  end
+  return id
+end
+
+--- The menu no longer wants the answer to ticket `id` (blink.cmp's cancel): the request goes too,
+--- unless the ghost text waits for it as well.
+function M.cancel_items(id)
+  for buf, t in pairs(tickets) do
+    if t.id == id then
+      t.menu = nil
+      if t.ghost == false then
+        tickets[buf] = nil
+        host.cancel(buf)
+      end
+      return
+    end
+  end
 end
 
 --- The distinct texts that continue what has been typed since the request. Whitespace at the end
@@ -243,7 +336,16 @@ function M.on_result(ticket_id, texts, final, elapsed_ms, err)
     M.stats.last_latency_ms = elapsed_ms
   end
   if err ~= nil and err ~= vim.NIL then
+    answer_menu(ticket, {})
     host.report_error(err)
+    return
+  end
+  if final and ticket.menu then -- a menu gets the whole answer, if it is still for where the cursor is
+    local mode = api.nvim_get_mode().mode:sub(1, 1)
+    local here = (mode == "i" or mode == "R") and in_step(buf, ticket.tick, ticket.row, ticket.col)
+    answer_menu(ticket, here and continuing(texts, "") or {})
+  end
+  if ticket.ghost == false then
     return
   end
   local s = suggestions[buf]
@@ -252,6 +354,7 @@ function M.on_result(ticket_id, texts, final, elapsed_ms, err)
     -- Still valid only if the user has typed through this very suggestion since.
     if not (s and not s.stale and s.ticket == ticket.id and in_step(buf, s.tick, s.row, s.col)) then
       M.stats.dropped_stale = M.stats.dropped_stale + 1
+      answer_menu(ticket, {})
       tickets[buf] = nil
       host.cancel(buf)
       return
@@ -297,7 +400,7 @@ function M.on_result(ticket_id, texts, final, elapsed_ms, err)
     ticket = ticket.id,
     stale = false,
     alternatives = ticket.n > 1,
-  })
+  }, final)
 end
 
 --- After an edit: if the user typed the next characters of the suggestion, shrink it in place.
@@ -409,6 +512,7 @@ function M.accept(part)
   else
     ghost.render(buf, s.row, s.col, rest_of(s))
   end
+  require("textgen.events").fire("TextGenAccept", { buf = buf, text = text, how = part })
   return true
 end
 
@@ -421,7 +525,13 @@ function M.cycle(delta)
     if #s.items > 1 then -- all items continue what was typed (follow_typing keeps only those)
       s.index = (s.index - 1 + delta) % #s.items + 1
       ghost.render(buf, s.row, s.col, rest_of(s))
+      announce(buf, s)
     end
+    return
+  end
+  local reason = context.disabled_reason(buf, cfg) -- g:textgen.enabled is asked before every request
+  if reason then
+    require("textgen.message").say("no suggestions here: " .. reason)
     return
   end
   M.request({ n = math.max(2, cfg.alternatives), cycle = delta, explicit = true })
@@ -430,13 +540,20 @@ end
 --- Forget everything about a buffer that is gone.
 function M.forget(buf)
   suggestions[buf] = nil
+  if tickets[buf] then
+    answer_menu(tickets[buf], {})
+  end
   tickets[buf] = nil
   ghost.forget(buf)
 end
 
 --- The host cannot serve (no model): no answer will come for the requests on their way.
 function M.drop_requests()
+  local dropped = tickets
   tickets = {}
+  for _, ticket in pairs(dropped) do
+    answer_menu(ticket, {})
+  end
 end
 
 return M

@@ -183,6 +183,24 @@ local function finish(job, outcome, text, level)
   end
 end
 
+--- Tell other plugins that a training ended (User TextGenTrainDone, :help textgen-events), once
+--- M.last, the model setting and the swap say so. `reason`: "cancelled" or "failed"; `message`: what
+--- the user was told (nil when it went well: that message comes once the new model is loaded).
+local function announce_end(last)
+  local ok = last.outcome == "done"
+  require("textgen.events").fire("TextGenTrainDone", {
+    ok = ok,
+    model = ok and last.place.name or nil,
+    path = last.place.path,
+    reason = not ok and last.outcome or nil,
+    message = last.message,
+    base = last.base,
+    seconds = is_number(last.seconds) and last.seconds or nil,
+    initial_val_bpc = is_number(last.before) and last.before or nil,
+    val_bpc = is_number(last.after) and last.after or nil,
+  })
+end
+
 local function on_exit(job, code)
   if job.cancelled then
     finish(job, "cancelled", "training cancelled: nothing saved; the model in use is unchanged", vim.log.levels.INFO)
@@ -207,6 +225,7 @@ local function on_exit(job, code)
     local text = ("training crashed (exit code %d)%s"):format(code, last and (": " .. last) or "")
     finish(job, "failed", text, vim.log.levels.ERROR)
   end
+  announce_end(M.last)
 end
 
 --- The model to fine-tune from: the one in use (its folder when loaded), else the configured one.
