@@ -18,12 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# The default model's corpus n-gram (textgen_core/ngram.py): what the text the dependencies install
+# The default model's corpus n-gram (textgen_core/memory/ngram.py): what the text the dependencies install
 # (the default model's train split) says after the same last 1-16 bytes; about 70 s and 1.7 GB of
 # memory once, 87 MB on disk. Not in git: it is counted here from that text, as models/default was
 # trained on it. The mixing weights fitted with it are already in models/default/config.json; the
 # model works without it (with the other weights there) until it is built.
-models/default/ngram/unigram.npy: $(VENV)/.installed textgen_core/ngram.py
+models/default/ngram/unigram.npy: $(VENV)/.installed textgen_core/memory/ngram.py
 	$(PY) -m textgen_core ngram models/default $(CORPUS) --out build/default-ngram
 	rm -rf models/default/ngram.tmp && cp -r build/default-ngram/ngram models/default/ngram.tmp
 	rm -rf models/default/ngram && mv models/default/ngram.tmp models/default/ngram

@@ -19,8 +19,8 @@ import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread bef
 from bench.quality import CONTEXT_CHARS, heldout_texts  # noqa: E402
 from bench.word_search import GRU_WINDOW  # noqa: E402
 from textgen_core import load_model  # noqa: E402
-from textgen_core.decoding import DecodeOptions, accept_words, decode, keys_saved  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
+from textgen_core.decode import DecodeOptions, accept_words, decode, keys_saved  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 
 def first_word(text: str) -> str:

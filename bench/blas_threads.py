@@ -4,10 +4,10 @@ plugin in Neovim's Python host imported numpy before textgen_core.
 Each case runs in a fresh Python process:
 - "textgen first":   textgen_core imported first (its OPENBLAS_NUM_THREADS=1 counts);
 - "numpy first":     numpy imported first, then textgen_core, which sets the loaded OpenBLAS to one
-                     thread (`textgen_core.blas`);
+                     thread (`textgen_core.model.blas`);
 - "numpy's default": numpy imported first with the machine's core count as OPENBLAS_NUM_THREADS,
                      which textgen_core leaves alone (a count the user chose): what "numpy first"
-                     was before `textgen_core.blas`.
+                     was before `textgen_core.model.blas`.
 Prints the BLAS thread count, the median and p90 of 60 learning steps (32 bytes each, the default
 model) and the mean of 300 batch-1 decoding steps. With --busy, a process spins on one core
 meanwhile (a build, or :TextGenTrain, running beside the editor).
@@ -32,12 +32,12 @@ sys.path.insert(0, sys.argv[2])
 import textgen_core
 import numpy as np
 from textgen_core import load_model
-from textgen_core.adaptation import CHUNK, OnlineLearner
-from textgen_core.blas import blas_threads
-from textgen_core.vocab import to_ids
+from textgen_core.memory.adaptation import CHUNK, OnlineLearner
+from textgen_core.model.blas import blas_threads
+from textgen_core.model.vocab import to_ids
 model = load_model("default")
 learner = OnlineLearner(model.config, model.weights)
-ids = to_ids((open(sys.argv[2] + "/textgen_core/engine.py", "rb").read() * 2)[:CHUNK * 61])
+ids = to_ids((open(sys.argv[2] + "/textgen_core/serve/engine.py", "rb").read() * 2)[:CHUNK * 61])
 steps = []
 for i in range(60):
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from textgen_core.machine import machine_summary
+    from textgen_core.train.machine import machine_summary
     print(f"machine: {machine_summary()}; {'one core busy' if args.busy else 'idle'}")
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:

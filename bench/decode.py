@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
 import numpy as np  # noqa: E402
 
-from textgen_core.config import ModelConfig  # noqa: E402
-from textgen_core.numpy_gru import NumpyGRU  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
+from textgen_core.model.config import ModelConfig  # noqa: E402
+from textgen_core.model.numpy_gru import NumpyGRU  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 
 def random_weights(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
@@ -67,7 +67,7 @@ def main() -> None:
         weights = random_weights(config)
         backends = [NumpyGRU(config, weights)]
         if not args.no_tf:
-            from textgen_core.tf_backend import TensorFlowGRU
+            from textgen_core.model.tf_backend import TensorFlowGRU
             backends.append(TensorFlowGRU(config, weights))
         for backend in backends:
             ms_per_byte(backend, 1, 10, repeats=1)                           # warm-up / tracing

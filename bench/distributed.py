@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from textgen_core.corpus import select  # noqa: E402
+from textgen_core.train.corpus import select  # noqa: E402
 from tests.test_distributed import free_ports  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 SEQ_LEN = 128
 

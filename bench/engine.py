@@ -23,10 +23,10 @@ import numpy as np  # noqa: E402
 
 from bench.decode import random_weights  # noqa: E402
 from textgen_core import ModelConfig, ModelInfo, TextModel, load_model  # noqa: E402
-from textgen_core.corpus import select  # noqa: E402
-from textgen_core.decoding import DecodeOptions  # noqa: E402
-from textgen_core.engine import Engine  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
+from textgen_core.train.corpus import select  # noqa: E402
+from textgen_core.decode import DecodeOptions  # noqa: E402
+from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 PLUGIN_TAIL_CHARS = 4096
 

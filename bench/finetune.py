@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.nvim_harness import idle, lua, shared_manifest, start_nvim, wait_for  # noqa: E402
 from textgen_core import load_model  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 
 def keras_source() -> Path:

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.nvim_harness import lua, shared_manifest, start_nvim, wait_for  # noqa: E402
-from textgen_core.machine import machine_summary as cpu_name  # noqa: E402
+from textgen_core.train.machine import machine_summary as cpu_name  # noqa: E402
 
 DEFAULT_TEXT = (
     "Inline ghost-text completion for Neovim from a small character-level GRU that runs on your own CPU, "

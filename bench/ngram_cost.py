@@ -21,11 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen_core import load_model  # noqa: E402
-from textgen_core.decoding import DecodeOptions  # noqa: E402
-from textgen_core.engine import Engine  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
-from textgen_core.model import TextModel  # noqa: E402
-from textgen_core.modelfile import read_ngram  # noqa: E402
+from textgen_core.decode import DecodeOptions  # noqa: E402
+from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
+from textgen_core.model.text_model import TextModel  # noqa: E402
+from textgen_core.model.files import read_ngram  # noqa: E402
 
 from bench.quality import CONTEXT_CHARS, heldout_texts  # noqa: E402
 from tests.nvim_harness import rss_mb  # noqa: E402

@@ -6,7 +6,7 @@ continuation (greedy, up to --max-chars, stopping at the end of the line); the p
 word by word (one keystroke per word: the `accept word` key) as long as the words match what they
 were about to type, and otherwise types the next character (one keystroke).
 
-"learning" columns: the same with the model learning the text as it goes (`textgen_core.adaptation`,
+"learning" columns: the same with the model learning the text as it goes (`textgen_core.memory.adaptation`,
 the plugin's default, g:textgen.learn): bits per character with each 32-byte chunk predicted after
 learning the chunks before it; keystrokes with the engine learning what was typed while idle
 between keystrokes, serving the learned weights from every 64 bytes on.
@@ -30,10 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen_core import load_model  # noqa: E402
-from textgen_core.corpus import KINDS, select  # noqa: E402
-from textgen_core.decoding import DecodeOptions, accept_words  # noqa: E402
-from textgen_core.engine import Engine  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
+from textgen_core.train.corpus import KINDS, select  # noqa: E402
+from textgen_core.decode import DecodeOptions, accept_words  # noqa: E402
+from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 CONTEXT_CHARS = 4096          # what the plugin sends: lua/textgen/context.lua MAX_CONTEXT_BYTES
 ANSWER_TIMEOUT_S = 30.0

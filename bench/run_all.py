@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from textgen_core.machine import machine_summary  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 BENCHES = [
     ("Decoding speed: numpy vs TensorFlow backend (issue 7: numpy ≥ 4× faster per byte)",

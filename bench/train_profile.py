@@ -42,10 +42,10 @@ def main() -> None:
     import numpy as np
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from textgen_core.config import ModelConfig
-    from textgen_core.keras_model import build_keras_model
-    from textgen_core.machine import machine_summary
-    from textgen_core.training import TrainOptions, choose_kernel
+    from textgen_core.model.config import ModelConfig
+    from textgen_core.train.keras_model import build_keras_model
+    from textgen_core.train.machine import machine_summary
+    from textgen_core.train.training import TrainOptions, choose_kernel
 
     embed, hidden, layers = (int(v) for v in args.size.split("x"))
     config = ModelConfig(embed, hidden, layers)

@@ -39,9 +39,9 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
 if spec.get("intra_threads"):
     tf.config.threading.set_intra_op_parallelism_threads(spec["intra_threads"])
-from textgen_core.config import ModelConfig
-from textgen_core.corpus import select
-from textgen_core.training import TrainingText, TrainOptions, train
+from textgen_core.model.config import ModelConfig
+from textgen_core.train.corpus import select
+from textgen_core.train.training import TrainingText, TrainOptions, train
 texts = []
 total = 0
 for f in select(("python", "prose", "lua"), "train")[::7]:
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--only", help="variant names, separated by ';'")
     args = parser.parse_args()
-    from textgen_core.machine import cpu_has_bfloat16, machine_summary
+    from textgen_core.train.machine import cpu_has_bfloat16, machine_summary
 
     print(f"machine: {machine_summary()}; model {args.size}; {args.seconds:g} s per variant")
     has_bf16 = cpu_has_bfloat16()

@@ -1,6 +1,6 @@
 """What the next-word search and the buffer's word votes cost a suggestion: the time to decode one (24
 characters, the default model, the buffer as memory) as the plugin does (the search, `word_beam` 4,
-with the word votes of `textgen_core/word_model.py` mixed in), without the votes, and without either
+with the word votes of `textgen_core/memory/word_votes.py` mixed in), without the votes, and without either
 (`word_beam` 1: the greedy byte path), at the same random positions of held-out text, the variants
 taking turns in random order (side by side in one run: noise falls on all alike). Every variant
 mixes in the model's corpus n-gram where it has one (`--ngram model`, the plugin's way), or none does
@@ -23,10 +23,10 @@ import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread bef
 
 from bench.quality import CONTEXT_CHARS, heldout_texts  # noqa: E402
 from textgen_core import load_model  # noqa: E402
-from textgen_core.decoding import DecodeOptions, decode  # noqa: E402
-from textgen_core.machine import machine_summary  # noqa: E402
-from textgen_core.match import MatchMixer  # noqa: E402
-from textgen_core.model import mixer_from_info  # noqa: E402
+from textgen_core.decode import DecodeOptions, decode  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
+from textgen_core.memory.match import MatchMixer  # noqa: E402
+from textgen_core.model.text_model import mixer_from_info  # noqa: E402
 
 GRU_WINDOW = 512          # bytes the GRU state is primed on (the engine keeps it cached; not timed here)
 

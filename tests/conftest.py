@@ -23,8 +23,8 @@ TINY_TEXT = "\n".join(_SENTENCES[i % len(_SENTENCES)] for i in range(400)) + "\n
 
 def train_tiny_model(out: Path, hidden: int = 64, layers: int = 1, steps: int = 600, text: str = TINY_TEXT) -> Path:
     """Train a real (tiny) char-GRU on TINY_TEXT and save it as a model folder."""
-    from textgen_core.config import ModelConfig
-    from textgen_core.training import TrainingText, TrainOptions, train
+    from textgen_core.model.config import ModelConfig
+    from textgen_core.train.training import TrainingText, TrainOptions, train
 
     options = TrainOptions(seq_len=64, batch_size=32, epochs=4, steps_per_epoch=steps // 4,
                            learning_rate=1e-2, patience=4, seed=1)

@@ -13,14 +13,14 @@ import sys
 _USER_CHOSE_THREADS = "OPENBLAS_NUM_THREADS" in os.environ
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 if "numpy" in sys.modules and not _USER_CHOSE_THREADS:
-    from .blas import set_blas_threads
+    from textgen_core.model.blas import set_blas_threads
     set_blas_threads(1)
 
-from .config import ModelConfig, ModelInfo  # noqa: E402
-from .decoding import DecodeOptions  # noqa: E402
-from .model import TextModel, load_model  # noqa: E402
-from .modelfile import ModelFileError  # noqa: E402
-from .registry import ModelNotFoundError  # noqa: E402
+from textgen_core.model.config import ModelConfig, ModelInfo  # noqa: E402
+from textgen_core.decode import DecodeOptions  # noqa: E402
+from textgen_core.model.text_model import TextModel, load_model  # noqa: E402
+from textgen_core.model.files import ModelFileError  # noqa: E402
+from textgen_core.model.registry import ModelNotFoundError  # noqa: E402
 
 __all__ = ["DecodeOptions", "ModelConfig", "ModelFileError", "ModelInfo", "ModelNotFoundError",
            "TextModel", "load_model"]

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import ModelConfig
-from .decoding import MAX_CHARS, MAX_LINE_BYTES, MAX_LINES, MAX_TEXT_BYTES
-from .modelfile import ModelFileError, check_backup_target, check_save_target
-from .registry import ModelNotFoundError
-from .safe_read import MB, RefusedFile, open_regular, read_regular, regular_file_size, size_text
-from .vocab import is_probably_binary
+from textgen_core.model.config import ModelConfig
+from textgen_core.decode import MAX_CHARS, MAX_LINE_BYTES, MAX_LINES, MAX_TEXT_BYTES
+from textgen_core.model.files import ModelFileError, check_backup_target, check_save_target
+from textgen_core.model.registry import ModelNotFoundError
+from textgen_core.model.safe_read import MB, RefusedFile, open_regular, read_regular, regular_file_size, size_text
+from textgen_core.model.vocab import is_probably_binary
 
 EXIT_USAGE = 2
 STREAM_ABOVE_BYTES = 64 * MB           # `train` streams inputs larger than this in all
@@ -293,7 +293,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.backup_dir:
         check_backup_target(args.backup_dir)
     paths = _expand(args.files)
-    from .scratch import private_temp_folder
+    from textgen_core.model.scratch import private_temp_folder
 
     with private_temp_folder():             # TensorFlow's files and the copy of stdin go with it
         stdin_copy = _copy_of_stdin() if "-" in paths else None
@@ -302,7 +302,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, files: list[tuple[str, str]]) -> int:
     """`textgen train` on the (name, path) of regular files: read up front, or streamed when large."""
-    from .progress import JsonLinesReporter, TerminalReporter
+    from textgen_core.train.progress import JsonLinesReporter, TerminalReporter
 
     stream = args.stream or _total_size([path for _, path in files]) > STREAM_ABOVE_BYTES
     if stream:
@@ -321,9 +321,9 @@ def _train(args: argparse.Namespace, files: list[tuple[str, str]]) -> int:
         except OSError as exc:
             raise UserError(f"cannot use the backup folder {args.backup_dir}: {exc.strerror}") from None
     try:
-        from .distributed import WorkerLostError
-        from .streaming import TrainingFile
-        from .training import TrainingDataError, TrainingText, TrainOptions, train
+        from textgen_core.train.distributed import WorkerLostError
+        from textgen_core.train.streaming import TrainingFile
+        from textgen_core.train.training import TrainingDataError, TrainingText, TrainOptions, train
     except ImportError as exc:
         raise UserError(f"training needs TensorFlow; install it: {sys.executable} -m pip install tensorflow "
                         f"(or `make install`; importing it failed: {exc})") from None
@@ -363,7 +363,7 @@ def _unwritable(exc: OSError, out: str) -> Exception:
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
-    from .model import load_model
+    from textgen_core.model.text_model import load_model
 
     _check_decoding(args)
     context = args.text
@@ -399,7 +399,7 @@ def _check_decoding(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .model import load_model
+    from textgen_core.model.text_model import load_model
 
     texts = _read_inputs(args.files, "eval", FILE_BYTES, INPUT_BYTES)
     model = load_model(args.model, backend=args.backend)
@@ -422,8 +422,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_average(args: argparse.Namespace) -> int:
-    from .averaging import average_models, parse_member
-    from .held_out import TrainingText
+    from textgen_core.train.averaging import average_models, parse_member
+    from textgen_core.train.held_out import TrainingText
 
     check_save_target(args.out)
     members = [parse_member(spec) for spec in args.models]
@@ -443,11 +443,11 @@ def _cmd_average(args: argparse.Namespace) -> int:
 def _cmd_ngram(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .held_out import TrainingText, corpus_summary, fit_match_weights, split_texts
-    from .machine import machine_summary
-    from .modelfile import load_model_folder, save_model_folder
-    from .ngram import build_ngram
-    from .registry import resolve_model_path
+    from textgen_core.train.held_out import TrainingText, corpus_summary, fit_match_weights, split_texts
+    from textgen_core.train.machine import machine_summary
+    from textgen_core.model.files import load_model_folder, save_model_folder
+    from textgen_core.memory.ngram import build_ngram
+    from textgen_core.model.registry import resolve_model_path
 
     check_save_target(args.out)
     if args.min_count < 1:
@@ -477,7 +477,7 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from .corpus import KINDS, select
+    from textgen_core.train.corpus import KINDS, select
 
     kinds = tuple(k.strip() for k in args.kind.split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]

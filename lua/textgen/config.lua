@@ -150,7 +150,7 @@ local checks = {
   },
   debounce_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
   linger_ms = { as_int(0, 5000), "a whole number of milliseconds from 0 to 5000" },
-  -- 1024: the most a suggestion can hold (textgen_core/decoding.py MAX_CHARS; every byte costs a step)
+  -- 1024: the most a suggestion can hold (textgen_core/decode/__init__.py MAX_CHARS; every byte costs a step)
   max_chars = { as_int(1, 1024), "a whole number from 1 to 1024" },
   multiline = { as_bool, "true or false" },
   learn = { as_bool, "true or false" },

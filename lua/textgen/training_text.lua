@@ -5,7 +5,7 @@
 --- spent seconds importing TensorFlow; files are checked by textgen_core itself.
 local M = {}
 
--- textgen_core.training.MIN_TRAIN_BYTES: the least text a model can be trained and validated on.
+-- textgen_core.train.training.MIN_TRAIN_BYTES: the least text a model can be trained and validated on.
 M.MIN_BYTES = 256
 
 --- The text of `buf` from line `first` to `last` (1-based, inclusive), as the bytes a file would hold.

@@ -96,7 +96,7 @@ class TextGenHost:
         if question == "status":
             answer: Any = self.session.status()
         elif question == "model_names":
-            from textgen_core.registry import list_model_names
+            from textgen_core.model.registry import list_model_names
 
             answer = list_model_names()
         else:

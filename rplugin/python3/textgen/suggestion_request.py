@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from textgen_core.decoding import MAX_CHARS, DecodeOptions
+from textgen_core.decode import MAX_CHARS, DecodeOptions
 
 # The context is a tail of the buffer; the engine windows it further.
 MAX_CONTEXT_CHARS = 4096

@@ -1,0 +1,203 @@
+"""The corpus n-gram (`textgen_core.memory.ngram`, `textgen ngram`): counts that a slow reference agrees
+with, a table file that is data only, and a model that completes what its corpus says."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from textgen_core import load_model
+from textgen_core.model.files import ModelFileError
+from textgen_core.memory.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
+
+from tests.conftest import TINY_TEXT
+from tests.core.test_cli import textgen
+
+CORPUS = TINY_TEXT.encode()[:3000] + "naïve café\n".encode()
+
+
+def reference_probs(corpus: bytes, history: bytes, orders: tuple[int, ...], min_count: int) -> np.ndarray:
+    """Witten–Bell from order 1 up, by counting substrings of `corpus` directly (no hashing)."""
+    p = np.bincount(np.frombuffer(corpus, np.uint8), minlength=256) + 1.0
+    p /= p.sum()
+    for k in orders:
+        if len(history) < k:
+            break
+        context = history[-k:]
+        follow = Counter(corpus[i + k] for i in range(len(corpus) - k) if corpus[i:i + k] == context)
+        seen = sum(follow.values())
+        if seen < min_count:
+            break
+        counts = np.zeros(256)
+        for byte, count in follow.items():
+            counts[byte] = count
+        p = (counts + len(follow) * p) / (seen + len(follow))
+    return p
+
+
+@pytest.mark.parametrize("min_count", [1, 3])
+def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count):
+    orders = (1, 2, 3, 5, 8)
+    table = build_ngram(CORPUS, orders=orders, min_count=min_count)
+    text = b"\nthe cat sat on the log. def greet(name):\n    return 'hello' caf\xc3\xa9 zebra"
+    target, buckets = table.target_probs(text)
+    for end in range(1, len(text)):
+        probs, bucket = table.probs(text[:end])
+        np.testing.assert_allclose(probs, reference_probs(CORPUS, text[:end], orders, min_count), atol=1e-12)
+        assert probs.sum() == pytest.approx(1.0)
+        assert target[end - 1] == pytest.approx(probs[text[end]], abs=1e-12) and buckets[end - 1] == bucket
+    histories = [text[:end] for end in range(1, len(text), 7)] + [b"fox\x01", text]
+    fresh = build_ngram(CORPUS, orders=orders, min_count=min_count)
+    fresh.prefetch(histories)                                              # all rows at once, then cached
+    for history in histories:
+        probs, bucket = fresh.probs(history)
+        np.testing.assert_allclose(probs, table.probs(history)[0], atol=1e-12)
+        assert bucket == table.probs(history)[1]
+    assert table.probs(b"the quick brown fox jumps ")[1] == len(orders)     # seen: every order found
+    assert table.probs(b"fox\x01")[1] == 0                                  # never seen: byte frequencies
+
+
+def test_a_table_survives_saving_and_a_bad_file_is_refused_with_its_name(tmp_path):
+    table = build_ngram(CORPUS, orders=(1, 2, 4), min_count=2)
+    save_ngram(table, tmp_path / "ngram")
+    loaded = load_ngram(tmp_path / "ngram")
+    assert loaded.orders == (1, 2, 4) and loaded.contexts == table.contexts
+    assert isinstance(loaded.tables[0].keys.base, np.memmap)                  # mapped, not read
+    np.testing.assert_array_equal(loaded.target_probs(CORPUS[:500])[0], table.target_probs(CORPUS[:500])[0])
+
+    def damaged(name: str, array_name: str, change) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "ngram", folder)
+        change(folder / f"{array_name}.npy")
+        return folder
+
+    refused = {
+        damaged("short", "k4.counts", lambda f: np.save(f, np.load(f)[:-1])): "do not agree in length",
+        damaged("missing", "k1.next_bytes", lambda f: f.unlink()): "k1.next_bytes.npy: missing",
+        damaged("floats", "k2.counts", lambda f: np.save(f, np.load(f).astype(np.float32))): "float32",
+        damaged("pickled", "k2.keys", lambda f: np.save(f, np.array([{"code": 1}], dtype=object),
+                                                       allow_pickle=True)): "plain arrays of numbers",
+        damaged("cut", "k4.keys", lambda f: f.write_bytes(f.read_bytes()[:100])): "unusable",
+    }
+    for folder, message in refused.items():
+        with pytest.raises(NgramFileError, match=message):
+            load_ngram(folder)
+
+    def reverse_inner_starts(f: Path) -> None:
+        starts = np.load(f)
+        np.save(f, np.r_[starts[:1], starts[1:-1][::-1], starts[-1:]].astype(np.uint32))
+
+    backwards = load_ngram(damaged("backwards", "k2.starts", reverse_inner_starts))    # loads: only read where used
+    for history in (b"the cat sat on the ", b"def greet(", b"zebra"):
+        probs, _ = backwards.probs(history)                                    # no crash, still a distribution
+        assert np.all(probs >= 0) and probs.sum() == pytest.approx(1.0)
+    with pytest.raises(NgramFileError, match="damaged"):
+        backwards.target_probs(CORPUS[:100])
+
+
+class _CreatesAFile:
+    """What unpickling this runs: it creates the file at `path`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("array_name", ["orders", "unigram", "min_count"])
+def test_a_pickled_array_that_is_read_not_mapped_is_refused_and_never_run(tmp_path, array_name):
+    """orders, unigram and min_count are read into memory rather than mapped (numpy refuses to map
+    an object array whatever `allow_pickle` says): only the loader's own refusal guards them."""
+    save_ngram(build_ngram(CORPUS, orders=(1, 2), min_count=1), tmp_path / "ngram")
+    marker = tmp_path / "unpickled"
+    payload = np.empty(1 if array_name != "min_count" else (), dtype=object)
+    payload.fill(_CreatesAFile(marker))
+    np.save(tmp_path / "ngram" / f"{array_name}.npy", payload, allow_pickle=True)
+    np.load(tmp_path / "ngram" / f"{array_name}.npy", allow_pickle=True)      # the payload works:
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(NgramFileError, match=f"{array_name}.npy"):
+        load_ngram(tmp_path / "ngram")
+    assert not marker.exists()
+
+
+PHRASE = "vim.api.nvim_buf_set_extmark(buf, namespace, row, col, opts)\n"
+CORPUS_TEXT = TINY_TEXT + "".join(f"local mark{i} = {PHRASE}" for i in range(40))     # the tail fits the weights
+
+
+def test_a_model_given_an_ngram_completes_what_its_corpus_says(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "plugin.lua"
+    corpus.write_text(CORPUS_TEXT)
+    run = textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "with-ngram")
+    assert run.returncode == 0, run.stderr
+    assert "contexts counted" in run.stdout and "with it" in run.stdout
+
+    model, plain = load_model(tmp_path / "with-ngram"), load_model(tiny_model_dir)
+    assert model.ngram is not None and plain.ngram is None
+    assert len(model.mixer.ngram_weights) == len(model.ngram.orders) + 1
+    assert model.with_weights(model.weights).mixer.ngram is model.ngram     # learning keeps it
+    held_out = "the dog sat on the log.\n" + PHRASE
+    assert model.bits_per_char(held_out) < plain.bits_per_char(held_out) - 0.5
+    assert model.complete("the cat sat.\nvim.api.nvim_buf_se", max_chars=20).startswith("t_extmark(buf")
+    assert not plain.complete("the cat sat.\nvim.api.nvim_buf_se", max_chars=20).startswith("t_extmark(buf")
+
+    config = json.loads((tmp_path / "with-ngram" / "config.json").read_text())
+    assert config["ngram"]["corpus"]["file_count"] == 1 and config["ngram"]["contexts"] == model.ngram.contexts
+    assert config["match"]["with_ngram"]["ngram_weights"] == list(model.mixer.ngram_weights)
+    assert config["metrics"]["val_bpc_with_ngram"] < config["metrics"]["val_bpc_with_match"]
+    shutil.rmtree(tmp_path / "with-ngram" / "ngram")                     # not built yet: the other weights
+    assert load_model(tmp_path / "with-ngram").mixer.weights == tuple(config["match"]["weights"])
+
+
+def test_greedy_decoding_picks_the_argmax_of_the_whole_mixture(tiny_model_dir, tmp_path):
+    from textgen_core.decode.steps import RowMemory, _greedy, mixed_log_probs
+
+    corpus = tmp_path / "plugin.lua"
+    corpus.write_text(CORPUS_TEXT)
+    assert textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "with-ngram").returncode == 0
+    model = load_model(tmp_path / "with-ngram")
+    text = ("the cat sat on the mat. local mark = vim.api.nvim_buf_set_extmark(buf, namespace, row"
+            " the quick brown fox ").encode()
+    for end in range(1, len(text)):
+        memory = RowMemory(text[:end])
+        logits, _ = model.prime(text[:end])
+        assert _greedy(logits, model.mixer, memory) == int(mixed_log_probs(logits, model.mixer, memory).argmax())
+
+
+def test_fine_tuning_a_model_keeps_its_ngram_and_fits_its_weight_again(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "plugin.lua"
+    corpus.write_text(CORPUS_TEXT)
+    assert textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "base").returncode == 0
+    notes = tmp_path / "notes.txt"
+    notes.write_text(TINY_TEXT)
+    run = textgen("train", notes, "--base", tmp_path / "base", "--out", tmp_path / "tuned", "--epochs", 1,
+                  "--steps-per-epoch", 5, "--seq-len", 32, "--batch-size", 8)
+    assert run.returncode == 0, run.stderr
+    tuned = load_model(tmp_path / "tuned")
+    assert tuned.ngram is not None and tuned.ngram.contexts == load_model(tmp_path / "base").ngram.contexts
+    shared = tmp_path / "tuned" / "ngram" / "k8.keys.npy"
+    assert shared.stat().st_ino == (tmp_path / "base" / "ngram" / "k8.keys.npy").stat().st_ino   # linked, not copied
+    assert tuned.info.match["fitted_on_bytes"] > 0 and "ngram_weights" in tuned.info.match["with_ngram"]
+    assert tuned.info.ngram["corpus"]["file_count"] == 1
+
+
+def test_the_command_refuses_in_one_line_and_a_broken_table_names_its_file(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TINY_TEXT)
+    cases = [(("--min-count", 0), "--min-count"), (("--val-fraction", 1), "--val-fraction")]
+    for extra, message in cases:
+        run = textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "out", *extra)
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+    run = textgen("ngram", tiny_model_dir, tmp_path / "missing.txt", "--out", tmp_path / "out")
+    assert run.returncode == 2 and "missing.txt" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
+
+    assert textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "model").returncode == 0
+    (tmp_path / "model" / "ngram" / "unigram.npy").write_bytes(b"not an array")
+    with pytest.raises(ModelFileError, match="unigram.npy"):
+        load_model(tmp_path / "model")

@@ -1,0 +1,102 @@
+"""End to end: textgen's own Python host in a real Neovim — typed at before it is up, killed the way
+the out-of-memory killer kills it, and never waited on without a deadline (issue 23, items 3 and 4)."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.nvim_harness import (ghost, host_pid, idle, is_running, lua, mode, not_at_a_prompt, shared_manifest,
+                           start_nvim, wait_for)
+from textgen_core.decode import DecodeOptions
+from textgen_core.serve.engine import fresh_completion
+
+
+def messages(nvim) -> str:
+    not_at_a_prompt(nvim)
+    return nvim.api.exec2("messages", {"output": True})["output"]
+
+
+def expected(tiny_model, context: str) -> str:
+    return fresh_completion(tiny_model, context, DecodeOptions())[0].rstrip()
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_keys_typed_the_moment_neovim_is_up_get_their_suggestion_and_no_error(tiny_model_dir, tiny_model,
+                                                                              tmp_path, attempt):
+    """The first keys reach the host while it starts: none may be lost, no pynvim error may show."""
+    vim = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir), "learn": False})
+    try:
+        vim.input("ithe qu")                    # before the host has started: the first request starts it
+        assert host_pid(vim) is None or attempt > 0
+        wait_for(lambda: (g := ghost(vim)) and g.text == expected(tiny_model, "the qu"), timeout=60,
+                 what="the first suggestion")
+        log = messages(vim)
+        assert "no notification handler" not in log and "Error" not in log, log
+    finally:
+        vim.close()
+
+
+@pytest.fixture
+def vim(tiny_model_dir, tmp_path):
+    editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir), "learn": False},
+                        columns=160)
+    yield editor
+    editor.close()
+
+
+def _kill_host(vim) -> int:
+    pid = wait_for(lambda: host_pid(vim), what="the host")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not is_running(pid), timeout=10, what="the host to die")
+    return pid
+
+
+def test_a_killed_host_is_reported_once_and_the_next_keystroke_brings_a_new_one(vim, tiny_model):
+    vim.input("ithe qu")
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected(tiny_model, "the qu"), what="a suggestion")
+    old = _kill_host(vim)
+    said = wait_for(lambda: "the Python host stopped" in (m := messages(vim)) and m, what="the message")
+    assert "killed by SIGKILL, e.g. out of memory" in said and said.count("the Python host stopped") == 1
+    assert lua(vim, "return require('textgen').status().model") is None     # nothing claims to serve
+
+    vim.input("<Esc>othe cat s")
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected(tiny_model, "the qu\nthe cat s"), timeout=60,
+             what="a suggestion from a new host")
+    new = host_pid(vim)
+    assert new is not None and new != old
+    assert messages(vim).count("the Python host stopped") == 1
+
+
+def test_a_host_that_keeps_dying_is_started_at_most_three_times_a_minute(vim):
+    for round_ in range(3):
+        vim.input("<Esc>ox" if round_ else "ix")
+        _kill_host(vim)
+        wait_for(lambda: lua(vim, "return require('textgen.host').running()") is False, what="the exit noticed")
+    vim.input("<Esc>oy")
+    said = wait_for(lambda: "3 times within a minute" in (m := messages(vim)) and m, what="the refusal")
+    assert host_pid(vim) is None and said.count("3 times within a minute") == 1
+    vim.input("z")
+    wait_for(lambda: idle(vim), what="typing as usual")
+    assert host_pid(vim) is None
+
+
+def test_status_never_waits_long_on_a_host_that_does_not_answer(vim):
+    vim.input("ithe")
+    pid = wait_for(lambda: host_pid(vim), what="the host")
+    wait_for(lambda: lua(vim, "return require('textgen.host').model ~= nil"), what="the model loaded")
+    os.kill(pid, signal.SIGSTOP)                # a host stuck (e.g. reading a FIFO) answers nothing
+    try:
+        vim.input("<Esc>")
+        started = time.monotonic()
+        text = vim.api.exec2("TextGenStatus", {"output": True})["output"]
+        waited = time.monotonic() - started
+        assert "busy or stuck" in text, text
+        assert waited < 30                      # bounded (2 s by design); an unbounded wait never returns
+        assert mode(vim) == "n" and lua(vim, "return 1 + 1") == 2
+        names = lua(vim, "return require('textgen.host').model_names()")
+        assert names == {} or names == []
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -1,0 +1,337 @@
+"""The corpus as memory: what the training text said after the same last k bytes, k up to 16.
+
+A GRU of 724 k parameters cannot hold a 19 MB corpus' long names and idioms (`nvim_buf_get_lines`,
+`---@param`, `os.path.join(`); a table of counts can. For every order k in `ORDERS` the table keeps
+the contexts (the k bytes before a position, hashed to 32 bits) seen at least `min_count` times and
+how often each byte followed them. A context's prediction is Witten–Bell interpolated down to the
+byte frequencies:
+    p_k(b) = (n(ctx_k, b) + d(ctx_k) · p_{k−1}(b)) / (n(ctx_k) + d(ctx_k)),
+n the counts, d the number of distinct bytes seen after the context, from order 1 up to the longest
+context the table holds. The mixer (`match.MatchMixer`) mixes it with the GRU,
+    p(b) = (1 − w) · p_gru(b) + w · p_ngram(b),
+w per the longest order found (`bucket`), fitted on held-out text (PAQ and cmix mix n-grams so).
+Held-out bits per character of the default model, Python / prose / Lua: 1.161 / 1.494 / 1.373 →
+1.101 / 1.443 / 1.295 (models/default/MODEL_CARD.md).
+
+The table is data: the folder `ngram/` beside `weights.npz`, one .npy file of plain numbers per
+array, mapped into memory with `allow_pickle=False`, types and lengths checked on loading.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from textgen_core.lru import LruCache
+from textgen_core.memory.mixing import fit_bucket_weights
+from textgen_core.model.safe_read import RefusedFile, open_regular, read_npy_header
+
+# Orders 5, 10 and 24 as well: held-out Lua bpc 1.282 instead of 1.291, with a table 60 % larger.
+ORDERS = (1, 2, 3, 4, 6, 8, 12, 16)
+MIN_COUNT = 2
+NGRAM_DIR = "ngram"
+DEFAULT_WEIGHT = 0.25
+MAX_COUNT = np.iinfo(np.uint16).max
+# Contexts whose prediction `probs` keeps (2 KB each): a suggestion asks for about a hundred.
+CACHED_CONTEXTS = 4096
+MAX_READ_ARRAY_BYTES = 4096          # orders, unigram and min_count, which are read rather than mapped
+_MULTIPLIER = 0x9E3779B97F4A7C15
+_MASK = (1 << 64) - 1
+
+
+class NgramFileError(ValueError):
+    """An n-gram table that cannot be used; the message names the file and what is wrong."""
+
+
+def context_keys(data: np.ndarray, orders: tuple[int, ...]) -> Iterator[tuple[int, np.ndarray]]:
+    """Per order k (ascending), the key of the k bytes before every position of `data` (N,) uint8:
+    the top 32 bits of h_k = (h_{k−1} xor (data[i − k] + 1)) · M mod 2^64, the byte k back mixed in
+    last; valid from i = k on. 32 bits: contexts whose keys collide (a few hundred in two million) share
+    their counts, and a context that is not in the table is taken for one that is about once in
+    2,000 lookups; 64-bit keys would make the table half as large again."""
+    shifted = data.astype(np.uint64) + np.uint64(1)                                   # (N,)
+    h = np.zeros(len(data), np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(1, max(orders) + 1):
+            back = np.zeros(len(data), np.uint64)
+            back[k:] = shifted[:-k] if k < len(data) else back[k:]
+            h = (h ^ back) * np.uint64(_MULTIPLIER)
+            if k in orders:
+                yield k, (h >> np.uint64(32)).astype(np.uint32)
+
+
+@dataclass(frozen=True)
+class OrderTable:
+    """One order's contexts: sorted hashes, and the bytes that followed each with their counts."""
+
+    order: int
+    keys: np.ndarray          # (C,) uint32, sorted, distinct
+    starts: np.ndarray        # (C + 1,) uint32: context i's bytes are next_bytes[starts[i]:starts[i + 1]]
+    next_bytes: np.ndarray    # (P,) uint8, ascending within a context
+    counts: np.ndarray        # (P,) uint16
+
+    def find_one(self, key: int) -> int:
+        """Index of one key's context, or −1."""
+        i = int(self.keys.searchsorted(np.uint32(key)))      # a Python int would cast the whole array
+        return i if i < len(self.keys) and self.keys[i] == key else -1
+
+    def find(self, hashes: np.ndarray) -> np.ndarray:
+        """Index of each hash's context, or −1 where the table does not hold it: (N,) int64."""
+        if len(self.keys) == 0:
+            return np.full(len(hashes), -1, np.int64)
+        i = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
+        return np.where(self.keys[i] == hashes, i, -1)
+
+
+class NgramModel:
+    """Next-byte probabilities from the counts of a corpus; immutable, safe to share between threads."""
+
+    def __init__(self, tables: list[OrderTable], unigram: np.ndarray, min_count: int = MIN_COUNT,
+                 folder: Path | None = None) -> None:
+        self.folder = folder                       # where it was loaded from: saving it again links the files
+        self.tables = tables
+        self.orders = tuple(t.order for t in tables)
+        self.unigram = unigram                     # (256,) float64, sums to 1, none zero
+        self.min_count = min_count
+        self._lookup: list[tuple[np.ndarray, np.ndarray]] | None = None     # built by target_probs
+        self._cache: LruCache[bytes, tuple[np.ndarray, int]] = LruCache(CACHED_CONTEXTS)
+
+    def _whole_text_lookup(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per order, every pair as context index · 256 + byte (P,) and every context's n (C,): what
+        scoring a whole text at once needs (the editor, which asks one context at a time, does not)."""
+        if self._lookup is None:
+            for t in self.tables:
+                if np.any(t.keys[1:] <= t.keys[:-1]) or np.any(t.starts[1:] <= t.starts[:-1]):
+                    raise NgramFileError(f"order {t.order}'s contexts are not sorted and distinct, "
+                                         "or one has no bytes: the table is damaged; build it again")
+            self._lookup = [(np.repeat(np.arange(len(t.keys), dtype=np.int64) * 256, np.diff(t.starts)) + t.next_bytes,
+                             np.add.reduceat(t.counts.astype(np.float64), t.starts[:-1].astype(np.int64))
+                             if len(t.keys) else np.zeros(0)) for t in self.tables]
+        return self._lookup
+
+    @property
+    def contexts(self) -> int:
+        return sum(len(t.keys) for t in self.tables)
+
+    def probs(self, history: bytes | bytearray) -> tuple[np.ndarray, int]:
+        """p_ngram of the byte after `history` (256,), read only, and the bucket: 1 + the index in
+        `orders` of the longest context found, 0 for none. Cached by the last bytes that decide it:
+        the next keystroke's search walks mostly the same contexts again."""
+        key = self._key(history)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._compute([key])[0]
+            self._cache.put(key, found)
+        return found
+
+    def _key(self, history: bytes | bytearray) -> bytes:
+        """The bytes of `history` that decide its prediction: the longest order's."""
+        return bytes(history[-self.orders[-1]:])
+
+    def prefetch(self, histories: list[bytes | bytearray]) -> None:
+        """Compute the `probs` of several histories not cached yet at once (the rows of one decoding
+        step): the array work is the same for one row or ten, so rows share it."""
+        keys = dict.fromkeys(self._key(h) for h in histories)
+        missing = [key for key in keys if self._cache.get(key) is None]
+        if len(missing) > 1:
+            for key, found in zip(missing, self._compute(missing)):
+                self._cache.put(key, found)
+
+    def _compute(self, histories: list[bytes]) -> list[tuple[np.ndarray, int]]:
+        """`probs` of each history: per history one pass from order 1 up, stopping at the first
+        context not held (a longer one is seen no more often); then one fixed set of array operations
+        for all their orders together."""
+        segments = []                               # (row, table, lo, hi) per context found, orders ascending
+        buckets = []
+        for row, history in enumerate(histories):
+            n, h, position = len(history), 0, 0
+            for k in range(1, min(n, self.orders[-1]) + 1):
+                h = ((h ^ (history[n - k] + 1)) * _MULTIPLIER) & _MASK
+                if k != self.orders[position]:
+                    continue
+                table = self.tables[position]
+                i = table.find_one(h >> 32)
+                if i < 0:
+                    break
+                lo, hi = int(table.starts[i]), int(table.starts[i + 1])
+                if hi <= lo:                      # a damaged table: no context has no bytes
+                    break
+                segments.append((row, table, lo, hi))
+                position += 1
+            buckets.append(position)
+        scale = [1.0] * len(histories)                                                      # (R,) Π λ of a row
+        if not segments:
+            return [(self.unigram, 0) for _ in histories]
+        # p_K = Π λ · unigram + Σ_k (Π_{m > k} λ_m) · n(ctx_k, ·) / (n_k + d_k),   λ_k = d_k / (n_k + d_k)
+        widths = np.array([hi - lo for _, _, lo, hi in segments], np.int64)                 # (S,) d_k
+        counts = np.concatenate([t.counts[lo:hi] for _, t, lo, hi in segments]).astype(np.float64)  # (P,)
+        norms = (np.add.reduceat(counts, np.cumsum(widths) - widths) + widths).tolist()      # (S,) n_k + d_k
+        coefficients = [0.0] * len(segments)
+        for s in range(len(segments) - 1, -1, -1):          # highest order first within a row
+            row = segments[s][0]
+            coefficients[s] = scale[row] / norms[s]
+            scale[row] *= (segments[s][3] - segments[s][2]) / norms[s]
+        rows = np.array([row for row, *_ in segments], np.int64)
+        targets = np.repeat(rows * 256, widths) + np.concatenate([t.next_bytes[lo:hi] for _, t, lo, hi in segments])
+        weights = counts * np.repeat(coefficients, widths)                                  # (P,)
+        p = np.bincount(targets, weights, minlength=256 * len(histories)).reshape(len(histories), 256)
+        p += np.array(scale)[:, None] * self.unigram                                        # (R, 256)
+        return [(p[row], buckets[row]) if buckets[row] else (self.unigram, 0) for row in range(len(histories))]
+
+    def target_probs(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """p_ngram of every byte data[1:] given the bytes before it, and each one's bucket: (N − 1,) each."""
+        a = np.frombuffer(data, np.uint8)
+        keys = dict(context_keys(a, self.orders))
+        p = self.unigram[a].astype(np.float64)                                       # (N,)
+        bucket = np.zeros(len(a), np.int64)
+        alive = np.ones(len(a), bool)                 # no shorter context missing (as `probs` stops)
+        for position, (table, (pairs, totals)) in enumerate(zip(self.tables, self._whole_text_lookup())):
+            index = table.find(keys[table.order])                                    # (N,)
+            index[:table.order] = -1
+            alive &= index >= 0
+            safe = np.maximum(index, 0)
+            total = totals[safe] if len(table.keys) else np.zeros(len(a))
+            distinct = np.diff(table.starts.astype(np.int64))[safe] if len(table.keys) else np.zeros(len(a))
+            wanted = safe * 256 + a
+            at = np.minimum(np.searchsorted(pairs, wanted), max(len(pairs) - 1, 0))
+            joint = np.where(pairs[at] == wanted, table.counts[at], 0) if len(pairs) else np.zeros(len(a))
+            p = np.where(alive, (joint + distinct * p) / np.maximum(total + distinct, 1), p)
+            bucket = np.where(alive, position + 1, bucket)
+        return p[1:], bucket[1:]
+
+
+def build_ngram(data: bytes, orders: tuple[int, ...] = ORDERS, min_count: int = MIN_COUNT) -> NgramModel:
+    """Count `data`: per order, the contexts seen at least `min_count` times and what followed them."""
+    if not orders or list(orders) != sorted(set(orders)) or orders[0] < 1 or orders[-1] > 64:
+        raise ValueError("orders must be distinct, ascending, between 1 and 64")
+    if min_count < 1:
+        raise ValueError("min_count must be at least 1")
+    a = np.frombuffer(data, np.uint8)
+    unigram = np.bincount(a, minlength=256).astype(np.float64) + 1.0
+    tables = []
+    for k, context in context_keys(a, orders):
+        keys, inverse, seen = np.unique(context[k:], return_inverse=True, return_counts=True)  # (C,), (N − k,)
+        kept = seen[inverse] >= min_count                                                  # (N − k,)
+        pairs, counts = np.unique(inverse[kept].astype(np.int64) * 256 + a[k:][kept], return_counts=True)  # (P,)
+        contexts, starts = np.unique(pairs // 256, return_index=True)                      # (C',)
+        tables.append(OrderTable(k, keys[contexts], np.append(starts, len(pairs)).astype(np.uint32),
+                                 (pairs % 256).astype(np.uint8), np.minimum(counts, MAX_COUNT).astype(np.uint16)))
+    return NgramModel(tables, unigram / unigram.sum(), min_count)
+
+
+def save_ngram(model: NgramModel, folder: str | os.PathLike) -> None:
+    """Write the table as one .npy file per array into the new `folder` (the caller writes into a
+    folder it renames into place); .npy, not .npz, so that loading can map them without reading."""
+    folder = Path(folder)
+    folder.mkdir()
+    if model.folder is not None and _linked_or_copied(model.folder, folder):
+        return
+    arrays: dict[str, np.ndarray] = {"orders": np.array(model.orders, np.int64),
+                                     "min_count": np.array(model.min_count, np.int64),
+                                     "unigram": model.unigram.astype(np.float64)}
+    for t in model.tables:
+        arrays.update({f"k{t.order}.keys": t.keys, f"k{t.order}.starts": t.starts,
+                       f"k{t.order}.next_bytes": t.next_bytes, f"k{t.order}.counts": t.counts})
+    for name, array in arrays.items():
+        with open(folder / f"{name}.npy", "wb") as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _linked_or_copied(source: Path, folder: Path) -> bool:
+    """Give `folder` the files of a saved table: hard links where the file system allows (a model
+    fine-tuned from the default shares its table, files are never written in place), else copies.
+    False, `folder` left empty, where the source is gone."""
+    names = sorted(path.name for path in source.glob("*.npy")) if source.is_dir() else []
+    if not names:
+        return False
+    for name in names:
+        try:
+            os.link(source / name, folder / name)
+        except OSError:
+            shutil.copy2(source / name, folder / name)
+    return True
+
+
+def _read_only_what_is_used(array: np.ndarray) -> None:
+    """Tell the kernel the mapping is read at random: without it, every page a lookup touches reads
+    ahead the pages around it from disk, and a few dozen suggestions bring the whole table into
+    memory (31 completions from a cold page cache: 95 MB of the table resident without, 48 MB with;
+    where the files are in the page cache already, Neovim's host maps cached neighbours either way,
+    memory the page cache holds anyway)."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mapping.madvise(mmap.MADV_RANDOM)
+
+
+def load_ngram(folder: str | os.PathLike) -> NgramModel:
+    """Map a table written by `save_ngram` (the editor touches only the pages its lookups read, so
+    the table costs no time to load and little memory), its arrays' types and lengths checked;
+    NgramFileError says what is wrong. What their values could break is checked where they are used."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NgramFileError(f"{folder}: missing, or not a folder")
+
+    def array(name: str, dtype: str, ndim: int = 1, mapped: bool = True) -> np.ndarray:
+        """One array: a regular file whose size is what its header says; mapped, or (the few small
+        ones) read, once its header is checked."""
+        path = folder / f"{name}.npy"
+        try:
+            with open_regular(path) as f:
+                shape, fortran, found, size = read_npy_header(f)
+                if found != np.dtype(dtype) or len(shape) != ndim:
+                    raise NgramFileError(f"{path}: {found} with {len(shape)} dimensions, expected {dtype} with {ndim}")
+                if os.fstat(f.fileno()).st_size != f.tell() + size:
+                    raise NgramFileError(f"{path}: unusable ({os.fstat(f.fileno()).st_size:,} bytes where its "
+                                         f"header says {f.tell() + size:,}); build the table again")
+                if not mapped and size > MAX_READ_ARRAY_BYTES:
+                    raise NgramFileError(f"{path}: {size:,} bytes, more than such an array ever holds")
+                order = "F" if fortran else "C"
+                value = np.memmap(f, found, "r", f.tell(), shape, order) if mapped \
+                    else np.frombuffer(f.read(size), found).reshape(shape, order=order)
+        except FileNotFoundError:
+            raise NgramFileError(f"{path}: missing") from None
+        except NgramFileError:
+            raise
+        except RefusedFile as exc:
+            raise NgramFileError(str(exc)) from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise NgramFileError(f"{path}: unusable ({exc}); an n-gram table holds plain arrays of numbers") from None
+        if mapped:
+            _read_only_what_is_used(value)
+        return value
+
+    orders = tuple(int(k) for k in array("orders", "int64", mapped=False))
+    if not orders or list(orders) != sorted(set(orders)) or orders[0] < 1 or orders[-1] > 64:
+        raise NgramFileError(f"{folder}: orders {orders} must be distinct, ascending, between 1 and 64")
+    unigram = array("unigram", "float64", mapped=False)
+    if unigram.shape != (256,) or not np.all(unigram > 0) or abs(unigram.sum() - 1) > 1e-6:
+        raise NgramFileError(f"{folder}: unigram must be 256 positive probabilities summing to 1")
+    tables = []
+    for k in orders:
+        keys, starts = array(f"k{k}.keys", "uint32"), array(f"k{k}.starts", "uint32")
+        next_bytes, counts = array(f"k{k}.next_bytes", "uint8"), array(f"k{k}.counts", "uint16")
+        if len(starts) != len(keys) + 1 or len(counts) != len(next_bytes) or starts[0] != 0 \
+                or starts[-1] != len(next_bytes):
+            raise NgramFileError(f"{folder}: order {k}'s arrays do not agree in length")
+        tables.append(OrderTable(k, *(np.asarray(a) for a in (keys, starts, next_bytes, counts))))   # plain views:
+    return NgramModel(tables, unigram, int(array("min_count", "int64", 0, mapped=False)), folder=folder)  # 2× faster
+
+
+def default_weights(model: NgramModel) -> tuple[float, ...]:
+    """One mixing weight per bucket (no context found, then each order) before any are fitted."""
+    return (DEFAULT_WEIGHT,) * (len(model.orders) + 1)
+
+
+def fit_ngram_weights(model: NgramModel, gru_probs: np.ndarray, sample: bytes) -> tuple[float, ...]:
+    """The mixing weight per bucket that fits held-out `sample` best, given the GRU's probabilities
+    of its bytes sample[1:] (`mixing.fit_bucket_weights`)."""
+    ngram_probs, buckets = model.target_probs(sample)
+    fitted = fit_bucket_weights(gru_probs, ngram_probs, buckets, default_weights(model), max_weight=0.95, steps=96)
+    return tuple(round(w, 4) for w in fitted)

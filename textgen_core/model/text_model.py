@@ -1,0 +1,160 @@
+"""A loaded model: the Python API of DESIGN.md (`load_model`, `.complete`, `.bits_per_char`)."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from textgen_core.memory.adaptation import learning_target_probs
+from textgen_core.model.config import ModelInfo
+from textgen_core.decode import Backend, DecodeOptions, PartialCallback, decode
+from textgen_core.model.probabilities import log_softmax
+from textgen_core.memory.match import MatchMixer
+from textgen_core.model.files import Weights, load_model_folder, read_ngram
+from textgen_core.memory.ngram import NgramModel
+from textgen_core.model.numpy_gru import NumpyGRU
+from textgen_core.model.registry import resolve_model_path
+from textgen_core.model.vocab import encode, to_ids
+
+BACKENDS = ("numpy", "tensorflow")
+# The GRU reads at most WINDOW_BYTES of context (it forgets what lies further back anyway); the
+# window starts at a multiple of WINDOW_STEP so that the engine can cache states. The match model
+# sees the whole context.
+WINDOW_BYTES = 320
+WINDOW_STEP = 64
+BPC_CHUNK = 65536
+
+
+def make_backend(name: str, info: ModelInfo, weights: Weights) -> Backend:
+    """The sampler backend by name; TensorFlow is imported only when asked for."""
+    if name == "numpy":
+        return NumpyGRU(info.config, weights)
+    if name == "tensorflow":
+        from textgen_core.model.tf_backend import TensorFlowGRU
+        return TensorFlowGRU(info.config, weights)
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def context_window(data: bytes, end_offset: int, window_bytes: int, window_step: int) -> bytes:
+    """The bytes the model reads: at most `window_bytes`, starting at a multiple of `window_step`
+    counted from the start of the document, so the start moves only every `window_step` bytes."""
+    if end_offset <= window_bytes:
+        start = 0
+    else:
+        start = -(-(end_offset - window_bytes) // window_step) * window_step    # ceil to the step
+    keep = end_offset - start
+    return data[max(0, len(data) - keep):]
+
+
+class TextModel:
+    """A char-GRU ready to continue text; immutable after loading, safe to share between threads."""
+
+    def __init__(self, info: ModelInfo, weights: Weights, backend: str = "numpy",
+                 path: Path | None = None, use_match: bool = True, ngram: NgramModel | None = None) -> None:
+        """`use_match=False`: the GRU alone, without the buffer or the corpus n-gram mixed in."""
+        self.info = info
+        self.path = path
+        self.weights = weights                       # read-only: backends fold their own copies
+        self.ngram = ngram
+        self.backend: Backend = make_backend(backend, info, weights)
+        self.mixer: MatchMixer | None = mixer_from_info(info, ngram) if use_match else None
+
+    def with_weights(self, weights: Weights) -> "TextModel":
+        """The same model (info, backend, n-gram, match mixing) with other weights of the same shapes."""
+        return TextModel(self.info, weights, backend=self.backend.name, path=self.path,
+                         use_match=self.mixer is not None, ngram=self.ngram)
+
+    @property
+    def name(self) -> str:
+        return self.info.name or (self.path.name if self.path else "model")
+
+    @property
+    def config(self):
+        return self.info.config
+
+    # -- the state after a context -------------------------------------------------------------
+    def prime(self, data: bytes, state=None) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Logits (256,) after `data` and the state; an empty context starts from a newline."""
+        if not data:
+            data = b"\n"
+        return self.backend.prime(to_ids(data), state)
+
+    # -- Python API ----------------------------------------------------------------------------
+    def complete(self, context: str, max_chars: int = 80, stop_at_newline: bool = True,
+                 temperature: float = 0.0, seed: int | None = None, n: int = 1, top_k: int = 0,
+                 top_p: float = 1.0, beam_width: int = 1, stop_at_word_end: bool = False,
+                 max_context_bytes: int = 65536, on_partial: PartialCallback | None = None,
+                 should_cancel: Callable[[], bool] | None = None) -> str | list[str]:
+        """Continue `context`; deterministic (greedy) unless a temperature or seed is given.
+
+        Returns one string, or a list of up to `n` distinct alternatives when n > 1.
+        """
+        if seed is not None and temperature == 0:
+            temperature = 0.8
+        options = DecodeOptions(max_chars=max_chars, stop_at_newline=stop_at_newline, temperature=temperature,
+                                seed=seed, n=n, top_k=top_k, top_p=top_p, beam_width=beam_width,
+                                stop_at_word_end=stop_at_word_end)
+        texts = self.continue_bytes(encode(context)[-max_context_bytes:], options, on_partial, should_cancel)
+        return texts if n > 1 else texts[0]
+
+    def continue_bytes(self, data: bytes, options: DecodeOptions, on_partial: PartialCallback | None = None,
+                       should_cancel: Callable[[], bool] | None = None, end_offset: int | None = None,
+                       window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP) -> list[str]:
+        """Continue the bytes `data`: the GRU reads its window of them, the match model all of them."""
+        window = context_window(data, len(data) if end_offset is None else end_offset, window_bytes, window_step)
+        logits, state = self.prime(window)
+        return decode(self.backend, state, logits, options, on_partial, should_cancel,
+                      memory=data or b"\n", mixer=self.mixer)
+
+    def bits_per_char(self, text: str | bytes, learn: bool = False) -> float:
+        """Average bits per byte to encode `text` (the first byte predicted after a newline); with
+        `learn`, the GRU learns the text as it reads it (`adaptation.learning_target_probs`)."""
+        data = text if isinstance(text, bytes) else encode(text)
+        if not data:
+            raise ValueError("bits_per_char needs a non-empty text")
+        if learn:
+            probs = learning_target_probs(self.config, self.weights, b"\n" + data)
+        else:
+            probs = self.target_probs(b"\n" + data)
+        if self.mixer is not None:
+            probs = self.mixer.mix_targets(b"\n" + data, probs)
+        return float(-np.log2(np.maximum(probs, 1e-300)).mean())
+
+    def target_probs(self, data: bytes) -> np.ndarray:
+        """The GRU's probability of each byte data[1:] given the bytes before it: (N - 1,)."""
+        ids = to_ids(data)
+        state = None
+        chunks = []
+        for start in range(0, len(ids) - 1, BPC_CHUNK):
+            targets = ids[start + 1:start + 1 + BPC_CHUNK]
+            logits, state = self.backend.prime(ids[start:start + len(targets)], state, all_logits=True)  # (T, 256)
+            log_probs = log_softmax(logits.astype(np.float64))                                # (T, 256)
+            chunks.append(np.exp(log_probs[np.arange(len(targets)), targets]))                 # (T,)
+        return np.concatenate(chunks)
+
+
+def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None) -> MatchMixer:
+    """The model's learned mixing weights (those fitted with its n-gram where it has one), or the
+    defaults for those it has none of (or unusable ones)."""
+    fitted = info.match.get("with_ngram") if ngram is not None else info.match
+    learned = {}
+    for key in ("weights", "word_weights", "ngram_weights"):
+        try:
+            MatchMixer(ngram=ngram, **{key: tuple(fitted[key])})          # validates them alone
+            learned[key] = tuple(fitted[key])
+        except (KeyError, TypeError, ValueError):
+            pass
+    return MatchMixer(ngram=ngram, **learned)
+
+
+def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy",
+               use_match: bool = True) -> TextModel:
+    """Load a model folder by name (user models, then shipped ones) or path, validated as data."""
+    path = resolve_model_path(name_or_path)
+    info, weights = load_model_folder(path)
+    if not info.name:
+        info = replace(info, name=path.name)
+    return TextModel(info, weights, backend=backend, path=path, use_match=use_match, ngram=read_ngram(path))

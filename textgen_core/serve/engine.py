@@ -1,0 +1,438 @@
+"""The completion engine: one background worker that turns "text before the cursor" into suggestions.
+
+Why it feels instant:
+- latest wins: a newer request for the same key (buffer) replaces a pending one and cancels a
+  running one between decoding steps, so the worker never works for text that is gone;
+- the model reads a bounded window of the context whose start is aligned to the document
+  (multiples of `window_step` bytes), so the GRU state for a window prefix can be cached: typing one
+  more character costs one GRU step, whatever the size of the buffer or the cursor's place;
+- states are cached by the exact bytes they have read (checkpoints every `checkpoint_every` bytes),
+  so an edit or a jump reuses the longest unchanged prefix and gives the same result as a fresh start;
+- while idle, the worker warms the state of the next window start, so the window sliding forward
+  does not cost a full re-read on the keystroke that crosses the boundary;
+- results stream: the callback sees the growing text before decoding ends;
+- requests that ask to `learn` let the model learn the text they carry (`learning`) while the
+  worker is idle, a chunk at a time so that a keystroke waits for one chunk at most.
+
+The worker takes one job at a time: a request to serve, a window to warm, text to learn, in that
+order. It is the only thread that touches the caches; callers only enqueue. States are numpy arrays
+that are never written after creation.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
+from typing import Callable, Hashable
+
+import numpy as np
+
+from textgen_core.memory.adaptation import LEARNING_RATE
+from textgen_core.lru import LruCache
+from textgen_core.decode import DecodeCancelled, DecodeOptions, decode
+from textgen_core.serve.learning import LEARN_BLOCK, LEARN_LAG, Learning  # noqa: F401 (LEARN_*: for callers and tests)
+from textgen_core.model.text_model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
+from textgen_core.model.vocab import encode, to_ids
+
+log = logging.getLogger(__name__)
+
+State = tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What the callback receives: growing partial results, then one final result."""
+
+    request_id: int
+    key: Hashable
+    texts: tuple[str, ...]
+    final: bool
+    elapsed_ms: float
+    error: str | None = None
+
+
+CompletionCallback = Callable[[Completion], None]
+
+
+@dataclass
+class Request:
+    """A job: complete `data` for `key` and call back."""
+
+    id: int
+    key: Hashable
+    data: bytes          # the context, UTF-8
+    end_offset: int      # byte offset of the end of `data` in the whole document
+    options: DecodeOptions
+    callback: CompletionCallback
+    submitted: float
+    learn: bool = False
+
+
+@dataclass(frozen=True)
+class WarmJob:
+    """A job: prime the state of `window`, the window the next slide of `key`'s context will need."""
+
+    key: Hashable
+    window: bytes
+
+
+@dataclass(frozen=True)
+class LearnJob:
+    """A job: learn the text of `request` (`Learning`)."""
+
+    request: Request
+
+
+Job = Request | WarmJob | LearnJob
+
+
+class StateCache:
+    """GRU states (and next-byte logits) keyed by the exact window bytes read from a zero state."""
+
+    def __init__(self, model: TextModel, checkpoint_every: int, max_entries: int) -> None:
+        self.model = model
+        self.every = checkpoint_every
+        self._entries: LruCache[bytes, tuple[np.ndarray, State]] = LruCache(max_entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _get(self, key: bytes):
+        return self._entries.get(key)
+
+    def _put(self, key: bytes, logits: np.ndarray, state: State) -> None:
+        self._entries.put(key, (logits, state))
+
+    def longest_prefix(self, window: bytes) -> tuple[int, np.ndarray | None, State | None]:
+        """Length of the longest cached prefix of `window` (the last few lengths, then checkpoints)."""
+        m = len(window)
+        for length in range(m, max(0, m - 8), -1):
+            entry = self._get(window[:length])
+            if entry is not None:
+                return length, entry[0], entry[1]
+        for length in range((m - 1) // self.every * self.every, 0, -self.every):
+            entry = self._get(window[:length])
+            if entry is not None:
+                return length, entry[0], entry[1]
+        return 0, None, None
+
+    def state_for(self, window: bytes,
+                  should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, State] | None:
+        """Logits and state after reading `window` from a zero state; checkpoints along the way.
+
+        Returns None when `should_stop()` became true between checkpoints (progress is kept).
+        """
+        if not window:
+            window = b"\n"
+        done, logits, state = self.longest_prefix(window)
+        backend = self.model.backend
+        ids = to_ids(window)
+        while done < len(window):
+            if should_stop is not None and should_stop():
+                return None
+            end = min(len(window), (done // self.every + 1) * self.every)
+            logits, state = backend.prime(ids[done:end], state)
+            done = end
+            self._put(window[:done], logits, state)
+        return logits, state
+
+
+class Engine:
+    """Serves completion requests on one worker thread; callers never block."""
+
+    def __init__(self, model: TextModel, window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP,
+                 checkpoint_every: int = 16, cache_entries: int = 4096, warm: bool = True,
+                 learning_rate: float = LEARNING_RATE) -> None:
+        if not 0 < window_step <= window_bytes // 2:
+            raise ValueError("window_step must be positive and at most half of window_bytes")
+        self.window_bytes = window_bytes
+        self.window_step = window_step
+        self.checkpoint_every = checkpoint_every
+        self.cache_entries = cache_entries
+        self.warm_enabled = warm
+        self._model = model
+        self._cache: StateCache | None = None
+        self._ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self._pending: OrderedDict[Hashable, Request] = OrderedDict()
+        self._latest: dict[Hashable, int] = {}
+        self._warm_jobs: OrderedDict[Hashable, WarmJob] = OrderedDict()
+        self._learn_jobs: OrderedDict[Hashable, LearnJob] = OrderedDict()
+        self._learning = Learning(learning_rate)        # the worker's
+        self._learning_now = False
+        self._idle = False
+        self._closing = False
+        self.last_latency_ms: float | None = None
+        self.latencies_ms: deque[float] = deque(maxlen=200)
+        self.served = 0
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name="textgen-engine", daemon=True)
+        self._thread.start()
+
+    # -- caller side ---------------------------------------------------------------------------
+    @property
+    def model(self) -> TextModel:
+        return self._model
+
+    def set_model(self, model: TextModel) -> None:
+        """Use `model` from the next request on; states cached for the old model, and what was
+        learned on top of it, are dropped."""
+        self._model = model
+
+    @property
+    def learned_model(self) -> TextModel | None:
+        """The model with the learned weights that answer `learn` requests; None before the first
+        `LEARN_BLOCK` bytes are learned."""
+        return self._learning.model_for(self._model)
+
+    @property
+    def learned_bytes(self) -> int:
+        """Bytes the serving weights have learned on top of the model (0: none, or not learning)."""
+        return self._learning.learned_bytes(self._model)
+
+    @property
+    def learning(self) -> bool:
+        """Whether there is text left to learn, or the worker is learning it now."""
+        return self._learning_now or bool(self._learn_jobs)
+
+    def learned_up_to(self, key: Hashable) -> int | None:
+        """The document offset up to which the text of `key` has been learned; None if none was."""
+        return self._learning.learned_up_to(key)
+
+    def submit(self, key: Hashable, context: str, options: DecodeOptions, callback: CompletionCallback,
+               end_offset: int | None = None, learn: bool = False) -> int:
+        """Queue a completion of `context` for `key`, replacing any older one for that key.
+
+        `end_offset` is the byte offset of the end of `context` in the whole document; give it when
+        `context` is only a tail, so that windows stay aligned to the document. With `learn`, the
+        suggestion comes from the weights learned so far, and the model learns `context` once idle.
+        """
+        data = encode(context)
+        request = Request(id=next(self._ids), key=key, data=data,
+                           end_offset=len(data) if end_offset is None else max(end_offset, len(data)),
+                           options=options, callback=callback, submitted=time.perf_counter(), learn=learn)
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the engine is closed")
+            self._latest[key] = request.id
+            self._pending.pop(key, None)
+            self._pending[key] = request
+            self._cond.notify()
+        return request.id
+
+    def cancel(self, key: Hashable) -> None:
+        """Forget the pending or running request for `key`; its callback will not be called again."""
+        with self._cond:
+            self._latest[key] = next(self._ids)
+            self._pending.pop(key, None)
+            self._warm_jobs.pop(key, None)
+            self._learn_jobs.pop(key, None)
+
+    def pending_count(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the worker has nothing left to do (requests, warming, learning); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._idle or self._has_jobs():
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker (a running decode is cancelled between steps) and wait for it."""
+        with self._cond:
+            self._closing = True
+            self._pending.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- worker side ---------------------------------------------------------------------------
+    def _is_stale(self, request: Request) -> bool:
+        return self._closing or self._latest.get(request.key) != request.id
+
+    def _has_jobs(self) -> bool:
+        return bool(self._pending or self._warm_jobs or self._learn_jobs)
+
+    def _should_stop(self) -> bool:
+        """Whether background work (warming, learning, priming) should give way: a request came, or
+        the engine closes."""
+        return bool(self._pending) or self._closing
+
+    def _next_job(self) -> Job | None:
+        with self._cond:
+            while not self._closing and not self._has_jobs():
+                self._idle = True
+                self._cond.notify_all()
+                self._cond.wait()
+            self._idle = False
+            if self._closing:
+                return None
+            if self._pending:
+                return self._pending.popitem(last=False)[1]
+            if self._warm_jobs:
+                return self._warm_jobs.popitem(last=False)[1]
+            self._learning_now = True
+            return self._learn_jobs.popitem(last=False)[1]
+
+    def _run(self) -> None:
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            try:
+                self._forget_learning_of_an_old_model()
+                match job:
+                    case Request():
+                        self._serve(job)
+                    case WarmJob():
+                        self._warm(job)
+                    case LearnJob():
+                        try:
+                            self._learn(job.request)
+                        finally:
+                            self._learning_now = False
+            except Exception:   # the worker must survive anything a model or callback does
+                log.exception("textgen engine: job failed")
+
+    def _cache_for(self, model: TextModel) -> StateCache:
+        if self._cache is None or self._cache.model is not model:
+            self._cache = StateCache(model, self.checkpoint_every, self.cache_entries)
+        return self._cache
+
+    def _serving(self, request: Request) -> TextModel:
+        """The model a request is answered with: the learned weights if it asks for them and there
+        are any for the current model."""
+        learned = self.learned_model if request.learn else None
+        return learned if learned is not None else self._model
+
+    def _serve(self, request: Request) -> None:
+        model = self._serving(request)
+        cache = self._cache_for(model)
+        should_cancel = lambda: self._is_stale(request)  # noqa: E731
+        emitter = _PartialEmitter(request, lambda: self._is_stale(request))
+        try:
+            window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+            primed = cache.state_for(window, should_cancel)
+            if primed is None:
+                return
+            logits, state = primed
+            texts = decode(model.backend, state, logits, replace(request.options, stream_every=1),
+                           on_partial=emitter, should_cancel=should_cancel, memory=request.data or b"\n",
+                           mixer=model.mixer)
+        except DecodeCancelled:
+            return
+        except Exception as exc:
+            self.errors += 1
+            log.exception("textgen engine: completion failed")
+            if not self._is_stale(request):
+                request.callback(Completion(request.id, request.key, (), True, _ms_since(request.submitted),
+                                            error=f"{exc.__class__.__name__}: {exc}"))
+            return
+        if self._is_stale(request):
+            return
+        elapsed = _ms_since(request.submitted)
+        self.last_latency_ms = elapsed
+        self.latencies_ms.append(elapsed)
+        self.served += 1
+        request.callback(Completion(request.id, request.key, tuple(texts), True, elapsed))
+        if self.warm_enabled:
+            self._schedule_warm(request, window)
+        if request.learn:
+            with self._cond:
+                if self._latest.get(request.key) == request.id:
+                    self._learn_jobs[request.key] = LearnJob(request)
+
+    def _schedule_warm(self, request: Request, window: bytes) -> None:
+        """Queue the window the next slide will need: the same end, starting one step later."""
+        n = request.end_offset
+        if n <= self.window_bytes - self.window_step:
+            return
+        upcoming = window[self.window_step:]
+        if len(upcoming) < self.checkpoint_every:
+            return
+        with self._cond:
+            if self._latest.get(request.key) == request.id:
+                self._warm_jobs[request.key] = WarmJob(request.key, upcoming)
+
+    def _warm(self, job: WarmJob) -> None:
+        cache = self._cache                                      # that of the model that served last
+        if cache is None:
+            return
+        usable = len(job.window) // self.checkpoint_every * self.checkpoint_every
+        cache.state_for(job.window[:usable], should_stop=self._should_stop)
+
+    def _forget_learning_of_an_old_model(self) -> None:
+        """After `set_model`, free what was learned on the old model and its states (worker side)."""
+        if self._learning.follow(self._model) and self._cache is not None and self._cache.model is not self._model:
+            self._cache = None
+
+    def _learn(self, request: Request) -> None:
+        """Learn the request's text until a request comes; serve from the learned weights once they
+        are swapped in; go on at the next idle moment if text is left."""
+        base = self._model
+        learned = self._learning.learn(
+            base, request,
+            interrupted=lambda: self._should_stop() or self._model is not base,
+            primed_cache=lambda weights: self._primed_cache(weights, request))
+        if learned.cache is not None:
+            self._cache = learned.cache
+        elif learned.more and self._model is base and not self._closing:
+            with self._cond:                                     # go on once idle again
+                self._learn_jobs.setdefault(request.key, LearnJob(request))
+
+    def _primed_cache(self, model: TextModel, request: Request) -> StateCache | None:
+        """A state cache for `model` with the request's window primed; None if a request came first."""
+        cache = StateCache(model, self.checkpoint_every, self.cache_entries)
+        window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+        return cache if cache.state_for(window, should_stop=self._should_stop) is not None else None
+
+
+class _PartialEmitter:
+    """Forwards growing partial texts to the callback: the first visible text at once, then when
+    it has grown by a few bytes or a few milliseconds have passed."""
+
+    def __init__(self, request: Request, is_stale: Callable[[], bool]) -> None:
+        self.request = request
+        self.is_stale = is_stale
+        self.every = max(1, request.options.stream_every)
+        self.last: tuple[str, ...] = ()
+        self.last_time = 0.0
+        self.steps = 0
+
+    def __call__(self, texts: list[str]) -> None:
+        self.steps += 1
+        current = tuple(texts)
+        if not current[0] or current == self.last:
+            return
+        now = time.perf_counter()
+        if self.last and self.steps % self.every and now - self.last_time < 0.005:
+            return
+        if self.is_stale():
+            return
+        self.last, self.last_time = current, now
+        self.request.callback(Completion(self.request.id, self.request.key, current, False,
+                                         _ms_since(self.request.submitted)))
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def fresh_completion(model: TextModel, context: str, options: DecodeOptions, end_offset: int | None = None,
+                     window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP) -> list[str]:
+    """What the engine computes for a request, without any cache: the reference for tests."""
+    data = encode(context)
+    return model.continue_bytes(data, options, end_offset=end_offset, window_bytes=window_bytes,
+                                window_step=window_step)
