@@ -15,7 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
-
 from bench.quality import CONTEXT_CHARS, heldout_texts  # noqa: E402
 from bench.word_search import GRU_WINDOW  # noqa: E402
 from textgen_core import load_model  # noqa: E402

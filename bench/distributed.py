@@ -1,9 +1,10 @@
 """Training throughput of 1 worker against 2 local workers (`--strategy multiworker`, CPU, 127.0.0.1).
 
 Every variant runs `textgen train` on the same streamed files (the Python part of the project's
-corpus: 686 files, 11 MB) for the same number of steps, each worker a fresh process. The rate is timed from the chief's progress
-events as they arrive, within epochs after the first (so start-up, tracing and the validation passes
-are left out): steps per second, and training bytes per second (steps × sequence length × global batch).
+corpus: 686 files, 11 MB) for the same number of steps, each worker a fresh process. The rate is timed
+from the chief's progress events as they arrive, within epochs after the first (so start-up, tracing and
+the validation passes are left out): steps per second, and training bytes per second (steps × sequence
+length × global batch).
 Usage: python bench/distributed.py [--size 64x256x1] [--steps-per-epoch 30] [--epochs 3]
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from textgen_core.train.corpus import select  # noqa: E402
 from tests.test_distributed import free_ports  # noqa: E402
+from textgen_core.train.corpus import select  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
 
 SEQ_LEN = 128

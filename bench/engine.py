@@ -18,14 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
 import numpy as np  # noqa: E402
 
+import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
 from bench.decode import random_weights  # noqa: E402
 from textgen_core import ModelConfig, ModelInfo, TextModel, load_model  # noqa: E402
-from textgen_core.train.corpus import select  # noqa: E402
 from textgen_core.decode import DecodeOptions  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.train.corpus import select  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
 
 PLUGIN_TAIL_CHARS = 4096

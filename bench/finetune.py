@@ -116,7 +116,8 @@ def main() -> None:
         print(f"   val bpc on the last 10%: {before:.3f} → {after:.3f} ({(before - after) / before * 100:.0f}% lower); "
               + (f"trainer's own held-out bpc {last.get('before'):.3f} → {last.get('after'):.3f}, "
                  f"fell 25% at {first_25:.0f} s" if first_25 else "trainer's own held-out bpc did not fall 25%"))
-        print(f"   wall time :TextGenTrain → new model in use: {run['wall']:.1f} s (training {last.get('seconds'):.1f} s)")
+        print(f"   wall time :TextGenTrain → new model in use: {run['wall']:.1f} s "
+              f"(training {last.get('seconds'):.1f} s)")
         print(f"   editor while training: {editor_figures(run['gaps'], run['pings'])}")
 
 

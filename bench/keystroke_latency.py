@@ -106,8 +106,8 @@ def run(args: argparse.Namespace, learn: bool | None) -> None:
             nvim.input("A")
         else:
             nvim.input("i")
-        model = wait_for(lambda: lua(nvim, "local h = require('textgen.host'); "
-                                           "return h.model and h.model.name or h.model_error and h.model_error.message"),
+        model = wait_for(lambda: lua(nvim, "local h = require('textgen.host'); return h.model and h.model.name "
+                                           "or h.model_error and h.model_error.message"),
                          timeout=60, what="the model to load")
         info = lua(nvim, "return require('textgen.host').model")
         if not info:

@@ -20,15 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from textgen_core import load_model  # noqa: E402
-from textgen_core.decode import DecodeOptions  # noqa: E402
-from textgen_core.serve.engine import Engine  # noqa: E402
-from textgen_core.train.machine import machine_summary  # noqa: E402
-from textgen_core.model.text_model import TextModel  # noqa: E402
-from textgen_core.model.files import read_ngram  # noqa: E402
-
 from bench.quality import CONTEXT_CHARS, heldout_texts  # noqa: E402
 from tests.nvim_harness import rss_mb  # noqa: E402
+from textgen_core import load_model  # noqa: E402
+from textgen_core.decode import DecodeOptions  # noqa: E402
+from textgen_core.model.files import read_ngram  # noqa: E402
+from textgen_core.model.text_model import TextModel  # noqa: E402
+from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 
 def suggestion_ms(engine: Engine, context: str, options: DecodeOptions) -> tuple[float, int]:
@@ -61,11 +60,13 @@ def main() -> None:
     started = time.perf_counter()
     read_ngram(model.path)
     load_s = time.perf_counter() - started
-    table_mb = sum(t.keys.nbytes + t.starts.nbytes + t.next_bytes.nbytes + t.counts.nbytes for t in model.ngram.tables) / 1e6
+    table_mb = sum(t.keys.nbytes + t.starts.nbytes + t.next_bytes.nbytes + t.counts.nbytes
+                   for t in model.ngram.tables) / 1e6
     plain = TextModel(model.info, model.weights, path=model.path)        # the same model without the table
     print(f"machine: {machine_summary()}")
     print(f"model: {args.model}; n-gram table {model.ngram.contexts:,} contexts, {table_mb:.0f} MB of arrays, "
-          f"read in {load_s:.2f} s; this process {before:.0f} MB before loading the model, {rss_mb(os.getpid()):.0f} MB after")
+          f"read in {load_s:.2f} s; this process {before:.0f} MB before loading the model, "
+          f"{rss_mb(os.getpid()):.0f} MB after")
 
     options = DecodeOptions(max_chars=args.max_chars)
     print(f"{'text':<16} {'ms per suggestion, median / p95':>32} {'ms per suggested byte':>24}")
@@ -83,7 +84,8 @@ def main() -> None:
                     sizes[key] += size
             for key in engines:
                 ordered = sorted(times[key])
-                print(f"{name:<16} {key:<12} {statistics.median(ordered):8.2f} / {ordered[int(0.95 * len(ordered))]:6.2f}"
+                print(f"{name:<16} {key:<12} {statistics.median(ordered):8.2f}"
+                      f" / {ordered[int(0.95 * len(ordered))]:6.2f}"
                       f" {sum(ordered) / max(sizes[key], 1):16.3f}", flush=True)
     finally:
         for engine in engines.values():

@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen_core import load_model  # noqa: E402
-from textgen_core.train.corpus import KINDS, select  # noqa: E402
 from textgen_core.decode import DecodeOptions, accept_words  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.train.corpus import KINDS, select  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
 
 CONTEXT_CHARS = 4096          # what the plugin sends: lua/textgen/context.lua MAX_CONTEXT_BYTES
@@ -66,7 +66,7 @@ def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int =
         request = engine.submit("sim", text[max(0, position - CONTEXT_CHARS):position], options, callback,
                                 end_offset=len(text[:position].encode()), learn=learn)
         with answered:
-            if not answered.wait_for(lambda: request in answers, ANSWER_TIMEOUT_S):
+            if not answered.wait_for(lambda request=request: request in answers, ANSWER_TIMEOUT_S):
                 timeouts += 1
                 engine.cancel("sim")                 # a late answer must not stand for a later keystroke
             suggestion = answers.pop(request, "")

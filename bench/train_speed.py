@@ -101,9 +101,9 @@ def main() -> None:
             continue
         figures = json.loads(run.stdout.strip().splitlines()[-1])
         baseline = baseline or figures
-        ratio = lambda key: figures[key] / baseline[key]  # noqa: E731
-        print(f"{name:<29} {figures['step_bytes_per_s'] / 1000:5.1f} KB/s ×{ratio('step_bytes_per_s'):4.2f}   "
-              f"{figures['bytes_per_s'] / 1000:5.1f} KB/s ×{ratio('bytes_per_s'):4.2f}   "
+        ratio = {key: figures[key] / baseline[key] for key in ("step_bytes_per_s", "bytes_per_s")}
+        print(f"{name:<29} {figures['step_bytes_per_s'] / 1000:5.1f} KB/s ×{ratio['step_bytes_per_s']:4.2f}   "
+              f"{figures['bytes_per_s'] / 1000:5.1f} KB/s ×{ratio['bytes_per_s']:4.2f}   "
               f"{figures['overall_bytes_per_s'] / 1000:5.1f} KB/s   "
               f"val bpc {figures['val_bpc']:.3f} after {figures['seconds']:.0f} s ({figures['steps']} steps)"
               + ("  ← textgen train's default here" if figures["kernel"] == default else ""), flush=True)

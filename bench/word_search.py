@@ -20,13 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
-
 from bench.quality import CONTEXT_CHARS, heldout_texts  # noqa: E402
 from textgen_core import load_model  # noqa: E402
 from textgen_core.decode import DecodeOptions, decode  # noqa: E402
-from textgen_core.train.machine import machine_summary  # noqa: E402
 from textgen_core.memory.match import MatchMixer  # noqa: E402
 from textgen_core.model.text_model import mixer_from_info  # noqa: E402
+from textgen_core.train.machine import machine_summary  # noqa: E402
 
 GRU_WINDOW = 512          # bytes the GRU state is primed on (the engine keeps it cached; not timed here)
 

@@ -28,8 +28,8 @@ def train_tiny_model(out: Path, hidden: int = 64, layers: int = 1, steps: int = 
 
     options = TrainOptions(seq_len=64, batch_size=32, epochs=4, steps_per_epoch=steps // 4,
                            learning_rate=1e-2, patience=4, seed=1)
-    train([TrainingText("tiny.txt", text.encode())], out, config=ModelConfig(embed_dim=16, hidden=hidden, layers=layers),
-          options=options)
+    train([TrainingText("tiny.txt", text.encode())], out,
+          config=ModelConfig(embed_dim=16, hidden=hidden, layers=layers), options=options)
     return out
 
 

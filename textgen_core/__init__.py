@@ -16,11 +16,11 @@ if "numpy" in sys.modules and not _USER_CHOSE_THREADS:
     from textgen_core.model.blas import set_blas_threads
     set_blas_threads(1)
 
-from textgen_core.model.config import ModelConfig, ModelInfo  # noqa: E402
 from textgen_core.decode import DecodeOptions  # noqa: E402
-from textgen_core.model.text_model import TextModel, load_model  # noqa: E402
+from textgen_core.model.config import ModelConfig, ModelInfo  # noqa: E402
 from textgen_core.model.files import ModelFileError  # noqa: E402
 from textgen_core.model.registry import ModelNotFoundError  # noqa: E402
+from textgen_core.model.text_model import TextModel, load_model  # noqa: E402
 
 __all__ = ["DecodeOptions", "ModelConfig", "ModelFileError", "ModelInfo", "ModelNotFoundError",
            "TextModel", "load_model"]

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from textgen_core.model.config import ModelConfig
 from textgen_core.decode import MAX_CHARS, MAX_LINE_BYTES, MAX_LINES, MAX_TEXT_BYTES
+from textgen_core.model.config import ModelConfig
 from textgen_core.model.files import ModelFileError, check_backup_target, check_save_target
 from textgen_core.model.registry import ModelNotFoundError
 from textgen_core.model.safe_read import MB, RefusedFile, open_regular, read_regular, regular_file_size, size_text
@@ -116,7 +116,8 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     average = sub.add_parser("average", help="average models of one architecture into one (a model soup)")
     average.add_argument("models", nargs="+", metavar="MODEL[:WEIGHT]",
-                         help="models (names or folders), each with its share (default 1; shares are scaled to sum to 1)")
+                         help="models (names or folders), each with its share "
+                              "(default 1; shares are scaled to sum to 1)")
     average.add_argument("--out", required=True, help="model folder to write (atomically)")
     average.add_argument("--fit", nargs="+", metavar="FILE", default=[],
                          help="fit the buffer-as-memory weights and measure val bpc on the held-out tails of "
@@ -443,11 +444,11 @@ def _cmd_average(args: argparse.Namespace) -> int:
 def _cmd_ngram(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from textgen_core.memory.ngram import build_ngram
+    from textgen_core.model.files import load_model_folder, save_model_folder
+    from textgen_core.model.registry import resolve_model_path
     from textgen_core.train.held_out import TrainingText, corpus_summary, fit_match_weights, split_texts
     from textgen_core.train.machine import machine_summary
-    from textgen_core.model.files import load_model_folder, save_model_folder
-    from textgen_core.memory.ngram import build_ngram
-    from textgen_core.model.registry import resolve_model_path
 
     check_save_target(args.out)
     if args.min_count < 1:

@@ -1,18 +1,17 @@
 """Learning from the text as it is written: the gradient is TensorFlow's, learning lowers the loss,
 and the engine learns only while idle, serves the learned weights only to requests that ask, and
 drops them with the model."""
-import threading
 
 import numpy as np
 import pytest
 
+from tests.nvim_harness import wait_for
+from textgen_core.decode import DecodeOptions
 from textgen_core.memory.adaptation import CHUNK, OnlineLearner
 from textgen_core.model.config import ModelConfig
-from textgen_core.decode import DecodeOptions
-from textgen_core.serve.engine import LEARN_BLOCK, LEARN_LAG, Engine, fresh_completion
 from textgen_core.model.vocab import to_ids
+from textgen_core.serve.engine import LEARN_BLOCK, LEARN_LAG, Engine, fresh_completion
 
-from tests.nvim_harness import wait_for
 from .test_engine import Collector
 
 OPTIONS = DecodeOptions(max_chars=30)
@@ -165,8 +164,8 @@ def test_edits_above_and_going_back_up_learn_nothing_twice(tiny_model):
 
 
 def test_a_new_model_drops_what_was_learned(tiny_model, tmp_path):
-    from textgen_core import load_model
     from tests.conftest import train_tiny_model
+    from textgen_core import load_model
 
     engine = Engine(tiny_model)
     try:

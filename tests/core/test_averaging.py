@@ -8,14 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from textgen_core import load_model
-from textgen_core.train.averaging import Member, average_models, parse_member
-from textgen_core.model.config import ModelConfig, ModelInfo
-from textgen_core.train.held_out import TrainingText, split_texts, windowed_val_bpc
-from textgen_core.model.files import load_model_folder, save_model_folder
-
 from tests.conftest import TINY_TEXT
 from tests.core.test_cli import textgen
+from textgen_core import load_model
+from textgen_core.model.config import ModelConfig, ModelInfo
+from textgen_core.model.files import load_model_folder, save_model_folder
+from textgen_core.train.averaging import Member, average_models, parse_member
+from textgen_core.train.held_out import TrainingText, split_texts, windowed_val_bpc
 
 
 @pytest.fixture(scope="module")

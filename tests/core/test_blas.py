@@ -61,7 +61,8 @@ def test_a_thread_count_the_user_chose_is_kept():
 
 def test_textgen_core_imported_first_gives_one_thread():
     # The path that sets OPENBLAS_NUM_THREADS before numpy loads its OpenBLAS.
-    out = run_python("import textgen_core, numpy\nfrom textgen_core.model.blas import blas_threads\nprint(blas_threads())")
+    out = run_python("import textgen_core, numpy\n"
+                     "from textgen_core.model.blas import blas_threads\nprint(blas_threads())")
     assert out == ["1"]
 
 

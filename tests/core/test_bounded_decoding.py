@@ -10,12 +10,18 @@ import sys
 import numpy as np
 import pytest
 
-from textgen_core.decode import (MAX_BLANK_RUN, MAX_LINE_BYTES, MAX_LINES, MAX_TEXT_BYTES, MAX_WORD_BYTES,
-                                   DecodeOptions, decode)
-from textgen_core.model.vocab import encode
-
-from tests.nvim_harness import NVIM, REPO
 from tests.core.test_cli import textgen
+from tests.nvim_harness import NVIM, REPO
+from textgen_core.decode import (
+    MAX_BLANK_RUN,
+    MAX_LINE_BYTES,
+    MAX_LINES,
+    MAX_TEXT_BYTES,
+    MAX_WORD_BYTES,
+    DecodeOptions,
+    decode,
+)
+from textgen_core.model.vocab import encode
 
 sys.path.insert(0, str(REPO / "rplugin" / "python3"))
 

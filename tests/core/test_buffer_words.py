@@ -3,8 +3,8 @@ and at a word start, the word that followed the last word and separator the last
 import threading
 
 from textgen_core import load_model
-from textgen_core.memory.buffer_words import MAX_OCCURRENCES, WORD_SEARCH_BYTES, next_word, word_completions
 from textgen_core.decode import DecodeOptions, decode
+from textgen_core.memory.buffer_words import MAX_OCCURRENCES, WORD_SEARCH_BYTES, next_word, word_completions
 from textgen_core.serve.engine import Engine
 
 
@@ -49,7 +49,8 @@ def test_where_the_two_latest_words_differ_the_part_they_share_leads_alone(tiny_
     assert cycled[0] == "ent_" and cycled[1].startswith("ent_width") and cycled[2].startswith("ent_cur")
     one_longer = b"parse(a)\npars = 1\nx = pa"                         # "rs" is shared and a word: offered once
     logits, state = model.prime(one_longer)
-    cycled = decode(model.backend, state, logits, DecodeOptions(max_chars=30, n=2), memory=one_longer, mixer=model.mixer)
+    cycled = decode(model.backend, state, logits, DecodeOptions(max_chars=30, n=2), memory=one_longer,
+                    mixer=model.mixer)
     assert cycled[0] == "rs" and cycled[1].startswith("rse")
     agreeing = b"indent_width = 1\nindent_width = 2\nx = ind"                # one word: it leads, and text follows
     logits, state = model.prime(agreeing)
@@ -74,8 +75,8 @@ def test_streamed_parts_are_prefixes_of_the_final_text_that_starts_with_the_word
             done.set()
 
     try:
-        engine.submit("buf", "we must zonk_the_quux tomorrow.\nthen the zo", DecodeOptions(max_chars=30, stream_every=2),
-                      callback)
+        engine.submit("buf", "we must zonk_the_quux tomorrow.\nthen the zo",
+                      DecodeOptions(max_chars=30, stream_every=2), callback)
         assert done.wait(10)
     finally:
         engine.close()

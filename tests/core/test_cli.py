@@ -109,7 +109,8 @@ def test_an_unwritable_model_folder_gives_a_clear_message(tmp_path):
 
 
 def test_input_errors_come_before_tensorflow_is_imported(tmp_path):
-    code = ("import sys; from textgen_core.cli import main; status = main(['train', sys.argv[1], '--out', sys.argv[2]]); "
+    code = ("import sys; from textgen_core.cli import main; "
+            "status = main(['train', sys.argv[1], '--out', sys.argv[2]]); "
             "print(status, 'tensorflow' in sys.modules)")
     (tmp_path / "empty.txt").write_bytes(b"")
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "empty.txt"), str(tmp_path / "out")],

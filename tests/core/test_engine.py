@@ -5,12 +5,11 @@ import time
 
 import pytest
 
+from tests.conftest import TINY_TEXT, train_tiny_model
 from textgen_core import load_model
 from textgen_core.decode import DecodeOptions
-from textgen_core.serve.engine import Engine, fresh_completion
 from textgen_core.model.text_model import context_window
-
-from tests.conftest import TINY_TEXT, train_tiny_model
+from textgen_core.serve.engine import Engine, fresh_completion
 
 OPTIONS = DecodeOptions(max_chars=30)
 

@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from textgen_core.decode import DecodeOptions
-from textgen_core.serve.engine import Engine
-
 from tests.conftest import TINY_TEXT
 from tests.nvim_harness import rss_mb as process_rss_mb
+from textgen_core.decode import DecodeOptions
+from textgen_core.serve.engine import Engine
 
 
 def rss_mb() -> float:

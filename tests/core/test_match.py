@@ -1,11 +1,10 @@
 """The buffer as memory: the match model recalls names from far back, and never loops on its output."""
 import numpy as np
 
+from tests.conftest import TINY_TEXT
 from textgen_core import load_model
 from textgen_core.decode import RowMemory
-from textgen_core.memory.match import MatchMixer, advance, find_match, fit_weights, match_predictions
-
-from tests.conftest import TINY_TEXT
+from textgen_core.memory.match import MatchMixer, advance, find_match, fit_weights
 
 NAME_FIRST_SEEN = "we call frobnicate_widgets(queue) here.\n"
 

@@ -6,11 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from textgen_core import ModelConfig, load_model
-from textgen_core.decode import DecodeOptions, decode, visible_text
-from textgen_core.model.numpy_gru import NumpyGRU
-
 from tests.conftest import REPO
+from textgen_core import ModelConfig, load_model
+from textgen_core.decode import DecodeOptions, visible_text
+from textgen_core.model.numpy_gru import NumpyGRU
 
 
 def _random_keras_model(config, seed=0):
@@ -55,7 +54,8 @@ def test_training_learns_far_below_the_uniform_baseline(tiny_model_dir):
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert config["metrics"]["val_bpc"] < 4.0, config["metrics"]          # uniform is 8 bits
     assert config["metrics"]["initial_val_bpc"] > 7.0
-    assert config["training"]["corpus"]["files"] == [{"name": "tiny.txt", "bytes": config["training"]["corpus"]["bytes"]}]
+    assert config["training"]["corpus"]["files"] == [{"name": "tiny.txt",
+                                                      "bytes": config["training"]["corpus"]["bytes"]}]
     assert len(config["training"]["corpus"]["sha256"]) == 64
 
 

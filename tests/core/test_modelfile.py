@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from textgen_core import ModelFileError, ModelNotFoundError, load_model
 from textgen_core.model.config import ModelConfig, ModelInfo

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textgen_core import load_model
-from textgen_core.model.files import ModelFileError
-from textgen_core.memory.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
-
 from tests.conftest import TINY_TEXT
 from tests.core.test_cli import textgen
+from textgen_core import load_model
+from textgen_core.memory.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
+from textgen_core.model.files import ModelFileError
 
 CORPUS = TINY_TEXT.encode()[:3000] + "naïve café\n".encode()
 

@@ -12,8 +12,14 @@ import pytest
 
 from tests.conftest import REPO, TINY_TEXT
 from textgen_core.model.config import ModelConfig, ModelInfo
-from textgen_core.model.files import (UnsafeSaveTargetError, check_backup_target, load_model_folder,
-                                    recover_interrupted_save, remove_backup, save_model_folder)
+from textgen_core.model.files import (
+    UnsafeSaveTargetError,
+    check_backup_target,
+    load_model_folder,
+    recover_interrupted_save,
+    remove_backup,
+    save_model_folder,
+)
 from textgen_core.model.scratch import MARKER, PREFIX, remove_left_behind
 
 CONFIG = ModelConfig(embed_dim=4, hidden=8, layers=1)

@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from textgen_core import load_model
-from textgen_core.model.config import ModelConfig, ModelInfo
-from textgen_core.model.files import ModelFileError, load_model_folder, save_model_folder
-from textgen_core.memory.ngram import build_ngram
-
 from tests.conftest import TINY_TEXT
 from tests.core.test_cli import textgen
+from textgen_core import load_model
+from textgen_core.memory.ngram import build_ngram
+from textgen_core.model.config import ModelConfig, ModelInfo
+from textgen_core.model.files import ModelFileError, load_model_folder, save_model_folder
 
 CONFIG = ModelConfig(embed_dim=4, hidden=8, layers=2)
 

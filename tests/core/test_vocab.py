@@ -1,5 +1,6 @@
 """Bytes ⇄ text: every text encodes, decoding never shows half a character, bad bytes never crash."""
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from textgen_core.model.vocab import Utf8Stream, decode_complete, encode, is_probably_binary, to_ids
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from textgen_core import load_model
-from textgen_core.memory import word_votes
 from textgen_core.decode import DecodeOptions, RowMemory, decode, mixed_log_probs
+from textgen_core.memory import word_votes
 from textgen_core.memory.match import MatchMixer, MatchState, match_predictions
-from textgen_core.model.text_model import mixer_from_info
 from textgen_core.memory.word_votes import WordVotes, prefix_start, target_votes, voted_bytes, word_starts
+from textgen_core.model.text_model import mixer_from_info
 
 WEIGHTS = len(word_votes.VOTE_WEIGHTS)
 NO_VOTES = (0.0,) * WEIGHTS

@@ -2,8 +2,8 @@
 with the likeliest first byte."""
 import numpy as np
 
-from textgen_core.memory import word_votes
 from textgen_core.decode import DecodeOptions, Decoding, decode, keys_saved, loop_period, most_useful_next_words
+from textgen_core.memory import word_votes
 from textgen_core.memory.match import MatchMixer
 
 
@@ -40,11 +40,14 @@ TABLE = {SPACE: {A: 0.4, B: 0.35, DOT: 0.25},
          DOT: {SPACE: 1.0}}
 
 
+WORD_BEAM = DecodeOptions(word_beam=4)
+
+
 def _start(backend):
     return backend.logits_after(SPACE), backend.zero_state(1)
 
 
-def best_word(backend, state, logits, options=DecodeOptions(word_beam=4), memory=None, mixer=None) -> bytes:
+def best_word(backend, state, logits, options=WORD_BEAM, memory=None, mixer=None) -> bytes:
     found = most_useful_next_words(Decoding.of(backend, options, memory, mixer), state, logits)
     return found[0][0] if found else b""
 
@@ -109,7 +112,7 @@ def test_the_lead_ends_the_word_so_the_greedy_path_cannot_run_on():
                                C: {SPACE: 0.28, PAREN: 0.21, DOT: 0.21, D: 0.3}, D: {DOT: 1.0},
                                PAREN: {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_words(Decoding.of(backend, DecodeOptions(word_beam=4)), state, logits) == [(b"abc", b"abc ")]
+    assert most_useful_next_words(Decoding.of(backend, WORD_BEAM), state, logits) == [(b"abc", b"abc ")]
     assert decode(backend, state, logits, DecodeOptions(max_chars=4, word_beam=4))[0] == "abc "
 
 
@@ -165,10 +168,10 @@ def test_the_sure_part_of_a_word_is_shown_alone_where_its_end_is_unsure():
     backend = ScriptedBackend({SPACE: {X: 1.0}, X: {Y: 1.0}, Y: {Z: 1.0}, Z: {W: 1.0}, W: {A: 0.5, O: 0.5},
                                A: {DOT: 1.0}, O: {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_words(Decoding.of(backend, DecodeOptions(word_beam=4)), state, logits) == [(b"xyzw", b"xyzw")]
+    assert most_useful_next_words(Decoding.of(backend, WORD_BEAM), state, logits) == [(b"xyzw", b"xyzw")]
     assert decode(backend, state, logits, DecodeOptions(max_chars=20, word_beam=4))[0] == "xyzw"
     cycled = decode(backend, state, logits, DecodeOptions(max_chars=20, word_beam=4, n=3))
-    assert cycled[0] == "xyzw" and cycled[1] in ("xyzwa. ", "xyzwo. ")          # then a whole word (one turn of its loop)
+    assert cycled[0] == "xyzw" and cycled[1] in ("xyzwa. ", "xyzwo. ")  # then a whole word (one turn of its loop)
 
 
 def test_a_words_chance_to_end_adds_up_over_the_bytes_that_end_it():
@@ -178,7 +181,7 @@ def test_a_words_chance_to_end_adds_up_over_the_bytes_that_end_it():
     backend = ScriptedBackend({SPACE: {R: 1.0}, R: {E: 1.0}, E: {T: 0.47, M: 0.47, SPACE: 0.035, DOT: 0.025},
                                T: {DOT: 1.0}, M: {DOT: 1.0}, DOT: {SPACE: 1.0}})
     logits, state = _start(backend)
-    assert most_useful_next_words(Decoding.of(backend, DecodeOptions(word_beam=4)), state, logits) == [(b"re", b"re ")]
+    assert most_useful_next_words(Decoding.of(backend, WORD_BEAM), state, logits) == [(b"re", b"re ")]
 
 
 def test_alternatives_skip_the_sure_part_of_the_buffers_own_word():

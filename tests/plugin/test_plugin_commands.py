@@ -15,8 +15,20 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_TEXT
-from tests.nvim_harness import (NVIM, REPO, buffer_text, ghost, host_pid, idle, lua, mode, not_at_a_prompt,
-                           shared_manifest, start_nvim, wait_for)
+from tests.nvim_harness import (
+    NVIM,
+    REPO,
+    buffer_text,
+    ghost,
+    host_pid,
+    idle,
+    lua,
+    mode,
+    not_at_a_prompt,
+    shared_manifest,
+    start_nvim,
+    wait_for,
+)
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
 
@@ -140,7 +152,8 @@ def test_status_shows_the_corpus_ngram_or_that_it_is_not_built(vim, tiny_model_d
     vim.command(f"TextGenModel {tmp_path / 'counted'}")
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "counted",
              what="the model with an n-gram to load")
-    assert re.search(r"corpus n-gram: 0\.\d M contexts counted in 1 files \(\d+\.\d KB\)", output_of(vim, "TextGenStatus"))
+    assert re.search(r"corpus n-gram: 0\.\d M contexts counted in 1 files \(\d+\.\d KB\)",
+                     output_of(vim, "TextGenStatus"))
     shutil.rmtree(tmp_path / "counted" / "ngram")
     vim.command(f"TextGenModel {tiny_model_dir}")
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
@@ -268,7 +281,8 @@ def test_the_model_in_use_whose_folder_breaks_keeps_serving_from_memory_and_says
     folder = tmp_path / "in use"
     shutil.copytree(tiny_model.path, folder)
     vim.command(f"TextGenModel {folder}")          # one argument: its spaces are its own
-    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).path") == str(folder), what="the copy in use")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).path") == str(folder),
+             what="the copy in use")
     (folder / "weights.npz").write_bytes(b"broken")
     vim.command("messages clear")
     vim.command(f"TextGenModel {folder}")
@@ -350,8 +364,8 @@ def test_checkhealth_finds_everything_in_order(vim):
     vim.command("checkhealth textgen")
     report = buffer_text(vim)
     assert "textgen: Neovim and the Python host" in report
-    for expected in ("Python of textgen's own host", "the host is running", "pynvim", "numpy", "textgen_core", "TensorFlow",
-                     "g:textgen is valid", "model '"):
+    for expected in ("Python of textgen's own host", "the host is running", "pynvim", "numpy", "textgen_core",
+                     "TensorFlow", "g:textgen is valid", "model '"):
         assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
     assert "ERROR" not in report, report
     vim.command("tabclose")
@@ -403,7 +417,7 @@ def test_without_a_loadable_model_one_clear_message_and_nothing_breaks(nvim_with
     wait_for(lambda: "no model named 'no-such-model'" in messages(vim), what="the message")
     for word in (" fox", " jumps", " over"):
         vim.input(word)
-        wait_for(lambda: buffer_text(vim).endswith(word) and idle(vim))
+        wait_for(lambda word=word: buffer_text(vim).endswith(word) and idle(vim))
     vim.input("<Tab>x")
     wait_for(lambda: buffer_text(vim) == "the quick brown fox jumps over\tx", what="typing as usual")
     log = messages(vim)

@@ -6,8 +6,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nvim_harness import (Ghost, Screen, buffer_text, cursor, fresh_buffer, ghost, idle, lua, mode,
-                           start_module_nvim, wait_for)
+from tests.nvim_harness import (
+    Ghost,
+    Screen,
+    buffer_text,
+    cursor,
+    fresh_buffer,
+    ghost,
+    idle,
+    lua,
+    mode,
+    start_module_nvim,
+    wait_for,
+)
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
 
@@ -172,9 +183,9 @@ def test_an_outdated_suggestion_goes_after_linger_ms_even_while_typing_goes_on(v
     assert ghost(vim) is not None
     since = lua(vim, "return vim.uv.now()")
     wait_for(lambda: lua(vim, "return vim.uv.now()") - since >= 500, what="half a second on Neovim's clock")
-    for _ in range(5):
+    for i in range(5):
         vim.input("z")
-        wait_for(lambda: buffer_text(vim).endswith("z" * (_ + 2)), what="the key")
+        wait_for(lambda i=i: buffer_text(vim).endswith("z" * (i + 2)), what="the key")
     assert lua(vim, due_in) <= first_due - 400, "a later key restarted the linger"
     wait_for(lambda: ghost(vim) is None, what="the outdated ghost to go")
     assert buffer_text(vim) == "the qu" + "z" * 6

@@ -8,8 +8,18 @@ import time
 
 import pytest
 
-from tests.nvim_harness import (ghost, host_pid, idle, is_running, lua, mode, not_at_a_prompt, shared_manifest,
-                           start_nvim, wait_for)
+from tests.nvim_harness import (
+    ghost,
+    host_pid,
+    idle,
+    is_running,
+    lua,
+    mode,
+    not_at_a_prompt,
+    shared_manifest,
+    start_nvim,
+    wait_for,
+)
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
 

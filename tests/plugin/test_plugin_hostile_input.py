@@ -7,6 +7,7 @@ RPC on every check)."""
 from __future__ import annotations
 
 import time
+
 import pytest
 
 from tests.conftest import TINY_TEXT

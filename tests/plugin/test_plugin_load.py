@@ -150,7 +150,8 @@ def test_a_minute_of_typing_at_fifty_keys_a_second(tiny_model_dir, tiny_model, t
             return run
 
         rss_start = rss_before = rss_mb(host)
-        for rounds in range(1, WARM_UP_ROUNDS + 1):       # until memory is flat: the bounded caches are full
+        # Until memory is flat: the bounded caches are full.
+        for rounds in range(1, WARM_UP_ROUNDS + 1):  # noqa: B007 (`rounds` is printed after the loop)
             type_for(WARM_UP_SECONDS, record=False)
             wait_for(lambda: idle(editor), timeout=10, what="textgen to settle")
             rss_now = rss_mb(host)

@@ -10,9 +10,18 @@ from pathlib import Path
 import pynvim
 import pytest
 
-from tests.nvim_harness import (ghost, host_pid, is_running, lua, mode, processes_started_for, shared_manifest,
-                           start_nvim, stderr_logging_python, wait_for)
-
+from tests.nvim_harness import (
+    ghost,
+    host_pid,
+    is_running,
+    lua,
+    mode,
+    processes_started_for,
+    shared_manifest,
+    start_nvim,
+    stderr_logging_python,
+    wait_for,
+)
 
 PYNVIMS_OWN_ENDS = ("EOFError: connection_lost", "Exception: Received signal SIGTERM",
                     "BrokenPipeError: [Errno 32] Broken pipe")

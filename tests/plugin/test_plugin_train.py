@@ -11,12 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.nvim_harness import (PYTHON, REPO, Screen, ghost, idle, is_running, lua, mode, not_at_a_prompt, process_environ,
-                           shared_manifest, start_nvim, stderr_logging_python, wait_for)
-from .test_plugin_quit import quit_and_check_nothing_is_left
+from tests.nvim_harness import (
+    PYTHON,
+    REPO,
+    Screen,
+    ghost,
+    idle,
+    is_running,
+    lua,
+    mode,
+    not_at_a_prompt,
+    process_environ,
+    shared_manifest,
+    start_nvim,
+    stderr_logging_python,
+    wait_for,
+)
 from textgen_core import load_model
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
+
+from .test_plugin_quit import quit_and_check_nothing_is_left
 
 # A few KB in a style the tiny model has not seen.
 NOVEL = "".join(f"Chapter {i}. The lighthouse keeper counted the ships at dawn, and the sea kept its secrets.\n"

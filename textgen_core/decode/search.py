@@ -144,7 +144,7 @@ def most_useful_next_words(run: Decoding, state, logits: np.ndarray, count: int 
         candidates = []
         beam_log_probs = log_softmax(beam_logits.astype(np.float64))                      # (B, 256)
         _prefetch_ngram(mixer, [row_memory for _, _, row_memory in beams])
-        for b, (score, data, row_memory) in enumerate(beams):
+        for b, (score, _data, row_memory) in enumerate(beams):
             logp = _mixed(beam_log_probs[b], mixer, row_memory)                             # (256,)
             for byte in np.argpartition(-logp, width)[:width]:
                 candidates.append((score + float(logp[byte]), b, int(byte)))

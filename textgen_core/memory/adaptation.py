@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from textgen_core.model.config import ModelConfig
-from textgen_core.model.probabilities import softmax
 from textgen_core.model.files import Weights
+from textgen_core.model.probabilities import softmax
 from textgen_core.model.vocab import to_ids
 
 CHUNK = 32

@@ -69,7 +69,8 @@ def next_word(context: bytes | bytearray) -> bytes:
     while sep_start > 0 and end - sep_start <= MAX_SEPARATOR and not is_word_byte(context[sep_start - 1]) \
             and context[sep_start - 1] < 0x80 and context[sep_start - 1] != 10:
         sep_start -= 1
-    if sep_start == end or end - sep_start > MAX_SEPARATOR or sep_start == 0 or not is_word_byte(context[sep_start - 1]):
+    if sep_start == end or end - sep_start > MAX_SEPARATOR or sep_start == 0 \
+            or not is_word_byte(context[sep_start - 1]):
         return b""
     start = _word_start(context, sep_start)
     if not _is_word_start(context, start):

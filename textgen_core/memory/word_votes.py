@@ -17,7 +17,6 @@ Lua) go from 1.234 / 1.550 / 1.498 with the match model alone to 1.161 / 1.503 /
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from textgen_core.memory.buffer_words import WORD_SEARCH_BYTES, is_word_byte

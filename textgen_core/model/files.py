@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from textgen_core.model.config import FORMAT_NAME, FORMAT_VERSION, ModelConfig, ModelInfo
 from textgen_core.memory.ngram import NGRAM_DIR, NgramFileError, NgramModel, load_ngram, save_ngram
+from textgen_core.model.config import FORMAT_NAME, FORMAT_VERSION, ModelConfig, ModelInfo
 from textgen_core.model.safe_read import MB, RefusedFile, open_regular, read_npy_header, read_regular
 from textgen_core.model.scratch import process_gone
 
@@ -272,10 +272,12 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: unreadable JSON ({exc})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: not a textgen model (format is {raw.get('format') if isinstance(raw, dict) else raw!r}, expected {FORMAT_NAME!r})")
+        raise ModelFileError(f"{path}: not a textgen model (format is "
+                             f"{raw.get('format') if isinstance(raw, dict) else raw!r}, expected {FORMAT_NAME!r})")
     version = raw.get("version")
     if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: unsupported format version {version!r} (this textgen reads version {FORMAT_VERSION})")
+        raise ModelFileError(f"{path}: unsupported format version {version!r} "
+                             f"(this textgen reads version {FORMAT_VERSION})")
     try:
         config = ModelConfig.from_dict(raw.get("architecture") or {})
     except (TypeError, ValueError) as exc:

@@ -8,14 +8,14 @@ from typing import Callable
 
 import numpy as np
 
-from textgen_core.memory.adaptation import learning_target_probs
-from textgen_core.model.config import ModelInfo
 from textgen_core.decode import Backend, DecodeOptions, PartialCallback, decode
-from textgen_core.model.probabilities import log_softmax
+from textgen_core.memory.adaptation import learning_target_probs
 from textgen_core.memory.match import MatchMixer
-from textgen_core.model.files import Weights, load_model_folder, read_ngram
 from textgen_core.memory.ngram import NgramModel
+from textgen_core.model.config import ModelInfo
+from textgen_core.model.files import Weights, load_model_folder, read_ngram
 from textgen_core.model.numpy_gru import NumpyGRU
+from textgen_core.model.probabilities import log_softmax
 from textgen_core.model.registry import resolve_model_path
 from textgen_core.model.vocab import encode, to_ids
 

@@ -30,12 +30,12 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from textgen_core.memory.adaptation import LEARNING_RATE
-from textgen_core.lru import LruCache
 from textgen_core.decode import DecodeCancelled, DecodeOptions, decode
-from textgen_core.serve.learning import LEARN_BLOCK, LEARN_LAG, Learning  # noqa: F401 (LEARN_*: for callers and tests)
+from textgen_core.lru import LruCache
+from textgen_core.memory.adaptation import LEARNING_RATE
 from textgen_core.model.text_model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
 from textgen_core.model.vocab import encode, to_ids
+from textgen_core.serve.learning import LEARN_BLOCK, LEARN_LAG, Learning  # noqa: F401 (LEARN_*: for callers and tests)
 
 log = logging.getLogger(__name__)
 

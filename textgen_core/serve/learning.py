@@ -15,8 +15,8 @@ from textgen_core.memory.adaptation import CHUNK, LEARNING_RATE, OnlineLearner
 from textgen_core.model.vocab import to_ids
 
 if TYPE_CHECKING:
-    from textgen_core.serve.engine import Request, StateCache
     from textgen_core.model.text_model import TextModel
+    from textgen_core.serve.engine import Request, StateCache
 
 # Bytes learned between two swaps of the weights that serve (each swap drops the cached states and
 # primes the window again, 14 ms): held-out keystrokes saved, Python / prose / Lua, with 256: 52.6 /

@@ -20,10 +20,10 @@ from typing import Sequence
 import numpy as np
 
 from textgen_core.model.config import ModelInfo
-from textgen_core.train.held_out import TrainingText, corpus_summary, fit_match_weights, split_texts, windowed_val_bpc
-from textgen_core.train.machine import machine_summary
 from textgen_core.model.files import Weights, load_model_folder, save_model_folder
 from textgen_core.model.registry import resolve_model_path
+from textgen_core.train.held_out import TrainingText, corpus_summary, fit_match_weights, split_texts, windowed_val_bpc
+from textgen_core.train.machine import machine_summary
 
 
 @dataclass

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from textgen_core.memory import word_votes
-from textgen_core.model.config import ModelConfig, ModelInfo
-from textgen_core.model.probabilities import log_softmax
 from textgen_core.memory.match import MatchMixer, fit_weights, match_predictions
-from textgen_core.model.text_model import TextModel
-from textgen_core.model.files import Weights
 from textgen_core.memory.ngram import NgramModel, fit_ngram_weights
+from textgen_core.model.config import ModelConfig, ModelInfo
+from textgen_core.model.files import Weights
 from textgen_core.model.numpy_gru import NumpyGRU
+from textgen_core.model.probabilities import log_softmax
+from textgen_core.model.text_model import TextModel
 from textgen_core.model.vocab import to_ids
 
 MAX_VAL_BYTES = 256 * 1024

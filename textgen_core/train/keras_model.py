@@ -5,8 +5,8 @@ import keras
 import numpy as np
 
 from textgen_core.model.config import ModelConfig
-from textgen_core.train.fused_gru import FusedGRU
 from textgen_core.model.files import Weights
+from textgen_core.train.fused_gru import FusedGRU
 
 
 def build_keras_model(config: ModelConfig, stateful_batch: int | None = None, fused: bool = False,

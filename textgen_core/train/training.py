@@ -21,18 +21,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from textgen_core.model.probabilities import LN2
-from textgen_core.train import streaming
 from textgen_core.model.config import ModelConfig, ModelInfo
-from textgen_core.train.distributed import (WorkerBackup, adapt_model, any_worker, distribute, losing_a_worker_stops_training,
-                          make_placement, split_between_workers)
-from textgen_core.train.held_out import MAX_VAL_BYTES, TrainingText, corpus_summary, fit_match_weights, split_texts
-from textgen_core.train.machine import cpu_has_bfloat16, machine_summary
-from textgen_core.train.keras_model import build_keras_model, weights_from_keras, weights_to_keras
-from textgen_core.model.files import (Weights, check_backup_target, check_save_target, load_model_folder, read_ngram,
-                        save_model_folder)
-from textgen_core.train.progress import ProgressReporter, SilentReporter
+from textgen_core.model.files import (
+    Weights,
+    check_backup_target,
+    check_save_target,
+    load_model_folder,
+    read_ngram,
+    save_model_folder,
+)
+from textgen_core.model.probabilities import LN2
 from textgen_core.model.registry import resolve_model_path
+from textgen_core.train import streaming
+from textgen_core.train.distributed import (
+    WorkerBackup,
+    adapt_model,
+    any_worker,
+    distribute,
+    losing_a_worker_stops_training,
+    make_placement,
+    split_between_workers,
+)
+from textgen_core.train.held_out import MAX_VAL_BYTES, TrainingText, corpus_summary, fit_match_weights, split_texts
+from textgen_core.train.keras_model import build_keras_model, weights_from_keras, weights_to_keras
+from textgen_core.train.machine import cpu_has_bfloat16, machine_summary
+from textgen_core.train.progress import ProgressReporter, SilentReporter
 
 MIN_TRAIN_BYTES = 256
 
@@ -57,7 +70,8 @@ class TrainOptions:
     seed: int = 0
     jit_compile: bool = False
     gru: str = "auto"             # "fused" (fused_gru, CPU), "keras" (keras.layers.GRU: cuDNN on a GPU), "auto"
-    precision: str = "auto"       # of the fused GRU's products: "float32", "bfloat16", "auto" (bf16 where the CPU has it)
+    # Of the fused GRU's products: "float32", "bfloat16", "auto" (bf16 where the CPU has it).
+    precision: str = "auto"
 
 
 @dataclass

@@ -22,7 +22,7 @@ class TextGenHost:
         # handlers unregistered meanwhile, so a call that waited would let the next notification in
         # before they exist (and it would be lost). Model names resolve in $TEXTGEN_MODELS_DIR, which
         # lua/textgen/host.lua sets when it starts this host.
-        from .session import ModelSession          # numpy and the engine load here, not at host start
+        from .session import ModelSession  # numpy and the engine load here, not at host start
 
         self.bridge = EditorBridge(nvim)
         self.session = ModelSession()
@@ -30,8 +30,8 @@ class TextGenHost:
     @pynvim.function("TextGenHostRequest", sync=False)
     def request(self, args: list[Any]) -> None:
         """Ask the engine for a suggestion; partial and final results go to `host.on_result`."""
-        from .suggestion_request import SuggestionRequest
         from .session import ModelChoice
+        from .suggestion_request import SuggestionRequest
 
         ask = SuggestionRequest.from_lua(args[0])
         choice = ModelChoice(ask.model, ask.backend)

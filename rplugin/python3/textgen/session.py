@@ -26,8 +26,8 @@ def _make_core_importable() -> None:
 _make_core_importable()
 
 from textgen_core import ModelFileError, ModelNotFoundError, TextModel, load_model  # noqa: E402
-from textgen_core.serve.engine import Engine  # noqa: E402
 from textgen_core.model.registry import resolve_model_path  # noqa: E402
+from textgen_core.serve.engine import Engine  # noqa: E402
 
 
 @dataclass(frozen=True)
