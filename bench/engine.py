@@ -18,9 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
+
+# isort: split
 import numpy as np  # noqa: E402
 
-import textgen_core  # noqa: E402,F401  (first: it limits BLAS to one thread before numpy loads)
 from bench.decode import random_weights  # noqa: E402
 from textgen_core import ModelConfig, ModelInfo, TextModel, load_model  # noqa: E402
 from textgen_core.decode import DecodeOptions  # noqa: E402

@@ -70,6 +70,7 @@ end, { desc = "textgen: cancel training (nothing saved)" })
 
 vim.api.nvim_create_autocmd("VimLeavePre", {
   group = vim.api.nvim_create_augroup("textgen_train", { clear = true }),
+  desc = "textgen: stop the host and any training before Neovim exits",
   callback = function()
     require("textgen.host").on_vim_leave()
     local train = package.loaded["textgen.train"]
@@ -92,6 +93,7 @@ if vim.v.vim_did_enter == 1 then
 else
   vim.api.nvim_create_autocmd("VimEnter", {
     once = true,
+    desc = "textgen: start the host and load the model",
     callback = function()
       vim.schedule(trigger.warm_up)
     end,

@@ -71,6 +71,7 @@ function M.register_when_loaded()
   local group = api.nvim_create_augroup("textgen_cmp", { clear = true })
   api.nvim_create_autocmd("InsertEnter", {
     group = group,
+    desc = "textgen: register the nvim-cmp source once nvim-cmp is loaded",
     callback = function()
       if M.register() then
         api.nvim_del_augroup_by_id(group)

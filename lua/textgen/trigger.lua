@@ -184,34 +184,35 @@ end
 --- Create the autocommands (idempotent).
 function M.attach()
   local group = api.nvim_create_augroup("textgen", { clear = true })
-  local function on(events, fn, pattern)
+  local function on(events, desc, fn, pattern)
     api.nvim_create_autocmd(events, {
       group = group,
       pattern = pattern,
+      desc = "textgen: " .. desc,
       callback = function(ev)
         fn(ev.buf)
       end,
     })
   end
-  on("TextChangedI", M.on_text_changed)
-  on("CursorMovedI", M.on_cursor_moved)
-  on("InsertEnter", M.on_insert_enter)
-  on({ "InsertLeave", "BufLeave", "WinLeave" }, M.on_leave)
-  on({ "CursorMoved", "TextChanged" }, M.on_normal_change)
+  on("TextChangedI", "follow the typing, ask for a suggestion", M.on_text_changed)
+  on("CursorMovedI", "a suggestion left behind by the cursor goes", M.on_cursor_moved)
+  on("InsertEnter", "suggest on entering insert mode", M.on_insert_enter)
+  on({ "InsertLeave", "BufLeave", "WinLeave" }, "dismiss on leaving", M.on_leave)
+  on({ "CursorMoved", "TextChanged" }, "a normal-mode suggestion goes when the text moves", M.on_normal_change)
   -- A completion menu opened: hide the ghost text (keys keep their menu meaning meanwhile).
-  on({ "CompleteChanged", "TextChangedP" }, function(buf)
+  on({ "CompleteChanged", "TextChangedP" }, "hide while a completion menu is open", function(buf)
     stop_debounce()
     suggestion.dismiss(buf)
   end)
-  on("User", function(buf)
+  on("User", "hide when nvim-cmp or blink.cmp opens its menu", function(buf)
     stop_debounce()
     suggestion.dismiss(buf)
   end, { "BlinkCmpMenuOpen", "CmpMenuOpened" })
-  on({ "BufUnload", "BufWipeout" }, function(buf)
+  on({ "BufUnload", "BufWipeout" }, "forget the buffer", function(buf)
     seen[buf] = nil
     suggestion.forget(buf)
   end)
-  on("ColorScheme", function()
+  on("ColorScheme", "define the ghost text's colours again", function()
     require("textgen").define_highlight()
   end)
 end

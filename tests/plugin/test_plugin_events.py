@@ -14,11 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from .nvim_harness import (REPO, base_config, buffer_text, fresh_buffer, ghost, host_pid, idle, lua, mode,
-                           not_at_a_prompt, shared_manifest, start_nvim, wait_for)
+from tests.nvim_harness import (
+    REPO,
+    base_config,
+    buffer_text,
+    fresh_buffer,
+    ghost,
+    host_pid,
+    idle,
+    lua,
+    mode,
+    not_at_a_prompt,
+    shared_manifest,
+    start_nvim,
+    wait_for,
+)
+from textgen_core.decode import DecodeOptions
+from textgen_core.serve.engine import fresh_completion
+
 from .test_plugin_train import NOVEL, SHORTEST, SLOW
-from textgen_core.decoding import DecodeOptions
-from textgen_core.engine import fresh_completion
 
 RECORD = """
 _G.events = {}

@@ -19,9 +19,9 @@ from pathlib import Path
 import pynvim
 import pytest
 
-from .nvim_harness import NVIM, REPO, buffer_text, ghost, is_running, lua, not_at_a_prompt, wait_for
-from textgen_core.decoding import DecodeOptions
-from textgen_core.engine import fresh_completion
+from tests.nvim_harness import NVIM, REPO, buffer_text, ghost, is_running, lua, not_at_a_prompt, wait_for
+from textgen_core.decode import DecodeOptions
+from textgen_core.serve.engine import fresh_completion
 
 VENV = REPO / ".venv"
 OUR_PYTHON = VENV / "bin" / "python"

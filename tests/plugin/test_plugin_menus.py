@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import pytest
 
-from .nvim_harness import (buffer_text, fresh_buffer, ghost, idle, lua, mode, shared_manifest, start_module_nvim,
-                           start_nvim, wait_for)
-from textgen_core.decoding import DecodeOptions
-from textgen_core.engine import fresh_completion
+from tests.nvim_harness import (
+    buffer_text,
+    fresh_buffer,
+    ghost,
+    idle,
+    lua,
+    mode,
+    shared_manifest,
+    start_module_nvim,
+    start_nvim,
+    wait_for,
+)
+from textgen_core.decode import DecodeOptions
+from textgen_core.serve.engine import fresh_completion
 
 # Globals for the tests: the params/ctx a menu would pass, and every response its callback got.
 MENU_HELPERS = r"""
