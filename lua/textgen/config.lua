@@ -82,9 +82,7 @@ M.defaults = {
 M.MID_LINE = { never = true, closing = true, always = true }
 M.BACKENDS = { numpy = true, tensorflow = true }
 
-local function is_null(v)
-  return v == nil or v == vim.NIL
-end
+local is_null = require("textgen.util").is_null
 
 --- Vimscript says 0/1 or v:false/v:true; Lua says false/true.
 local function as_bool(v)

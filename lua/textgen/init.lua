@@ -137,9 +137,7 @@ function M.status()
   }
 end
 
-local function null(v)
-  return v == nil or v == vim.NIL
-end
+local null = require("textgen.util").is_null
 
 local function human_size(bytes)
   if bytes >= 1024 * 1024 then

@@ -8,6 +8,7 @@ local context = require("textgen.context")
 local ghost = require("textgen.ghost")
 local host = require("textgen.host")
 local menu = require("textgen.menu")
+local util = require("textgen.util")
 
 local api = vim.api
 local M = {}
@@ -56,11 +57,10 @@ M.stats = { requests = 0, shown = 0, dropped_stale = 0, last_latency_ms = nil }
 function M.insertion_point()
   local cursor = api.nvim_win_get_cursor(0)
   local row, col = cursor[1] - 1, cursor[2]
-  local mode = api.nvim_get_mode().mode:sub(1, 1)
-  if mode ~= "i" and mode ~= "R" then
+  if not util.inserting() then
     local line = api.nvim_get_current_line()
     if #line > 0 then
-      local char = line:sub(col + 1):match("^[%z\1-\127\194-\244][\128-\191]*") or ""
+      local char = line:sub(col + 1):match("^" .. util.UTF8_CHAR) or ""
       col = col + #char
     end
   end
@@ -341,8 +341,7 @@ function M.on_result(ticket_id, texts, final, elapsed_ms, err)
     return
   end
   if final and ticket.menu then -- a menu gets the whole answer, if it is still for where the cursor is
-    local mode = api.nvim_get_mode().mode:sub(1, 1)
-    local here = (mode == "i" or mode == "R") and in_step(buf, ticket.tick, ticket.row, ticket.col)
+    local here = util.inserting() and in_step(buf, ticket.tick, ticket.row, ticket.col)
     answer_menu(ticket, here and continuing(texts, "") or {})
   end
   if ticket.ghost == false then
@@ -499,7 +498,7 @@ function M.accept(part)
       api.nvim_win_set_cursor(0, { end_row + 1, end_col })
     else
       local before = lines[#lines]
-      local last_char = before:match("[%z\1-\127\194-\244][\128-\191]*$") or ""
+      local last_char = before:match(util.UTF8_CHAR .. "$") or ""
       api.nvim_win_set_cursor(0, { end_row + 1, math.max(0, end_col - #last_char) })
     end
   end

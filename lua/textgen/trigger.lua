@@ -8,6 +8,7 @@ local context = require("textgen.context")
 local host = require("textgen.host")
 local menu = require("textgen.menu")
 local suggestion = require("textgen.suggestion")
+local util = require("textgen.util")
 
 local api = vim.api
 local M = {}
@@ -23,11 +24,6 @@ local debounce_timer = nil
 
 ---@type table<integer, textgen.Seen>
 local seen = {}
-
-local function is_insert_mode()
-  local mode = api.nvim_get_mode().mode
-  return mode:sub(1, 1) == "i" or mode:sub(1, 1) == "R"
-end
 
 local function remember(buf)
   local cursor = api.nvim_win_get_cursor(0)
@@ -68,7 +64,7 @@ M.LONG_LINE_BYTES = 10000
 --- Whether an automatic suggestion may show at the cursor in `buf` now.
 ---@param cfg textgen.Config
 function M.may_suggest(buf, cfg)
-  if not cfg.auto_trigger or api.nvim_get_current_buf() ~= buf or not is_insert_mode() then
+  if not cfg.auto_trigger or api.nvim_get_current_buf() ~= buf or not util.inserting() then
     return false
   end
   if context.disabled_reason(buf, cfg) or menu.visible(cfg) then

@@ -1,0 +1,18 @@
+--- Small helpers more than one module needs, defined once.
+local M = {}
+
+--- One UTF-8 character (or a stray byte): its lead byte, then its continuation bytes.
+M.UTF8_CHAR = "[%z\1-\127\194-\244][\128-\191]*"
+
+--- Whether a value from Vimscript or RPC is missing: nil, or v:null (vim.NIL).
+function M.is_null(v)
+  return v == nil or v == vim.NIL
+end
+
+--- Whether Neovim is in a mode that inserts at the cursor (insert or replace, with their submodes).
+function M.inserting()
+  local mode = vim.api.nvim_get_mode().mode:sub(1, 1)
+  return mode == "i" or mode == "R"
+end
+
+return M
