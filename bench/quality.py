@@ -46,11 +46,12 @@ def compressor_bpc(data: bytes) -> dict[str, float]:
 
 
 def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int = DecodeOptions.word_beam,
-                     learn: bool = False) -> tuple[float, int, int, int]:
-    """Simulate typing `text` with word-by-word acceptance; returns (saved fraction, keys, chars,
-    timeouts). A suggestion not answered within `ANSWER_TIMEOUT_S` counts as none (the person types
-    the next character). With `learn`, the model learns the text typed so far, the engine idle
-    between keystrokes (a person types a few keys a second; learning 32 bytes takes about 10 ms)."""
+                     learn: bool = False, prefix: str = "") -> tuple[float, int, int, int]:
+    """Simulate typing `text` with word-by-word acceptance, after `prefix` (already there: context
+    only); returns (saved fraction, keys, chars, timeouts). A suggestion not answered within
+    `ANSWER_TIMEOUT_S` counts as none (the person types the next character). With `learn`, the model
+    learns the text typed so far, the engine idle between keystrokes (a person types a few keys a
+    second; learning 32 bytes takes about 10 ms)."""
     options = DecodeOptions(max_chars=max_chars, word_beam=word_beam)
     position, keys, timeouts = 0, 0, 0
     answers: dict[int, str] = {}                 # request id → its final suggestion
@@ -62,9 +63,11 @@ def keystrokes_saved(engine: Engine, text: str, max_chars: int, word_beam: int =
                 answers[completion.request_id] = completion.texts[0] if completion.texts else ""
                 answered.notify_all()
 
+    whole, offset, offset_bytes = prefix + text, len(prefix), len(prefix.encode())
     while position < len(text):
-        request = engine.submit("sim", text[max(0, position - CONTEXT_CHARS):position], options, callback,
-                                end_offset=len(text[:position].encode()), learn=learn)
+        at = offset + position
+        request = engine.submit("sim", whole[max(0, at - CONTEXT_CHARS):at], options, callback,
+                                end_offset=offset_bytes + len(text[:position].encode()), learn=learn)
         with answered:
             if not answered.wait_for(lambda request=request: request in answers, ANSWER_TIMEOUT_S):
                 timeouts += 1

@@ -43,6 +43,9 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+PROJECT_HELP = ("a project folder whose text files the suggestions also draw on (git's files when it is a "
+                "work tree; binary, generated, large and secret files skipped; 32 MB at most)")
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textgen", description="Train and run a local character-level GRU.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--seed", type=int)
     complete.add_argument("--multiline", action="store_true", help="do not stop at the end of the line")
     complete.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
+    complete.add_argument("--project", metavar="DIR", help=PROJECT_HELP)
     complete.add_argument("--json", action="store_true")
 
     evaluate = sub.add_parser("eval", help="bits per character of a model on files",
@@ -113,6 +117,8 @@ def _build_parser() -> argparse.ArgumentParser:
                           help=f"text files or globs ('-' reads stdin); at most {FILE_BYTES // MB} MB each")
     evaluate.add_argument("--model", default="default")
     evaluate.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
+    evaluate.add_argument("--project", metavar="DIR",
+                          help=PROJECT_HELP + "; the files evaluated (and copies of them) are left out of it")
     evaluate.add_argument("--json", action="store_true")
     average = sub.add_parser("average", help="average models of one architecture into one (a model soup)")
     average.add_argument("models", nargs="+", metavar="MODEL[:WEIGHT]",
@@ -371,7 +377,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     if args.text == "-":
         why = "that `textgen complete` reads of a context; pipe its end (e.g. tail -c 64K FILE)"
         context = _read("-", CONTEXT_BYTES, why).decode("utf-8", errors="replace")
-    model = load_model(args.model, backend=args.backend)
+    model = _with_project(load_model(args.model, backend=args.backend), args.project)
     result = model.complete(context, max_chars=args.max_chars, stop_at_newline=not args.multiline,
                             temperature=args.temperature, seed=args.seed, n=args.n, top_k=args.top_k,
                             top_p=args.top_p, beam_width=args.beam)
@@ -381,6 +387,18 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     else:
         print("\n---\n".join(alternatives))
     return 0
+
+
+def _with_project(model, project: str | None, leave_out: list[bytes] = ()):
+    """`model` drawing on the text files under `project` too (indexed now), or `model` without one."""
+    if project is None:
+        return model
+    if not os.path.isdir(project):
+        raise UserError(f"--project must be a folder: {project}")
+    try:
+        return model.with_project(project, leave_out=leave_out)
+    except ValueError as exc:                      # a folder that is no project ($HOME, /): why, in one line
+        raise UserError(f"--project {project}: {exc}") from None
 
 
 def _check_decoding(args: argparse.Namespace) -> None:
@@ -403,7 +421,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from textgen_core.model.text_model import load_model
 
     texts = _read_inputs(args.files, "eval", FILE_BYTES, INPUT_BYTES)
-    model = load_model(args.model, backend=args.backend)
+    model = _with_project(load_model(args.model, backend=args.backend), args.project,
+                          leave_out=[data for _, data in texts])
     rows = []
     total_bits = 0.0
     total_bytes = 0

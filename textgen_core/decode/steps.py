@@ -97,7 +97,7 @@ def _mixed(log_probs: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | 
     word votes mixed in."""
     if mixer is None or memory is None:
         return log_probs
-    if mixer.ngram is not None:
+    if mixer.has_ngram:
         log_probs = mixer.mix_ngram(log_probs, memory.data)
     voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
     if voted is None and mixer.weight(memory.state) == 0.0:
@@ -106,10 +106,10 @@ def _mixed(log_probs: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | 
 
 
 def _prefetch_ngram(mixer: MatchMixer | None, memories: list[RowMemory | None]) -> None:
-    """Look up the corpus n-gram for all of a step's rows at once (`NgramModel.prefetch`), before
-    they are mixed one by one."""
-    if mixer is not None and mixer.ngram is not None:
-        mixer.ngram.prefetch([m.data for m in memories if m is not None])
+    """Look up the n-grams for all of a step's rows at once (`MatchMixer.prefetch`), before they are
+    mixed one by one."""
+    if mixer is not None and mixer.has_ngram:
+        mixer.prefetch([m.data for m in memories if m is not None])
 
 
 def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | None) -> int:
@@ -122,7 +122,7 @@ def _greedy(logits: np.ndarray, mixer: MatchMixer | None, memory: RowMemory | No
     if mixer is None or memory is None:
         return best
     voted, prefix_length = memory.word_votes() if mixer.uses_votes else (None, 0)
-    if mixer.ngram is not None:                   # in probabilities: no log of 256 of them
+    if mixer.has_ngram:                           # in probabilities: no log of 256 of them
         shifted = np.exp(logits.astype(np.float64) - float(logits[best]))                # (256,)
         probs = mixer.mix_ngram_probs(shifted / float(shifted.sum()), memory.data)          # (256,)
         return mixer.mixed_argmax_of_probs(probs, memory.data, memory.state, voted, prefix_length)

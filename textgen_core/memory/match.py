@@ -74,12 +74,14 @@ def advance(data: bytes | bytearray, state: MatchState, end: int, limit: int | N
 
 class MatchMixer:
     """Mixes GRU probabilities with the corpus n-gram's where the model has one (`ngram`, weights per
-    longest context found), then with the match prediction (weights per match-length bucket), then
-    with the buffer's word votes (weights per word-prefix length bucket)."""
+    longest context found), then with the project's n-gram where there is one (`project`, the same
+    way), then with the match prediction (weights per match-length bucket), then with the buffer's
+    word votes (weights per word-prefix length bucket)."""
 
     def __init__(self, weights: tuple[float, ...] = MATCH_WEIGHTS,
                  word_weights: tuple[float, ...] = word_votes.VOTE_WEIGHTS,
-                 ngram: NgramModel | None = None, ngram_weights: tuple[float, ...] | None = None) -> None:
+                 ngram: NgramModel | None = None, ngram_weights: tuple[float, ...] | None = None,
+                 project: NgramModel | None = None, project_weights: tuple[float, ...] | None = None) -> None:
         if len(weights) != len(BUCKET_EDGES) or not all(0 <= w < 1 for w in weights):
             raise ValueError(f"match weights must be {len(BUCKET_EDGES)} numbers in [0, 1)")
         if len(word_weights) != len(word_votes.VOTE_WEIGHTS) or not all(0 <= w < 1 for w in word_weights):
@@ -93,16 +95,43 @@ class MatchMixer:
         self.ngram = ngram
         self.ngram_weights = (tuple(float(w) for w in ngram_weights) if ngram_weights is not None
                               else default_weights(ngram) if ngram is not None else ())
+        if project is not None and project_weights is not None and (
+                len(project_weights) != len(project.orders) + 1 or not all(0 <= w < 1 for w in project_weights)):
+            raise ValueError(f"project weights must be {len(project.orders) + 1} numbers in [0, 1)")
+        self.project = project
+        self.project_weights = (tuple(float(w) for w in project_weights) if project_weights is not None
+                                else default_weights(project) if project is not None else ())
+        self.tables = tuple((table, tw) for table, tw in ((ngram, self.ngram_weights), (project, self.project_weights))
+                            if table is not None)      # the n-grams mixed in, in order
+
+    def with_project(self, project: NgramModel | None,
+                     project_weights: tuple[float, ...] | None = None) -> "MatchMixer":
+        """The same mixer with `project`'s n-gram mixed in after the corpus n-gram (None: without one)."""
+        return MatchMixer(self.weights, self.word_weights, self.ngram, self.ngram_weights or None,
+                          project, project_weights)
+
+    @property
+    def has_ngram(self) -> bool:
+        """Whether any n-gram (the corpus', the project's) is mixed in: then every byte's share changes."""
+        return bool(self.tables)
+
+    def prefetch(self, histories: list[bytes | bytearray]) -> None:
+        """Look up every n-gram for all of a step's rows at once (`NgramModel.prefetch`)."""
+        for table, _ in self.tables:
+            table.prefetch(histories)
 
     def mix_ngram(self, log_probs: np.ndarray, data: bytes | bytearray) -> np.ndarray:
         """The GRU's log-probabilities (256,) of the byte after `data` with the n-gram's mixed in."""
         return np.log(self.mix_ngram_probs(np.exp(log_probs), data))
 
     def mix_ngram_probs(self, gru_probs: np.ndarray, data: bytes | bytearray) -> np.ndarray:
-        """The same in probabilities: (1 − w) · p_gru + w · p_ngram, w that of the longest context found."""
-        probs, bucket = self.ngram.probs(data)
-        weight = self.ngram_weights[bucket]
-        return (1.0 - weight) * gru_probs + weight * probs
+        """The same in probabilities: (1 − w) · p + w · p_ngram for each n-gram in turn, w that of the
+        longest context found."""
+        for table, table_weights in self.tables:
+            probs, bucket = table.probs(data)
+            weight = table_weights[bucket]
+            gru_probs = (1.0 - weight) * gru_probs + weight * probs
+        return gru_probs
 
     def word_weight(self, prefix_length: int, matched: bool) -> float:
         return self.word_weights[word_votes.vote_bucket(prefix_length, matched)]
@@ -162,12 +191,12 @@ class MatchMixer:
                                            buckets, self.word_weights)
 
     def mix_ngram_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
-        """GRU probabilities of data[1:] (N − 1,) with the n-gram's mixed in (the same without one)."""
-        if self.ngram is None:
-            return target_probs
-        ngram_probs, buckets = self.ngram.target_probs(data)
-        weights = np.array(self.ngram_weights)[buckets]                                 # (N − 1,)
-        return (1 - weights) * target_probs + weights * ngram_probs
+        """GRU probabilities of data[1:] (N − 1,) with the n-grams' mixed in (the same without any)."""
+        for table, table_weights in self.tables:
+            ngram_probs, buckets = table.target_probs(data)
+            weights = np.array(table_weights)[buckets]                                  # (N − 1,)
+            target_probs = (1 - weights) * target_probs + weights * ngram_probs
+        return target_probs
 
     def mix_match_targets(self, data: bytes, target_probs: np.ndarray) -> np.ndarray:
         """The same with the match model alone."""

@@ -329,9 +329,11 @@ def default_weights(model: NgramModel) -> tuple[float, ...]:
     return (DEFAULT_WEIGHT,) * (len(model.orders) + 1)
 
 
-def fit_ngram_weights(model: NgramModel, gru_probs: np.ndarray, sample: bytes) -> tuple[float, ...]:
+def fit_ngram_weights(model: NgramModel, gru_probs: np.ndarray, sample: bytes,
+                      defaults: tuple[float, ...] | None = None) -> tuple[float, ...]:
     """The mixing weight per bucket that fits held-out `sample` best, given the GRU's probabilities
-    of its bytes sample[1:] (`mixing.fit_bucket_weights`)."""
+    of its bytes sample[1:] (`mixing.fit_bucket_weights`); buckets seen too rarely keep `defaults`."""
     ngram_probs, buckets = model.target_probs(sample)
-    fitted = fit_bucket_weights(gru_probs, ngram_probs, buckets, default_weights(model), max_weight=0.95, steps=96)
+    fitted = fit_bucket_weights(gru_probs, ngram_probs, buckets, defaults or default_weights(model),
+                                max_weight=0.95, steps=96)
     return tuple(round(w, 4) for w in fitted)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -49,23 +49,49 @@ def context_window(data: bytes, end_offset: int, window_bytes: int, window_step:
     return data[max(0, len(data) - keep):]
 
 
+if TYPE_CHECKING:
+    from textgen_core.memory.project import ProjectMemory
+
+
 class TextModel:
     """A char-GRU ready to continue text; immutable after loading, safe to share between threads."""
 
     def __init__(self, info: ModelInfo, weights: Weights, backend: str = "numpy",
-                 path: Path | None = None, use_match: bool = True, ngram: NgramModel | None = None) -> None:
-        """`use_match=False`: the GRU alone, without the buffer or the corpus n-gram mixed in."""
+                 path: Path | None = None, use_match: bool = True, ngram: NgramModel | None = None,
+                 project: ProjectMemory | None = None) -> None:
+        """`use_match=False`: the GRU alone, without the buffer or the n-grams mixed in."""
         self.info = info
         self.path = path
         self.weights = weights                       # read-only: backends fold their own copies
         self.ngram = ngram
+        self.project = project
         self.backend: Backend = make_backend(backend, info, weights)
-        self.mixer: MatchMixer | None = mixer_from_info(info, ngram) if use_match else None
+        self.mixer: MatchMixer | None = None
+        if use_match:
+            self.mixer = mixer_from_info(info, ngram)
+            if project is not None:
+                self.mixer = self.mixer.with_project(project.ngram, project.weights)
 
     def with_weights(self, weights: Weights) -> "TextModel":
-        """The same model (info, backend, n-gram, match mixing) with other weights of the same shapes."""
+        """The same model (info, backend, n-grams, match mixing) with other weights of the same shapes."""
         return TextModel(self.info, weights, backend=self.backend.name, path=self.path,
+                         use_match=self.mixer is not None, ngram=self.ngram, project=self.project)
+
+    def with_project(self, root: str | os.PathLike | None, **options) -> "TextModel":
+        """The same model drawing on the text files under `root` too (`memory.project`: indexed now,
+        in this call); None: without a project. `options`: `build_project_memory`'s (exclude, bounds,
+        texts to leave out)."""
+        from textgen_core.memory.project import build_project_memory
+        base = TextModel(self.info, self.weights, backend=self.backend.name, path=self.path,
                          use_match=self.mixer is not None, ngram=self.ngram)
+        if root is None:
+            return base
+        return self.with_project_memory(build_project_memory(root, base, **options))
+
+    def with_project_memory(self, project: ProjectMemory | None) -> "TextModel":
+        """The same model with a project memory already built (or none)."""
+        return TextModel(self.info, self.weights, backend=self.backend.name, path=self.path,
+                         use_match=self.mixer is not None, ngram=self.ngram, project=project)
 
     @property
     def name(self) -> str:
