@@ -54,6 +54,8 @@ BENCHES = [
      ["bench/quality.py"]),
     ("What the corpus n-gram costs a suggestion: the default with and without its table, side by side",
      ["bench/ngram_cost.py", "--chars", "800"]),
+    ("Project memory: keystrokes saved and bits per character without and with the project's n-gram (issue 24)",
+     ["bench/project.py", "--files", "1"]),
 ]
 
 
