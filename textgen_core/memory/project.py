@@ -64,7 +64,7 @@ def project_texts(files: ProjectFiles, leave_out: Sequence[bytes] = ()) -> list[
     for file in files.files:
         try:
             data = files.read(file)
-        except OSError:
+        except (OSError, ValueError):          # gone, or no longer a regular file within its bound
             continue
         if hashlib.sha256(data).digest() not in unwanted:
             texts.append(data)
