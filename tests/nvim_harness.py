@@ -337,3 +337,35 @@ class Screen:
                     grid[r][left:right] = region[source]
         elif event == "flush":
             self.frames.append(["".join(text for text, _ in row) for row in grid])
+
+
+# -- what several plugin test modules ask of their Neovim ---------------------------------------------
+
+def messages(nvim: pynvim.Nvim) -> str:
+    """:messages, after checking that Neovim waits at no prompt."""
+    not_at_a_prompt(nvim)
+    return nvim.api.exec2("messages", {"output": True})["output"]
+
+
+def suggest(model, context: str, **options) -> str:
+    """What the plugin must show after `context`: the engine's greedy continuation (without the
+    blanks at its end, which the plugin never shows)."""
+    from textgen_core.decode import DecodeOptions
+    from textgen_core.serve.engine import fresh_completion
+    return fresh_completion(model, context, DecodeOptions(**options))[0].rstrip()
+
+
+def requests(nvim: pynvim.Nvim) -> int:
+    """How many suggestions the plugin has asked the host for."""
+    return lua(nvim, "return require('textgen.suggestion').stats.requests")
+
+
+def set_options(nvim: pynvim.Nvim, **options: Any) -> None:
+    lua(nvim, "require('textgen').setup(...)", options)
+
+
+def type_and_wait(nvim: pynvim.Nvim, keys: str, expected: str) -> Ghost:
+    """Type `keys` and wait for the ghost text `expected`."""
+    nvim.input(keys)
+    return wait_for(lambda: (g := ghost(nvim)) and g.text == expected and g, what=f"ghost text {expected!r}")
+

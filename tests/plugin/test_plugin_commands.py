@@ -23,6 +23,7 @@ from tests.nvim_harness import (
     host_pid,
     idle,
     lua,
+    messages,
     mode,
     not_at_a_prompt,
     shared_manifest,
@@ -58,11 +59,6 @@ def vim(nvim, tiny_model_dir):
     lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})", {"model": str(tiny_model_dir)})
     wait_for(lambda: idle(nvim), what="textgen to be idle")
     return nvim
-
-
-def messages(nvim) -> str:
-    not_at_a_prompt(nvim)
-    return nvim.api.exec2("messages", {"output": True})["output"]
 
 
 def output_of(nvim, command: str) -> str:

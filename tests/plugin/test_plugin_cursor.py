@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nvim_harness import buffer_text, cursor, fresh_buffer, ghost, idle, lua, mode, start_module_nvim, wait_for
-from textgen_core.decode import DecodeOptions
-from textgen_core.serve.engine import fresh_completion
-
-
-@pytest.fixture(scope="module")
-def nvim(tiny_model_dir, tmp_path_factory):
-    editor = start_module_nvim(tiny_model_dir, tmp_path_factory.mktemp("nvim-home"))
-    yield editor
-    editor.close()
+from tests.nvim_harness import (
+    buffer_text,
+    cursor,
+    fresh_buffer,
+    ghost,
+    idle,
+    lua,
+    mode,
+    requests,
+    suggest,
+    type_and_wait,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -40,19 +43,6 @@ def vim(nvim, tiny_model_dir):
     """)
     wait_for(lambda: idle(nvim), what="textgen to be idle")
     return nvim
-
-
-def suggest(tiny_model, context: str) -> str:
-    return fresh_completion(tiny_model, context, DecodeOptions())[0].rstrip()
-
-
-def requests(nvim) -> int:
-    return lua(nvim, "return require('textgen.suggestion').stats.requests")
-
-
-def type_and_wait(nvim, keys: str, expected: str):
-    nvim.input(keys)
-    return wait_for(lambda: (g := ghost(nvim)) and g.text == expected and g, what=f"ghost text {expected!r}")
 
 
 def marks_left_at_moves(nvim, row: int, col: int) -> list:

@@ -23,10 +23,15 @@ from tests.nvim_harness import (
     host_pid,
     idle,
     lua,
+    messages,
     mode,
     not_at_a_prompt,
+    requests,
+    set_options,
     shared_manifest,
     start_nvim,
+    suggest,
+    type_and_wait,
     wait_for,
 )
 from textgen_core.decode import DecodeOptions
@@ -85,10 +90,6 @@ def vim(nvim, tiny_model_dir):
     return nvim
 
 
-def suggest(tiny_model, context: str, **options) -> str:
-    return fresh_completion(tiny_model, context, DecodeOptions(**options))[0].rstrip()
-
-
 def events(nvim, name: str) -> list[dict]:
     not_at_a_prompt(nvim)
     return [e for e in lua(nvim, "return _G.events") if e["event"] == name]
@@ -97,24 +98,6 @@ def events(nvim, name: str) -> list[dict]:
 def wait_for_events(nvim, name: str, count: int, timeout: float = 30) -> list[dict]:
     return wait_for(lambda: len(found := events(nvim, name)) >= count and found, timeout=timeout,
                     what=f"{count} {name} event(s)")
-
-
-def type_and_wait(nvim, keys: str, expected: str) -> None:
-    nvim.input(keys)
-    wait_for(lambda: (g := ghost(nvim)) and g.text == expected, what=f"ghost text {expected!r}")
-
-
-def set_options(nvim, **options) -> None:
-    lua(nvim, "require('textgen').setup(...)", options)
-
-
-def requests(nvim) -> int:
-    return lua(nvim, "return require('textgen.suggestion').stats.requests")
-
-
-def messages(nvim) -> str:
-    not_at_a_prompt(nvim)
-    return nvim.api.exec2("messages", {"output": True})["output"]
 
 
 def current_buffer(nvim) -> int:

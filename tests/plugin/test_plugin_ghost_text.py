@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from tests.nvim_harness import (
-    Ghost,
     Screen,
     buffer_text,
     cursor,
@@ -16,18 +15,14 @@ from tests.nvim_harness import (
     idle,
     lua,
     mode,
-    start_module_nvim,
+    requests,
+    set_options,
+    suggest,
+    type_and_wait,
     wait_for,
 )
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
-
-
-@pytest.fixture(scope="module")
-def nvim(tiny_model_dir, tmp_path_factory):
-    editor = start_module_nvim(tiny_model_dir, tmp_path_factory.mktemp("nvim-home"))
-    yield editor
-    editor.close()
 
 
 @pytest.fixture
@@ -37,25 +32,6 @@ def vim(nvim, tiny_model_dir):
     lua(nvim, "_G.fake_menu = nil")
     wait_for(lambda: idle(nvim), what="textgen to be idle")
     return nvim
-
-
-def suggest(tiny_model, context: str, **options) -> str:
-    """What the plugin must show after `context`: the engine's greedy continuation (without the
-    blanks at its end, which the plugin never shows)."""
-    return fresh_completion(tiny_model, context, DecodeOptions(**options))[0].rstrip()
-
-
-def requests(nvim) -> int:
-    return lua(nvim, "return require('textgen.suggestion').stats.requests")
-
-
-def type_and_wait(nvim, keys: str, expected: str) -> Ghost:
-    nvim.input(keys)
-    return wait_for(lambda: (g := ghost(nvim)) and g.text == expected and g, what=f"ghost text {expected!r}")
-
-
-def set_options(nvim, **options) -> None:
-    lua(nvim, "require('textgen').setup(...)", options)
 
 
 # -- ghost text ------------------------------------------------------------------------------------

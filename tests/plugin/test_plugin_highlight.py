@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nvim_harness import Screen, buffer_text, ghost, lua, mode, shared_manifest, start_nvim, wait_for
+from tests.nvim_harness import Screen, buffer_text, ghost, lua, mode, wait_for
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
-
-
-@pytest.fixture(scope="module")
-def nvim(tiny_model_dir, tmp_path_factory):
-    editor = start_nvim(shared_manifest(), tmp_path_factory.mktemp("nvim-home"),
-                        {"model": str(tiny_model_dir), "learn": False})
-    yield editor
-    editor.close()
 
 
 @pytest.fixture

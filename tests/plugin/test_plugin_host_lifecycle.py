@@ -14,19 +14,14 @@ from tests.nvim_harness import (
     idle,
     is_running,
     lua,
+    messages,
     mode,
-    not_at_a_prompt,
     shared_manifest,
     start_nvim,
     wait_for,
 )
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
-
-
-def messages(nvim) -> str:
-    not_at_a_prompt(nvim)
-    return nvim.api.exec2("messages", {"output": True})["output"]
 
 
 def expected(tiny_model, context: str) -> str:

@@ -19,7 +19,16 @@ from pathlib import Path
 import pynvim
 import pytest
 
-from tests.nvim_harness import NVIM, REPO, buffer_text, ghost, is_running, lua, not_at_a_prompt, wait_for
+from tests.nvim_harness import (
+    NVIM,
+    REPO,
+    buffer_text,
+    ghost,
+    is_running,
+    lua,
+    messages,
+    wait_for,
+)
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
 
@@ -79,11 +88,6 @@ def default_suggestion() -> str:
     text = fresh_completion(model, CONTEXT, DecodeOptions())[0].rstrip()
     assert text, "the default model should suggest something after " + repr(CONTEXT)
     return text
-
-
-def messages(nvim) -> str:
-    not_at_a_prompt(nvim)
-    return nvim.api.exec2("messages", {"output": True})["output"]
 
 
 def host_command(nvim) -> list[str]:

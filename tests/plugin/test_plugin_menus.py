@@ -17,8 +17,9 @@ from tests.nvim_harness import (
     idle,
     lua,
     mode,
+    requests,
+    set_options,
     shared_manifest,
-    start_module_nvim,
     start_nvim,
     wait_for,
 )
@@ -101,13 +102,6 @@ end
 """
 
 
-@pytest.fixture(scope="module")
-def nvim(tiny_model_dir, tmp_path_factory):
-    editor = start_module_nvim(tiny_model_dir, tmp_path_factory.mktemp("nvim-home"))
-    yield editor
-    editor.close()
-
-
 @pytest.fixture
 def vim(nvim, tiny_model_dir):
     """The module's Neovim in normal mode with one empty buffer, the base options and the helpers."""
@@ -146,17 +140,9 @@ def inserted(items: list[dict], keyword: str) -> list[str]:
     return [item["textEdit"]["newText"][len(keyword):] for item in items]
 
 
-def requests(nvim) -> int:
-    return lua(nvim, "return require('textgen.suggestion').stats.requests")
-
-
 def type_text(nvim, keys: str, text: str) -> None:
     nvim.input(keys)
     wait_for(lambda: buffer_text(nvim) == text and idle(nvim), what=f"{text!r} typed")
-
-
-def set_options(nvim, **options) -> None:
-    lua(nvim, "require('textgen').setup(...)", options)
 
 
 # -- nvim-cmp ----------------------------------------------------------------------------------------

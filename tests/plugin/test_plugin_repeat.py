@@ -10,10 +10,18 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import train_tiny_model
-from tests.nvim_harness import Screen, buffer_text, fresh_buffer, ghost, lua, mode, start_module_nvim, wait_for
+from tests.nvim_harness import (
+    Screen,
+    buffer_text,
+    fresh_buffer,
+    ghost,
+    lua,
+    mode,
+    start_module_nvim,
+    suggest,
+    wait_for,
+)
 from textgen_core import load_model
-from textgen_core.decode import DecodeOptions
-from textgen_core.serve.engine import fresh_completion
 
 TEXT = "\n".join(["def greet(name):\n\treturn\t'hello ' + name\n",
                   "the quick brown fox jumps over the lazy dog."] * 300) + "\n"
@@ -44,10 +52,6 @@ def vim(nvim, model_dir):
     nvim.current.buffer[:] = ["x"]
     nvim.command("setlocal expandtab shiftwidth=4 softtabstop=4 autoindent smartindent")
     return nvim
-
-
-def suggest(model, context: str, **options) -> str:
-    return fresh_completion(model, context, DecodeOptions(**options))[0].rstrip()
 
 
 def type_and_accept(vim, keys: str, expected: str, accept: str = "<Tab>", accepted: str | None = None) -> None:

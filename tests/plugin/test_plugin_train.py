@@ -19,8 +19,8 @@ from tests.nvim_harness import (
     idle,
     is_running,
     lua,
+    messages,
     mode,
-    not_at_a_prompt,
     process_environ,
     shared_manifest,
     start_nvim,
@@ -74,11 +74,6 @@ def vim(nvim, tiny_model_dir):
 
 def training(nvim) -> dict:
     return lua(nvim, "return require('textgen').status().training")
-
-
-def messages(nvim) -> str:
-    not_at_a_prompt(nvim)
-    return nvim.api.exec2("messages", {"output": True})["output"]
 
 
 def host_model_path(nvim) -> str | None:

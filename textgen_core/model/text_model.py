@@ -82,8 +82,7 @@ class TextModel:
         in this call); None: without a project. `options`: `build_project_memory`'s (exclude, bounds,
         texts to leave out)."""
         from textgen_core.memory.project import build_project_memory
-        base = TextModel(self.info, self.weights, backend=self.backend.name, path=self.path,
-                         use_match=self.mixer is not None, ngram=self.ngram)
+        base = self.with_project_memory(None)
         if root is None:
             return base
         return self.with_project_memory(build_project_memory(root, base, **options))
