@@ -60,6 +60,21 @@ def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count):
     assert table.probs(b"fox\x01")[1] == 0                                  # never seen: byte frequencies
 
 
+@pytest.mark.parametrize("part_positions", [64, 1000])
+def test_counting_in_parts_gives_the_same_table_as_counting_at_once(part_positions):
+    """Parts split by the keys' top bits (2^6 and 2^2 of them here) must join into the very arrays
+    one part gives: same contexts in the same order, same bytes, counts and starts."""
+    orders = (1, 2, 3, 5, 8)
+    for min_count in (1, 2):
+        whole = build_ngram(CORPUS * 2, orders=orders, min_count=min_count)
+        parted = build_ngram(CORPUS * 2, orders=orders, min_count=min_count, part_positions=part_positions)
+        for a, b in zip(whole.tables, parted.tables):
+            for name in ("keys", "starts", "next_bytes", "counts"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+                assert getattr(a, name).dtype == getattr(b, name).dtype
+    assert build_ngram(b"", orders=orders).contexts == 0
+
+
 def test_a_table_survives_saving_and_a_bad_file_is_refused_with_its_name(tmp_path):
     table = build_ngram(CORPUS, orders=(1, 2, 4), min_count=2)
     save_ngram(table, tmp_path / "ngram")
