@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -74,41 +75,40 @@ def advance(data: bytes | bytearray, state: MatchState, end: int, limit: int | N
 
 class MatchMixer:
     """Mixes GRU probabilities with the corpus n-gram's where the model has one (`ngram`, weights per
-    longest context found), then with the project's n-gram where there is one (`project`, the same
-    way), then with the match prediction (weights per match-length bucket), then with the buffer's
-    word votes (weights per word-prefix length bucket)."""
+    longest context found), then with each memory's n-gram in turn (`memories`: the project's, the
+    open buffers'; the same way, each with its own weights), then with the match prediction (weights
+    per match-length bucket), then with the buffer's word votes (weights per word-prefix length
+    bucket)."""
 
     def __init__(self, weights: tuple[float, ...] = MATCH_WEIGHTS,
                  word_weights: tuple[float, ...] = word_votes.VOTE_WEIGHTS,
                  ngram: NgramModel | None = None, ngram_weights: tuple[float, ...] | None = None,
-                 project: NgramModel | None = None, project_weights: tuple[float, ...] | None = None) -> None:
+                 memories: Sequence[tuple[NgramModel, tuple[float, ...]]] = ()) -> None:
         if len(weights) != len(BUCKET_EDGES) or not all(0 <= w < 1 for w in weights):
             raise ValueError(f"match weights must be {len(BUCKET_EDGES)} numbers in [0, 1)")
         if len(word_weights) != len(word_votes.VOTE_WEIGHTS) or not all(0 <= w < 1 for w in word_weights):
             raise ValueError(f"word weights must be {len(word_votes.VOTE_WEIGHTS)} numbers in [0, 1)")
-        if ngram is not None and ngram_weights is not None and (
-                len(ngram_weights) != len(ngram.orders) + 1 or not all(0 <= w < 1 for w in ngram_weights)):
-            raise ValueError(f"n-gram weights must be {len(ngram.orders) + 1} numbers in [0, 1)")
+        for table, table_weights in ((ngram, ngram_weights), *memories):
+            if table is not None and table_weights is not None and (
+                    len(table_weights) != len(table.orders) + 1 or not all(0 <= w < 1 for w in table_weights)):
+                raise ValueError(f"n-gram weights must be {len(table.orders) + 1} numbers in [0, 1)")
         self.weights = tuple(float(w) for w in weights)
         self.word_weights = tuple(float(w) for w in word_weights)
         self.uses_votes = any(self.word_weights)
         self.ngram = ngram
         self.ngram_weights = (tuple(float(w) for w in ngram_weights) if ngram_weights is not None
                               else default_weights(ngram) if ngram is not None else ())
-        if project is not None and project_weights is not None and (
-                len(project_weights) != len(project.orders) + 1 or not all(0 <= w < 1 for w in project_weights)):
-            raise ValueError(f"project weights must be {len(project.orders) + 1} numbers in [0, 1)")
-        self.project = project
-        self.project_weights = (tuple(float(w) for w in project_weights) if project_weights is not None
-                                else default_weights(project) if project is not None else ())
-        self.tables = tuple((table, tw) for table, tw in ((ngram, self.ngram_weights), (project, self.project_weights))
-                            if table is not None)      # the n-grams mixed in, in order
+        self.memories = tuple((table, tuple(float(w) for w in table_weights)) for table, table_weights in memories)
+        self.tables = (((ngram, self.ngram_weights),) if ngram is not None else ()) + self.memories  # in order
 
-    def with_project(self, project: NgramModel | None,
-                     project_weights: tuple[float, ...] | None = None) -> "MatchMixer":
-        """The same mixer with `project`'s n-gram mixed in after the corpus n-gram (None: without one)."""
-        return MatchMixer(self.weights, self.word_weights, self.ngram, self.ngram_weights or None,
-                          project, project_weights)
+    def with_memories(self, memories: Sequence[tuple[NgramModel, tuple[float, ...]]]) -> "MatchMixer":
+        """The same mixer with `memories` (n-grams and their weights) mixed in after the corpus
+        n-gram instead of its own."""
+        return MatchMixer(self.weights, self.word_weights, self.ngram, self.ngram_weights or None, memories)
+
+    def adding(self, memories: Sequence[tuple[NgramModel, tuple[float, ...]]]) -> "MatchMixer":
+        """The same mixer with `memories` mixed in after its own (itself when there are none)."""
+        return self.with_memories(self.memories + tuple(memories)) if memories else self
 
     @property
     def has_ngram(self) -> bool:

@@ -105,7 +105,7 @@ def _fitted_weights(model: TextModel, texts: list[bytes]) -> tuple[tuple[float, 
     sample = b"\n" + sample
     probs = model.target_probs(sample)
     if model.mixer is not None:                               # the corpus n-gram first, as when serving
-        probs = model.mixer.with_project(None).mix_ngram_targets(sample, probs)
+        probs = model.mixer.with_memories(()).mix_ngram_targets(sample, probs)
     fitted = fit_ngram_weights(build_ngram(counted, min_count=PROJECT_MIN_COUNT), probs, sample,
                                DEFAULT_PROJECT_WEIGHTS)
     return fitted, len(sample) - 1

@@ -70,7 +70,7 @@ class TextModel:
         if use_match:
             self.mixer = mixer_from_info(info, ngram)
             if project is not None:
-                self.mixer = self.mixer.with_project(project.ngram, project.weights)
+                self.mixer = self.mixer.with_memories([(project.ngram, project.weights)])
 
     def with_weights(self, weights: Weights) -> "TextModel":
         """The same model (info, backend, n-grams, match mixing) with other weights of the same shapes."""

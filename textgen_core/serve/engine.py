@@ -26,13 +26,14 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
 from textgen_core.decode import DecodeCancelled, DecodeOptions, decode
 from textgen_core.lru import LruCache
 from textgen_core.memory.adaptation import LEARNING_RATE
+from textgen_core.memory.ngram import NgramModel
 from textgen_core.model.text_model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
 from textgen_core.model.vocab import encode, to_ids
 from textgen_core.serve.learning import LEARN_BLOCK, LEARN_LAG, Learning  # noqa: F401 (LEARN_*: for callers and tests)
@@ -154,6 +155,7 @@ class Engine:
         self.cache_entries = cache_entries
         self.warm_enabled = warm
         self._model = model
+        self._memories: tuple[tuple[NgramModel, tuple[float, ...]], ...] = ()
         self._cache: StateCache | None = None
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
@@ -181,6 +183,16 @@ class Engine:
         """Use `model` from the next request on; states cached for the old model, and what was
         learned on top of it, are dropped."""
         self._model = model
+
+    def set_memories(self, memories: Sequence[tuple[NgramModel, tuple[float, ...]]]) -> None:
+        """Mix `memories` (n-grams with their weights: the project's, the open buffers') into every
+        suggestion from the next request on, after the model's own; the model, its cached states
+        and what it learned stay."""
+        self._memories = tuple(memories)
+
+    @property
+    def memories(self) -> tuple[tuple[NgramModel, tuple[float, ...]], ...]:
+        return self._memories
 
     @property
     def learned_model(self) -> TextModel | None:
@@ -330,7 +342,7 @@ class Engine:
             logits, state = primed
             texts = decode(model.backend, state, logits, replace(request.options, stream_every=1),
                            on_partial=emitter, should_cancel=should_cancel, memory=request.data or b"\n",
-                           mixer=model.mixer)
+                           mixer=model.mixer.adding(self._memories) if model.mixer is not None else None)
         except DecodeCancelled:
             return
         except Exception as exc:
