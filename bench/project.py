@@ -1,15 +1,22 @@
-"""Project memory on projects the default model never saw as projects: keystrokes saved and bits per
-character without and with the project's n-gram, its index time and memory.
+"""Project and open-buffer memory on projects the default model never saw as projects: keystrokes
+saved and bits per character with no memory, the project's n-gram, the buffer's, and both; the
+project's index time and memory.
 
 Each project is a folder the dependencies install: keras (Python), hypothesis (Python), Neovim's
 Lua runtime, Neovim's help (prose), and TensorFlow's C++ framework headers (a language the default
-model was not trained on). For each, files are held out one at a time (with any copy of them):
-the project memory is built from the rest, and a simulated person types `--chars` characters from
-the middle of the held-out file with the file's earlier text as context (`bench/quality.py`'s
-keystrokes_saved: greedy suggestions accepted word by word). Bits per character are those of the
-same characters given the same context.
+model was not trained on). Per project, `--files` files are held out (with any copy of them; picked
+by a hash of their names) and the project memory is built once from the rest. A simulated person
+types `--chars` characters from the middle of each held-out file with the file's earlier text as
+context (`bench/quality.py`'s keystrokes_saved: greedy suggestions accepted word by word). Bits per
+character are those of the same characters given the same context. The "buffer" is the held-out
+file's own text outside the typed segment, before it and after it (a person editing in the middle
+of an existing file: `memory.open_buffers`); the typed segment is in no memory.
 
-Usage: python bench/project.py [--model default] [--chars 2500] [--files 2] [--only NAME]
+`--fit N` also holds out the N files that follow the reported ones in the hash order, and fits the
+open buffers' mixing weights on them (after the GRU, the corpus n-gram and the project's table, as
+when serving): the files the bench reports are not those the weights were fitted on.
+
+Usage: python bench/project.py [--model default] [--chars 2500] [--files 2] [--fit N] [--only NAME]
 """
 from __future__ import annotations
 
@@ -27,8 +34,12 @@ import numpy as np  # noqa: E402
 
 from bench.quality import keystrokes_saved  # noqa: E402
 from textgen_core import load_model  # noqa: E402
-from textgen_core.memory.project import build_project_memory  # noqa: E402
-from textgen_core.memory.project_files import find_project_files  # noqa: E402
+from textgen_core.memory.match import MatchMixer  # noqa: E402
+from textgen_core.memory.mixing import fit_bucket_weights  # noqa: E402
+from textgen_core.memory.ngram import NgramModel  # noqa: E402
+from textgen_core.memory.open_buffers import BUFFER_WEIGHTS, build_buffer_memory  # noqa: E402
+from textgen_core.memory.project import ProjectMemory, build_project_memory  # noqa: E402
+from textgen_core.memory.project_files import ProjectFiles, find_project_files  # noqa: E402
 from textgen_core.model.text_model import TextModel  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
@@ -53,29 +64,91 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def held_out_files(root: Path, count: int) -> list[Path]:
-    """`count` files of the project, large enough to type from the middle of, picked by a hash of
-    their names (the same every run, spread over the project)."""
-    listed = find_project_files(root)
+Memories = list[tuple[NgramModel, tuple[float, ...]]]
+VARIANTS = ("none", "project", "buffer", "both")
+
+
+def held_out_files(listed: ProjectFiles, start: int, count: int) -> list[Path]:
+    """Files `start` to `start + count` of the project's files large enough to type from the middle
+    of, ordered by a hash of their names (the same every run, spread over the project)."""
     sizable = [f for f in listed.files if f.size >= MIN_FILE_BYTES]
     sizable.sort(key=lambda f: hashlib.sha256(f.relative.encode()).hexdigest())
-    return [f.path for f in sizable[:count]]
+    return [f.path for f in sizable[start:start + count]]
 
 
-def segment_bpc(model: TextModel, context: bytes, segment: bytes) -> float:
-    """Bits per character of `segment` read after `context` (the model and all its memory)."""
+def typing_case(path: Path, chars: int) -> tuple[str, str, list[bytes]]:
+    """The file's earlier text (context), `chars` characters from its middle (typed), and the
+    buffer: the file's text before and after the typed segment, the segment left out."""
+    data = path.read_bytes()
+    start = data.rfind(b"\n", 0, len(data) // 2) + 1
+    segment = data[start:start + chars * 2].decode("utf-8", "ignore")[:chars]
+    context = data[:start].decode("utf-8", "ignore")
+    end = data.find(segment.encode(), start)
+    after = data[end + len(segment.encode()):] if end >= 0 else b""
+    return context, segment, [data[:start], after]
+
+
+def variants(project: ProjectMemory, buffer: NgramModel | None) -> dict[str, Memories]:
+    """Each variant's memories, in the order they are mixed (the project's, then the buffer's)."""
+    with_project = [(project.ngram, project.weights)]
+    with_buffer = [(buffer, BUFFER_WEIGHTS)] if buffer is not None else []
+    return {"none": [], "project": with_project, "buffer": with_buffer, "both": with_project + with_buffer}
+
+
+def segment_bpc(model: TextModel, memories: Memories, context: bytes, segment: bytes) -> float:
+    """Bits per character of `segment` read after `context` (the model, its corpus n-gram, then
+    `memories`, the match model and the word votes)."""
     data = b"\n" + context + segment
     probs = model.target_probs(data)
     if model.mixer is not None:
-        probs = model.mixer.mix_targets(data, probs)
+        probs = model.mixer.with_memories(memories).mix_targets(data, probs)
     return float(-np.log2(np.maximum(probs[-len(segment):], 1e-300)).mean())
 
 
-def typed(model: TextModel, context: str, segment: str, max_chars: int) -> float:
-    """The share of keystrokes saved typing `segment` after `context` (`bench/quality.py`)."""
+def typed(model: TextModel, memories: Memories, context: str, segment: str, max_chars: int) -> float:
+    """The share of keystrokes saved typing `segment` after `context` (`bench/quality.py`), the
+    engine serving `memories` as the editor does (`Engine.set_memories`)."""
     with closing(Engine(model)) as engine:
+        engine.set_memories(memories)
         saved, *_ = keystrokes_saved(engine, segment, max_chars, prefix=context)
     return saved
+
+
+def fitting_probs(model: TextModel, project: ProjectMemory, buffer: NgramModel, context: bytes,
+                  segment: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the bytes of `segment` after `context`: the probability of each under the whole mixture
+    with the buffer's table in place of what it is mixed into (the GRU, the corpus n-gram and the
+    project's table), then the same with the buffer's table alone there, and the buffer table's
+    bucket; (len(segment),) each. The match model and the word votes mixed in after the n-grams
+    turn p into A · p + B (A, B per position, whatever p), so the weight of the buffer's table that
+    fits these two best is the one that fits the whole mixture best."""
+    data = b"\n" + context + segment
+    probs = model.target_probs(data)
+    n = len(segment)
+    if model.mixer is None:
+        raise SystemExit("--fit needs a model with its mixer")
+    probs = model.mixer.with_memories([(project.ngram, project.weights)]).mix_ngram_targets(data, probs)
+    after = MatchMixer(model.mixer.weights, model.mixer.word_weights)        # the match model, the votes
+    offset = after.mix_targets(data, np.zeros(len(probs)))                  # B
+    scale = after.mix_targets(data, np.ones(len(probs))) - offset            # A
+    buffer_probs, buckets = buffer.target_probs(data)
+    return ((scale * probs + offset)[-n:], (scale * buffer_probs + offset)[-n:], buckets[-n:])
+
+
+def report_fit(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """Fit the buffer's weights on the pooled fitting files, and say what they do there."""
+    base, other, buckets = (np.concatenate(a) for a in zip(*parts))
+    fitted = tuple(round(w, 3) for w in fit_bucket_weights(base, other, buckets, BUFFER_WEIGHTS, 0.95, 96))
+    counts = np.bincount(buckets, minlength=len(BUFFER_WEIGHTS))
+
+    def bpc(weights: tuple[float, ...]) -> float:
+        w = np.array(weights)[buckets]
+        return float(-np.log2((1 - w) * base + w * other).mean())
+
+    print(f"fitted on {len(base)} bytes of {len(parts)} files; positions per bucket {counts.tolist()}")
+    print(f"  without the buffer: {float(-np.log2(base).mean()):.4f} bpc (the whole mixture)")
+    print(f"  BUFFER_WEIGHTS {BUFFER_WEIGHTS}: {bpc(BUFFER_WEIGHTS):.4f} bpc")
+    print(f"  fitted         {fitted}: {bpc(fitted):.4f} bpc")
 
 
 def main() -> None:
@@ -83,43 +156,59 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--chars", type=int, default=2500)
     parser.add_argument("--files", type=int, default=2, help="held-out files per project")
+    parser.add_argument("--fit", type=int, default=0,
+                        help="also fit the buffer's weights on this many other held-out files per project")
     parser.add_argument("--max-chars", type=int, default=80)
+    parser.add_argument("--bpc-only", action="store_true", help="no typing simulation (fast)")
     parser.add_argument("--only", help="projects whose name contains this")
     args = parser.parse_args()
-    base = load_model(args.model)
+    base = load_model(args.model).with_project_memory(None)
     print(f"machine: {machine_summary()}")
-    print(f"model: {args.model}; {args.chars} characters typed from the middle of each held-out file")
-    print(f"{'project':<22} {'files':>6} {'MB':>5} {'index s':>8} {'+MB':>5}  {'file':<34} "
-          f"{'bpc':>6} {'→':>1} {'with':>6}  {'saved':>6} {'→':>1} {'with':>6}")
-    rows = []
+    print(f"model: {args.model}; {args.chars} characters typed from the middle of each held-out file; "
+          f"memory: none, project, buffer (the file outside the typed segment), both")
+    print(f"{'project':<22} {'files':>5} {'MB':>5} {'index s':>7} {'+MB':>4}  {'file':<26} "
+          f"{'bpc:':<4} {'none':>5} {'proj':>5} {'buf':>5} {'both':>5}  "
+          f"{'saved:':<6} {'none':>5} {'proj':>5} {'buf':>5} {'both':>5}")
+    rows: list[tuple[dict[str, float], dict[str, float]]] = []
+    fit_parts = []
     for name, root in PROJECTS.items():
         if root is None or not root.is_dir() or (args.only and args.only not in name):
             continue
-        for path in held_out_files(root, args.files):
-            data = path.read_bytes()
-            middle = len(data) // 2
-            start = data.rfind(b"\n", 0, middle) + 1
-            segment = data[start:start + args.chars * 2].decode("utf-8", "ignore")[:args.chars]
-            context = data[:start].decode("utf-8", "ignore")
-            before = rss_mb()
-            started = time.perf_counter()
-            memory = build_project_memory(root, base, leave_out=[data])
-            seconds = time.perf_counter() - started
-            grown = rss_mb() - before
-            with_project = base.with_project_memory(memory)
+        listed = find_project_files(root)
+        reported = held_out_files(listed, 0, args.files)
+        fitting = held_out_files(listed, args.files, args.fit)
+        before = rss_mb()
+        started = time.perf_counter()
+        memory = build_project_memory(root, base, files=listed,
+                                      leave_out=[path.read_bytes() for path in reported + fitting])
+        seconds = time.perf_counter() - started
+        grown = rss_mb() - before
+        for path in fitting:
+            context, segment, buffer_texts = typing_case(path, args.chars)
+            fit_parts.append(fitting_probs(base, memory, build_buffer_memory(buffer_texts),
+                                           context.encode()[-CONTEXT_CHARS:], segment.encode()))
+        for path in reported:
+            context, segment, buffer_texts = typing_case(path, args.chars)
+            memories = variants(memory, build_buffer_memory(buffer_texts))
             ctx = context.encode()[-CONTEXT_CHARS:]
-            bpc = segment_bpc(base, ctx, segment.encode()), segment_bpc(with_project, ctx, segment.encode())
-            saved = (typed(base, context, segment, args.max_chars),
-                     typed(with_project, context, segment, args.max_chars))
-            rows.append((name, bpc, saved))
-            print(f"{name:<22} {len(memory.files.files):>6} {memory.files.total_bytes / 1e6:>5.1f} {seconds:>8.1f} "
-                  f"{grown:>5.0f}  {path.name[:34]:<34} {bpc[0]:>6.3f} → {bpc[1]:>6.3f}  "
-                  f"{saved[0] * 100:>5.1f}% → {saved[1] * 100:>5.1f}%", flush=True)
+            bpc = {v: segment_bpc(base, memories[v], ctx, segment.encode()) for v in VARIANTS}
+            saved = {v: 0.0 if args.bpc_only else typed(base, memories[v], context, segment, args.max_chars) * 100
+                     for v in VARIANTS}
+            rows.append((bpc, saved))
+            print(f"{name:<22} {len(memory.files.files):>5} {memory.files.total_bytes / 1e6:>5.1f} {seconds:>7.1f} "
+                  f"{grown:>4.0f}  {path.name[:26]:<26} {'':<4} "
+                  + " ".join(f"{bpc[v]:>5.3f}" for v in VARIANTS) + f"  {'':<6} "
+                  + " ".join(f"{saved[v]:>5.1f}" for v in VARIANTS), flush=True)
     if rows:
-        gain = statistics.mean(s[1] - s[0] for _, _, s in rows) * 100
-        fall = statistics.mean(1 - b[1] / b[0] for _, b, _ in rows) * 100
-        print(f"mean over {len(rows)} held-out files: keystrokes saved +{gain:.1f} points, "
-              f"bits per character {fall:.1f} % lower")
+        print(f"mean over {len(rows)} held-out files:")
+        for v in VARIANTS:
+            saved = statistics.mean(s[v] for _, s in rows)
+            gain = statistics.mean(s[v] - s["none"] for _, s in rows)
+            fall = statistics.mean(1 - b[v] / b["none"] for b, _ in rows) * 100
+            print(f"  {v:<8} keystrokes saved {saved:5.1f} % ({gain:+.1f} points), "
+                  f"bits per character {fall:4.1f} % lower", flush=True)
+    if fit_parts:
+        report_fit(fit_parts)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,18 @@ command("TextGenTrainStop", function()
   textgen.train_stop()
 end, { desc = "textgen: cancel training (nothing saved)" })
 
+command("TextGenProject", function(opts)
+  textgen.project(opts.args)
+end, {
+  nargs = "?",
+  complete = function(arglead)
+    return vim.tbl_filter(function(word)
+      return vim.startswith(word, arglead)
+    end, { "rebuild", "clear" })
+  end,
+  desc = "textgen: project memory: what it holds; rebuild: read the project again; clear: delete the cache",
+})
+
 vim.api.nvim_create_autocmd("VimLeavePre", {
   group = vim.api.nvim_create_augroup("textgen_train", { clear = true }),
   desc = "textgen: stop the host and any training before Neovim exits",
@@ -85,6 +97,7 @@ keys.define_plug_maps()
 keys.apply(require("textgen.config").get().keys)
 local trigger = require("textgen.trigger")
 trigger.attach()
+require("textgen.memory").attach()
 -- nvim-cmp's "textgen" source, registered once nvim-cmp is loaded (blink.cmp loads textgen.blink itself).
 require("textgen.cmp").register_when_loaded()
 

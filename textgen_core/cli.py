@@ -141,6 +141,19 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="keep the contexts seen at least this often (1: every one, a larger table)")
     ngram.add_argument("--val-fraction", type=float, default=0.1,
                        help="the tail of every file that is not counted but fits the mixing weights")
+    index = sub.add_parser("index", help="index a project's text files into the cache the editor maps (only the "
+                           "files changed since the last index are counted again)")
+    index.add_argument("project", nargs="?", help="the project folder (not needed with --clear)")
+    index.add_argument("--cache-dir", default=None,
+                       help="where indexes live (default: $XDG_CACHE_HOME/nvim/textgen, Neovim's stdpath('cache'))")
+    index.add_argument("--model", default="default", help="the model whose predictions the weights are fitted to")
+    index.add_argument("--max-mb", type=int, default=32, help="read at most this many MB of the project's files")
+    index.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="also skip files matching this glob (repeatable; secrets are always skipped)")
+    index.add_argument("--rebuild", action="store_true", help="count every file again, not only the changed ones")
+    index.add_argument("--clear", action="store_true", help="remove every cached project index instead")
+    index.add_argument("--nice", type=int, default=0, help="lower this process' CPU priority by this much first")
+    index.add_argument("--json", action="store_true", help="print one JSON object")
     corpus = sub.add_parser("corpus", help="list the default model's corpus files (from the dependencies)")
     corpus.add_argument("--kind", default="python,prose,lua", help="comma-separated: python, prose, lua")
     corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
@@ -496,6 +509,46 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_cache_dir() -> Path:
+    """Neovim's stdpath('cache') .. '/textgen', as the plugin passes it (without Neovim's help)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / os.environ.get("NVIM_APPNAME", "nvim") / "textgen"
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from textgen_core.memory.project_cache import Settings, clear_cache, index_project
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.nice:
+        os.nice(args.nice)
+    if args.clear:
+        removed, freed = clear_cache(cache_dir)
+        summary = {"action": "cleared", "indexes": removed, "bytes": freed, "cache_dir": str(cache_dir)}
+        print(json.dumps(summary) if args.json else
+              f"removed {removed} project index{'es' if removed != 1 else ''} ({size_text(freed)}) from {cache_dir}")
+        return 0
+    if args.project is None or not os.path.isdir(args.project):
+        raise UserError(f"give a project folder to index (got {args.project or 'none'}), or --clear")
+    if not 1 <= args.max_mb <= 512:
+        raise UserError(f"--max-mb must be from 1 to 512 (got {args.max_mb})")
+    settings = Settings(args.max_mb * MB, tuple(args.exclude), args.model)
+    from textgen_core.model.text_model import load_model
+
+    model = load_model(args.model)                  # the weights of a whole count are fitted to it
+    try:
+        result = index_project(args.project, cache_dir, settings, model, rebuild=args.rebuild)
+    except ValueError as exc:                      # a folder that is no project ($HOME, /): why, in one line
+        raise UserError(f"{args.project}: {exc}") from None
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['action']}: {summary['root']}, {summary['files']} files, {size_text(summary['bytes'])}, "
+              f"{summary['changed_files']} changed since the whole count, in {summary['seconds']} s; "
+              f"index in {summary['cache']}")
+    return 0
+
+
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from textgen_core.train.corpus import KINDS, select
 
@@ -515,7 +568,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "average": _cmd_average,
-            "ngram": _cmd_ngram, "corpus": _cmd_corpus}
+            "ngram": _cmd_ngram, "index": _cmd_index, "corpus": _cmd_corpus}
 
 
 def main(argv: list[str] | None = None) -> int:

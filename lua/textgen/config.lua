@@ -13,6 +13,11 @@ local M = {}
 ---@field dismiss string|false
 ---@field complete string|false
 
+---@class textgen.Project
+---@field enabled boolean           read the project's files (the open buffers are read either way)
+---@field max_mb integer            the most text read from the project, in MB
+---@field exclude string[]          globs of files never read, on top of the secrets excluded by default
+
 ---@class textgen.Config
 ---@field auto_trigger boolean       suggest while typing in insert mode
 ---@field enabled boolean|function|string  may textgen suggest in a buffer: a boolean, or a function(buf) asked before each request
@@ -34,6 +39,7 @@ local M = {}
 ---@field train_minutes number       :TextGenTrain's time budget
 ---@field train_files string[]       files or globs :TextGenTrain adds to the buffer's text
 ---@field train_args string[]        extra arguments for `textgen train` (e.g. "--epochs", "3")
+---@field project textgen.Project    project memory (:help textgen-project-memory)
 
 ---@type textgen.Config
 M.defaults = {
@@ -77,6 +83,11 @@ M.defaults = {
   train_minutes = 2,
   train_files = {},
   train_args = {},
+  project = {
+    enabled = true,
+    max_mb = 32,
+    exclude = {},
+  },
 }
 
 M.MID_LINE = { never = true, closing = true, always = true }
@@ -200,6 +211,42 @@ local checks = {
   },
 }
 
+--- g:textgen.project's keys, checked one by one: a user giving only `exclude` keeps the other defaults.
+local project_checks = {
+  enabled = { as_bool, "true or false" },
+  max_mb = { as_int(1, 512), "a whole number of MB from 1 to 512" },
+  exclude = { as_string_list, "a list of globs such as { '*.csv', 'data/**' }" },
+}
+
+--- Merge g:textgen.project into `config.project`, adding a problem for each bad key.
+local function validate_project(value, config, problems)
+  if type(value) ~= "table" or (next(value) ~= nil and vim.islist(value)) then
+    problems[#problems + 1] = "g:textgen.project must be a table such as { enabled = true, max_mb = 32, exclude = {} }"
+    return
+  end
+  for name, v in pairs(value) do
+    local check = project_checks[name]
+    if not check then
+      problems[#problems + 1] = ("g:textgen.project.%s is not an option (it has %s)"):format(
+        tostring(name),
+        "enabled, max_mb, exclude"
+      )
+    elseif not is_null(v) then
+      local converted = check[1](v)
+      if converted == nil then
+        problems[#problems + 1] = ("g:textgen.project.%s must be %s (got %s); using %s"):format(
+          name,
+          check[2],
+          vim.inspect(v),
+          vim.inspect(M.defaults.project[name])
+        )
+      else
+        config.project[name] = converted
+      end
+    end
+  end
+end
+
 local message = require("textgen.message")
 
 --- Check `raw` against the defaults; returns the usable config and the problems found.
@@ -241,6 +288,8 @@ function M.validate(raw)
           end
         end
       end
+    elseif key == "project" then
+      validate_project(value, config, problems)
     elseif checks[key] then
       if not is_null(value) then
         local converted = checks[key][1](value)

@@ -267,6 +267,73 @@ local function check_highlight()
   })
 end
 
+--- Files and bytes under `dir` (0, 0 when it does not exist), counting at most `limit` entries.
+local function disk_usage(dir, limit)
+  local files, bytes, seen = 0, 0, 0
+  if vim.fn.isdirectory(dir) == 0 then
+    return 0, 0, false
+  end
+  for name, kind in vim.fs.dir(dir, { depth = 8 }) do
+    seen = seen + 1
+    if seen > limit then
+      return files, bytes, true
+    end
+    if kind == "file" then
+      local stat = vim.uv.fs_stat(dir .. "/" .. name)
+      files, bytes = files + 1, bytes + (stat and stat.size or 0)
+    end
+  end
+  return files, bytes, false
+end
+
+--- At most this many entries of the cache folder are looked at (a cache is a few files a project).
+local CACHE_ENTRIES_LOOKED_AT = 10000
+
+local function check_project_memory(cfg)
+  local memory = require("textgen.memory")
+  if cfg.project.enabled then
+    health.ok(("project memory is on: the project's text files, at most %d MB (g:textgen.project)"):format(
+      cfg.project.max_mb
+    ))
+  else
+    health.info("project memory is off (g:textgen.project.enabled): suggestions draw on the open buffers only")
+  end
+  local cache = memory.cache_dir() .. "/projects"
+  local files, bytes, more = disk_usage(cache, CACHE_ENTRIES_LOOKED_AT)
+  if files == 0 then
+    health.info(("its cache (%s) is empty"):format(cache))
+  else
+    health.info(("its cache: %s, %s%d files, %.1f MB; `:TextGenProject clear` deletes it"):format(
+      cache,
+      more and "at least " or "",
+      files,
+      bytes / 1024 / 1024
+    ))
+  end
+  local host = require("textgen.host")
+  if not host.running() then
+    health.info("the project's state is known once the host runs (it starts with the first suggestion)")
+    return
+  end
+  local h, why = host.status()
+  if not h then
+    health.warn("the host did not say what memory holds: it is " .. tostring(why))
+    return
+  end
+  local lines = memory.status_lines(h.memory, cfg)
+  if #lines == 0 then
+    health.warn("this Python host keeps no project memory")
+  end
+  local project = type(h.memory) == "table" and h.memory.project or nil
+  for _, line in ipairs(lines) do
+    if type(project) == "table" and project.state == "failed" and line:find("^memory: project") then
+      health.warn(line, { "`:TextGenProject rebuild` reads the project again; :TextGenStatus says more." })
+    else
+      health.info(line)
+    end
+  end
+end
+
 function M.check()
   health.start("textgen: Neovim and the Python host")
   if not check_neovim() then
@@ -280,6 +347,8 @@ function M.check()
   if usable then
     check_model(python, cfg)
   end
+  health.start("textgen: project memory")
+  check_project_memory(cfg)
   health.start("textgen: ghost text")
   check_highlight()
 end

@@ -155,6 +155,25 @@ local function method(name)
   return M.PLUGIN_PATH .. ":function:" .. name
 end
 
+--- The last `SENT_KEPT` notifications sent, oldest first, for tests and debugging
+--- (`:lua =require('textgen.host').sent`): each `{ name = ..., event = ..., buf = ..., text_bytes = ... }`,
+--- the last three for TextGenHostBuffer only (`text_bytes`: nil when no text went). Never any text.
+---@type {name: string, event: string|nil, buf: integer|nil, text_bytes: integer|nil}[]
+M.sent = {}
+M.SENT_KEPT = 50
+
+local function remember_sent(name, info)
+  local entry = { name = name }
+  if name == "TextGenHostBuffer" then
+    entry.event, entry.buf = info.event, info.buf
+    entry.text_bytes = type(info.text) == "string" and #info.text or nil
+  end
+  M.sent[#M.sent + 1] = entry
+  if #M.sent > M.SENT_KEPT then
+    table.remove(M.sent, 1)
+  end
+end
+
 --- Send a notification to the host, starting it if needed.
 local function notify(name, ...)
   local chan = channel or start()
@@ -162,6 +181,9 @@ local function notify(name, ...)
     return false
   end
   local ok = pcall(vim.rpcnotify, chan, method(name), { ... })
+  if ok then
+    remember_sent(name, ...)
+  end
   return ok
 end
 
@@ -265,6 +287,38 @@ function M.status()
   return ask("status")
 end
 
+--- Whether the running host keeps project memory: its loaded model's summary says so (`memory`);
+--- a host from before it would report the unknown TextGenHostBuffer as an error in Neovim, which a
+--- pcall cannot catch. nil: no model loaded yet.
+---@return boolean|nil
+function M.keeps_memory()
+  if not channel or not M.model then
+    return nil
+  end
+  return M.model.memory == true
+end
+
+--- Tell a running host what buffer `info.buf` holds (textgen.memory builds `info`); false when none
+--- runs or it keeps no memory (yet): memory never starts a host, and tells it at its next event.
+function M.buffer(info)
+  if not M.keeps_memory() then
+    return false
+  end
+  return notify("TextGenHostBuffer", info)
+end
+
+--- Ask the host to "rebuild" or "clear" the project memory; `callback(answer, why_not)` gets
+--- `{ message = ... }`, or nil and why not (it waits ANSWER_TIMEOUT_MS at most).
+---@param action "rebuild"|"clear"
+---@param callback fun(answer: {message: string}|nil, why: string|nil)
+function M.project(action, callback)
+  if channel and M.model and not M.keeps_memory() then
+    callback(nil, "one without project memory (started before the plugin was updated?)")
+    return
+  end
+  callback(ask("project", action))
+end
+
 --- Model names for command-line completion (user models, then the shipped ones).
 function M.model_names()
   local names = ask("model_names")
@@ -295,6 +349,10 @@ function M.on_model_loaded(name, backend, summary, announce)
   local train = package.loaded["textgen.train"]
   if train then
     train.on_model_loaded(name, summary)
+  end
+  local memory = package.loaded["textgen.memory"]
+  if memory then
+    memory.on_host_ready()
   end
   if announce then
     require("textgen.config").set("model", name)

@@ -9,6 +9,7 @@ local message = require("textgen.message")
 local suggestion = require("textgen.suggestion")
 
 local api = vim.api
+local null = require("textgen.util").is_null
 local M = {}
 
 --- Merge `opts` into g:textgen (deep) and apply it: keys are mapped again.
@@ -110,6 +111,37 @@ function M.train_stop()
   return require("textgen.train").stop()
 end
 
+--- :TextGenProject: no `action`, what project memory holds; "rebuild" or "clear", asked of the host.
+---@param action string|nil
+function M.project(action)
+  local memory = require("textgen.memory")
+  if action == nil or action == "" then
+    local h, why = host.status()
+    local lines = memory.status_lines(h and h.memory, config.get())
+    if h == nil then
+      lines[#lines + 1] = "python host: " .. (host.broken or why)
+    elseif #lines == 0 then
+      lines[#lines + 1] = "memory: this Python host keeps no project memory"
+    end
+    api.nvim_echo({ { table.concat(lines, "\n") } }, true, {})
+    return lines
+  end
+  if action ~= "rebuild" and action ~= "clear" then
+    message.say(("no :TextGenProject %s; use :TextGenProject, :TextGenProject rebuild or clear"):format(action),
+      vim.log.levels.ERROR)
+    return nil
+  end
+  host.project(action, function(answer, why)
+    if answer == nil or null(answer.message) then
+      message.say(("could not %s the project memory: the Python host is %s"):format(action, why or "not answering"),
+        vim.log.levels.ERROR)
+    else
+      message.say(answer.message, vim.log.levels.INFO)
+    end
+  end)
+  return action
+end
+
 -- Status -----------------------------------------------------------------------------------------
 
 --- A cheap summary for statuslines: never waits for the Python host.
@@ -136,8 +168,6 @@ function M.status()
     disabled_reason = reason,
   }
 end
-
-local null = require("textgen.util").is_null
 
 local function human_size(bytes)
   if bytes >= 1024 * 1024 then
@@ -239,6 +269,7 @@ function M.status_lines()
       h.tensorflow_imported and ", TensorFlow loaded in the host" or ""
     )
   end
+  vim.list_extend(lines, require("textgen.memory").status_lines(h and h.memory, cfg))
   vim.list_extend(lines, require("textgen.train").status_lines())
   local _, problems = config.validate(type(vim.g.textgen) == "table" and vim.g.textgen or {})
   for _, problem in ipairs(problems) do

@@ -142,7 +142,9 @@ def test_training_on_the_buffer_keeps_the_editor_answering_and_swaps_in_the_new_
     new = load_model(out)
     expected = fresh_completion(new, "Chapter 7. The ", DecodeOptions())[0].rstrip()
     vim.input("<Esc>")
-    vim.command("enew")
+    vim.command("enew | bwipeout! #")      # the novel leaves the open buffers' memory: the model's alone
+    wait_for(lambda: lua(vim, "return require('textgen.host').status()")["memory"]["buffers"]["bytes"] == 0,
+             what="the open buffers' memory empty")
     vim.input("iChapter 7. The ")
     wait_for(lambda: idle(vim) and lua(vim, "return require('textgen').status().model") == "my-novel", timeout=10,
              what="a suggestion from the new model")

@@ -98,21 +98,18 @@ class NgramModel:
         self.orders = tuple(t.order for t in tables)
         self.unigram = unigram                     # (256,) float64, sums to 1, none zero
         self.min_count = min_count
-        self._lookup: list[tuple[np.ndarray, np.ndarray]] | None = None     # built by target_probs
+        self._checked = False                      # whether `_check_order` passed
         self._cache: LruCache[bytes, tuple[np.ndarray, int]] = LruCache(CACHED_CONTEXTS)
 
-    def _whole_text_lookup(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per order, every pair as context index · 256 + byte (P,) and every context's n (C,): what
-        scoring a whole text at once needs (the editor, which asks one context at a time, does not)."""
-        if self._lookup is None:
+    def _check_order(self) -> None:
+        """Refuse, once, tables whose contexts are not sorted and distinct or whose bytes are not
+        laid out one run per context (scoring a whole text relies on both)."""
+        if not self._checked:
             for t in self.tables:
                 if np.any(t.keys[1:] <= t.keys[:-1]) or np.any(t.starts[1:] <= t.starts[:-1]):
                     raise NgramFileError(f"order {t.order}'s contexts are not sorted and distinct, "
                                          "or one has no bytes: the table is damaged; build it again")
-            self._lookup = [(np.repeat(np.arange(len(t.keys), dtype=np.int64) * 256, np.diff(t.starts)) + t.next_bytes,
-                             np.add.reduceat(t.counts.astype(np.float64), t.starts[:-1].astype(np.int64))
-                             if len(t.keys) else np.zeros(0)) for t in self.tables]
-        return self._lookup
+            self._checked = True
 
     @property
     def contexts(self) -> int:
@@ -184,24 +181,41 @@ class NgramModel:
         return [(p[row], buckets[row]) if buckets[row] else (self.unigram, 0) for row in range(len(histories))]
 
     def target_probs(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """p_ngram of every byte data[1:] given the bytes before it, and each one's bucket: (N − 1,) each."""
+        """p_ngram of every byte data[1:] given the bytes before it, and each one's bucket: (N − 1,) each.
+
+        Each order's contexts are found for all positions at once; a context's count of the byte that
+        came and its total are summed over its run of bytes, the j-th byte of every run at a time
+        (positions sorted by run length, so step j reads only the runs longer than j): memory in
+        proportion to the text, whatever the size of the table."""
+        self._check_order()
         a = np.frombuffer(data, np.uint8)
         keys = dict(context_keys(a, self.orders))
         p = self.unigram[a].astype(np.float64)                                       # (N,)
         bucket = np.zeros(len(a), np.int64)
         alive = np.ones(len(a), bool)                 # no shorter context missing (as `probs` stops)
-        for position, (table, (pairs, totals)) in enumerate(zip(self.tables, self._whole_text_lookup())):
+        for position, table in enumerate(self.tables):
             index = table.find(keys[table.order])                                    # (N,)
             index[:table.order] = -1
             alive &= index >= 0
-            safe = np.maximum(index, 0)
-            total = totals[safe] if len(table.keys) else np.zeros(len(a))
-            distinct = np.diff(table.starts.astype(np.int64))[safe] if len(table.keys) else np.zeros(len(a))
-            wanted = safe * 256 + a
-            at = np.minimum(np.searchsorted(pairs, wanted), max(len(pairs) - 1, 0))
-            joint = np.where(pairs[at] == wanted, table.counts[at], 0) if len(pairs) else np.zeros(len(a))
-            p = np.where(alive, (joint + distinct * p) / np.maximum(total + distinct, 1), p)
-            bucket = np.where(alive, position + 1, bucket)
+            rows = np.flatnonzero(alive)                                             # (R,)
+            if len(rows) == 0:
+                break
+            lo = table.starts[index[rows]].astype(np.int64)
+            width = table.starts[index[rows] + 1].astype(np.int64) - lo              # (R,) d, ≥ 1
+            longest_first = np.argsort(-width, kind="stable")
+            rows, lo, width = rows[longest_first], lo[longest_first], width[longest_first]
+            wanted = a[rows]
+            joint = np.zeros(len(rows))
+            total = np.zeros(len(rows))
+            longer = len(rows)
+            for j in range(int(width[0])):
+                longer = int(np.searchsorted(-width[:longer], -j, side="left"))       # runs longer than j
+                at = lo[:longer] + j
+                counts = table.counts[at].astype(np.float64)
+                total[:longer] += counts
+                joint[:longer] += np.where(table.next_bytes[at] == wanted[:longer], counts, 0.0)
+            p[rows] = (joint + width * p[rows]) / (total + width)
+            bucket[rows] = position + 1
         return p[1:], bucket[1:]
 
 

@@ -102,6 +102,8 @@ def _fitted_weights(model: TextModel, texts: list[bytes]) -> tuple[tuple[float, 
     if len(sample) < MIN_FIT_BYTES:
         return None, 0
     counted = SEPARATOR.join(t for i, t in enumerate(texts) if i % every != every // 2)
+    if len(counted) < 2 * MIN_FIT_BYTES:         # too little left to count: any fit would be noise
+        return None, 0
     sample = b"\n" + sample
     probs = model.target_probs(sample)
     if model.mixer is not None:                               # the corpus n-gram first, as when serving

@@ -99,6 +99,25 @@ class TextGenHost:
             from textgen_core.model.registry import list_model_names
 
             answer = list_model_names()
+        elif question == "project":
+            action = str(args[2]) if len(args) > 2 else ""
+            memories = self.session.memories
+            answer = {"message": memories.rebuild() if action == "rebuild" else memories.clear() if action == "clear"
+                      else f"unknown project action {action!r}: rebuild or clear"}
         else:
-            raise ValueError(f"unknown question {question!r}")
+            answer = None                    # a newer plugin's question: no answer rather than an error in Neovim
         self.bridge.call_lua("on_answer", question_id, answer)
+
+    @pynvim.function("TextGenHostBuffer", sync=False)
+    def buffer(self, args: list[Any]) -> None:
+        """What a buffer holds (`lua/textgen/memory.lua`): its text for the open-buffers memory, its
+        file for the project memory."""
+        from textgen_core.serve.memories import ProjectOptions
+
+        info = args[0] if args and isinstance(args[0], dict) else {}
+        path, text = info.get("path"), info.get("text")
+        self.session.memories.buffer_event(int(info.get("buf", 0)), str(info.get("event", "")),
+                                           path if isinstance(path, str) and path else None,
+                                           text if isinstance(text, (str, bytes)) else None,
+                                           ProjectOptions.from_lua(info.get("project")))
+

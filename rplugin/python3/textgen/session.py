@@ -28,6 +28,7 @@ _make_core_importable()
 from textgen_core import ModelFileError, ModelNotFoundError, TextModel, load_model  # noqa: E402
 from textgen_core.model.registry import resolve_model_path  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.serve.memories import Memories, Tables  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,14 @@ class ModelSession:
         self.engine: Engine | None = None
         self.failures: dict[ModelChoice, str] = {}
         self.reload_failure: str | None = None     # the model in use no longer loads from its folder
+        self._tables: Tables = []
+        self.memories = Memories(self._set_memories, lambda: self.choice.name if self.choice else "default")
+
+    def _set_memories(self, tables: Tables) -> None:
+        """The project's and the open buffers' n-grams changed (`Memories`, on its threads)."""
+        self._tables = tables
+        if self.engine is not None:
+            self.engine.set_memories(tables)
 
     def engine_for(self, choice: ModelChoice) -> Engine | None:
         """The engine serving `choice`, loading it if needed; None if it failed (see `failures`)."""
@@ -70,6 +79,7 @@ class ModelSession:
         self.reload_failure = None
         if self.engine is None:
             self.engine = Engine(model)
+            self.engine.set_memories(self._tables)
         else:
             self.engine.set_model(model)
         self.choice = choice
@@ -102,7 +112,7 @@ class ModelSession:
                                   "tensorflow_imported": "tensorflow" in sys.modules,
                                   "failures": [{"name": c.name, "backend": c.backend, "reason": r}
                                                for c, r in self.failures.items()],
-                                  "reload_failure": self.reload_failure}
+                                  "reload_failure": self.reload_failure, "memory": self.memories.status()}
         engine = self.engine
         if engine is not None:
             latencies = list(engine.latencies_ms)
@@ -119,6 +129,7 @@ class ModelSession:
         return status
 
     def close(self) -> None:
+        self.memories.close()
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -159,6 +170,7 @@ def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:
         "trained_at": info.training.get("trained_at"),
         "base": info.training.get("base"),
         "averaged": len(averaged),
+        "memory": True,                  # this host keeps project and open-buffer memory (TextGenHostBuffer)
         **_describe_ngram(model),
     }
 

@@ -1,0 +1,73 @@
+"""The open buffers as memory (issue 24): the whole current buffer and the other loaded buffers as an
+n-gram mixed in after the project's (`memory.open_buffers`), served by `Engine.set_memories`."""
+from __future__ import annotations
+
+import threading
+
+from textgen_core.decode import DecodeOptions
+from textgen_core.memory.match import MatchMixer
+from textgen_core.memory.ngram import ORDERS
+from textgen_core.memory.open_buffers import (
+    BUFFER_WEIGHTS,
+    MAX_BUFFER_BYTES,
+    SEPARATOR,
+    buffer_text,
+    build_buffer_memory,
+)
+from textgen_core.serve.engine import Engine
+
+# A name the tiny model never saw, used all over the text below the cursor.
+NAME = "qzv_kwyjibo"
+BELOW = "".join(f"def handler_{i}(request):\n    return {NAME}(request, {i})\n\n" for i in range(100, 160))
+CONTEXT = "def handler_99(request):\n    return qzv_kwyji"
+
+
+def suggest(model, memories, context: str = CONTEXT) -> str:
+    """The engine's final suggestion after `context`, serving `memories` as the editor does."""
+    finals: list[str] = []
+    done = threading.Event()
+
+    def callback(completion):
+        if completion.final:
+            finals.append(completion.texts[0] if completion.texts else "")
+            done.set()
+
+    engine = Engine(model)
+    try:
+        engine.set_memories(memories)
+        engine.submit("buf", context, DecodeOptions(max_chars=30), callback)
+        assert done.wait(30), "no suggestion within 30 s"
+    finally:
+        engine.close()
+    return finals[0]
+
+
+def test_the_text_below_the_cursor_teaches_the_model_its_names(tiny_model):
+    table = build_buffer_memory([(CONTEXT + "\n\n" + BELOW).encode()])
+    assert not suggest(tiny_model, []).startswith("bo(")
+    assert suggest(tiny_model, [(table, BUFFER_WEIGHTS)]).startswith("bo(")
+
+
+def test_the_weights_suit_the_mixer_after_a_project_table():
+    table = build_buffer_memory([BELOW.encode()])
+    assert len(BUFFER_WEIGHTS) == len(ORDERS) + 1 == len(table.orders) + 1
+    mixer = MatchMixer().with_memories([(table, BUFFER_WEIGHTS), (table, BUFFER_WEIGHTS)])
+    assert [w for _, w in mixer.memories] == [BUFFER_WEIGHTS, BUFFER_WEIGHTS]
+
+
+def test_the_cap_takes_the_nearest_buffer_first():
+    near, far = b"near buffer: zqx_frobnicator(1)\n" * 20, b"far buffer: qpw_glorbulator(2)\n" * 20
+    cap = len(near) + len(SEPARATOR) + 10
+    assert buffer_text([near, far], cap) == near + SEPARATOR + far[:10]
+    table = build_buffer_memory([near, far], max_bytes=cap)
+    probs, bucket = table.probs(b"buffer: zqx_frobnicat")
+    assert bucket == len(ORDERS) and probs[ord("o")] > 0.9          # the near buffer is counted
+    _, bucket = table.probs(b"buffer: qpw_glorbulat")
+    assert bucket < len(ORDERS) - 2                                 # the far one's name is not
+    assert len(buffer_text([b"x" * (MAX_BUFFER_BYTES + 100), b"y" * 10])) == MAX_BUFFER_BYTES
+
+
+def test_no_text_gives_no_table():
+    assert build_buffer_memory([]) is None
+    assert build_buffer_memory([b"", b""]) is None
+    assert buffer_text([b"", b"ab", b"", b"cd"]) == b"ab" + SEPARATOR + b"cd"

@@ -1,0 +1,127 @@
+"""Project indexes on disk (`memory.project_cache`, `textgen index`): built once, up to date at no cost,
+changed files counted apart, settings and damage handled, and clearing that removes only indexes."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.core.test_cli import textgen
+from tests.core.test_project_memory import MODULE, NAME, make_project
+from textgen_core.memory.project_cache import (
+    META,
+    ProjectCacheError,
+    Settings,
+    clear_cache,
+    folder_for,
+    index_project,
+    load_cached,
+)
+
+SETTINGS = Settings(32 << 20, (), "default")
+
+
+def probability_of(cached, text: bytes, after: bytes) -> float:
+    """What the index's tables (the project's, then its changes') give `text[0]` after `after`, at most."""
+    return max(float(table.probs(after)[0][text[0]]) for table, _ in cached.tables())
+
+
+def test_an_index_is_reused_and_only_changed_files_are_counted_again(tiny_model, tmp_path):
+    root = make_project(tmp_path)
+    cache = tmp_path / "cache"
+    built = index_project(root, cache, SETTINGS, tiny_model)
+    assert built.action == "built" and built.cached.memory.fitted_on_bytes > 0
+    assert built.cached.changes is None and built.cached.summary()["files"] == 3
+    again = index_project(root, cache, SETTINGS, tiny_model)
+    assert again.action == "up to date" and again.cached.built_at == built.cached.built_at
+    ngram_files = {p.name: p.stat().st_ino for p in (folder_for(cache, root) / "ngram").iterdir()}
+
+    (root / "src" / "new.py").write_text("".join(f"x = qqv_blorptastic({i})\n" for i in range(100)))
+    updated = index_project(root, cache, SETTINGS, tiny_model)
+    assert updated.action == "updated" and updated.cached.changed == ("src/new.py",)
+    assert probability_of(updated.cached, b"a", b"x = qqv_blorpt") > 0.9      # the new file is counted
+    # The project's n-gram is the same files (linked), not counted again.
+    assert {p.name: p.stat().st_ino for p in (folder_for(cache, root) / "ngram").iterdir()} == ngram_files
+    assert index_project(root, cache, SETTINGS, tiny_model).action == "up to date"
+
+    # A changed file among the changed ones: the changes are counted again from all of them.
+    (root / "src" / "new.py").write_text("".join(f"y = qqv_zumbledore({i})\n" for i in range(100)))
+    os.utime(root / "src" / "new.py", ns=(1, 1))
+    again = index_project(root, cache, SETTINGS, tiny_model)
+    assert again.action == "updated" and probability_of(again.cached, b"m", b"y = qqv_zu") > 0.9
+
+    # Changes over a quarter of the project: everything is counted again.
+    (root / "src" / "handlers.py").write_text(MODULE.replace(NAME, "zqx_renamed"))
+    rebuilt = index_project(root, cache, SETTINGS, tiny_model)
+    assert rebuilt.action == "built" and rebuilt.cached.changes is None and rebuilt.cached.changed == ()
+    assert len([p for p in (cache / "projects").iterdir()]) == 1        # no staging or old folder left
+
+
+def test_other_settings_or_a_damaged_index_mean_a_new_one(tiny_model, tmp_path):
+    root = make_project(tmp_path, {"notes.md": "some notes\n" * 50})
+    cache = tmp_path / "cache"
+    index_project(root, cache, SETTINGS, tiny_model)
+    assert load_cached(cache, root, SETTINGS) is not None
+    excluding = Settings(SETTINGS.max_total_bytes, ("*.md",), "default")
+    assert load_cached(cache, root, excluding) is None
+    result = index_project(root, cache, excluding, tiny_model)
+    assert result.action == "built" and result.cached.summary()["files"] == 3
+
+    meta = folder_for(cache, root) / META
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "weights": [0.5, 2.0]}))
+    with pytest.raises(ProjectCacheError, match="weights"):
+        load_cached(cache, root, excluding)
+    (folder_for(cache, root) / "ngram" / "k4.keys.npy").write_bytes(b"not an array")
+    with pytest.raises(ProjectCacheError, match="k4.keys.npy"):
+        load_cached(cache, root, excluding)
+    assert index_project(root, cache, excluding, tiny_model).action == "built"     # damaged: built again
+    assert load_cached(cache, root, excluding).memory.ngram.contexts > 0
+
+
+def test_clearing_removes_indexes_and_nothing_else(tiny_model, tmp_path):
+    root = make_project(tmp_path)
+    cache = tmp_path / "cache"
+    index_project(root, cache, SETTINGS, tiny_model)
+    projects = cache / "projects"
+    # What is not an index is kept: a user's folder, a folder named like an index holding other files,
+    # a link to a folder of the user's.
+    (projects / "mine").mkdir()
+    (projects / "mine" / "keep.txt").write_text("mine")
+    (projects / "also-mine" / "ngram").mkdir(parents=True)             # index-like names, not ours
+    (projects / "also-mine" / "ngram" / "data.npy").write_bytes(b"mine")
+    lookalike = projects / "0123456789abcdef"
+    lookalike.mkdir()
+    (lookalike / META).write_text("{}")
+    (lookalike / "thesis.tex").write_text("mine")
+    outside = tmp_path / "outside"
+    (outside / "ngram").mkdir(parents=True)
+    (outside / META).write_text("{}")
+    (projects / "fedcba9876543210").symlink_to(outside)
+    interrupted = projects / ".0000000000000000.new-12-34"
+    (interrupted / "ngram").mkdir(parents=True)
+    removed, freed = clear_cache(cache)
+    assert removed == 1 and freed > 0
+    assert sorted(p.name for p in projects.iterdir()) == ["0123456789abcdef", "also-mine", "fedcba9876543210", "mine"]
+    assert (projects / "mine" / "keep.txt").exists() and (lookalike / "thesis.tex").exists()
+    assert (outside / META).exists() and (outside / "ngram").is_dir()
+    assert clear_cache(tmp_path / "nowhere") == (0, 0)
+
+
+def test_the_index_command(tmp_path, tiny_model_dir):
+    root = make_project(tmp_path)
+    cache = tmp_path / "cache"
+    args = ["index", str(root), "--cache-dir", str(cache), "--model", str(tiny_model_dir), "--json"]
+    first = textgen(*args)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["action"] == "built" and summary["files"] == 3 and summary["root"] == str(root.resolve())
+    assert json.loads(textgen(*args).stdout)["action"] == "up to date"
+    assert json.loads(textgen(*args, "--rebuild").stdout)["action"] == "built"
+    home = textgen("index", os.path.expanduser("~"), "--cache-dir", str(cache), "--model", str(tiny_model_dir))
+    assert home.returncode != 0 and "textgen index:" in home.stderr and len(home.stderr.strip().splitlines()) == 1
+    cleared = textgen("index", "--clear", "--cache-dir", str(cache))
+    assert cleared.returncode == 0 and cleared.stdout.startswith("removed 1 project index ")
+    assert not (cache / "projects" / folder_for(cache, root).name).exists()
+    assert np.all([not p.name.endswith(".json") for p in (cache / "projects").rglob("*")])

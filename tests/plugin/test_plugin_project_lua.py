@@ -1,0 +1,255 @@
+"""Project memory, the editor's half (issue 24): g:textgen.project, what lua/textgen/memory.lua tells
+the Python host about the open buffers and when, :TextGenProject and the memory lines of
+:TextGenStatus, in a real Neovim with the plugin loaded as a user would load it.
+
+What memory sends is recorded by wrapping `require('textgen.host').buffer` (the one call memory makes
+to send): the wrapper forwards every message to the real host. A host without TextGenHostBuffer (one
+older than project memory) is told nothing by host.lua; the wrapper then counts the message as
+delivered, so that these tests check the Lua side's decisions whichever host runs.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.nvim_harness import lua, messages, mode, not_at_a_prompt, wait_for
+
+RECORD = """
+local host = require('textgen.host')
+host._original_buffer = host._original_buffer or host.buffer
+host._calls = {}
+host.buffer = function(info)
+  table.insert(host._calls, { event = info.event, buf = info.buf, path = info.path,
+    text_bytes = type(info.text) == 'string' and #info.text or vim.NIL, project = info.project })
+  return host._original_buffer(info) or not host.keeps_memory()
+end
+"""
+
+
+def calls(nvim, buf=None):
+    """What memory sent (about buffer `buf`), leaving out the "unload" of the empty unnamed buffer that
+    `:edit` reuses for the file (its number stays; the host forgets the empty text)."""
+    found = lua(nvim, "return require('textgen.host')._calls")
+    return [c for c in found if (buf is None or c["buf"] == buf) and not (c["event"] == "unload" and c["path"] is None)]
+
+
+@pytest.fixture
+def vim(nvim, tiny_model_dir):
+    """The module's Neovim in normal mode with no buffer but an empty one, its host up, memory's
+    messages recorded from here on, and a short quiet time for the debounce."""
+    nvim.input("<C-\\><C-n><Esc>")
+    wait_for(lambda: mode(nvim).startswith("n"), what="normal mode")
+    nvim.command("silent! %bwipeout! | messages clear")
+    lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})", {"model": str(tiny_model_dir), "learn": False})
+    wait_for(lambda: lua(nvim, "return require('textgen.host').model ~= nil"), what="the host to load the model")
+    lua(nvim, RECORD)
+    lua(nvim, "require('textgen.memory').QUIET_MS = 150")
+    yield nvim
+    lua(nvim, "require('textgen.memory').QUIET_MS = 1000")
+
+
+def edit(nvim, path, text):
+    path.write_text(text)
+    nvim.command(f"edit {path}")
+    return nvim.current.buffer.number
+
+
+# -- g:textgen.project -------------------------------------------------------------------------------
+
+def validate(nvim, raw):
+    return lua(nvim, "local c, p = require('textgen.config').validate(...); return { c.project, p }", raw)
+
+
+def test_project_defaults_and_a_good_value(vim):
+    assert validate(vim, {}) == [{"enabled": True, "max_mb": 32, "exclude": []}, []]
+    good = {"project": {"enabled": 0, "max_mb": 512, "exclude": ["*.csv", "data/**"]}}
+    assert validate(vim, good) == [{"enabled": False, "max_mb": 512, "exclude": ["*.csv", "data/**"]}, []]
+
+
+def test_a_partial_project_keeps_the_other_defaults(vim):
+    assert validate(vim, {"project": {"exclude": "*.log"}}) == [
+        {"enabled": True, "max_mb": 32, "exclude": ["*.log"]}, []]
+    assert validate(vim, {"project": {"max_mb": 8}}) == [{"enabled": True, "max_mb": 8, "exclude": []}, []]
+    # setup() merges key by key too: a later setup({project = {max_mb = 4}}) keeps the exclude given before.
+    cfg = lua(vim, "require('textgen').setup({ project = { exclude = { 'a' } } });"
+                   "return require('textgen').setup({ project = { max_mb = 4 } }).project")
+    assert cfg == {"enabled": True, "max_mb": 4, "exclude": ["a"]}
+
+
+def test_a_bad_project_value_is_one_line_each_and_the_default_is_used(vim):
+    project, problems = validate(vim, {"project": {"enabled": "yes", "max_mb": 0, "exclude": [1], "size": 3}})
+    assert project == {"enabled": True, "max_mb": 32, "exclude": []}
+    assert sorted(problems) == [
+        "g:textgen.project.enabled must be true or false (got \"yes\"); using true",
+        "g:textgen.project.exclude must be a list of globs such as { '*.csv', 'data/**' } (got { 1 }); using {}",
+        "g:textgen.project.max_mb must be a whole number of MB from 1 to 512 (got 0); using 32",
+        "g:textgen.project.size is not an option (it has enabled, max_mb, exclude)",
+    ]
+    for bad in (5, ["a"], 1.5):
+        project, problems = validate(vim, {"project": bad})
+        assert project == {"enabled": True, "max_mb": 32, "exclude": []}
+        assert problems == ["g:textgen.project must be a table such as { enabled = true, max_mb = 32, exclude = {} }"]
+    _, problems = validate(vim, {"project": {"max_mb": 513}})
+    assert len(problems) == 1 and "max_mb" in problems[0]
+
+
+# -- what the host is told -----------------------------------------------------------------------------
+
+def test_enter_sends_the_text_once_per_changedtick(vim, tmp_path):
+    a = edit(vim, tmp_path / "a.py", "def alpha():\n    return 1\n")
+    [first] = calls(vim, a)
+    assert first["event"] == "enter"
+    assert first["text_bytes"] == len("def alpha():\n    return 1")
+    assert first["path"] == str(tmp_path / "a.py")
+    assert first["project"]["enabled"] is True and first["project"]["max_mb"] == 32
+    assert first["project"]["cache_dir"].endswith("/textgen")
+    b = edit(vim, tmp_path / "b.py", "beta\n")
+    vim.command(f"buffer {a}")
+    vim.command(f"buffer {b}")
+    vim.command(f"buffer {a}")
+    assert [c["event"] for c in calls(vim, a)] == ["enter"], "the same changedtick went twice"
+    assert [c["event"] for c in calls(vim, b)] == ["enter"]
+    vim.api.buf_set_lines(a, 0, 1, True, ["def alphabet():"])
+    vim.command(f"buffer {b}")
+    vim.command(f"buffer {a}")
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [
+        ("enter", len("def alpha():\n    return 1")), ("enter", len("def alphabet():\n    return 1"))]
+
+
+def test_a_write_sends_the_text(vim, tmp_path):
+    a = edit(vim, tmp_path / "w.txt", "one\n")
+    vim.api.buf_set_lines(a, 0, -1, True, ["one", "two"])
+    vim.command("write")
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 3), ("write", 7)]
+
+
+def test_a_buffer_over_a_megabyte_is_named_without_its_text(vim, tmp_path):
+    big = edit(vim, tmp_path / "big.txt", ("x" * 99 + "\n") * 20_000)      # 2 MB
+    [sent] = calls(vim, big)
+    assert sent["event"] == "enter" and sent["text_bytes"] is None and sent["path"] == str(tmp_path / "big.txt")
+    small = edit(vim, tmp_path / "small.txt", "y" * 1000 + "\n")
+    assert calls(vim, small)[0]["text_bytes"] == 1000
+
+
+def test_nofile_terminal_and_disabled_buffers_send_nothing(vim, tmp_path):
+    nofile = lua(vim, "local b = vim.api.nvim_create_buf(true, true); vim.bo[b].buftype = 'nofile';"
+                      "vim.api.nvim_buf_set_lines(b, 0, -1, true, { 'scratch text' }); return b")
+    terminal = lua(vim, "local b = vim.api.nvim_create_buf(true, false); vim.api.nvim_open_term(b, {}); return b")
+    flagged = lua(vim, "local b = vim.api.nvim_create_buf(true, false); vim.b[b].textgen_enabled = false;"
+                       "vim.api.nvim_buf_set_lines(b, 0, -1, true, { 'private' }); return b")
+    lua(vim, "require('textgen').setup({ filetypes = { secret = false } })")
+    excluded = lua(vim, "local b = vim.api.nvim_create_buf(true, false); vim.bo[b].filetype = 'secret';"
+                        "vim.api.nvim_buf_set_lines(b, 0, -1, true, { 'hidden' }); return b")
+    for buf in (nofile, terminal, flagged, excluded):
+        vim.command(f"buffer {buf}")
+        vim.command("doautocmd InsertLeave")
+        for event in ("enter", "write", "leave"):
+            assert lua(vim, "return require('textgen.memory').message(...)", buf, event) is None, (buf, event)
+    assert calls(vim) == []
+    vim.command(f"buffer {excluded} | setfiletype text | doautocmd InsertLeave")
+    assert [c["event"] for c in calls(vim, excluded)] == ["leave"]
+
+
+def test_the_open_buffers_are_sent_with_project_memory_off(vim, tmp_path):
+    lua(vim, "require('textgen').setup({ project = { enabled = false } })")
+    a = edit(vim, tmp_path / "off.txt", "still sent\n")
+    [sent] = calls(vim, a)
+    assert sent["text_bytes"] == len("still sent") and sent["project"]["enabled"] is False
+
+
+def test_changes_in_normal_mode_are_sent_once_after_a_quiet_time(vim, tmp_path):
+    a = edit(vim, tmp_path / "d.txt", "abcdef\n")
+    # A long quiet time, so that a loaded machine cannot let it pass between two of the changes.
+    lua(vim, "require('textgen.memory').QUIET_MS = 5000")
+    for _ in range(4):
+        vim.input("x")
+        wait_for(lambda: lua(vim, "return require('textgen.memory').pending(...)", a), what="a debounced send")
+    assert [c["event"] for c in calls(vim, a)] == ["enter"], "sent before the quiet time"
+    wait_for(lambda: not lua(vim, "return require('textgen.memory').pending(...)", a), what="the quiet time")
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 6), ("leave", 2)]
+    lua(vim, "require('textgen.memory').QUIET_MS = 1000")
+
+
+def test_insert_leave_sends_the_text_and_unload_tells_the_host_to_forget(vim, tmp_path):
+    a = edit(vim, tmp_path / "i.txt", "ab\n")
+    vim.input("Acd<Esc>")
+    wait_for(lambda: len(calls(vim, a)) == 2, what="the text sent on leaving insert mode")
+    assert calls(vim, a)[1]["event"] == "leave" and calls(vim, a)[1]["text_bytes"] == 4
+    # TextChanged after insert mode: its debounced send finds the changedtick already sent.
+    wait_for(lambda: not lua(vim, "return require('textgen.memory').pending(...)", a), what="the quiet time")
+    assert len(calls(vim, a)) == 2
+    vim.command("enew")
+    vim.command(f"bwipeout! {a}")
+    assert [c["event"] for c in calls(vim, a)] == ["enter", "leave", "unload"]
+
+
+def test_the_debug_ring_keeps_names_and_events_never_text(vim, tmp_path):
+    edit(vim, tmp_path / "r.txt", "ring\n")
+    lua(vim, "require('textgen.host').cancel(0)")
+    ring = lua(vim, "return require('textgen.host').sent")
+    assert ring[-1] == {"name": "TextGenHostCancel"}
+    assert len(ring) <= lua(vim, "return require('textgen.host').SENT_KEPT")
+    for entry in ring:
+        assert set(entry) <= {"name", "event", "buf", "text_bytes"}
+        if entry["name"] == "TextGenHostBuffer":
+            assert entry["event"] in ("enter", "write", "leave", "unload")
+    # This host keeps memory (its model summary says so): what went to it is in the ring.
+    assert lua(vim, "return require('textgen.host').keeps_memory()") is True
+    told = [e for e in ring if e["name"] == "TextGenHostBuffer" and e.get("event") == "enter"]
+    assert told and told[-1]["text_bytes"] == len("ring")
+
+
+# -- :TextGenProject and :TextGenStatus ----------------------------------------------------------------
+
+def output_of(nvim, command):
+    not_at_a_prompt(nvim)
+    return nvim.api.exec2(command, {"output": True})["output"]
+
+
+def test_an_unknown_textgenproject_argument_is_one_line_error(vim):
+    vim.command("TextGenProject bogus")
+    wait_for(lambda: "no :TextGenProject bogus" in messages(vim), what="the error")
+    assert "\n" not in messages(vim).strip()
+    assert vim.call("getcompletion", "TextGenProject ", "cmdline") == ["rebuild", "clear"]
+    assert vim.call("getcompletion", "TextGenProject c", "cmdline") == ["clear"]
+
+
+def test_textgenproject_and_status_say_what_memory_holds(vim):
+    status = output_of(vim, "TextGenStatus")
+    project = output_of(vim, "TextGenProject")
+    assert "Error" not in project + status
+    has_memory = lua(vim, "return require('textgen.host').status().memory ~= nil")
+    if has_memory:
+        assert "memory: " in status and "open buffers" in project
+    else:           # a host older than project memory: no memory line in the status, one word in :TextGenProject
+        assert "memory:" not in status
+        assert project == "memory: this Python host keeps no project memory"
+    lua(vim, "require('textgen').setup({ project = { enabled = false } })")
+    assert "memory: project memory off (g:textgen.project.enabled)" in output_of(vim, "TextGenStatus")
+
+
+def test_the_memory_lines_from_a_status_answer(vim):
+    memory = {"project": {"root": "/src/app", "state": "ready", "files": 120, "bytes": 3 * 1024 * 1024,
+                          "built_at": "2024-05-01T10:00:00", "from_cache": True, "changed_files": 2, "seconds": 1.5},
+              "buffers": {"count": 3, "bytes": 2048}, "cache_dir": "/c/textgen"}
+    lines = lua(vim, "return require('textgen.memory').status_lines(..., require('textgen.config').get())", memory)
+    assert lines == [
+        "memory: project /src/app: 120 files, 3.0 MB, ready, built 2024-05-01T10:00:00 (from the cache), in 1.5 s,"
+        " 2 changed files waiting",
+        "memory: 3 open buffers, 2.0 KB",
+    ]
+    memory["project"] = {"root": "/src/app", "state": "failed", "files": 0, "bytes": 0, "reason": "disk full"}
+    memory["buffers"] = {"count": 0, "bytes": 0}
+    lines = lua(vim, "return require('textgen.memory').status_lines(..., require('textgen.config').get())", memory)
+    assert lines[0] == "memory: project /src/app: failed, disk full"
+    assert lua(vim, "return require('textgen.memory').status_lines(nil, require('textgen.config').get())") == []
+
+
+def test_checkhealth_has_a_project_memory_section(vim, tmp_path):
+    cache = lua(vim, "return require('textgen.memory').cache_dir()") + "/projects/abc"
+    vim.call("mkdir", cache, "p")
+    vim.call("writefile", ["x" * 1023], cache + "/index.bin")
+    vim.command("checkhealth textgen")
+    text = "\n".join(vim.current.buffer[:])
+    section = text.split("textgen: project memory", 1)[1].split("textgen: ghost text", 1)[0]
+    assert "project memory is on" in section and "at most 32 MB" in section
+    assert "1 files, 0.0 MB" in section and ":TextGenProject clear" in section
