@@ -10,10 +10,17 @@ Prints median, p95 and max, with the CPU's name.
 
     .venv/bin/python bench/keystroke_latency.py --model default --cps 10 --chars 400
     .venv/bin/python bench/keystroke_latency.py --learn off,on --prefill-bytes 2000   # one Neovim each
+    .venv/bin/python bench/keystroke_latency.py --project .venv/lib/python3.11/site-packages/keras --memory off,on
+
+With --project, the folder is copied into a temporary project (a pyproject.toml added, the original
+never written) and the text is typed into a new file of it; --memory off,on runs a fresh Neovim
+without project memory, then one with it (its index built first), and prints the host's memory after
+typing: private (anonymous) and mapped from files.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -81,23 +88,41 @@ def main() -> None:
     parser.add_argument("--learn", default=None,
                         help="g:textgen.learn, 'on' or 'off' (default: the plugin's); 'off,on' runs a fresh "
                              "Neovim for each, one after the other")
+    parser.add_argument("--project", type=Path, help="a folder to copy into a temporary project and type in")
+    parser.add_argument("--memory", default="on", help="project memory 'on', 'off' or 'off,on' (with --project)")
     args = parser.parse_args()
-    for learn in args.learn.split(",") if args.learn else [None]:
-        if learn not in (None, "on", "off"):
-            sys.exit(f"--learn takes on, off or both, not {learn!r}")
-        run(args, None if learn is None else learn == "on")
+    project = None
+    if args.project:
+        project = Path(tempfile.mkdtemp(prefix="textgen-bench-project-")) / args.project.name
+        shutil.copytree(args.project, project, ignore=shutil.ignore_patterns("__pycache__"))
+        (project / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
+    for memory in args.memory.split(",") if project else [None]:
+        for learn in args.learn.split(",") if args.learn else [None]:
+            if learn not in (None, "on", "off") or memory not in (None, "on", "off"):
+                sys.exit(f"--learn and --memory take on, off or both, not {learn!r} / {memory!r}")
+            run(args, None if learn is None else learn == "on", project, memory == "on")
 
 
-def run(args: argparse.Namespace, learn: bool | None) -> None:
+def host_memory_mb(pid: int) -> tuple[float, float]:
+    """The host's private (RssAnon) and file-mapped (RssFile) resident memory, in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["RssAnon"].split()[0]) / 1024, int(fields["RssFile"].split()[0]) / 1024
+
+
+def run(args: argparse.Namespace, learn: bool | None, project: Path | None = None, memory: bool = True) -> None:
     """Type the text in a fresh Neovim and print the latencies."""
     text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
     config = {"model": args.model, "filetypes": {"*": True}}
+    if project is not None:
+        config["project"] = {"enabled": memory}
     if learn is not None:
         config["learn"] = learn
     debounces = [int(d) for d in args.debounce_ms.split(",")] if args.debounce_ms else [None]
     home = Path(tempfile.mkdtemp(prefix="textgen-bench-"))
     nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
     try:
+        if project is not None:
+            nvim.command(f"edit {project / 'bench_typing.txt'}")
         nvim.command("setlocal textwidth=0 noautoindent")
         if args.prefill_bytes:
             lines = (DEFAULT_TEXT * (args.prefill_bytes // len(DEFAULT_TEXT) + 1))[: args.prefill_bytes].split("\n")
@@ -112,6 +137,12 @@ def run(args: argparse.Namespace, learn: bool | None) -> None:
         info = lua(nvim, "return require('textgen.host').model")
         if not info:
             sys.exit(f"the model does not load: {model}")
+        if project is not None and memory:
+            state = wait_for(lambda: (((lua(nvim, "return require('textgen.host').status()") or {}).get("memory")
+                                       or {}).get("project") or {}).get("state") in ("ready", "failed")
+                             and lua(nvim, "return require('textgen.host').status()")["memory"]["project"],
+                             timeout=600, what="the project's index")
+            print(f"project memory: {state['files']} files, {state['bytes'] / 1e6:.1f} MB, {state['state']}")
         interval = 1.0 / args.cps
         if debounces == [None]:
             debounces = [lua(nvim, "return require('textgen.config').get().debounce_ms")]
@@ -153,6 +184,10 @@ def run(args: argparse.Namespace, learn: bool | None) -> None:
               f"{len(text)} characters typed at {args.cps:g}/s"
               f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}; "
               f"g:textgen.learn {'on' if lua(nvim, LEARN_PROBE) else 'off'}")
+        if project is not None:
+            private, mapped = host_memory_mb(lua(nvim, "return require('textgen.host').pid()"))
+            print(f"project memory {'on' if memory else 'off'} ({project.name}): host memory after typing "
+                  f"{private:.0f} MB private, {mapped:.0f} MB mapped from files")
         for debounce in debounces:
             print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if len(debounces) > 1 else ""))
             print(summary("  new suggestion (the headline)", asked[debounce], missed[debounce], interval * 1000))

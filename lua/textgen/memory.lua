@@ -209,7 +209,7 @@ local function describe_project(p)
     parts[#parts + 1] = ("in %.1f s"):format(p.seconds)
   end
   if (p.changed_files or 0) > 0 then
-    parts[#parts + 1] = ("%d changed files waiting"):format(p.changed_files)
+    parts[#parts + 1] = ("%d changed file%s counted apart"):format(p.changed_files, p.changed_files == 1 and "" or "s")
   end
   return ("project %s: %s"):format(root, table.concat(parts, ", "))
 end

@@ -234,7 +234,7 @@ def test_the_memory_lines_from_a_status_answer(vim):
     lines = lua(vim, "return require('textgen.memory').status_lines(..., require('textgen.config').get())", memory)
     assert lines == [
         "memory: project /src/app: 120 files, 3.0 MB, ready, built 2024-05-01T10:00:00 (from the cache), in 1.5 s,"
-        " 2 changed files waiting",
+        " 2 changed files counted apart",
         "memory: 3 open buffers, 2.0 KB",
     ]
     memory["project"] = {"root": "/src/app", "state": "failed", "files": 0, "bytes": 0, "reason": "disk full"}
