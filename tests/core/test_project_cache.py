@@ -109,6 +109,28 @@ def test_clearing_removes_indexes_and_nothing_else(tiny_model, tmp_path):
     assert clear_cache(tmp_path / "nowhere") == (0, 0)
 
 
+def test_a_users_folder_where_an_index_would_go_is_never_moved_or_removed(tiny_model, tmp_path):
+    """The cache folder given (`--cache-dir`) may hold a user's files, even at an index's own path
+    or in folders shaped like an index: indexing and clearing leave every one of them as it was."""
+    root = make_project(tmp_path)
+    cache = tmp_path / "cache"
+    place = folder_for(cache, root)
+    (place / "ngram").mkdir(parents=True)
+    (place / "ngram" / "draft.txt").write_text("mine")
+    (place / META).write_text(json.dumps({"format": 1, "mine": True}))
+    with pytest.raises(ProjectCacheError, match="not a project index of textgen's"):
+        index_project(root, cache, SETTINGS, tiny_model)
+    assert (place / "ngram" / "draft.txt").read_text() == "mine"
+    assert sorted(p.name for p in (cache / "projects").iterdir()) == [place.name]      # no staging left
+    # Shaped like an index, with another project.json (a user's, not our format): kept.
+    other = cache / "projects" / "00000000000000aa"
+    (other / "ngram").mkdir(parents=True)
+    (other / "ngram" / "k1.keys.npy").write_bytes(b"mine")
+    (other / META).write_text(json.dumps({"title": "my project notes"}))
+    assert clear_cache(cache) == (0, 0)
+    assert (place / "ngram" / "draft.txt").exists() and (other / "ngram" / "k1.keys.npy").exists()
+
+
 def test_the_index_command(tmp_path, tiny_model_dir):
     root = make_project(tmp_path)
     cache = tmp_path / "cache"

@@ -244,24 +244,49 @@ def _staging(folder: Path) -> Path:
 
 
 def _replace(folder: Path, staging: Path) -> None:
-    """Put `staging` in the place of `folder` (ours: it holds a project.json) by renames."""
+    """Put `staging` in the place of `folder` by renames; a `folder` that is not an index of ours
+    (`_is_ours`) is neither moved nor removed: ProjectCacheError, the staging folder removed."""
     old = None
-    if folder.exists():
+    if folder.exists() or folder.is_symlink():
+        if not _is_ours(folder):
+            _remove_ours(staging)
+            raise ProjectCacheError(f"{folder}: not a project index of textgen's, left as it is; "
+                                    "give textgen another cache folder")
         old = folder.parent / f".{folder.name}.old-{os.getpid()}-{time.monotonic_ns()}"
         folder.rename(old)
     staging.rename(folder)
     if old is not None:
-        _remove_index_folder(old)
+        _remove_ours(old)
 
 
-def _remove_index_folder(folder: Path) -> bool:
-    """Remove a folder this cache wrote: an index (a project.json and nothing but index files) or
-    an interrupted write's (named as `_staging` and `_replace` name them, holding nothing else);
-    anything else is left where it is."""
+def _is_ours(folder: Path) -> bool:
+    """Whether `folder` is one this cache wrote: a real folder (no link) holding nothing but
+    project.json and the n-gram folders, those holding nothing but regular .npy files; and either its
+    project.json is ours (our format number) or it is named as `_staging` and `_replace` name the
+    folders of a write (one interrupted leaves it behind)."""
     if folder.is_symlink() or not folder.is_dir():
         return False
-    ours = (folder / META).is_file() or re.fullmatch(r"\.[0-9a-f]{16}\.(new|old)-\d+-\d+", folder.name) is not None
-    if not ours or any(entry.name not in {META, "ngram", "changes"} for entry in folder.iterdir()):
+    for entry in folder.iterdir():
+        if entry.name == META:
+            if entry.is_symlink() or not entry.is_file():
+                return False
+        elif entry.name in ("ngram", "changes") and not entry.is_symlink() and entry.is_dir():
+            if any(f.is_symlink() or not f.is_file() or f.suffix != ".npy" for f in entry.iterdir()):
+                return False
+        else:
+            return False
+    if re.fullmatch(r"\.[0-9a-f]{16}\.(new|old)-\d+-\d+", folder.name):
+        return True
+    try:
+        meta = json.loads(read_regular(folder / META, MAX_META_BYTES, name=str(folder / META), why="a project index"))
+    except (OSError, RefusedFile, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def _remove_ours(folder: Path) -> bool:
+    """Remove `folder` if this cache wrote it (`_is_ours`); anything else is left where it is."""
+    if not _is_ours(folder):
         return False
     shutil.rmtree(folder)
     return True
@@ -278,7 +303,7 @@ def clear_cache(cache_dir: str | os.PathLike) -> tuple[int, int]:
         if entry.is_symlink() or not entry.is_dir():
             continue
         size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
-        if _remove_index_folder(entry):
+        if _remove_ours(entry):
             removed += 0 if entry.name.startswith(".") else 1
             freed += size
     return removed, freed
