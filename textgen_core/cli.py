@@ -509,14 +509,8 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_cache_dir() -> Path:
-    """Neovim's stdpath('cache') .. '/textgen', as the plugin passes it (without Neovim's help)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / os.environ.get("NVIM_APPNAME", "nvim") / "textgen"
-
-
 def _cmd_index(args: argparse.Namespace) -> int:
-    from textgen_core.memory.project_cache import Settings, clear_cache, index_project
+    from textgen_core.memory.project_cache import Settings, clear_cache, default_cache_dir, index_project
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     if args.nice:

@@ -151,14 +151,8 @@ end
 --- Create the autocommands in textgen's augroup (made by textgen.trigger; idempotent).
 function M.attach()
   local group = api.nvim_create_augroup("textgen", { clear = false })
-  local function on(events, desc, fn)
-    api.nvim_create_autocmd(events, {
-      group = group,
-      desc = "textgen: " .. desc,
-      callback = function(ev)
-        fn(ev.buf)
-      end,
-    })
+  local function on(events, desc, fn, pattern)
+    require("textgen.util").autocmd(group, events, desc, fn, pattern)
   end
   on("BufEnter", "tell the host what the entered buffer holds", function(buf)
     M.send(buf, "enter")

@@ -181,14 +181,7 @@ end
 function M.attach()
   local group = api.nvim_create_augroup("textgen", { clear = true })
   local function on(events, desc, fn, pattern)
-    api.nvim_create_autocmd(events, {
-      group = group,
-      pattern = pattern,
-      desc = "textgen: " .. desc,
-      callback = function(ev)
-        fn(ev.buf)
-      end,
-    })
+    require("textgen.util").autocmd(group, events, desc, fn, pattern)
   end
   on("TextChangedI", "follow the typing, ask for a suggestion", M.on_text_changed)
   on("CursorMovedI", "a suggestion left behind by the cursor goes", M.on_cursor_moved)

@@ -15,4 +15,22 @@ function M.inserting()
   return mode == "i" or mode == "R"
 end
 
+--- Create an autocommand in `group` whose callback gets the event's buffer; its description is
+--- "textgen: " .. `desc`.
+---@param group integer
+---@param events string|string[]
+---@param desc string
+---@param fn fun(buf: integer)
+---@param pattern string|string[]|nil
+function M.autocmd(group, events, desc, fn, pattern)
+  vim.api.nvim_create_autocmd(events, {
+    group = group,
+    pattern = pattern,
+    desc = "textgen: " .. desc,
+    callback = function(ev)
+      fn(ev.buf)
+    end,
+  })
+end
+
 return M

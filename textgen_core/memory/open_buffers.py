@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from textgen_core.memory.ngram import ORDERS, NgramModel, build_ngram
+from textgen_core.memory.project import SEPARATOR
 
 # Counting costs about 0.5 s a MiB (orders 1–16, contexts seen once kept; AMD EPYC, 2 cores, one
 # busy): 1 MiB keeps a rebuild near half a second (2 MiB took 1.06 s), and is the current buffer
 # and a few dozen others of ordinary size.
 MAX_BUFFER_BYTES = 1 << 20
 BUFFER_MIN_COUNT = 1
-SEPARATOR = b"\n\n"
 # Per bucket: no context found, then orders 1, 2, 3, 4, 6, 8, 12, 16 (`ngram.ORDERS`). Fitted
 # (`bench/project.py --files 1 --fit 4`) on 20 held-out files of 5 projects (50 KB typed, the rest of
 # each file as its buffer), none of those the bench reports; mixed after the GRU, the corpus n-gram and

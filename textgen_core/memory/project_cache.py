@@ -79,6 +79,12 @@ class CachedProject:
                 "changed_files": len(self.changed), "cache": str(self.folder)}
 
 
+def default_cache_dir() -> Path:
+    """Neovim's stdpath('cache') .. '/textgen', as the plugin passes it (for callers without Neovim)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / os.environ.get("NVIM_APPNAME", "nvim") / "textgen"
+
+
 def folder_for(cache_dir: str | os.PathLike, root: str | os.PathLike) -> Path:
     """Where the index of the project at `root` lives under `cache_dir`."""
     digest = hashlib.sha256(os.fsencode(Path(root).resolve())).hexdigest()[:16]

@@ -319,7 +319,7 @@ def _skipped_folder(root: Path, path: Path, relative: str, ignore: _IgnoreRules)
     """Why the walk does not enter the folder at `path` (None: it does). No link is entered: one
     inside the root leads to a folder walked where it lies."""
     if path.is_symlink():
-        return "link inside the root" if _inside(path, root) else "link out of the root"
+        return "link inside the root" if inside(path, root) else "link out of the root"
     if path.name in WALK_SKIPPED_FOLDERS or path.name.endswith(".egg-info"):
         return "junk folder"
     if ignore.ignores(relative, True):
@@ -327,7 +327,8 @@ def _skipped_folder(root: Path, path: Path, relative: str, ignore: _IgnoreRules)
     return None
 
 
-def _inside(path: Path, root: Path) -> bool:
+def inside(path: str | Path, root: Path) -> bool:
+    """Whether `path`, its links resolved, lies under `root` (a resolved folder)."""
     return Path(os.path.realpath(path)).is_relative_to(root)
 
 

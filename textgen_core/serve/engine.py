@@ -33,6 +33,7 @@ import numpy as np
 from textgen_core.decode import DecodeCancelled, DecodeOptions, decode
 from textgen_core.lru import LruCache
 from textgen_core.memory.adaptation import LEARNING_RATE
+from textgen_core.memory.match import MatchMixer
 from textgen_core.memory.ngram import NgramModel
 from textgen_core.model.text_model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
 from textgen_core.model.vocab import encode, to_ids
@@ -156,6 +157,7 @@ class Engine:
         self.warm_enabled = warm
         self._model = model
         self._memories: tuple[tuple[NgramModel, tuple[float, ...]], ...] = ()
+        self._mixed: tuple[MatchMixer, tuple, MatchMixer] | None = None     # the worker's: `_mixer_for`
         self._cache: StateCache | None = None
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
@@ -323,6 +325,16 @@ class Engine:
             self._cache = StateCache(model, self.checkpoint_every, self.cache_entries)
         return self._cache
 
+    def _mixer_for(self, model: TextModel) -> MatchMixer | None:
+        """The model's mixer with the memories mixed in after its own; made once per model and
+        memories, not per keystroke."""
+        if model.mixer is None:
+            return None
+        key = (model.mixer, self._memories)
+        if self._mixed is None or self._mixed[0] is not key[0] or self._mixed[1] is not key[1]:
+            self._mixed = (key[0], key[1], key[0].adding(key[1]))
+        return self._mixed[2]
+
     def _serving(self, request: Request) -> TextModel:
         """The model a request is answered with: the learned weights if it asks for them and there
         are any for the current model."""
@@ -342,7 +354,7 @@ class Engine:
             logits, state = primed
             texts = decode(model.backend, state, logits, replace(request.options, stream_every=1),
                            on_partial=emitter, should_cancel=should_cancel, memory=request.data or b"\n",
-                           mixer=model.mixer.adding(self._memories) if model.mixer is not None else None)
+                           mixer=self._mixer_for(model))
         except DecodeCancelled:
             return
         except Exception as exc:

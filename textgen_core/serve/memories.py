@@ -27,8 +27,15 @@ from typing import Any, Callable
 
 from textgen_core.memory.ngram import NgramModel
 from textgen_core.memory.open_buffers import BUFFER_WEIGHTS, MAX_BUFFER_BYTES, build_buffer_memory
-from textgen_core.memory.project_cache import CachedProject, ProjectCacheError, Settings, clear_cache, load_cached
-from textgen_core.memory.project_files import project_root
+from textgen_core.memory.project_cache import (
+    CachedProject,
+    ProjectCacheError,
+    Settings,
+    clear_cache,
+    default_cache_dir,
+    load_cached,
+)
+from textgen_core.memory.project_files import inside, project_root
 from textgen_core.model.safe_read import MB
 
 log = logging.getLogger("textgen")
@@ -105,15 +112,17 @@ class Memories:
                     data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
                     self._texts[buf] = data[:MAX_BUFFER_BYTES]
                 if buf in self._texts:
+                    moved = next(iter(self._texts)) != buf
                     self._texts.move_to_end(buf, last=False)          # nearest first
-                    changed = changed or event == "enter"
+                    # the order decides what is counted only where the texts exceed the cap
+                    changed = changed or moved and sum(map(len, self._texts.values())) > MAX_BUFFER_BYTES
                 while len(self._texts) > MAX_BUFFERS:
                     self._texts.popitem()
         if changed:
             self._buffers_changed.set()
         if event == "enter" and path:
             self.open_project_of(path)
-        elif event == "write" and path and self.root is not None and _inside(Path(path), self.root):
+        elif event == "write" and path and self.root is not None and inside(Path(path), self.root):
             self._index_later()
 
     def open_project_of(self, path: str) -> None:
@@ -175,7 +184,6 @@ class Memories:
     def _cache_dir(self) -> str:
         if self.options.cache_dir:
             return self.options.cache_dir
-        from textgen_core.cli import default_cache_dir
         return str(default_cache_dir())
 
     def _settings(self) -> Settings:
@@ -284,15 +292,6 @@ class Memories:
 
     def _publish(self) -> None:
         self._on_change(self.tables())
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-        return True
-    except (OSError, ValueError):
-        return False
-
 
 
 def index_summary(output: bytes) -> dict:
