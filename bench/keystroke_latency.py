@@ -13,18 +13,28 @@ Prints median, p95 and max, with the CPU's name.
     .venv/bin/python bench/keystroke_latency.py --project .venv/lib/python3.11/site-packages/keras --memory off,on
 
 With --project, the folder is copied into a temporary project (a pyproject.toml added, the original
-never written) and the text is typed into a new file of it; --memory off,on runs a fresh Neovim
-without project memory, then one with it (its index built first), and prints the host's memory after
+never written) and the text is typed into a new file of it. --memory off,on (or on,off) compares side
+by side in one run, so that the machine's drift between two runs (±2 ms) does not pass for the cost:
+two Neovims, each with its own home, on the same project copy and model, one without project memory
+and one with it (its index built first); each key goes to one of them, its ghost text awaited until
+the next key is due, then to the other, who goes first alternating every key (so each Neovim gets a
+key after one or three typing intervals, in turn). Besides each one's rows it prints the paired
+difference on − off over the keystrokes that needed a new suggestion in both and were answered in
+both: its median and a 95 % bootstrap interval of that median. Then the host's memory of each after
 typing: private (anonymous) and mapped from files.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import random
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +60,12 @@ return { vim.api.nvim_buf_get_changedtick(buf), r and r.tick or -1, r and r.time
          require('textgen.suggestion').stats.requests, require('textgen.trigger').is_idle() }
 """
 
+# A Neovim closed before the script ends is reaped after pynvim closed its event loop: asyncio warns
+# "Loop ... that handles pid ... is closed" for each, which says nothing about the measurement.
+logging.getLogger("asyncio").setLevel(logging.ERROR)
+
+RESAMPLES = 1000        # bootstrap of the paired median, with a fixed seed: the same data, the same interval
+
 
 def key_for(char: str) -> str:
     return {"<": "<lt>", "\n": "<CR>", "\\": "<Bslash>", "|": "<Bar>"}.get(char, char)
@@ -74,6 +90,124 @@ def summary(name: str, values: list[float], missed: int = 0, interval_ms: float 
             + (f"   ({missed} missed, counted as {bound:.0f} ms)" if missed else ""))
 
 
+def paired_difference(differences: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """The median of paired differences and the 2.5 and 97.5 percentiles of that median over
+    `RESAMPLES` resamples of the pairs (with replacement)."""
+    rng = random.Random(seed)
+    medians = [statistics.median(rng.choices(differences, k=len(differences))) for _ in range(RESAMPLES)]
+    return statistics.median(differences), percentile(medians, 0.025), percentile(medians, 0.975)
+
+
+def host_memory_mb(pid: int) -> tuple[float, float]:
+    """The host's private (RssAnon) and file-mapped (RssFile) resident memory, in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["RssAnon"].split()[0]) / 1024, int(fields["RssFile"].split()[0]) / 1024
+
+
+def sleep_until(moment: float) -> None:
+    while time.monotonic() < moment:
+        time.sleep(0.0005)
+
+
+@dataclass
+class Counts:
+    """What the keystrokes typed with one debounce brought, in one Neovim."""
+
+    asked: list[float] = field(default_factory=list)          # needed a new suggestion: ms until it showed
+    typed_through: list[float] = field(default_factory=list)  # no request: ms until the ghost text was redrawn
+    missed: int = 0             # still on its way at the next key: counted as the interval in `asked`
+    answered_empty: int = 0     # asked, answered, nothing to show
+    not_asked: int = 0          # no suggestion asked (a deletion, mid-line, ...)
+
+
+class Typist:
+    """One Neovim typing the text a key at a time, and what each key brought, per debounce."""
+
+    def __init__(self, args: argparse.Namespace, home: Path, config: dict, project: Path | None,
+                 memory: bool | None) -> None:
+        self.memory = memory
+        self.nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
+        if project is not None:
+            self.nvim.command(f"edit {project / 'bench_typing.txt'}")
+        self.nvim.command("setlocal textwidth=0 noautoindent")
+        if args.prefill_bytes:
+            lines = (DEFAULT_TEXT * (args.prefill_bytes // len(DEFAULT_TEXT) + 1))[: args.prefill_bytes].split("\n")
+            self.nvim.current.buffer[:] = lines
+            self.nvim.command("normal! G$")
+            self.nvim.input("A")
+        else:
+            self.nvim.input("i")
+        self.debounces: list[int] = []
+        self.counts: dict[int, Counts] = {}
+        self.answered: dict[int, float] = {}    # keystroke → ms, where a new suggestion showed before the next key
+
+    @property
+    def name(self) -> str:
+        return f"project memory {'on' if self.memory else 'off'}"
+
+    def wait_for_model(self) -> dict:
+        """The loaded model's summary; exits with the host's reason when it does not load."""
+        model = wait_for(lambda: lua(self.nvim, "local h = require('textgen.host'); return h.model and h.model.name "
+                                                "or h.model_error and h.model_error.message"),
+                         timeout=60, what="the model to load")
+        info = lua(self.nvim, "return require('textgen.host').model")
+        if not info:
+            sys.exit(f"the model does not load: {model}")
+        return info
+
+    def wait_for_project(self) -> dict:
+        """The project memory's state once its index is ready (or failed)."""
+        def project() -> dict:
+            return (((lua(self.nvim, "return require('textgen.host').status()") or {}).get("memory") or {})
+                    .get("project") or {})
+        return wait_for(lambda: (state := project()).get("state") in ("ready", "failed") and state,
+                        timeout=600, what="the project's index")
+
+    def begin(self, debounces: list[int | None]) -> None:
+        """Empty counters, one per debounce (None: the plugin's own)."""
+        default = lua(self.nvim, "return require('textgen.config').get().debounce_ms")
+        self.debounces = [default if d is None else d for d in debounces]
+        self.counts = {d: Counts() for d in self.debounces}
+        self.answered = {}
+
+    def type_key(self, i: int, char: str, due: float, deadline: float) -> None:
+        """Send key `i` at `due` and wait for its ghost text until `deadline`, counting what it brought."""
+        debounce = self.debounces[i % len(self.debounces)]
+        counts = self.counts[debounce]
+        lua(self.nvim, f"require('textgen.config').set('debounce_ms', {debounce})")
+        sleep_until(due)
+        tick_before, _, _, requests_before, _ = lua(self.nvim, PROBE)
+        sent_ns = time.monotonic_ns()
+        self.nvim.input(key_for(char))
+        requests, settled = requests_before, False
+        while time.monotonic() < deadline:
+            tick, rendered_tick, rendered_ns, requests, settled = lua(self.nvim, PROBE)
+            if tick > tick_before and rendered_tick == tick:
+                latency = (rendered_ns - sent_ns) / 1e6
+                if requests > requests_before:
+                    counts.asked.append(latency)
+                    self.answered[i] = latency
+                else:
+                    counts.typed_through.append(latency)
+                return
+            time.sleep(0.002)
+        if not settled:                        # asked (or about to ask) and not answered yet
+            counts.missed += 1
+            counts.asked.append((deadline - due) * 1000)
+        elif requests > requests_before:
+            counts.answered_empty += 1
+        else:
+            counts.not_asked += 1
+
+    def report(self, interval_ms: float, taking_turns: bool) -> None:
+        for debounce, counts in self.counts.items():
+            print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if taking_turns else ""))
+            print(summary("  new suggestion (the headline)", counts.asked, counts.missed, interval_ms))
+            print(summary("  typed through (no request)", counts.typed_through))
+            print(f"  no ghost text: {counts.answered_empty} answered with no suggestion, "
+                  f"{counts.not_asked} asked for none")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="model name or folder (default: default)")
@@ -89,113 +223,102 @@ def main() -> None:
                         help="g:textgen.learn, 'on' or 'off' (default: the plugin's); 'off,on' runs a fresh "
                              "Neovim for each, one after the other")
     parser.add_argument("--project", type=Path, help="a folder to copy into a temporary project and type in")
-    parser.add_argument("--memory", default="on", help="project memory 'on', 'off' or 'off,on' (with --project)")
+    parser.add_argument("--memory", default="on",
+                        help="project memory 'on' or 'off' (with --project); 'off,on' or 'on,off' types into "
+                             "a Neovim of each side by side, taking turns key by key, the first listed first")
     args = parser.parse_args()
-    project = None
-    if args.project:
-        project = Path(tempfile.mkdtemp(prefix="textgen-bench-project-")) / args.project.name
-        shutil.copytree(args.project, project, ignore=shutil.ignore_patterns("__pycache__"))
-        (project / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
-    for memory in args.memory.split(",") if project else [None]:
-        for learn in args.learn.split(",") if args.learn else [None]:
-            if learn not in (None, "on", "off") or memory not in (None, "on", "off"):
-                sys.exit(f"--learn and --memory take on, off or both, not {learn!r} / {memory!r}")
-            run(args, None if learn is None else learn == "on", project, memory == "on")
+    learns = args.learn.split(",") if args.learn else [None]
+    memories = args.memory.split(",") if args.project else [None]
+    if not set(learns) <= {None, "on", "off"} or not set(memories) <= {None, "on", "off"} \
+            or len(set(memories)) != len(memories):
+        sys.exit(f"--learn and --memory take on, off or both, not {args.learn!r} / {args.memory!r}")
+    with ExitStack() as stack:
+        project = None
+        if args.project:
+            temporary = stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-bench-project-",
+                                                                        ignore_cleanup_errors=True))
+            project = Path(temporary) / args.project.name
+            shutil.copytree(args.project, project, ignore=shutil.ignore_patterns("__pycache__"))
+            (project / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
+        for learn in learns:
+            run(args, None if learn is None else learn == "on", project,
+                [None if memory is None else memory == "on" for memory in memories])
 
 
-def host_memory_mb(pid: int) -> tuple[float, float]:
-    """The host's private (RssAnon) and file-mapped (RssFile) resident memory, in MB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["RssAnon"].split()[0]) / 1024, int(fields["RssFile"].split()[0]) / 1024
-
-
-def run(args: argparse.Namespace, learn: bool | None, project: Path | None = None, memory: bool = True) -> None:
-    """Type the text in a fresh Neovim and print the latencies."""
+def run(args: argparse.Namespace, learn: bool | None, project: Path | None, memories: list[bool | None]) -> None:
+    """Type the text into a fresh Neovim per project memory setting, taking turns key by key, and print
+    the latencies (paired where there are two)."""
     text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
-    config = {"model": args.model, "filetypes": {"*": True}}
-    if project is not None:
-        config["project"] = {"enabled": memory}
-    if learn is not None:
-        config["learn"] = learn
     debounces = [int(d) for d in args.debounce_ms.split(",")] if args.debounce_ms else [None]
-    home = Path(tempfile.mkdtemp(prefix="textgen-bench-"))
-    nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
-    try:
-        if project is not None:
-            nvim.command(f"edit {project / 'bench_typing.txt'}")
-        nvim.command("setlocal textwidth=0 noautoindent")
-        if args.prefill_bytes:
-            lines = (DEFAULT_TEXT * (args.prefill_bytes // len(DEFAULT_TEXT) + 1))[: args.prefill_bytes].split("\n")
-            nvim.current.buffer[:] = lines
-            nvim.command("normal! G$")
-            nvim.input("A")
-        else:
-            nvim.input("i")
-        model = wait_for(lambda: lua(nvim, "local h = require('textgen.host'); return h.model and h.model.name "
-                                           "or h.model_error and h.model_error.message"),
-                         timeout=60, what="the model to load")
-        info = lua(nvim, "return require('textgen.host').model")
-        if not info:
-            sys.exit(f"the model does not load: {model}")
-        if project is not None and memory:
-            state = wait_for(lambda: (((lua(nvim, "return require('textgen.host').status()") or {}).get("memory")
-                                       or {}).get("project") or {}).get("state") in ("ready", "failed")
-                             and lua(nvim, "return require('textgen.host').status()")["memory"]["project"],
-                             timeout=600, what="the project's index")
-            print(f"project memory: {state['files']} files, {state['bytes'] / 1e6:.1f} MB, {state['state']}")
-        interval = 1.0 / args.cps
-        if debounces == [None]:
-            debounces = [lua(nvim, "return require('textgen.config').get().debounce_ms")]
-        asked = {d: [] for d in debounces}             # needed a new suggestion: ms until it showed
-        typed_through = {d: [] for d in debounces}
-        missed = {d: 0 for d in debounces}             # still on its way at the next key: counted as interval
-        answered_empty = {d: 0 for d in debounces}     # asked, answered, nothing to show
-        not_asked = {d: 0 for d in debounces}          # no suggestion asked (a deletion, mid-line, ...)
+    interval = 1.0 / args.cps
+    with ExitStack() as stack:
+        typists = []
+        for memory in memories:
+            config: dict = {"model": args.model, "filetypes": {"*": True}}
+            if memory is not None:
+                config["project"] = {"enabled": memory}
+            if learn is not None:
+                config["learn"] = learn
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-bench-",
+                                                                   ignore_cleanup_errors=True))
+            typist = Typist(args, Path(home), config, project, memory)
+            stack.callback(typist.nvim.close)
+            typists.append(typist)
+        info = [typist.wait_for_model() for typist in typists][0]    # the same model in each
+        for typist in typists:
+            if typist.memory:
+                state = typist.wait_for_project()
+                print(f"project memory: {state['files']} files, {state['bytes'] / 1e6:.1f} MB, {state['state']}")
+            typist.begin(debounces)
+
+        # Key i goes to each Neovim in turn, given one interval each; the first of the turn alternates.
         start = time.monotonic()
         for i, char in enumerate(text):
-            debounce = debounces[i % len(debounces)]
-            lua(nvim, f"require('textgen.config').set('debounce_ms', {debounce})")
-            due = start + i * interval
-            while time.monotonic() < due:
-                time.sleep(0.0005)
-            tick_before, _, _, requests_before, _ = lua(nvim, PROBE)
-            sent_ns = time.monotonic_ns()
-            nvim.input(key_for(char))
-            next_due = start + (i + 1) * interval
-            latency = None
-            while time.monotonic() < next_due:
-                tick, rendered_tick, rendered_ns, requests, settled = lua(nvim, PROBE)
-                if tick > tick_before and rendered_tick == tick:
-                    latency = (rendered_ns - sent_ns) / 1e6
-                    (asked if requests > requests_before else typed_through)[debounce].append(latency)
-                    break
-                time.sleep(0.002)
-            if latency is None:
-                if not settled:                        # asked (or about to ask) and not answered yet
-                    missed[debounce] += 1
-                    asked[debounce].append(interval * 1000)
-                elif requests > requests_before:
-                    answered_empty[debounce] += 1
-                else:
-                    not_asked[debounce] += 1
-        print(f"textgen keystroke → ghost-text latency, real Neovim {lua(nvim, 'return tostring(vim.version())')}")
+            turn = typists[i % len(typists):] + typists[: i % len(typists)]
+            for k, typist in enumerate(turn):
+                due = start + (i * len(typists) + k) * interval
+                typist.type_key(i, char, due, due + interval)
+
+        first = typists[0].nvim
+        print(f"textgen keystroke → ghost-text latency, real Neovim {lua(first, 'return tostring(vim.version())')}")
         print(f"CPU: {cpu_name()}")
+        pace = f"{len(text)} characters typed at {args.cps:g}/s"
+        if len(typists) > 1:
+            pace = (f"{len(text)} characters, each key typed into both Neovims in turn (the first alternating), "
+                    f"each given {interval * 1000:.0f} ms (typing at {args.cps:g}/s) before the next")
         print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
-              f"{len(text)} characters typed at {args.cps:g}/s"
-              f"{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}; "
-              f"g:textgen.learn {'on' if lua(nvim, LEARN_PROBE) else 'off'}")
+              f"{pace}{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}; "
+              f"g:textgen.learn {'on' if lua(first, LEARN_PROBE) else 'off'}")
+        for typist in typists:
+            if len(typists) > 1:
+                print(typist.name)
+            typist.report(interval * 1000, taking_turns=len(typist.debounces) > 1)
+        if len(typists) == 2:
+            report_paired(typists)
         if project is not None:
-            private, mapped = host_memory_mb(lua(nvim, "return require('textgen.host').pid()"))
-            print(f"project memory {'on' if memory else 'off'} ({project.name}): host memory after typing "
-                  f"{private:.0f} MB private, {mapped:.0f} MB mapped from files")
-        for debounce in debounces:
-            print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if len(debounces) > 1 else ""))
-            print(summary("  new suggestion (the headline)", asked[debounce], missed[debounce], interval * 1000))
-            print(summary("  typed through (no request)", typed_through[debounce]))
-            print(f"  no ghost text: {answered_empty[debounce]} answered with no suggestion, "
-                  f"{not_asked[debounce]} asked for none")
-    finally:
-        nvim.close()
+            for typist in typists:
+                private, mapped = host_memory_mb(lua(typist.nvim, "return require('textgen.host').pid()"))
+                print(f"{typist.name} ({project.name}): host memory after typing "
+                      f"{private:.0f} MB private, {mapped:.0f} MB mapped from files")
+
+
+def report_paired(typists: list[Typist]) -> None:
+    """The paired difference on − off, per debounce, over the keystrokes both asked for and saw answered."""
+    on, off = sorted(typists, key=lambda typist: not typist.memory)
+    for debounce in on.debounces:
+        keys = [i for i in on.answered.keys() & off.answered.keys()
+                if on.debounces[i % len(on.debounces)] == debounce]
+        differences = [on.answered[i] - off.answered[i] for i in sorted(keys)]
+        print(f"paired difference, project memory on − off, debounce {debounce} ms: ", end="")
+        if not differences:
+            print("no keystroke needed a new suggestion answered in both")
+            continue
+        median, low, high = paired_difference(differences)
+        slower = sum(d > 0 for d in differences)
+        faster = sum(d < 0 for d in differences)
+        print(f"n={len(differences)} keystrokes answered in both, median {median:+.1f} ms, "
+              f"95 % interval {low:+.1f} … {high:+.1f} ms (bootstrap of the median, {RESAMPLES} resamples); "
+              f"on slower in {slower}, faster in {faster}")
 
 
 if __name__ == "__main__":
