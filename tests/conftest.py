@@ -43,3 +43,46 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tiny_model(tiny_model_dir):
     from textgen_core import load_model
     return load_model(tiny_model_dir)
+
+
+def venv_without_training(folder: Path, with_pip: bool = False) -> Path:
+    """A real virtual environment as the base install leaves it (`pip install -e .` without the `train`
+    extra): numpy, pynvim and what they need, and this repository, but no TensorFlow and no Keras (and
+    pip only `with_pip`). Made from the interpreter this project's .venv is made from, with links to the
+    packages the .venv holds (no download). Returns its python."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    from packaging.requirements import Requirement
+
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    subprocess.run([str(base), "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    linked, wanted = set(), ["numpy", "pynvim", *(["pip"] if with_pip else [])]
+    while wanted:
+        dist = importlib.metadata.distribution(wanted.pop())
+        if dist.metadata["Name"] in linked:
+            continue
+        linked.add(dist.metadata["Name"])
+        wanted += [r.name for r in map(Requirement, dist.requires or [])
+                   if r.marker is None or r.marker.evaluate({"extra": ""})]
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")}:
+            if not (site / top).exists():
+                (site / top).symlink_to(dist.locate_file(top))
+    (site / "textgen-repository.pth").write_text(f"{REPO}\n")           # textgen_core, as `pip install -e` does
+    return python
+
+
+@pytest.fixture(scope="session")
+def python_without_training(tmp_path_factory) -> Path:
+    """The python of `venv_without_training`, one for the session."""
+    return venv_without_training(tmp_path_factory.mktemp("venv-without-training") / "venv")
+
+
+@pytest.fixture(scope="session")
+def python_with_pip_without_training(tmp_path_factory) -> Path:
+    """The python of `venv_without_training` with pip, one for the session."""
+    return venv_without_training(tmp_path_factory.mktemp("venv-with-pip") / "venv", with_pip=True)

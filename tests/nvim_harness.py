@@ -70,10 +70,11 @@ def shared_manifest() -> Path:
 
 def start_nvim(manifest: Path, home: Path, config: dict[str, Any] | None = None,
                models_dir: Path | None = None, columns: int = 100, lines: int = 30,
-               python: Path | None = None, unprivileged: bool = False) -> pynvim.Nvim:
+               python: Path | None = None, unprivileged: bool = False, commands: tuple[str, ...] = ()) -> pynvim.Nvim:
     """An embedded headless Neovim that loads its plugins (ours among them) like a user's would.
 
-    `config` becomes g:textgen before the plugin loads. A UI is attached so that redraws happen.
+    `config` becomes g:textgen before the plugin loads; `commands` run before it too (`--cmd`). A UI
+    is attached so that redraws happen.
     `python` becomes g:textgen.python, the Python of textgen's host (e.g. `stderr_logging_python`). `unprivileged`: file
     permissions bind Neovim and its children even when the tests run as root (see `_without_root_override`).
     """
@@ -84,6 +85,8 @@ def start_nvim(manifest: Path, home: Path, config: dict[str, Any] | None = None,
         config = {**(config or {}), "python": str(python)}
     if config is not None:
         args += ["--cmd", f"lua vim.g.textgen = vim.json.decode([==[{json.dumps(config)}]==])"]
+    for command in commands:
+        args += ["--cmd", command]
     argv = ["env", "-i", *[f"{k}={v}" for k, v in env.items()], *args]
     if unprivileged:
         argv = _without_root_override() + argv

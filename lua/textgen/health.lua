@@ -50,8 +50,9 @@ def version(name):
     except md.PackageNotFoundError:
         return None
 found = {"python": sys.version.split()[0]}
-for module, dist in (("pynvim", "pynvim"), ("numpy", "numpy"), ("tensorflow", "tensorflow")):
+for module, dist in (("pynvim", "pynvim"), ("numpy", "numpy"), ("tensorflow", "tensorflow"), ("keras", "keras")):
     found[module] = version(dist) or ("present" if importlib.util.find_spec(module) else None)
+found["venv"] = sys.prefix != sys.base_prefix
 try:
     import textgen_core
     found["textgen_core"] = textgen_core.__file__
@@ -68,9 +69,21 @@ try:
 except (textgen_core.ModelNotFoundError, textgen_core.ModelFileError, ValueError, ImportError) as exc:
     print(json.dumps({"error": str(exc)}))
 else:
-    print(json.dumps({"name": m.name, "path": str(m.path), "val_bpc": m.info.val_bpc,
-                      "layers": m.config.layers, "hidden": m.config.hidden,
-                      "ngram_contexts": m.ngram.contexts if m.ngram else None, "ngram_expected": bool(m.info.ngram)}))
+    from textgen_core.memory import corpus_ngram as corpus
+    found = {"name": m.name, "path": str(m.path), "val_bpc": m.info.val_bpc, "layers": m.config.layers,
+             "hidden": m.config.hidden, "ngram_contexts": m.ngram.contexts if m.ngram else None,
+             "ngram_expected": bool(m.info.ngram), "ngram_countable": False}
+    if m.ngram is None and corpus.wants_corpus_ngram(m.info):
+        key = corpus.model_key(m.path)
+        found.update(ngram_countable=True, ngram_counting=corpus.is_counting(sys.argv[3], key),
+                     ngram_failure=(corpus.recorded_failure(sys.argv[3], key) or {}).get("reason"))
+        try:
+            cached = corpus.load_cached(sys.argv[3], key)
+        except corpus.CorpusNgramError as exc:
+            cached, found["ngram_damaged"] = None, str(exc)
+        if cached is not None:
+            found.update(ngram_cache=str(cached.folder), ngram_contexts=cached.ngram.contexts)
+    print(json.dumps(found))
 ]]
 
 --- Whether this Neovim can run textgen; on an older one says which version is needed.
@@ -153,14 +166,30 @@ local function check_packages(python)
       "Install the plugin's Python package: " .. python .. " -m pip install -e " .. ROOT,
     })
   end
-  if found.tensorflow ~= vim.NIL and found.tensorflow then
-    health.ok("TensorFlow " .. found.tensorflow .. " (for training)")
-  else
-    health.warn("TensorFlow is not installed: suggestions work, training a model does not", {
-      python .. " -m pip install tensorflow",
-    })
+  return usable, found
+end
+
+--- Whether the host's Python can train (:TextGenTrain, `textgen train`): TensorFlow and Keras, the
+--- `train` extra that the base install leaves out.
+local function check_training(python, found)
+  if not found then
+    health.info("whether training is available is known once the host's Python runs (above)")
+    return
   end
-  return usable
+  local function present(name)
+    return found[name] ~= vim.NIL and found[name] or nil
+  end
+  local deps = require("textgen.train_deps")
+  if present("tensorflow") and present("keras") then
+    health.ok(("training is available: TensorFlow %s, Keras %s"):format(present("tensorflow"), present("keras")))
+    return
+  end
+  local missing = present("tensorflow") and "Keras" or (present("keras") and "TensorFlow" or "TensorFlow and Keras")
+  local advice = { ("Add it (%s download, %s on disk): %s"):format(deps.DOWNLOAD, deps.DISK, deps.add_command(python)) }
+  if found.venv then
+    advice[2] = ":TextGenTrain offers to install it for you."
+  end
+  health.warn(("training is unavailable: %s lacks %s (suggestions work without it)"):format(python, missing), advice)
 end
 
 local function check_host()
@@ -184,8 +213,39 @@ local function check_host()
   end
 end
 
+--- Where the model's corpus n-gram is (:help textgen-ngram): its folder, the cache, being counted,
+--- failed, or missing.
+local function check_corpus_ngram(result)
+  local function given(value)
+    return value ~= vim.NIL and value or nil
+  end
+  local contexts, cache = given(result.ngram_contexts), given(result.ngram_cache)
+  if contexts and cache then
+    health.ok(("its corpus n-gram was counted on this machine: %.1f M contexts, in %s"):format(contexts / 1e6, cache))
+  elseif contexts then
+    health.ok(("its corpus n-gram is in the model's folder: %.1f M contexts"):format(contexts / 1e6))
+  elseif given(result.ngram_counting) then
+    health.info(
+      "its corpus n-gram is being counted in the background (about 12 s); suggestions come without it meanwhile"
+    )
+  elseif given(result.ngram_failure) then
+    health.warn("its corpus n-gram could not be counted: " .. result.ngram_failure, {
+      ":TextGenStatus names the command that counts it again (:help textgen-ngram).",
+    })
+  elseif result.ngram_countable then
+    health.info(
+      "its corpus n-gram is not counted yet: the host counts it in the background the first time it loads the model"
+        .. (given(result.ngram_damaged) and (" (the cached one is damaged: " .. result.ngram_damaged .. ")") or "")
+    )
+  elseif result.ngram_expected then
+    health.warn("its corpus n-gram is not in the model's folder: suggestions are weaker without it", {
+      "Count it again with `textgen ngram` (:help textgen-ngram).",
+    })
+  end
+end
+
 local function check_model(python, cfg)
-  local result, err = python_json(python, LOAD, { cfg.model, cfg.backend })
+  local result, err = python_json(python, LOAD, { cfg.model, cfg.backend, vim.fn.stdpath("cache") .. "/textgen" })
   if not result then
     health.error("could not try the model: " .. tostring(err))
   elseif result.error then
@@ -202,13 +262,7 @@ local function check_model(python, cfg)
       bpc,
       cfg.backend
     ))
-    if result.ngram_contexts ~= vim.NIL then
-      health.ok(("its corpus n-gram is built: %.1f M contexts"):format(result.ngram_contexts / 1e6))
-    elseif result.ngram_expected then
-      health.warn("its corpus n-gram is not built: suggestions are weaker until it is", {
-        "Run `make install` in the plugin's folder (the default model's), or `textgen ngram` again (:help textgen-ngram).",
-      })
-    end
+    check_corpus_ngram(result)
   end
 end
 
@@ -341,12 +395,17 @@ function M.check()
   end
   local python = check_python()
   check_host()
-  local usable = python and check_packages(python)
+  local usable, found = false, nil
+  if python then
+    usable, found = check_packages(python)
+  end
   health.start("textgen: options and model")
   local cfg = check_config()
   if usable then
     check_model(python, cfg)
   end
+  health.start("textgen: training")
+  check_training(python, found)
   health.start("textgen: project memory")
   check_project_memory(cfg)
   health.start("textgen: ghost text")

@@ -124,7 +124,13 @@ local function start()
   local stderr = {}
   local ok, id = pcall(vim.fn.jobstart, { python, "-c", HOST_MAIN, M.PLUGIN_PATH }, {
     rpc = true,
-    env = { TEXTGEN_MODELS_DIR = save_place.models_dir() },
+    -- Where models are named, where the host caches what it counts (stdpath('cache'), as
+    -- memory.cache_dir), and the runtime whose help and Lua files the corpus n-gram counts.
+    env = {
+      TEXTGEN_MODELS_DIR = save_place.models_dir(),
+      TEXTGEN_CACHE_DIR = vim.fn.stdpath("cache") .. "/textgen",
+      VIMRUNTIME = vim.env.VIMRUNTIME,
+    },
     on_stderr = function(_, data)
       for _, line in ipairs(data) do
         if line:match("%S") then

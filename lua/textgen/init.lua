@@ -157,7 +157,7 @@ function M.status()
   local model = host.model and host.model.name or nil
   return {
     training = training,
-    text = training.state == "running" and training.text or (model or ""),
+    text = (training.state == "running" or training.state == "installing") and training.text or (model or ""),
     enabled = reason == nil and host.broken == nil,
     auto_trigger = cfg.auto_trigger,
     model = model,
@@ -174,6 +174,44 @@ local function human_size(bytes)
     return ("%.1f MB"):format(bytes / 1024 / 1024)
   end
   return ("%.1f KB"):format(bytes / 1024)
+end
+
+--- Where the model's corpus n-gram comes from (:help textgen-ngram): its folder, the cache, a count
+--- in the background, a failed count, or none; from the host's model summary.
+---@param m table
+---@return string[]
+local function ngram_lines(m)
+  local source = type(m.ngram_source) == "table" and m.ngram_source or {}
+  if not null(m.ngram_contexts) and source.state == "cache" then
+    return {
+      ("  corpus n-gram: %.1f M contexts counted on this machine in %d files (%s), from the cache %s"):format(
+        m.ngram_contexts / 1e6,
+        source.files or 0,
+        human_size(source.counted_bytes or 0),
+        vim.fn.fnamemodify(source.cache or "", ":~")
+      ),
+    }
+  elseif not null(m.ngram_contexts) then
+    local counted = null(m.ngram_bytes) and "" or (" in %d files (%s)"):format(m.ngram_file_count or 0, human_size(m.ngram_bytes))
+    local folder = ("  corpus n-gram: %.1f M contexts counted%s, from the model's folder"):format(
+      m.ngram_contexts / 1e6,
+      counted
+    )
+    return { folder }
+  elseif source.state == "counting" then
+    local since = ("since %s (%d s so far)"):format(tostring(source.started_at), source.elapsed_s or 0)
+    return { "  corpus n-gram: counting in the background " .. since .. "; suggestions come without it meanwhile" }
+  elseif source.state == "failed" then
+    local retry = null(source.retry) and "" or ("; to count it again: " .. source.retry)
+    local failed = ("  corpus n-gram: could not be counted (%s); suggestions come without it%s"):format(
+      tostring(source.reason),
+      retry
+    )
+    return { failed }
+  elseif m.ngram_missing then
+    return { "  corpus n-gram: not in the model's folder; suggestions come without it" }
+  end
+  return { "  corpus n-gram: none (this model was built without one)" }
 end
 
 local function describe_model(m)
@@ -202,12 +240,7 @@ local function describe_model(m)
     data = ("%s %s (%s)"):format(average and average .. " fitted to" or "trained on", files, human_size(m.training_bytes))
   end
   lines[#lines + 1] = "  " .. quality .. ", " .. data
-  if not null(m.ngram_contexts) then
-    local counted = null(m.ngram_bytes) and "" or (" in %d files (%s)"):format(m.ngram_file_count or 0, human_size(m.ngram_bytes))
-    lines[#lines + 1] = ("  corpus n-gram: %.1f M contexts counted%s"):format(m.ngram_contexts / 1e6, counted)
-  elseif m.ngram_missing then
-    lines[#lines + 1] = "  corpus n-gram: not built; `make install` in the plugin's folder builds it (better suggestions)"
-  end
+  vim.list_extend(lines, ngram_lines(m))
   return lines
 end
 

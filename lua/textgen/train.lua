@@ -4,12 +4,16 @@
 --- from here rather than from the Python host: TensorFlow never enters the host, the host stays free
 --- to answer keystrokes, and Neovim itself stops the job when it exits (plus a parent-death signal,
 --- so even a killed Neovim leaves no training process behind). Its JSON lines drive one progress line
---- that is rewritten in place; the finished model is hot-swapped into the engine.
+--- that is rewritten in place; the finished model is hot-swapped into the engine. A Python without
+--- TensorFlow is offered to install it first (textgen.train_deps), in a job that shows and stops the same way.
+local child = require("textgen.child")
 local config = require("textgen.config")
 local host = require("textgen.host")
 local message = require("textgen.message")
 local save_place = require("textgen.save_place")
+local train_deps = require("textgen.train_deps")
 local training_text = require("textgen.training_text")
+local util = require("textgen.util")
 
 local M = {}
 
@@ -34,24 +38,6 @@ M.job = nil
 ---@type table|nil  how the last job ended: outcome ("done", "cancelled", "failed"), message, place, ...
 M.last = nil
 
--- Runs textgen_core's CLI in this process (exec keeps the pid), after asking Linux to end it when
--- Neovim ends, and at the lowest CPU priority (nice 19), so the editor and its host come first.
-local LAUNCH = [==[
-import os, sys
-try:
-    import ctypes, signal
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-except Exception:
-    pass
-if str(os.getppid()) != os.environ.get("TEXTGEN_PARENT_PID", str(os.getppid())):
-    sys.exit(143)  # Neovim is already gone
-try:
-    os.nice(19)
-except OSError:
-    pass
-os.execv(sys.executable, [sys.executable, "-m", "textgen_core", *sys.argv[1:]])
-]==]
-
 --- TensorFlow threads for a training job: all cores but one, which stays with Neovim and its host.
 function M.trainer_threads()
   local uv = vim.uv
@@ -62,11 +48,7 @@ end
 local STDERR_LINES = 20
 local STDERR_LINES_SHOWN = 3
 
-
-local function clock(seconds)
-  seconds = math.max(0, math.floor(seconds + 0.5))
-  return ("%d:%02d"):format(math.floor(seconds / 60), seconds % 60)
-end
+local clock = util.clock
 
 local function is_number(v)
   return type(v) == "number"
@@ -151,18 +133,6 @@ local function on_event(job, event)
   end
 end
 
---- A reader of a job's output stream that calls `on_line` for each whole line.
-local function line_reader(on_line)
-  local partial = ""
-  return function(_, data)
-    data[1] = partial .. data[1]
-    partial = data[#data]
-    for i = 1, #data - 1 do
-      on_line(data[i])
-    end
-  end
-end
-
 local function finish(job, outcome, text, level)
   M.last = {
     outcome = outcome,
@@ -237,9 +207,77 @@ local function base_model(cfg)
   return cfg.model
 end
 
+---@class textgen.TrainingAsked   what :TextGenTrain asked for, read when it was asked
+---@field cmd string[]
+---@field cwd string
+---@field text string
+---@field place {path: string, name: string}
+---@field base string
+
+--- Start the training job `asked` describes; false (and one message) when it cannot be started.
+local function launch(asked)
+  ---@type textgen.TrainingJob
+  local job = {
+    place = asked.place,
+    base = asked.base,
+    bytes = #asked.text,
+    started = vim.uv.hrtime(),
+    stderr = {},
+    cancelled = false,
+  }
+  local env = child.env({
+    PYTHONPATH = child.pythonpath(),
+    TEXTGEN_MODELS_DIR = save_place.models_dir(),
+    TF_CPP_MIN_LOG_LEVEL = "3",
+    -- Leave a core to the editor: at nice 19 TensorFlow's busy threads still delay the host's
+    -- wake-ups and evict the model from the cache. A user's own setting wins.
+    TF_NUM_INTRAOP_THREADS = vim.env.TF_NUM_INTRAOP_THREADS or tostring(M.trainer_threads()),
+    TF_NUM_INTEROP_THREADS = vim.env.TF_NUM_INTEROP_THREADS or "1",
+  })
+  local ok, id = pcall(vim.fn.jobstart, asked.cmd, {
+    cwd = asked.cwd,
+    env = env,
+    on_stdout = child.line_reader(function(line)
+      local decoded_ok, event = pcall(vim.json.decode, line)
+      if decoded_ok and type(event) == "table" then
+        on_event(job, event)
+      end
+    end),
+    on_stderr = child.line_reader(function(line)
+      if line:match("%S") then
+        table.insert(job.stderr, line)
+        if #job.stderr > STDERR_LINES then
+          table.remove(job.stderr, 1)
+        end
+      end
+    end),
+    on_exit = function(_, code)
+      on_exit(job, code)
+    end,
+  })
+  if not ok or id <= 0 then
+    message.say(
+      ("cannot start training with %s (%s); run `make install` in the plugin's folder or set g:textgen.python"):format(
+        asked.cmd[1],
+        ok and ("jobstart returned " .. tostring(id)) or tostring(id)
+      ),
+      vim.log.levels.ERROR
+    )
+    return false
+  end
+  job.id = id
+  job.pid = vim.fn.jobpid(id)
+  M.job = job
+  vim.fn.chansend(id, asked.text)
+  vim.fn.chanclose(id, "stdin")
+  show_progress(job)
+  return true
+end
+
 --- Start training. `opts.args`: the command's words (a model name or path to save as, and files);
---- `opts.first`/`opts.last`: the range (whole buffer when nil).
----@return boolean started
+--- `opts.first`/`opts.last`: the range (whole buffer when nil). The text is read now; the job starts
+--- once the Python has TensorFlow (textgen.train_deps checks, and offers to install it).
+---@return boolean started  true also when it waits on the check or the install
 function M.start(opts)
   if M.job then
     M.job.quiet_until = vim.uv.now() + M.QUIET_MS
@@ -250,6 +288,10 @@ function M.start(opts)
       ),
       vim.log.levels.WARN
     )
+    return false
+  end
+  if train_deps.pending then
+    train_deps.say_busy()
     return false
   end
   local cfg = config.get()
@@ -291,75 +333,31 @@ function M.start(opts)
   end
 
   local base = base_model(cfg)
-  local cmd = { host.python(), "-c", LAUNCH, "train", "-" }
-  vim.list_extend(cmd, files)
-  vim.list_extend(cmd, { "--out", place.path, "--base", base, "--max-minutes", tostring(cfg.train_minutes), "--json" })
-  vim.list_extend(cmd, cfg.train_args)
-
-  ---@type textgen.TrainingJob
-  local job = {
+  local python = host.python()
+  local args = { "train", "-" }
+  vim.list_extend(args, files)
+  vim.list_extend(args, { "--out", place.path, "--base", base, "--max-minutes", tostring(cfg.train_minutes), "--json" })
+  vim.list_extend(args, cfg.train_args)
+  ---@type textgen.TrainingAsked
+  local asked = {
+    cmd = child.command(python, "textgen_core", args),
+    cwd = vim.fn.getcwd(),
+    text = text,
     place = place,
     base = base,
-    bytes = #text,
-    started = vim.uv.hrtime(),
-    stderr = {},
-    cancelled = false,
   }
-  local env = {
-    PYTHONPATH = save_place.PLUGIN_ROOT .. ((vim.env.PYTHONPATH or "") ~= "" and (":" .. vim.env.PYTHONPATH) or ""),
-    TEXTGEN_MODELS_DIR = save_place.models_dir(),
-    TEXTGEN_PARENT_PID = tostring(vim.fn.getpid()),
-    TF_CPP_MIN_LOG_LEVEL = "3",
-    PYTHONUNBUFFERED = "1",
-    -- Leave a core to the editor: at nice 19 TensorFlow's busy threads still delay the host's
-    -- wake-ups and evict the model from the cache. A user's own setting wins.
-    TF_NUM_INTRAOP_THREADS = vim.env.TF_NUM_INTRAOP_THREADS or tostring(M.trainer_threads()),
-    TF_NUM_INTEROP_THREADS = vim.env.TF_NUM_INTEROP_THREADS or "1",
-  }
-  local ok, id = pcall(vim.fn.jobstart, cmd, {
-    cwd = vim.fn.getcwd(),
-    env = env,
-    on_stdout = line_reader(function(line)
-      local decoded_ok, event = pcall(vim.json.decode, line)
-      if decoded_ok and type(event) == "table" then
-        on_event(job, event)
-      end
-    end),
-    on_stderr = line_reader(function(line)
-      if line:match("%S") then
-        table.insert(job.stderr, line)
-        if #job.stderr > STDERR_LINES then
-          table.remove(job.stderr, 1)
-        end
-      end
-    end),
-    on_exit = function(_, code)
-      on_exit(job, code)
-    end,
-  })
-  if not ok or id <= 0 then
-    message.say(
-      ("cannot start training with %s (%s); run `make install` in the plugin's folder or set g:textgen.python"):format(
-        cmd[1],
-        ok and ("jobstart returned " .. tostring(id)) or tostring(id)
-      ),
-      vim.log.levels.ERROR
-    )
-    return false
-  end
-  job.id = id
-  job.pid = vim.fn.jobpid(id)
-  M.job = job
-  vim.fn.chansend(id, text)
-  vim.fn.chanclose(id, "stdin")
-  show_progress(job)
-  return true
+  return train_deps.when_ready(python, function()
+    launch(asked)
+  end)
 end
 
 --- Cancel the running job: SIGTERM, then SIGKILL if it has not ended after Neovim's grace period (2 s).
 ---@return boolean cancelled
 function M.stop()
   local job = M.job
+  if not job and train_deps.stop() then
+    return true
+  end
   if not job then
     message.say("no training is running", vim.log.levels.INFO)
     return false
@@ -399,6 +397,10 @@ end
 --- For statuslines: state, percent, val bpc, ETA (never waits on anything).
 function M.status()
   local job = M.job
+  local installing = not job and train_deps.status()
+  if installing then
+    return installing
+  end
   if job then
     return {
       state = "running",
@@ -435,13 +437,16 @@ function M.status_lines()
   if job then
     return { ("training: %s → %s (from %s)"):format(progress_text(job), job.place.path, job.base) }
   end
+  local lines = train_deps.status_lines()
   local last = M.last
   if not last then
-    return { "training: none this session (:TextGenTrain)" }
+    if #lines == 0 then
+      lines[1] = "training: none this session (:TextGenTrain)"
+    end
+    return lines
   end
-  local lines = {}
   if last.outcome == "done" then
-    lines[1] = ("last training: %s in %s, from %s; saved %s%s"):format(
+    lines[#lines + 1] = ("last training: %s in %s, from %s; saved %s%s"):format(
       before_after(last.before, last.after),
       clock(last.seconds or 0),
       last.base,
@@ -449,7 +454,11 @@ function M.status_lines()
       last.in_use and " (in use)" or ""
     )
   else
-    lines[1] = ("last training (%s → %s): %s"):format(last.place.name, last.place.path, last.message or last.outcome)
+    lines[#lines + 1] = ("last training (%s → %s): %s"):format(
+      last.place.name,
+      last.place.path,
+      last.message or last.outcome
+    )
     if last.outcome == "failed" then
       for i = math.max(1, #last.stderr - STDERR_LINES_SHOWN + 1), #last.stderr do
         lines[#lines + 1] = "  | " .. last.stderr[i]
@@ -461,6 +470,7 @@ end
 
 --- Neovim is exiting: end the job now (Neovim would too, this just does not wait for it).
 function M.on_exit()
+  train_deps.on_exit()
   if M.job then
     M.job.cancelled = true
     pcall(vim.fn.jobstop, M.job.id)

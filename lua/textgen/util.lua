@@ -15,6 +15,12 @@ function M.inserting()
   return mode == "i" or mode == "R"
 end
 
+--- "1:05" for 65 seconds (a duration on a progress line).
+function M.clock(seconds)
+  seconds = math.max(0, math.floor(seconds + 0.5))
+  return ("%d:%02d"):format(math.floor(seconds / 60), seconds % 60)
+end
+
 --- Create an autocommand in `group` whose callback gets the event's buffer; its description is
 --- "textgen: " .. `desc`.
 ---@param group integer

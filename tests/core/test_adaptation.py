@@ -199,3 +199,26 @@ def test_learning_while_reading_predicts_a_repeated_text_better_than_the_model_a
     assert learning.shape == plain.shape
     np.testing.assert_allclose(learning[:CHUNK], plain[:CHUNK], rtol=1e-4)     # nothing learned yet
     assert -np.log2(learning).mean() < -np.log2(plain).mean() - 0.1
+
+
+def test_the_same_model_with_its_counted_corpus_ngram_keeps_what_was_learned(tiny_model):
+    """A corpus n-gram counted after the model was loaded (`memory.corpus_ngram`) is served without
+    losing what the engine learned: the same network, mixed with the table."""
+    from textgen_core.memory.ngram import build_ngram
+
+    engine = Engine(tiny_model)
+    try:
+        _ask(engine, LUA[:600], learn=True).wait_finals(1)
+        assert engine.wait_idle(30) and engine.learned_bytes > 0
+        learned, learned_bytes = engine.learned_model, engine.learned_bytes
+        table = build_ngram(LUA.encode() * 2, orders=(1, 2, 4, 8))
+        with_table = tiny_model.with_corpus_ngram(table)
+        assert with_table.backend is tiny_model.backend and with_table.mixer.ngram is table
+        engine.set_model(with_table)
+        asked = _ask(engine, LUA[:300], learn=True).wait_finals(1)[0]
+        assert engine.learned_bytes >= learned_bytes
+        served = engine.learned_model
+        assert served.ngram is table and served.backend is learned.backend
+        assert list(asked.texts) == fresh_completion(learned.with_corpus_ngram(table), LUA[:300], OPTIONS)
+    finally:
+        engine.close()

@@ -1,5 +1,6 @@
 """The `textgen` command line, run as a user runs it (a subprocess of the project's Python)."""
 import json
+import re
 import subprocess
 import sys
 
@@ -106,6 +107,20 @@ def test_an_unwritable_model_folder_gives_a_clear_message(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "cannot write the model folder" in run.stderr and "Traceback" not in run.stderr
     assert blocker.read_text().startswith("a file")
+
+
+def test_train_without_tensorflow_says_in_one_line_which_command_adds_it(tmp_path, python_without_training):
+    python = python_without_training                         # a real venv with the base install only
+    assert subprocess.run([python, "-c", "import tensorflow"], capture_output=True).returncode != 0
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TINY_TEXT)
+    run = subprocess.run([python, "-m", "textgen_core", "train", corpus, "--out", tmp_path / "out"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.returncode == 2
+    assert re.fullmatch(re.escape(f"textgen train: training needs TensorFlow; add it: {python} -m pip "
+                                  f"install -e '{REPO}[train]' ({python} cannot import it: No module named '")
+                        + "(tensorflow|keras)'\\)\n", run.stderr), run.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_input_errors_come_before_tensorflow_is_imported(tmp_path):

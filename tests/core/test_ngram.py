@@ -62,8 +62,8 @@ def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count):
 
 @pytest.mark.parametrize("part_positions", [64, 1000])
 def test_counting_in_parts_gives_the_same_table_as_counting_at_once(part_positions):
-    """Parts split by the keys' top bits (2^6 and 2^2 of them here) must join into the very arrays
-    one part gives: same contexts in the same order, same bytes, counts and starts."""
+    """Parts split by runs of the keys' top byte (of at most 64 and 1000 positions here) must join into
+    the very arrays one part gives: same contexts in the same order, same bytes, counts and starts."""
     orders = (1, 2, 3, 5, 8)
     for min_count in (1, 2):
         whole = build_ngram(CORPUS * 2, orders=orders, min_count=min_count)

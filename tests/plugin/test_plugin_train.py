@@ -341,8 +341,9 @@ def test_a_read_only_models_folder_is_reported_and_nothing_is_lost(tiny_model_di
         editor.close()
 
 
-def test_training_without_tensorflow_says_how_to_install_it(vim, models_dir, tmp_path):
-    """What a Python without TensorFlow looks like to the job: `import tensorflow` fails."""
+def test_training_with_a_tensorflow_that_does_not_import_says_how_to_install_it(vim, models_dir, tmp_path):
+    """A TensorFlow that is there (so the check before the job passes) but fails to import: the job says
+    so. A Python with no TensorFlow at all is offered an install first (test_plugin_train_offer.py)."""
     fake = tmp_path / "without-tensorflow" / "tensorflow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text(
@@ -354,10 +355,10 @@ def test_training_without_tensorflow_says_how_to_install_it(vim, models_dir, tmp
         open_text(vim, NOVEL)
         vim.command("TextGenTrain")
         said = one_message(vim, "TensorFlow", timeout=30)
-        assert said.startswith("textgen: training needs TensorFlow; install it: "), said
+        assert said.startswith("textgen: training needs TensorFlow; add it: make -C "), said    # fitted to one line
         status = vim.api.exec2("TextGenStatus", {"output": True})["output"]
-        assert f"install it: {PYTHON} -m pip install tensorflow (or `make install`; " \
-               f"importing it failed: No module named 'tensorflow')" in status, status
+        assert (f"training needs TensorFlow; add it: make -C {REPO} install-train "
+                f"({PYTHON} cannot import it: No module named 'tensorflow')") in status, status
         assert training(vim)["state"] == "failed"
         assert tree(models_dir) == models_before
     finally:

@@ -234,49 +234,107 @@ def order_keys(data: np.ndarray, k: int, chunk: int = 1 << 20) -> np.ndarray:
 
 
 def build_ngram(data: bytes, orders: tuple[int, ...] = ORDERS, min_count: int = MIN_COUNT,
-                part_positions: int = 1 << 21) -> NgramModel:
-    """Count `data`: per order, the contexts seen at least `min_count` times and what followed them.
+                part_positions: int = 1 << 20) -> NgramModel:
+    """Count `data`: per order, the contexts seen at least `min_count` times and what followed them
+    (`count_order`)."""
+    _check_counting(orders, min_count)
+    a = np.frombuffer(data, np.uint8)
+    return NgramModel([count_order(a, k, min_count, part_positions) for k in orders], unigram_of(a), min_count)
 
-    Per order, each position becomes one number, context key · 256 + next byte; sorting them puts
-    every context's pairs together, bytes ascending, so one sort and a few passes give the table.
-    The positions are sorted a part at a time (parts by the keys' top bits, so the parts' tables
-    follow one another in key order): memory stays about 14 bytes a byte of `data` plus ~40 MB
-    whatever its size (three sorts of the whole text per order, as `np.unique` did, took 31 s and
-    950 MB for 10 MB of text; this takes a third of the time and a tenth of the memory)."""
+
+def count_ngram_into(data: bytes | bytearray, folder: str | os.PathLike, orders: tuple[int, ...] = ORDERS,
+                     min_count: int = MIN_COUNT, part_positions: int = 1 << 20) -> int:
+    """`save_ngram(build_ngram(data, ...), folder)` an order at a time: each order's table goes to disk
+    as soon as it is counted, so memory holds one order's table rather than all of them (for the
+    default model's corpus, 87 MB in all). Returns the number of contexts kept."""
+    _check_counting(orders, min_count)
+    a = np.frombuffer(data, np.uint8)
+    folder = Path(folder)
+    folder.mkdir()
+    _write_arrays(folder, _common_arrays(orders, min_count, unigram_of(a)))
+    contexts = 0
+    for k in orders:
+        table = count_order(a, k, min_count, part_positions)
+        _write_arrays(folder, _table_arrays(table))
+        contexts += len(table.keys)
+    return contexts
+
+
+def _check_counting(orders: tuple[int, ...], min_count: int) -> None:
     if not orders or list(orders) != sorted(set(orders)) or orders[0] < 1 or orders[-1] > 64:
         raise ValueError("orders must be distinct, ascending, between 1 and 64")
     if min_count < 1:
         raise ValueError("min_count must be at least 1")
-    a = np.frombuffer(data, np.uint8)
-    unigram = np.bincount(a, minlength=256).astype(np.float64) + 1.0
-    bits = max(0, int(np.ceil(np.log2(max(len(a), 1) / part_positions))))          # 2^bits parts
-    tables = []
-    for k in orders:
-        keys = order_keys(a, k)[k:]                                                   # (N − k,)
-        following = a[k:]
-        if bits == 0:
-            parts = [_count_pairs(keys, following, min_count)]
+
+
+def unigram_of(a: np.ndarray) -> np.ndarray:
+    """The byte frequencies of `a` (N,) uint8, each seen once more than counted (none is zero): (256,)."""
+    unigram = byte_counts(a).astype(np.float64) + 1.0
+    return unigram / unigram.sum()
+
+
+def byte_counts(a: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """How often each byte value occurs in `a` (N,) uint8: (256,) int64. A chunk at a time:
+    `np.bincount` makes an int64 copy of what it counts, 8 bytes a byte."""
+    counts = np.zeros(256, np.int64)
+    for start in range(0, len(a), chunk):
+        counts += np.bincount(a[start:start + chunk], minlength=256)
+    return counts
+
+
+def count_order(a: np.ndarray, k: int, min_count: int = MIN_COUNT, part_positions: int = 1 << 20) -> OrderTable:
+    """One order's table of `a` (N,) uint8: the contexts seen at least `min_count` times and what followed them.
+
+    Each position becomes one number, context key · 256 + next byte; sorting them puts every
+    context's pairs together, bytes ascending, so one sort and a few passes give the table. The
+    positions are sorted a part at a time (`_parts`: runs of the keys' top byte, so the parts' tables
+    follow one another in key order): memory stays about 6 bytes a byte of `a` (its keys and their
+    top bytes), the order's table, and up to ~50 bytes a position of the largest part (three sorts of
+    the whole text per order, as `np.unique` did, took 31 s and 950 MB for 10 MB of text; this takes
+    a third of the time and a tenth of the memory; the default model's 16 MB: 270 MB for the process)."""
+    keys = order_keys(a, k)[k:]                                                       # (N − k,)
+    following = a[k:]
+    if len(keys) <= part_positions:
+        parts = [_count_pairs(keys, following, min_count)]
+    else:
+        top = np.empty(len(keys), np.uint8)                                           # (N − k,) each key's top byte
+        np.right_shift(keys, np.uint32(24), out=top, casting="unsafe")
+        parts = [_count_pairs(keys[at], following[at], min_count) for at in _parts(top, part_positions)]
+        del top
+    del keys
+    starts = np.concatenate([[0], np.cumsum([len(p[1]) for p in parts])])[:-1]
+    return OrderTable(
+        k, np.concatenate([p[0] for p in parts]).astype(np.uint32),
+        np.append(np.concatenate([p[2] + offset for p, offset in zip(parts, starts)]),
+                  sum(len(p[1]) for p in parts)).astype(np.uint32),
+        np.concatenate([p[1] for p in parts]).astype(np.uint8),
+        np.concatenate([p[3] for p in parts]).astype(np.uint16))
+
+
+def _parts(top: np.ndarray, part_positions: int) -> Iterator[np.ndarray]:
+    """The positions (n,) int64 of each part: runs of consecutive top bytes holding at most
+    `part_positions` positions together, in ascending order (one top byte may hold more: the few
+    contexts of a low order): parts of about one size whatever the size of the text."""
+    sizes = byte_counts(top)                                                          # (256,)
+    runs: list[tuple[int, int]] = []                                                  # (first, last) top byte
+    held = 0
+    for byte in np.flatnonzero(sizes).tolist():
+        if runs and held + int(sizes[byte]) <= part_positions:
+            runs[-1], held = (runs[-1][0], byte), held + int(sizes[byte])
         else:
-            top = keys >> np.uint32(32 - bits)
-            parts = [_count_pairs(keys[at], following[at], min_count)
-                     for at in (np.flatnonzero(top == part) for part in range(1 << bits))]
-            del top
-        del keys
-        starts = np.concatenate([[0], np.cumsum([len(p[1]) for p in parts])])[:-1]
-        tables.append(OrderTable(
-            k, np.concatenate([p[0] for p in parts]).astype(np.uint32),
-            np.append(np.concatenate([p[2] + offset for p, offset in zip(parts, starts)]),
-                      sum(len(p[1]) for p in parts)).astype(np.uint32),
-            np.concatenate([p[1] for p in parts]).astype(np.uint8),
-            np.concatenate([p[3] for p in parts]).astype(np.uint16)))
-    return NgramModel(tables, unigram / unigram.sum(), min_count)
+            runs.append((byte, byte))
+            held = int(sizes[byte])
+    for first, last in runs:
+        yield np.flatnonzero(top == first if first == last else np.subtract(top, first, dtype=np.uint8) <= last - first)
 
 
 def _count_pairs(keys: np.ndarray, following: np.ndarray, min_count: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One part's table: its contexts (C,) sorted, the bytes after each (P,), where each context's
     bytes start (C,), their counts (P,); contexts seen fewer than `min_count` times left out."""
-    pairs = (keys.astype(np.uint64) << np.uint64(8)) | following                        # (n,)
+    pairs = keys.astype(np.uint64)                                                     # (n,), in place:
+    pairs <<= np.uint64(8)                                                             # no temporaries
+    pairs |= following
     pairs.sort()
     if len(pairs) == 0:
         empty = np.zeros(0, np.int64)
@@ -301,12 +359,22 @@ def save_ngram(model: NgramModel, folder: str | os.PathLike) -> None:
     folder.mkdir()
     if model.folder is not None and _linked_or_copied(model.folder, folder):
         return
-    arrays: dict[str, np.ndarray] = {"orders": np.array(model.orders, np.int64),
-                                     "min_count": np.array(model.min_count, np.int64),
-                                     "unigram": model.unigram.astype(np.float64)}
+    _write_arrays(folder, _common_arrays(model.orders, model.min_count, model.unigram))
     for t in model.tables:
-        arrays.update({f"k{t.order}.keys": t.keys, f"k{t.order}.starts": t.starts,
-                       f"k{t.order}.next_bytes": t.next_bytes, f"k{t.order}.counts": t.counts})
+        _write_arrays(folder, _table_arrays(t))
+
+
+def _common_arrays(orders: tuple[int, ...], min_count: int, unigram: np.ndarray) -> dict[str, np.ndarray]:
+    return {"orders": np.array(orders, np.int64), "min_count": np.array(min_count, np.int64),
+            "unigram": unigram.astype(np.float64)}
+
+
+def _table_arrays(t: OrderTable) -> dict[str, np.ndarray]:
+    return {f"k{t.order}.keys": t.keys, f"k{t.order}.starts": t.starts,
+            f"k{t.order}.next_bytes": t.next_bytes, f"k{t.order}.counts": t.counts}
+
+
+def _write_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     for name, array in arrays.items():
         with open(folder / f"{name}.npy", "wb") as f:
             np.save(f, np.asarray(array), allow_pickle=False)

@@ -1,6 +1,7 @@
 """A loaded model: the Python API of DESIGN.md (`load_model`, `.complete`, `.bits_per_char`)."""
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -66,16 +67,21 @@ class TextModel:
         self.ngram = ngram
         self.project = project
         self.backend: Backend = make_backend(backend, info, weights)
-        self.mixer: MatchMixer | None = None
-        if use_match:
-            self.mixer = mixer_from_info(info, ngram)
-            if project is not None:
-                self.mixer = self.mixer.with_memories([(project.ngram, project.weights)])
+        self.mixer: MatchMixer | None = _mixer(info, ngram, project) if use_match else None
 
     def with_weights(self, weights: Weights) -> "TextModel":
         """The same model (info, backend, n-grams, match mixing) with other weights of the same shapes."""
         return TextModel(self.info, weights, backend=self.backend.name, path=self.path,
                          use_match=self.mixer is not None, ngram=self.ngram, project=self.project)
+
+    def with_corpus_ngram(self, ngram: NgramModel | None) -> "TextModel":
+        """The same network, its backend shared (so that the engine keeps the states it cached and what
+        it learned), mixed with the corpus n-gram `ngram` by the weights fitted with it: a table counted
+        after the model was loaded (`memory.corpus_ngram`)."""
+        twin = copy.copy(self)
+        twin.ngram = ngram
+        twin.mixer = _mixer(self.info, ngram, self.project) if self.mixer is not None else None
+        return twin
 
     def with_project(self, root: str | os.PathLike | None, **options) -> "TextModel":
         """The same model drawing on the text files under `root` too (`memory.project`: indexed now,
@@ -159,6 +165,12 @@ class TextModel:
             log_probs = log_softmax(logits.astype(np.float64))                                # (T, 256)
             chunks.append(np.exp(log_probs[np.arange(len(targets)), targets]))                 # (T,)
         return np.concatenate(chunks)
+
+
+def _mixer(info: ModelInfo, ngram: NgramModel | None, project: ProjectMemory | None) -> MatchMixer:
+    """The model's mixer, with the project's n-gram mixed in after its own where there is one."""
+    mixer = mixer_from_info(info, ngram)
+    return mixer.with_memories([(project.ngram, project.weights)]) if project is not None else mixer
 
 
 def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None) -> MatchMixer:

@@ -183,7 +183,8 @@ class Engine:
 
     def set_model(self, model: TextModel) -> None:
         """Use `model` from the next request on; states cached for the old model, and what was
-        learned on top of it, are dropped."""
+        learned on top of it, are dropped, unless `model` is the same network mixed otherwise
+        (`TextModel.with_corpus_ngram`): then both stay."""
         self._model = model
 
     def set_memories(self, memories: Sequence[tuple[NgramModel, tuple[float, ...]]]) -> None:
@@ -321,7 +322,8 @@ class Engine:
                 log.exception("textgen engine: job failed")
 
     def _cache_for(self, model: TextModel) -> StateCache:
-        if self._cache is None or self._cache.model is not model:
+        """The states of `model`'s network: those cached stay valid for a model of the same backend."""
+        if self._cache is None or self._cache.model.backend is not model.backend:
             self._cache = StateCache(model, self.checkpoint_every, self.cache_entries)
         return self._cache
 

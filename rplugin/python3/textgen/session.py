@@ -1,13 +1,15 @@
 """The model and the engine this Neovim completes with: loaded on first use, switched by :TextGenModel.
 
 A model that cannot be loaded is remembered with its reason, so the user hears it once and the
-plugin stays quiet (and harmless) until the configuration names another model.
+plugin stays quiet (and harmless) until the configuration names another model. A model whose corpus
+n-gram is not in its folder gets it from the cache, or counted in the background (`CorpusCount`).
 """
 from __future__ import annotations
 
 import os
 import statistics
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,9 @@ def _make_core_importable() -> None:
 _make_core_importable()
 
 from textgen_core import ModelFileError, ModelNotFoundError, TextModel, load_model  # noqa: E402
+from textgen_core.memory.ngram import NgramModel  # noqa: E402
 from textgen_core.model.registry import resolve_model_path  # noqa: E402
+from textgen_core.serve.corpus_count import CorpusCount  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
 from textgen_core.serve.memories import Memories, Tables  # noqa: E402
 
@@ -49,6 +53,8 @@ class ModelSession:
         self.reload_failure: str | None = None     # the model in use no longer loads from its folder
         self._tables: Tables = []
         self.memories = Memories(self._set_memories, lambda: self.choice.name if self.choice else "default")
+        self._serving = threading.Lock()          # the model served changes on this thread and the count's
+        self.corpus = CorpusCount(self._corpus_counted)
 
     def _set_memories(self, tables: Tables) -> None:
         """The project's and the open buffers' n-grams changed (`Memories`, on its threads)."""
@@ -77,13 +83,22 @@ class ModelSession:
                                         f"({exc}); set g:textgen.backend to 'numpy'")
         self.failures.pop(choice, None)
         self.reload_failure = None
-        if self.engine is None:
-            self.engine = Engine(model)
-            self.engine.set_memories(self._tables)
-        else:
-            self.engine.set_model(model)
-        self.choice = choice
+        with self._serving:
+            model = self.corpus.attach(model)
+            if self.engine is None:
+                self.engine = Engine(model)
+                self.engine.set_memories(self._tables)
+            else:
+                self.engine.set_model(model)
+            self.choice = choice
         return None
+
+    def _corpus_counted(self, model: TextModel, table: NgramModel) -> None:
+        """The corpus n-gram of `model` was counted in the background: serve it with the table, if it
+        is still the model served (the engine keeps its cached states and what it learned)."""
+        with self._serving:
+            if self.engine is not None and self.engine.model is model:
+                self.engine.set_model(model.with_corpus_ngram(table))
 
     def _failed(self, choice: ModelChoice, reason: str) -> str:
         if choice == self.choice and self.engine is not None:
@@ -104,7 +119,7 @@ class ModelSession:
         """What :TextGenStatus and the 'model loaded' message say about the current model."""
         if self.engine is None or self.choice is None:
             return None
-        return describe_model(self.engine.model, self.choice)
+        return {**describe_model(self.engine.model, self.choice), "ngram_source": self.corpus.status()}
 
     def status(self) -> dict[str, Any]:
         """Model, engine state and latencies, for :TextGenStatus and :checkhealth."""
