@@ -545,8 +545,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.clear:
         removed, freed = clear_cache(cache_dir)
         summary = {"action": "cleared", "indexes": removed, "bytes": freed, "cache_dir": str(cache_dir)}
-        print(json.dumps(summary) if args.json else
-              f"removed {removed} project index{'es' if removed != 1 else ''} ({size_text(freed)}) from {cache_dir}")
+        _report(args, summary, f"removed {removed} project index{'es' if removed != 1 else ''} "
+                               f"({size_text(freed)}) from {cache_dir}")
         return 0
     if args.project is None or not os.path.isdir(args.project):
         raise UserError(f"give a project folder to index (got {args.project or 'none'}), or --clear")
@@ -561,13 +561,15 @@ def _cmd_index(args: argparse.Namespace) -> int:
     except ValueError as exc:                      # a folder that is no project ($HOME, /): why, in one line
         raise UserError(f"{args.project}: {exc}") from None
     summary = result.summary()
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{summary['action']}: {summary['root']}, {summary['files']} files, {size_text(summary['bytes'])}, "
-              f"{summary['changed_files']} changed since the whole count, in {summary['seconds']} s; "
-              f"index in {summary['cache']}")
+    _report(args, summary, f"{summary['action']}: {summary['root']}, {summary['files']} files, "
+                           f"{size_text(summary['bytes'])}, {summary['changed_files']} changed since the whole "
+                           f"count, in {summary['seconds']} s; index in {summary['cache']}")
     return 0
+
+
+def _report(args: argparse.Namespace, summary: dict, line: str) -> None:
+    """What a command did: its summary as one JSON line with --json, else `line`."""
+    print(json.dumps(summary) if args.json else line)
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
@@ -606,11 +608,9 @@ def _cmd_corpus_ngram(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot write the table under {cache_dir} ({exc.strerror or exc})") from None
     summary = result.summary()
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{summary['action']}: {summary['contexts']:,} contexts counted in {summary['files']} files "
-              f"({size_text(summary['counted_bytes'] or 0)}) in {summary['seconds']} s; table in {summary['cache']}")
+    _report(args, summary, f"{summary['action']}: {summary['contexts']:,} contexts counted in {summary['files']} "
+                           f"files ({size_text(summary['counted_bytes'] or 0)}) in {summary['seconds']} s; "
+                           f"table in {summary['cache']}")
     return 0
 
 

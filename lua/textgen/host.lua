@@ -10,6 +10,7 @@
 --- `require('textgen.host')[name](...)` through its EditorBridge.
 local message = require("textgen.message")
 local save_place = require("textgen.save_place")
+local util = require("textgen.util")
 
 local M = {}
 
@@ -134,10 +135,7 @@ local function start()
     on_stderr = function(_, data)
       for _, line in ipairs(data) do
         if line:match("%S") then
-          table.insert(stderr, line)
-          if #stderr > STDERR_LINES then
-            table.remove(stderr, 1)
-          end
+          util.keep_last(stderr, line, STDERR_LINES)
         end
       end
     end,
@@ -174,10 +172,7 @@ local function remember_sent(name, info)
     entry.event, entry.buf = info.event, info.buf
     entry.text_bytes = type(info.text) == "string" and #info.text or nil
   end
-  M.sent[#M.sent + 1] = entry
-  if #M.sent > M.SENT_KEPT then
-    table.remove(M.sent, 1)
-  end
+  util.keep_last(M.sent, entry, M.SENT_KEPT)
 end
 
 --- Send a notification to the host, starting it if needed.

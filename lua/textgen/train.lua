@@ -245,10 +245,7 @@ local function launch(asked)
     end),
     on_stderr = child.line_reader(function(line)
       if line:match("%S") then
-        table.insert(job.stderr, line)
-        if #job.stderr > STDERR_LINES then
-          table.remove(job.stderr, 1)
-        end
+        util.keep_last(job.stderr, line, STDERR_LINES)
       end
     end),
     on_exit = function(_, code)

@@ -232,10 +232,7 @@ end
 
 local function remember_output(p, line)
   if line:match("%S") then
-    table.insert(p.output, line)
-    if #p.output > OUTPUT_LINES then
-      table.remove(p.output, 1)
-    end
+    util.keep_last(p.output, line, OUTPUT_LINES)
   end
 end
 

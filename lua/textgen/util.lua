@@ -15,6 +15,14 @@ function M.inserting()
   return mode == "i" or mode == "R"
 end
 
+--- Append `item` to `list`, dropping the oldest items past `keep` (the last lines of a job's output).
+function M.keep_last(list, item, keep)
+  list[#list + 1] = item
+  while #list > keep do
+    table.remove(list, 1)
+  end
+end
+
 --- "1:05" for 65 seconds (a duration on a progress line).
 function M.clock(seconds)
   seconds = math.max(0, math.floor(seconds + 0.5))

@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import sysconfig
 import time
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from textgen_core.memory.cache_folders import CacheFolders
 from textgen_core.memory.ngram import MIN_COUNT, ORDERS, NgramFileError, NgramModel, count_ngram_into, load_ngram
 from textgen_core.model.config import ModelInfo
 from textgen_core.model.files import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, read_model_info
@@ -63,6 +63,11 @@ DEFAULT_MODEL = "default"               # the shipped model whose corpus this is
 
 class CorpusNgramError(ValueError):
     """A cached table that cannot be used, or a count that cannot be made: one line, with the path."""
+
+
+FOLDERS = CacheFolders(meta=META, subfolders=(NGRAM,), format=FORMAT, names=".+", max_meta_bytes=MAX_META_BYTES,
+                       error=CorpusNgramError, not_ours="not a corpus n-gram of textgen's, left as it is; "
+                                                        "move it away, or give textgen another cache folder")
 
 
 @dataclass(frozen=True)
@@ -302,8 +307,9 @@ def _count(model_folder: Path, info: ModelInfo, key: str, cache_dir: str | os.Pa
     started = time.monotonic()
     data, summary = read_corpus(runtime, settings.val_fraction, stdlib=stdlib)
     folder = folder_for(cache_dir, key)
-    _remove_interrupted_writes(folder)
-    staging = _staging(folder)
+    for entry in FOLDERS.interrupted_writes(folder):      # the lock is held: no count of it runs
+        FOLDERS.remove_ours(entry)
+    staging = FOLDERS.staging(folder)
     try:
         contexts = count_ngram_into(data, staging / NGRAM, settings.orders, settings.min_count)
         del data
@@ -315,9 +321,9 @@ def _count(model_folder: Path, info: ModelInfo, key: str, cache_dir: str | os.Pa
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        _replace(folder, staging)
+        FOLDERS.replace(folder, staging)
     except BaseException:
-        _remove_ours(staging)
+        FOLDERS.remove_ours(staging)
         raise
     table = load_cached(cache_dir, key)
     if table is None:
@@ -334,68 +340,4 @@ def _forget(cache_dir: str | os.PathLike, key: str) -> None:
     name = key.rsplit("-", 1)[0]
     for entry in (Path(cache_dir) / CORPUS_DIR).iterdir():
         if entry.name != key and re.fullmatch(re.escape(name) + r"-[0-9a-f]{16}", entry.name):
-            _remove_ours(entry)
-
-
-def _staging(folder: Path) -> Path:
-    """A new, empty folder beside `folder` to write the table into."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.new-{os.getpid()}-{time.monotonic_ns()}"
-    staging.mkdir()
-    return staging
-
-
-def _replace(folder: Path, staging: Path) -> None:
-    """Put `staging` in the place of `folder` by renames; a `folder` that is not ours is left as it is:
-    CorpusNgramError (the caller removes the staging folder)."""
-    old = None
-    if os.path.lexists(folder):
-        if not _is_ours(folder):
-            raise CorpusNgramError(f"{folder}: not a corpus n-gram of textgen's, left as it is; "
-                                   "move it away, or give textgen another cache folder")
-        old = folder.parent / f".{folder.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-        folder.rename(old)
-    staging.rename(folder)
-    if old is not None:
-        _remove_ours(old)
-
-
-def _remove_interrupted_writes(folder: Path) -> None:
-    """Remove the staging folders of counts of this table that were killed before their rename (the
-    lock is held: no count of it is running)."""
-    pattern = re.compile(re.escape(f".{folder.name}.") + r"(new|old)-\d+-\d+")
-    for entry in folder.parent.iterdir():
-        if pattern.fullmatch(entry.name):
-            _remove_ours(entry)
-
-
-def _is_ours(folder: Path) -> bool:
-    """Whether `folder` is one this cache wrote: a real folder (no link) holding nothing but corpus.json
-    and an ngram/ folder of regular .npy files, and either its corpus.json is ours (our format number)
-    or it is named as `_staging` and `_replace` name a write's folders (one interrupted leaves them)."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    for entry in folder.iterdir():
-        if entry.name == META:
-            if entry.is_symlink() or not entry.is_file():
-                return False
-        elif entry.name == NGRAM and not entry.is_symlink() and entry.is_dir():
-            if any(f.is_symlink() or not f.is_file() or f.suffix != ".npy" for f in entry.iterdir()):
-                return False
-        else:
-            return False
-    if re.fullmatch(r"\..+\.(new|old)-\d+-\d+", folder.name):
-        return True
-    try:
-        meta = json.loads(read_regular(folder / META, MAX_META_BYTES, why="a corpus n-gram's description"))
-    except (OSError, RefusedFile, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
-
-
-def _remove_ours(folder: Path) -> bool:
-    """Remove `folder` if this cache wrote it (`_is_ours`); anything else is left where it is."""
-    if not _is_ours(folder):
-        return False
-    shutil.rmtree(folder)
-    return True
+            FOLDERS.remove_ours(entry)

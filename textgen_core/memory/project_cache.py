@@ -13,20 +13,19 @@ its new text, which `changes/` holds.)
 
 Every folder is written beside its place and renamed into it, so a reader sees the old index or
 the new one, never half of one; a host that has the old files mapped keeps reading them. Only
-folders that hold a `project.json` of ours are ever removed.
+folders this cache wrote are ever removed (`cache_folders`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from textgen_core.memory.cache_folders import CacheFolders
 from textgen_core.memory.ngram import NgramFileError, NgramModel, build_ngram, load_ngram, save_ngram
 from textgen_core.memory.project import PROJECT_MIN_COUNT, SEPARATOR, ProjectMemory, build_project_memory, project_texts
 from textgen_core.memory.project_files import ProjectFile, ProjectFiles, find_project_files
@@ -42,6 +41,11 @@ REBUILD_SHARE = 0.25
 
 class ProjectCacheError(ValueError):
     """A cached index that cannot be used; the message names the file and what is wrong."""
+
+
+FOLDERS = CacheFolders(meta=META, subfolders=("ngram", "changes"), format=FORMAT, names="[0-9a-f]{16}",
+                       max_meta_bytes=MAX_META_BYTES, error=ProjectCacheError,
+                       not_ours="not a project index of textgen's, left as it is; give textgen another cache folder")
 
 
 @dataclass(frozen=True)
@@ -200,10 +204,10 @@ def _save_whole(cache_dir: str | os.PathLike, memory: ProjectMemory, settings: S
     """Write a whole new index (n-gram and list, no changes) in place of the old one."""
     folder = folder_for(cache_dir, memory.root)
     built_at = time.time()
-    staging = _staging(folder)
+    staging = FOLDERS.staging(folder)
     save_ngram(memory.ngram, staging / "ngram")
     _write_meta(staging, memory, settings, stamps, (), built_at)
-    _replace(folder, staging)
+    FOLDERS.replace(folder, staging)
     return load_cached(cache_dir, memory.root, settings) or _unreadable(folder)
 
 
@@ -215,13 +219,13 @@ def _save_changes(cached: CachedProject, listing: ProjectFiles, pending: list[Pr
                                        listing.max_file_bytes))
     changes = build_ngram(SEPARATOR.join(texts), min_count=PROJECT_MIN_COUNT) if texts else None
     stamps = {**cached.stamps, **pending_stamps}
-    staging = _staging(cached.folder)
+    staging = FOLDERS.staging(cached.folder)
     save_ngram(cached.memory.ngram, staging / "ngram")
     if changes is not None:
         save_ngram(changes, staging / "changes")
     _write_meta(staging, cached.memory, cached.settings, stamps,
                 tuple(f.relative for f in pending) if changes is not None else (), cached.built_at)
-    _replace(cached.folder, staging)
+    FOLDERS.replace(cached.folder, staging)
     return load_cached(cached.folder.parent.parent, cached.memory.root, cached.settings) or _unreadable(cached.folder)
 
 
@@ -241,63 +245,6 @@ def _write_meta(folder: Path, memory: ProjectMemory, settings: Settings, stamps:
         os.fsync(f.fileno())
 
 
-def _staging(folder: Path) -> Path:
-    """A new, empty folder beside `folder` to write the next index into."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.new-{os.getpid()}-{time.monotonic_ns()}"
-    staging.mkdir()
-    return staging
-
-
-def _replace(folder: Path, staging: Path) -> None:
-    """Put `staging` in the place of `folder` by renames; a `folder` that is not an index of ours
-    (`_is_ours`) is neither moved nor removed: ProjectCacheError, the staging folder removed."""
-    old = None
-    if folder.exists() or folder.is_symlink():
-        if not _is_ours(folder):
-            _remove_ours(staging)
-            raise ProjectCacheError(f"{folder}: not a project index of textgen's, left as it is; "
-                                    "give textgen another cache folder")
-        old = folder.parent / f".{folder.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-        folder.rename(old)
-    staging.rename(folder)
-    if old is not None:
-        _remove_ours(old)
-
-
-def _is_ours(folder: Path) -> bool:
-    """Whether `folder` is one this cache wrote: a real folder (no link) holding nothing but
-    project.json and the n-gram folders, those holding nothing but regular .npy files; and either its
-    project.json is ours (our format number) or it is named as `_staging` and `_replace` name the
-    folders of a write (one interrupted leaves it behind)."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    for entry in folder.iterdir():
-        if entry.name == META:
-            if entry.is_symlink() or not entry.is_file():
-                return False
-        elif entry.name in ("ngram", "changes") and not entry.is_symlink() and entry.is_dir():
-            if any(f.is_symlink() or not f.is_file() or f.suffix != ".npy" for f in entry.iterdir()):
-                return False
-        else:
-            return False
-    if re.fullmatch(r"\.[0-9a-f]{16}\.(new|old)-\d+-\d+", folder.name):
-        return True
-    try:
-        meta = json.loads(read_regular(folder / META, MAX_META_BYTES, name=str(folder / META), why="a project index"))
-    except (OSError, RefusedFile, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
-
-
-def _remove_ours(folder: Path) -> bool:
-    """Remove `folder` if this cache wrote it (`_is_ours`); anything else is left where it is."""
-    if not _is_ours(folder):
-        return False
-    shutil.rmtree(folder)
-    return True
-
-
 def clear_cache(cache_dir: str | os.PathLike) -> tuple[int, int]:
     """Remove every project index under `cache_dir` (and folders left by an interrupted write):
     (indexes removed, bytes freed). Only this cache's folders are touched."""
@@ -309,7 +256,7 @@ def clear_cache(cache_dir: str | os.PathLike) -> tuple[int, int]:
         if entry.is_symlink() or not entry.is_dir():
             continue
         size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
-        if _remove_ours(entry):
+        if FOLDERS.remove_ours(entry):
             removed += 0 if entry.name.startswith(".") else 1
             freed += size
     return removed, freed
