@@ -65,7 +65,7 @@ local LOAD = [[
 import json, sys
 import textgen_core
 try:
-    m = textgen_core.load_model(sys.argv[1], backend=sys.argv[2])
+    m = textgen_core.load_model(sys.argv[1], backend=sys.argv[2], corpus_cache=False)   # the cache: below
 except (textgen_core.ModelNotFoundError, textgen_core.ModelFileError, ValueError, ImportError) as exc:
     print(json.dumps({"error": str(exc)}))
 else:

@@ -228,6 +228,10 @@ local function launch(asked)
   local env = child.env({
     PYTHONPATH = child.pythonpath(),
     TEXTGEN_MODELS_DIR = save_place.models_dir(),
+    -- Where the host counted the default model's corpus n-gram, and the runtime to count it from
+    -- if it did not yet: a model trained from the default one carries it over.
+    TEXTGEN_CACHE_DIR = vim.fn.stdpath("cache") .. "/textgen",
+    VIMRUNTIME = vim.env.VIMRUNTIME,
     TF_CPP_MIN_LOG_LEVEL = "3",
     -- Leave a core to the editor: at nice 19 TensorFlow's busy threads still delay the host's
     -- wake-ups and evict the model from the cache. A user's own setting wins.

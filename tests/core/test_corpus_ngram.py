@@ -113,10 +113,69 @@ def test_a_count_is_what_textgen_ngram_counts_and_the_next_call_reuses_it(tiny_m
     # The model loaded as the editor loads it serves with the table.
     from textgen_core import load_model
     counter = CorpusCount(lambda *_: None, cache_dir=str(cache), runtime=str(corpus["runtime"]))
-    served = counter.attach(load_model(model))
+    served = counter.attach(load_model(model, corpus_cache=False))
     assert served.ngram is not None and served.ngram.contexts == expected.contexts
     assert served.mixer.ngram_weights == tuple(json.loads((model / "config.json").read_text())
                                                ["match"]["with_ngram"]["ngram_weights"])
+
+
+def test_outside_the_editor_a_model_serves_the_table_the_editor_counted(tiny_model_dir, tmp_path, corpus,
+                                                                        monkeypatch):
+    """The light install ships the default model without its table: the CLI and the Python API then
+    serve the one the editor counted into stdpath('cache') ($TEXTGEN_CACHE_DIR where the plugin runs them)."""
+    from textgen_core import load_model
+    model = default_like(tiny_model_dir, tmp_path / "default")
+    cache = tmp_path / "cache"
+    text = tmp_path / "held_out.txt"
+    text.write_text(LUA[:600])
+
+    def cli_bpc():
+        run = textgen("eval", "--model", model, text, "--json")
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)["overall_bpc"]
+
+    monkeypatch.setenv("TEXTGEN_CACHE_DIR", str(cache))
+    assert load_model(model).ngram is None                     # nothing counted yet
+    without = cli_bpc()
+    counted = count(model, cache, corpus).table
+    loaded = load_model(model)
+    assert loaded.ngram is not None and loaded.ngram.contexts == counted.ngram.contexts
+    assert loaded.mixer.ngram_weights == tuple(json.loads((model / "config.json").read_text())
+                                               ["match"]["with_ngram"]["ngram_weights"])
+    assert load_model(model, corpus_cache=False).ngram is None
+    assert cli_bpc() < without                                  # the table knows this Lua
+    monkeypatch.setenv("TEXTGEN_CACHE_DIR", str(tmp_path / "another"))
+    assert load_model(model).ngram is None
+
+
+def test_a_model_trained_from_one_without_its_table_carries_the_counted_one_over(tiny_model_dir, tmp_path, corpus,
+                                                                                  monkeypatch):
+    model = default_like(tiny_model_dir, tmp_path / "default")
+    cache = tmp_path / "cache"
+    counted = count(model, cache, corpus).table
+    text = tmp_path / "mine.txt"
+    text.write_text(LUA * 3)
+
+    def train(out):
+        run = textgen("train", text, "--out", out, "--base", model, "--epochs", 1, "--steps-per-epoch", 2,
+                      "--seq-len", 32, "--batch-size", 8)
+        assert run.returncode == 0, run.stderr
+        return run
+
+    monkeypatch.setenv("TEXTGEN_CACHE_DIR", str(cache))
+    train(tmp_path / "tuned")
+    from textgen_core import load_model
+    tuned = load_model(tmp_path / "tuned", corpus_cache=False)
+    assert (tmp_path / "tuned" / "ngram").is_dir() and tuned.ngram.contexts == counted.ngram.contexts
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["match"].get("with_ngram")
+
+    # Nothing counted, and the runtime named is not Neovim's: trained all the same, without a table, in one line.
+    monkeypatch.setenv("TEXTGEN_CACHE_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("VIMRUNTIME", str(tmp_path))
+    run = train(tmp_path / "plain")
+    assert "training without default's corpus n-gram" in run.stderr and "not Neovim's runtime" in run.stderr
+    assert not (tmp_path / "plain" / "ngram").exists()
+    assert load_model(tmp_path / "plain").ngram is None
 
 
 def test_another_model_gets_its_own_table_and_a_newer_version_replaces_the_older(tiny_model_dir, tmp_path, corpus):

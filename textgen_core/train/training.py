@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -21,6 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from textgen_core.memory import corpus_ngram
+from textgen_core.memory.ngram import NgramModel
+from textgen_core.memory.project_cache import default_cache_dir
 from textgen_core.model.config import ModelConfig, ModelInfo
 from textgen_core.model.files import (
     Weights,
@@ -48,6 +52,22 @@ from textgen_core.train.machine import cpu_has_bfloat16, machine_summary
 from textgen_core.train.progress import ProgressReporter, SilentReporter
 
 MIN_TRAIN_BYTES = 256
+
+
+def _base_ngram(base_path: Path, base_info: ModelInfo) -> NgramModel | None:
+    """The base model's corpus n-gram, carried over to the model trained from it: its folder's; else
+    the one the editor counted into the cache (the light install ships the default model without it),
+    or counted there now from the running Neovim's runtime (~12 s). None where it has none, or it
+    cannot be counted (one line on stderr: the trained model then has no n-gram)."""
+    ngram = read_ngram(base_path)
+    if ngram is not None or not corpus_ngram.wants_corpus_ngram(base_info):
+        return ngram
+    try:
+        counted = corpus_ngram.count_corpus_ngram(base_path, default_cache_dir(), corpus_ngram.editor_runtime())
+        return counted.table.ngram
+    except (corpus_ngram.CorpusNgramError, OSError, MemoryError) as exc:
+        print(f"textgen: training without {base_path.name}'s corpus n-gram: {exc}", file=sys.stderr)
+        return None
 
 
 class TrainingDataError(ValueError):
@@ -113,7 +133,7 @@ def train(texts: Sequence[TrainingText] | Sequence[streaming.TrainingFile], out:
     if base is not None:
         base_path = resolve_model_path(str(base))
         base_info, base_weights = load_model_folder(base_path)
-        base_ngram, base_ngram_info = read_ngram(base_path), base_info.ngram    # carried over, refitted
+        base_ngram, base_ngram_info = _base_ngram(base_path, base_info), base_info.ngram   # carried over, refitted
         config = base_info.config
         base_name = base_info.training.get("name") or str(base_path)
     else:

@@ -73,7 +73,7 @@ class ModelSession:
     def load(self, choice: ModelChoice) -> str | None:
         """Load `choice` and serve from it; returns why it failed, in one sentence, or None."""
         try:
-            model = load_model(choice.name, backend=choice.backend)
+            model = load_model(choice.name, backend=choice.backend, corpus_cache=False)   # CorpusCount attaches it
         except (ModelNotFoundError, ModelFileError) as exc:
             return self._failed(choice, _as_given(str(exc), choice.name))
         except ValueError as exc:
