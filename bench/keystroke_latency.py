@@ -1,12 +1,15 @@
 """Keystroke → ghost-text latency in a real Neovim, typing a real text at a steady pace.
 
-For every keystroke: the time it is sent (nvim_input) and the time the ghost text for the buffer
-state it produced (its changedtick) is drawn (textgen.ghost records both, on the same monotonic
-clock). The headline is the keystrokes that needed a new suggestion (a request to the model): a
-keystroke whose suggestion was still on its way when the next key was due ("missed") counts as the
-typing interval, the least it took. Typing through a suggestion (no request, nothing to compute) is
-its own row; keystrokes answered with no suggestion, and those that asked for none, are counted.
-Prints median, p95 and max, with the CPU's name.
+For every keystroke: the time it is sent (nvim_input) and the times the ghost text for the buffer
+state it produced (its changedtick) was first and last drawn (textgen.ghost records them, on the same
+monotonic clock): the suggestion's first words, then the whole of it. The headline is the first
+characters of a new suggestion on screen, for the keystrokes that needed one (a request to the
+model); the whole suggestion is the next row. A keystroke whose suggestion was still on its way when
+the next key was due ("missed") counts as the typing interval, the least it took. Typing through a
+suggestion (no request, nothing to compute) is its own row; keystrokes answered with no suggestion,
+and those that asked for none, are counted. Prints median, p95 and max, with the CPU's name. The
+script looks at Neovim every POLL_S only (the times are taken inside Neovim): a tighter watch would
+take Neovim's and the CPU's time from what it measures.
 
     .venv/bin/python bench/keystroke_latency.py --model default --cps 10 --chars 400
     .venv/bin/python bench/keystroke_latency.py --learn off,on --prefill-bytes 2000   # one Neovim each
@@ -56,7 +59,7 @@ LEARN_PROBE = "return require('textgen.config').get().learn"
 PROBE = """
 local buf = vim.api.nvim_get_current_buf()
 local r = require('textgen.ghost').last_render(buf)
-return { vim.api.nvim_buf_get_changedtick(buf), r and r.tick or -1, r and r.time_ns or 0,
+return { vim.api.nvim_buf_get_changedtick(buf), r and r.tick or -1, r and r.first_ns or 0, r and r.time_ns or 0,
          require('textgen.suggestion').stats.requests, require('textgen.trigger').is_idle() }
 """
 
@@ -64,6 +67,7 @@ return { vim.api.nvim_buf_get_changedtick(buf), r and r.tick or -1, r and r.time
 # "Loop ... that handles pid ... is closed" for each, which says nothing about the measurement.
 logging.getLogger("asyncio").setLevel(logging.ERROR)
 
+POLL_S = 0.01
 RESAMPLES = 1000        # bootstrap of the paired median, with a fixed seed: the same data, the same interval
 
 
@@ -113,7 +117,9 @@ def sleep_until(moment: float) -> None:
 class Counts:
     """What the keystrokes typed with one debounce brought, in one Neovim."""
 
-    asked: list[float] = field(default_factory=list)          # needed a new suggestion: ms until it showed
+    asked: list[float] = field(default_factory=list)          # needed a new suggestion: ms until it began to show
+    whole: list[float] = field(default_factory=list)          # ... and until all of it showed
+    whole_missed: int = 0       # began to show, but not all of it by the next key
     typed_through: list[float] = field(default_factory=list)  # no request: ms until the ghost text was redrawn
     missed: int = 0             # still on its way at the next key: counted as the interval in `asked`
     answered_empty: int = 0     # asked, answered, nothing to show
@@ -139,7 +145,7 @@ class Typist:
             self.nvim.input("i")
         self.debounces: list[int] = []
         self.counts: dict[int, Counts] = {}
-        self.answered: dict[int, float] = {}    # keystroke → ms, where a new suggestion showed before the next key
+        self.answered: dict[int, float] = {}    # keystroke → ms until its new suggestion began to show
 
     @property
     def name(self) -> str:
@@ -176,24 +182,33 @@ class Typist:
         counts = self.counts[debounce]
         lua(self.nvim, f"require('textgen.config').set('debounce_ms', {debounce})")
         sleep_until(due)
-        tick_before, _, _, requests_before, _ = lua(self.nvim, PROBE)
+        tick_before, _, _, _, requests_before, _ = lua(self.nvim, PROBE)
         sent_ns = time.monotonic_ns()
         self.nvim.input(key_for(char))
-        requests, settled = requests_before, False
+        requests, settled, shown = requests_before, False, False
         while time.monotonic() < deadline:
-            tick, rendered_tick, rendered_ns, requests, settled = lua(self.nvim, PROBE)
-            if tick > tick_before and rendered_tick == tick:
-                latency = (rendered_ns - sent_ns) / 1e6
-                if requests > requests_before:
-                    counts.asked.append(latency)
-                    self.answered[i] = latency
-                else:
-                    counts.typed_through.append(latency)
+            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+            tick, rendered_tick, first_ns, last_ns, requests, settled = lua(self.nvim, PROBE)
+            shown = tick > tick_before and rendered_tick == tick
+            if shown and settled:
+                break
+        if shown:
+            first = (first_ns - sent_ns) / 1e6
+            if requests == requests_before:
+                counts.typed_through.append(first)
                 return
-            time.sleep(0.002)
+            counts.asked.append(first)
+            self.answered[i] = first
+            if settled:
+                counts.whole.append((last_ns - sent_ns) / 1e6)
+            else:
+                counts.whole_missed += 1
+                counts.whole.append((deadline - due) * 1000)
+            return
         if not settled:                        # asked (or about to ask) and not answered yet
             counts.missed += 1
             counts.asked.append((deadline - due) * 1000)
+            counts.whole.append((deadline - due) * 1000)
         elif requests > requests_before:
             counts.answered_empty += 1
         else:
@@ -202,7 +217,9 @@ class Typist:
     def report(self, interval_ms: float, taking_turns: bool) -> None:
         for debounce, counts in self.counts.items():
             print(f"debounce {debounce} ms" + (" (keystrokes taking turns)" if taking_turns else ""))
-            print(summary("  new suggestion (the headline)", counts.asked, counts.missed, interval_ms))
+            print(summary("  new suggestion, first characters", counts.asked, counts.missed, interval_ms))
+            print(summary("  new suggestion, all of it", counts.whole, counts.missed + counts.whole_missed,
+                          interval_ms))
             print(summary("  typed through (no request)", counts.typed_through))
             print(f"  no ghost text: {counts.answered_empty} answered with no suggestion, "
                   f"{counts.not_asked} asked for none")

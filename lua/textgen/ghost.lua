@@ -11,7 +11,7 @@ M.HL = "TextGenSuggestion"
 ---@type table<integer, integer>  buffer → extmark id
 local marks = {}
 
----@type table<integer, {tick: integer, time_ns: integer, text: string}>
+---@type table<integer, {tick: integer, first_ns: integer, time_ns: integer, text: string}>
 local last_render = {}
 
 --- Tabs in virtual text would show as one cell; show them as the buffer would.
@@ -53,9 +53,11 @@ function M.render(buf, row, col, text)
   })
   if ok then
     marks[buf] = new_id
+    local tick, now, last = vim.api.nvim_buf_get_changedtick(buf), vim.uv.hrtime(), last_render[buf]
     last_render[buf] = {
-      tick = vim.api.nvim_buf_get_changedtick(buf),
-      time_ns = vim.uv.hrtime(),
+      tick = tick,
+      first_ns = last and last.tick == tick and last.first_ns or now,
+      time_ns = now,
       text = text,
     }
   else
@@ -68,7 +70,8 @@ function M.is_shown(buf)
   return marks[buf] ~= nil
 end
 
---- When the last ghost text was drawn in `buf` (monotonic ns) and for which changedtick: for benchmarks.
+--- When ghost text was last drawn in `buf` (monotonic ns), for which changedtick, and when it was
+--- first drawn for that changedtick (a suggestion's first words, then the whole): for benchmarks.
 function M.last_render(buf)
   return last_render[buf]
 end

@@ -43,10 +43,6 @@ local suggestions = {}
 local tickets = {}
 local last_ticket = 0
 local linger_timer = nil
--- A partial answer replaces a lingering outdated suggestion once it is this long: a shorter one would
--- swap a line of ghost text for a stub that then grows, and waiting for the whole of a long one kept
--- the old text on screen for the 20 ms or so that 80 characters can take (bench/keystroke_latency.py).
-local SWAP_CHARS = 24
 
 --- Counters for :TextGenStatus, the benchmark and tests.
 M.stats = { requests = 0, shown = 0, dropped_stale = 0, last_latency_ms = nil }
@@ -360,11 +356,9 @@ function M.on_result(ticket_id, texts, final, elapsed_ms, err)
     end
     typed = s.typed
   end
-  if not final and (ticket.cycle or (s and s.stale and ghost.is_shown(buf)
-      and vim.fn.strchars(texts[1] or "") < SWAP_CHARS)) then
-    -- Alternatives show when all are known; a lingering suggestion is swapped for the new one in
-    -- one go once that is finished or SWAP_CHARS long (partials stream in from the start only
-    -- where nothing is on screen).
+  if not final and ticket.cycle then
+    -- Alternatives show when all are known. Partials start with a whole word (the host sends the
+    -- first once its first word is known), so one replaces a lingering suggestion at once.
     return
   end
   if menu.visible(config.get()) then

@@ -1,8 +1,19 @@
 """The greedy suggestion starts with the next word that saves the most keystrokes in expectation, not
 with the likeliest first byte."""
 import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from textgen_core.decode import DecodeOptions, Decoding, decode, keys_saved, loop_period, most_useful_next_words
+from textgen_core.decode import (
+    DecodeOptions,
+    Decoding,
+    decode,
+    keys_saved,
+    loop_period,
+    most_useful_next_words,
+    visible_text,
+)
+from textgen_core.decode.search import _grown_text
 from textgen_core.memory import word_votes
 from textgen_core.memory.match import MatchMixer
 
@@ -226,3 +237,19 @@ def test_text_that_repeats_a_name_or_a_rule_is_no_loop():
     dashes = ScriptedBackend({ord("-"): {ord("-"): 1.0}})
     assert decode(dashes, dashes.zero_state(1), dashes.logits_after(ord("-")),
                   DecodeOptions(max_chars=60, word_beam=1))[0] == "-" * 60
+
+
+@given(beam=st.binary(max_size=15).map(lambda data: data.replace(b"\r", b"")) | st.text(
+           alphabet=" \t\n\u00e9\u65e5ab_(.", max_size=8).map(str.encode),
+       byte=st.integers(0, 255), stop_at_newline=st.booleans(), stop_at_word_end=st.booleans(),
+       max_chars=st.integers(1, 20))
+@example(beam=b"ab", byte=ord("c"), stop_at_newline=True, stop_at_word_end=False, max_chars=3)   # the length
+@settings(max_examples=500)
+def test_the_search_grows_a_beam_s_text_as_visible_text_would(beam, byte, stop_at_newline, stop_at_word_end,
+                                                               max_chars):
+    """The word search's shortcut for a beam's text plus one byte (`_grown_text`) is `visible_text`."""
+    options = DecodeOptions(max_chars=max_chars, stop_at_newline=stop_at_newline, stop_at_word_end=stop_at_word_end)
+    text, stopped = visible_text(beam, options)
+    shows_all = not stopped and len(text.encode()) == len(beam)
+    grown = beam + bytes((byte,))
+    assert _grown_text(text if shows_all else None, byte, grown, options) == visible_text(grown, options)

@@ -98,6 +98,13 @@ def _sample_rows(run: Decoding, state, logits: np.ndarray, leads: list[tuple[byt
     data = [bytearray() for _ in range(n)]
     texts = [""] * n
     done = [False] * n
+    for row, (lead, ends) in enumerate(leads):               # a lead's text is known before any step
+        texts[row], stopped = visible_text(lead, options)
+        done[row] = stopped or (ends and len(lead) > 0)
+    if all(done):                                             # every row is its lead: no step to take
+        return texts
+    if run.on_partial is not None and texts[0]:
+        run.on_partial(list(texts))
     memories = [run.row_memory() for _ in range(n)]
     for step in range(_max_bytes(options)):
         run.check_cancelled()
@@ -117,6 +124,8 @@ def _sample_rows(run: Decoding, state, logits: np.ndarray, leads: list[tuple[byt
             data[row].append(int(ids[row]))
             if memories[row] is not None:
                 memories[row].append(int(ids[row]))
+            if row < len(leads) and step + 1 < len(leads[row][0]):
+                continue                                          # its text is the lead's until then
             texts[row], done[row] = visible_text(bytes(data[row]), options)
             if row < len(leads) and leads[row][1] and step + 1 >= len(leads[row][0]):
                 done[row] = True                                  # a lead that ends its row

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from textgen_core.decode.options import DecodeOptions
 from textgen_core.decode.steps import (
     Decoding,
     RowMemory,
@@ -15,6 +16,7 @@ from textgen_core.decode.steps import (
     mixed_log_probs,
 )
 from textgen_core.decode.stops import _max_bytes, _max_period, _one_turn, visible_text
+from textgen_core.memory.buffer_words import is_word_byte
 from textgen_core.model.probabilities import log_softmax
 
 
@@ -111,6 +113,17 @@ def _finished_word(text: str, stopped: bool) -> str | None:
     return None
 
 
+def _grown_text(text: str | None, byte: int, data: bytes, options: DecodeOptions) -> tuple[str, bool]:
+    """`visible_text(data, options)` for `data` = a beam's bytes + `byte`, without decoding them all
+    again where the answer is plain: the beam's `text` shows every byte and `byte` is a tab or a
+    printable ASCII character that no stop rule looks at (no line break, no end of the length; a
+    run of blanks long enough to end a text does not fit in a word's search)."""
+    if (text is not None and (byte == 9 or 32 <= byte < 127) and len(text) + 1 < options.max_chars
+            and not options.stop_at_word_end):
+        return text + chr(byte), False
+    return visible_text(data, options)
+
+
 def most_useful_next_words(run: Decoding, state, logits: np.ndarray, count: int = 1) -> list[tuple[bytes, bytes]]:
     """Up to `count` next words (with the blanks and punctuation before them), the most keystrokes
     saved in expectation first, found by a beam search over bytes of width `options.word_beam`; each
@@ -134,7 +147,8 @@ def most_useful_next_words(run: Decoding, state, logits: np.ndarray, count: int 
     """
     options, mixer = run.options, run.mixer
     width = options.word_beam
-    beams: list[tuple[float, bytes, RowMemory | None]] = [(0.0, b"", run.row_memory())]
+    # (log-probability, bytes, memory, its text where every byte shows and nothing stopped it, else None)
+    beams: list[tuple[float, bytes, RowMemory | None, str | None]] = [(0.0, b"", run.row_memory(), "")]
     beam_logits, beam_state = logits.reshape(1, -1), state
     values: dict[bytes, float] = {}                   # word → its expected keystrokes saved
     leads: dict[bytes, tuple[float, bytes]] = {}      # word → its likeliest ending: (log-probability, lead)
@@ -143,8 +157,8 @@ def most_useful_next_words(run: Decoding, state, logits: np.ndarray, count: int 
         run.check_cancelled()
         candidates = []
         beam_log_probs = log_softmax(beam_logits.astype(np.float64))                      # (B, 256)
-        _prefetch_ngram(mixer, [row_memory for _, _, row_memory in beams])
-        for b, (score, _data, row_memory) in enumerate(beams):
+        _prefetch_ngram(mixer, [beam[2] for beam in beams])
+        for b, (score, _data, row_memory, _text) in enumerate(beams):
             logp = _mixed(beam_log_probs[b], mixer, row_memory)                             # (256,)
             for byte in np.argpartition(-logp, width)[:width]:
                 candidates.append((score + float(logp[byte]), b, int(byte)))
@@ -152,11 +166,12 @@ def most_useful_next_words(run: Decoding, state, logits: np.ndarray, count: int 
         open_paths = []
         for score, b, byte in candidates:
             data = beams[b][1] + bytes((byte,))
-            text, stopped = visible_text(data, options)
-            word = _finished_word(text, stopped)
+            text, stopped = _grown_text(beams[b][3], byte, data, options)
+            # a word byte after a text whose first word is open leaves it open
+            word = None if not stopped and is_word_byte(byte) else _finished_word(text, stopped)
             if word is None:
                 if not stopped:
-                    open_paths.append((score, b, byte, data))
+                    open_paths.append((score, b, byte, data, text))
                 continue
             encoded = word.encode()
             if len(data) > len(encoded) + 1:
@@ -169,10 +184,11 @@ def most_useful_next_words(run: Decoding, state, logits: np.ndarray, count: int 
         best = heapq.nlargest(count, values.values())
         bound = max(MIN_EXPECTED_SAVING, best[-1]) if len(best) == count else MIN_EXPECTED_SAVING
         next_beams, parents, ids = [], [], []
-        for score, b, byte, data in open_paths:
+        for score, b, byte, data, text in open_paths:
             if len(next_beams) == width or math.exp(score) * (MAX_WORD_BYTES - 1) <= bound:
                 break
-            next_beams.append((score, data, beams[b][2].extended(byte) if beams[b][2] is not None else None))
+            next_beams.append((score, data, beams[b][2].extended(byte) if beams[b][2] is not None else None,
+                               text if len(text.encode()) == len(data) else None))
             parents.append(b)
             ids.append(byte)
         if not next_beams:

@@ -10,7 +10,8 @@ Why it feels instant:
   so an edit or a jump reuses the longest unchanged prefix and gives the same result as a fresh start;
 - while idle, the worker warms the state of the next window start, so the window sliding forward
   does not cost a full re-read on the keystroke that crosses the boundary;
-- results stream: the callback sees the growing text before decoding ends;
+- results stream: the callback sees the first word as soon as it is known, and the growing text
+  before decoding ends;
 - requests that ask to `learn` let the model learn the text they carry (`learning`) while the
   worker is idle, a chunk at a time so that a keystroke waits for one chunk at most.
 
@@ -425,31 +426,41 @@ class Engine:
         return cache if cache.state_for(window, should_stop=self._should_stop) is not None else None
 
 
+# Partial results after the first come at most once a frame at 60 Hz: faster ones would be drawn
+# over before anyone saw them, and each costs the host and Neovim a message.
+STREAM_INTERVAL_S = 1 / 60
+
+
 class _PartialEmitter:
-    """Forwards growing partial texts to the callback: the first visible text at once, then when
-    it has grown by a few bytes or a few milliseconds have passed."""
+    """Forwards growing partial texts to the callback: the first as soon as its first word is whole
+    (the decoding's lead, known before any step, or a word and the byte that ends it), so a
+    suggestion never shows a few letters of a word that then grow; later ones at most once a frame."""
 
     def __init__(self, request: Request, is_stale: Callable[[], bool]) -> None:
         self.request = request
         self.is_stale = is_stale
-        self.every = max(1, request.options.stream_every)
         self.last: tuple[str, ...] = ()
         self.last_time = 0.0
-        self.steps = 0
 
     def __call__(self, texts: list[str]) -> None:
-        self.steps += 1
         current = tuple(texts)
-        if not current[0] or current == self.last:
+        if not current[0].strip() or current == self.last:
             return
         now = time.perf_counter()
-        if self.last and self.steps % self.every and now - self.last_time < 0.005:
+        if self.last and now - self.last_time < STREAM_INTERVAL_S:
+            return
+        if not self.last and _ends_inside_a_word(current[0]):
             return
         if self.is_stale():
             return
         self.last, self.last_time = current, now
         self.request.callback(Completion(self.request.id, self.request.key, current, False,
                                          _ms_since(self.request.submitted)))
+
+
+def _ends_inside_a_word(text: str) -> bool:
+    """Whether the next character could still be part of the last word of `text`."""
+    return text[-1].isalnum() or text[-1] == "_"
 
 
 def _ms_since(start: float) -> float:
