@@ -71,6 +71,19 @@ POLL_S = 0.01
 RESAMPLES = 1000        # bootstrap of the paired median, with a fixed seed: the same data, the same interval
 
 
+def prefill_text(runtime: str, size: int) -> str:
+    """`size` bytes of other text than the one typed (Neovim's help files, in name order): typed
+    after a copy of itself, the text would be the buffer's own and almost every key typed through."""
+    parts, held = [], 0
+    for path in sorted(Path(runtime, "doc").glob("*.txt")):
+        parts.append(path.read_text(errors="replace"))
+        held += len(parts[-1])
+        if held >= size:
+            break
+    text = "".join(parts)
+    return (text * (size // max(len(text), 1) + 1))[:size]
+
+
 def key_for(char: str) -> str:
     return {"<": "<lt>", "\n": "<CR>", "\\": "<Bslash>", "|": "<Bar>"}.get(char, char)
 
@@ -137,7 +150,7 @@ class Typist:
             self.nvim.command(f"edit {project / 'bench_typing.txt'}")
         self.nvim.command("setlocal textwidth=0 noautoindent")
         if args.prefill_bytes:
-            lines = (DEFAULT_TEXT * (args.prefill_bytes // len(DEFAULT_TEXT) + 1))[: args.prefill_bytes].split("\n")
+            lines = prefill_text(lua(self.nvim, "return vim.env.VIMRUNTIME"), args.prefill_bytes).split("\n")
             self.nvim.current.buffer[:] = lines
             self.nvim.command("normal! G$")
             self.nvim.input("A")
@@ -235,7 +248,7 @@ def main() -> None:
                         help="g:textgen.debounce_ms (default: the plugin's); several, comma-separated, take "
                              "turns keystroke by keystroke and are reported side by side")
     parser.add_argument("--prefill-bytes", type=int, default=0,
-                        help="start in a buffer of this many bytes of text, typing at its end")
+                        help="start in a buffer of this many bytes of other text (Neovim's help), typing at its end")
     parser.add_argument("--learn", default=None,
                         help="g:textgen.learn, 'on' or 'off' (default: the plugin's); 'off,on' runs a fresh "
                              "Neovim for each, one after the other")

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import TINY_TEXT
 from tests.core.test_cli import textgen
 from textgen_core import load_model
+from textgen_core.memory import table_blocks
 from textgen_core.memory.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
 from textgen_core.model.files import ModelFileError
 
@@ -121,6 +122,40 @@ class _CreatesAFile:
 
     def __reduce__(self):
         return (open, (str(self.path), "w"))
+
+
+def resident_kb(folder: Path) -> int:
+    """This process's resident memory mapped from the files in `folder` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            inside = len(fields) > 5 and fields[5].startswith(str(folder))
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+def test_a_loaded_table_predicts_as_counted_reading_blocks_into_a_bounded_cache(tmp_path, monkeypatch):
+    """A table loaded from its files is looked up a 1 KB block at a time (`table_blocks`), not
+    through its mapped pages: the same predictions as the table counted in memory, contexts in
+    every block and across their ends, with none of its files resident in this process and the
+    shared cache of blocks within its bound (made small here so that it fills and drops blocks)."""
+    rng = np.random.default_rng(0)
+    words = [bytes(rng.integers(97, 123, int(rng.integers(2, 9))).astype(np.uint8)) for _ in range(400)]
+    text = b" ".join(words[i] for i in rng.integers(0, 400, 20000))
+    counted = build_ngram(text, min_count=2)
+    save_ngram(counted, tmp_path / "ngram")
+    monkeypatch.setattr(table_blocks.BLOCKS, "size", 64)
+    loaded = load_ngram(tmp_path / "ngram")
+    assert max(len(t.keys) for t in loaded.tables) > 20 * table_blocks.BLOCK_BYTES // 4      # many blocks
+    histories = [text[i - 16:i] for i in range(16, len(text), 29)] + [b"qqqqqqqqqqqqqqqq", b"", b"a"]
+    for history in histories:
+        (mine, my_bucket), (theirs, their_bucket) = loaded._compute([history])[0], counted._compute([history])[0]
+        np.testing.assert_array_equal(mine, theirs)
+        assert my_bucket == their_bucket
+    assert len(table_blocks.BLOCKS) <= 64
+    assert resident_kb(tmp_path / "ngram") == 0
 
 
 @pytest.mark.parametrize("array_name", ["orders", "unigram", "min_count"])

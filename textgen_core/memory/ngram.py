@@ -14,14 +14,17 @@ Held-out bits per character of the default model, Python / prose / Lua: 1.161 / 
 1.101 / 1.443 / 1.295 (models/default/MODEL_CARD.md).
 
 The table is data: the folder `ngram/` beside `weights.npz`, one .npy file of plain numbers per
-array, mapped into memory with `allow_pickle=False`, types and lengths checked on loading.
+array, mapped into memory with `allow_pickle=False`, types and lengths checked on loading. A loaded
+table's lookups (the editor's, a few hundred a suggestion) read its arrays a block at a time into a
+bounded cache (`table_blocks`), so that it takes little of the editor's memory whatever its size;
+scoring a whole text (`target_probs`) reads the mapped arrays.
 """
 from __future__ import annotations
 
 import mmap
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from textgen_core.lru import LruCache
 from textgen_core.memory.mixing import fit_bucket_weights
+from textgen_core.memory.table_blocks import BlockReader, TableBlocks
 from textgen_core.model.safe_read import RefusedFile, open_regular, read_npy_header
 
 # Orders 5, 10 and 24 as well: held-out Lua bpc 1.282 instead of 1.291, with a table 60 % larger.
@@ -74,11 +78,33 @@ class OrderTable:
     starts: np.ndarray        # (C + 1,) uint32: context i's bytes are next_bytes[starts[i]:starts[i + 1]]
     next_bytes: np.ndarray    # (P,) uint8, ascending within a context
     counts: np.ndarray        # (P,) uint16
+    # a table loaded from files: lookups read its arrays a block at a time (`table_blocks`), the
+    # arrays above (mapped) serve whole texts at once (`target_probs`)
+    blocks: TableBlocks | None = field(default=None, compare=False, repr=False)
 
     def find_one(self, key: int) -> int:
         """Index of one key's context, or −1."""
+        if self.blocks is not None:
+            return self.blocks.find(key)
         i = int(self.keys.searchsorted(np.uint32(key)))      # a Python int would cast the whole array
         return i if i < len(self.keys) and self.keys[i] == key else -1
+
+    def bytes_of(self, i: int) -> tuple[int, int]:
+        """Where context i's bytes and counts are: [lo, hi) of next_bytes and counts."""
+        if self.blocks is not None:
+            return self.blocks.bytes_of(i)
+        return int(self.starts[i]), int(self.starts[i + 1])
+
+    def lookup(self, key: int) -> tuple[int, int, bytes, bytes] | None:
+        """One key's context: [lo, hi) of its bytes, the bytes and their counts (uint16) as raw
+        bytes; None where the table does not hold it."""
+        if self.blocks is not None:
+            return self.blocks.lookup(key)
+        i = self.find_one(key)
+        if i < 0:
+            return None
+        lo, hi = int(self.starts[i]), int(self.starts[i + 1])
+        return lo, hi, self.next_bytes[lo:hi].tobytes(), self.counts[lo:hi].astype(np.uint16).tobytes()
 
     def find(self, hashes: np.ndarray) -> np.ndarray:
         """Index of each hash's context, or −1 where the table does not hold it: (N,) int64."""
@@ -151,30 +177,27 @@ class NgramModel:
                 h = ((h ^ (history[n - k] + 1)) * _MULTIPLIER) & _MASK
                 if k != self.orders[position]:
                     continue
-                table = self.tables[position]
-                i = table.find_one(h >> 32)
-                if i < 0:
+                found = self.tables[position].lookup(h >> 32)
+                if found is None or found[1] <= found[0]:       # (a damaged table: a context with no bytes)
                     break
-                lo, hi = int(table.starts[i]), int(table.starts[i + 1])
-                if hi <= lo:                      # a damaged table: no context has no bytes
-                    break
-                segments.append((row, table, lo, hi))
+                segments.append((row, *found))
                 position += 1
             buckets.append(position)
         scale = [1.0] * len(histories)                                                      # (R,) Π λ of a row
         if not segments:
             return [(self.unigram, 0) for _ in histories]
         # p_K = Π λ · unigram + Σ_k (Π_{m > k} λ_m) · n(ctx_k, ·) / (n_k + d_k),   λ_k = d_k / (n_k + d_k)
-        widths = np.array([hi - lo for _, _, lo, hi in segments], np.int64)                 # (S,) d_k
-        counts = np.concatenate([t.counts[lo:hi] for _, t, lo, hi in segments]).astype(np.float64)  # (P,)
+        widths = np.array([segment[2] - segment[1] for segment in segments], np.int64)      # (S,) d_k
+        counts = np.frombuffer(b"".join([segment[4] for segment in segments]), np.uint16).astype(np.float64)  # (P,)
         norms = (np.add.reduceat(counts, np.cumsum(widths) - widths) + widths).tolist()      # (S,) n_k + d_k
         coefficients = [0.0] * len(segments)
         for s in range(len(segments) - 1, -1, -1):          # highest order first within a row
             row = segments[s][0]
             coefficients[s] = scale[row] / norms[s]
-            scale[row] *= (segments[s][3] - segments[s][2]) / norms[s]
+            scale[row] *= (segments[s][2] - segments[s][1]) / norms[s]
         rows = np.array([row for row, *_ in segments], np.int64)
-        targets = np.repeat(rows * 256, widths) + np.concatenate([t.next_bytes[lo:hi] for _, t, lo, hi in segments])
+        following = np.frombuffer(b"".join([segment[3] for segment in segments]), np.uint8)     # (P,)
+        targets = np.repeat(rows * 256, widths) + following
         weights = counts * np.repeat(coefficients, widths)                                  # (P,)
         p = np.bincount(targets, weights, minlength=256 * len(histories)).reshape(len(histories), 256)
         p += np.array(scale)[:, None] * self.unigram                                        # (R, 256)
@@ -398,14 +421,20 @@ def _linked_or_copied(source: Path, folder: Path) -> bool:
 
 
 def _read_only_what_is_used(array: np.ndarray) -> None:
-    """Tell the kernel the mapping is read at random: without it, every page a lookup touches reads
-    ahead the pages around it from disk, and a few dozen suggestions bring the whole table into
-    memory (31 completions from a cold page cache: 95 MB of the table resident without, 48 MB with;
-    where the files are in the page cache already, Neovim's host maps cached neighbours either way,
-    memory the page cache holds anyway)."""
+    """Tell the kernel the mapping is read at random: without it, every page that scoring a text
+    touches reads ahead the pages around it from disk (31 completions from a cold page cache, when
+    lookups went through the mapping: 95 MB of the table resident without, 48 MB with)."""
     mapping = getattr(array, "_mmap", None)
     if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_RANDOM"):
         mapping.madvise(mmap.MADV_RANDOM)
+
+
+def _give_back_pages(array: np.ndarray) -> None:
+    """Drop a mapped array's pages from this process (they stay in the page cache): what loading
+    read of them is not kept resident."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def load_ngram(folder: str | os.PathLike) -> NgramModel:
@@ -416,9 +445,12 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
     if not folder.is_dir():
         raise NgramFileError(f"{folder}: missing, or not a folder")
 
+    readers: dict[str, BlockReader] = {}
+
     def array(name: str, dtype: str, ndim: int = 1, mapped: bool = True) -> np.ndarray:
-        """One array: a regular file whose size is what its header says; mapped, or (the few small
-        ones) read, once its header is checked."""
+        """One array: a regular file whose size is what its header says; mapped (with a reader of
+        its blocks in `readers`, on the same open file), or (the few small ones) read, once its
+        header is checked."""
         path = folder / f"{name}.npy"
         try:
             with open_regular(path) as f:
@@ -430,9 +462,12 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
                                          f"header says {f.tell() + size:,}); build the table again")
                 if not mapped and size > MAX_READ_ARRAY_BYTES:
                     raise NgramFileError(f"{path}: {size:,} bytes, more than such an array ever holds")
-                order = "F" if fortran else "C"
-                value = np.memmap(f, found, "r", f.tell(), shape, order) if mapped \
+                order, data_offset = "F" if fortran else "C", f.tell()
+                value = np.memmap(f, found, "r", data_offset, shape, order) if mapped \
                     else np.frombuffer(f.read(size), found).reshape(shape, order=order)
+                if mapped:
+                    readers[name] = BlockReader(os.fdopen(os.dup(f.fileno()), "rb"), data_offset, found,
+                                                int(np.prod(shape)), searched=name.endswith(("keys", "starts")))
         except FileNotFoundError:
             raise NgramFileError(f"{path}: missing") from None
         except NgramFileError:
@@ -458,8 +493,15 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
         if len(starts) != len(keys) + 1 or len(counts) != len(next_bytes) or starts[0] != 0 \
                 or starts[-1] != len(next_bytes):
             raise NgramFileError(f"{folder}: order {k}'s arrays do not agree in length")
-        tables.append(OrderTable(k, *(np.asarray(a) for a in (keys, starts, next_bytes, counts))))   # plain views:
-    return NgramModel(tables, unigram, int(array("min_count", "int64", 0, mapped=False)), folder=folder)  # 2× faster
+        parts = [readers[f"k{k}.{part}"] for part in ("keys", "starts", "next_bytes", "counts")]
+        # every block's first key: one number a block of the mapped keys touches every page (4 ms for
+        # the default model's 27 MB of keys, where reading them would take 12–19 ms)
+        blocks = TableBlocks(*parts, first_keys=np.array(keys[::parts[0].per_block]).tolist())
+        for mapped_array in (keys, starts, next_bytes, counts):
+            _give_back_pages(mapped_array)
+        plain = (np.asarray(a) for a in (keys, starts, next_bytes, counts))         # plain views: 2× faster
+        tables.append(OrderTable(k, *plain, blocks=blocks))
+    return NgramModel(tables, unigram, int(array("min_count", "int64", 0, mapped=False)), folder=folder)
 
 
 def default_weights(model: NgramModel) -> tuple[float, ...]:

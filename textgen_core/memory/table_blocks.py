@@ -1,0 +1,149 @@
+"""An n-gram table's arrays read a block at a time into one bounded cache, instead of mapped.
+
+A lookup reads a few numbers of each order's arrays: the context among the sorted keys, where its
+bytes start, the bytes and their counts. Mapped, each such read faults a page in, and the kernel
+brings in the whole large folio around it (the page cache holds files in folios of up to 2 MB):
+after five suggestions 67 MB of the default model's 87 MB table was resident in the host, after
+twenty 82 MB. Read here, a lookup costs a `pread` of a 1 KB block where the block is not cached,
+and the blocks of every table in the process share one cache of `CACHE_BYTES`: what the tables take
+of the host's memory is bounded by that, on purpose, whatever their size.
+
+The keys are found through the first key of every block, kept in memory (4 bytes a block: 105 KB
+for the default model's 6.8 million contexts), so a lookup reads one block of keys, not the dozen
+that a binary search over the file would. Blocks of keys and starts are kept as `array.array`s and
+searched with `bisect`: a lookup is a handful of C calls, as fast as numpy's on the mapped arrays.
+"""
+from __future__ import annotations
+
+import array
+import bisect
+import itertools
+import os
+import threading
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+BLOCK_BYTES = 1024
+# The cache is a small share of the table: contexts are hashed, so a lookup lands anywhere in it,
+# and what is read again is mostly the same contexts as the keystroke before (bench/RESULTS.md).
+CACHE_BYTES = 8 << 20
+_READERS = itertools.count()
+_TYPECODES = {np.dtype(np.uint32): "I", np.dtype(np.uint16): "H"}
+
+
+class _BlockCache:
+    """Blocks by (reader, block number), at most `size` of them. Where the cache is full, an eighth
+    of it goes, the oldest put first: lookups of hashed contexts land anywhere in a table, so that
+    keeping the least recently used (a lock and a reordering on every read) would keep no more of
+    what is read again than keeping the most recently put."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: int):
+        return self._entries.get(key)
+
+    def put(self, key: int, block: object) -> None:
+        with self._lock:
+            self._entries[key] = block
+            if len(self._entries) > self.size:
+                for old in list(itertools.islice(self._entries, self.size // 8)):
+                    del self._entries[old]
+
+
+BLOCKS = _BlockCache(CACHE_BYTES // BLOCK_BYTES)
+_ENTRIES = BLOCKS._entries             # read without a call: a lookup reads four blocks an order
+
+
+class BlockReader:
+    """One array of a .npy file, read a block at a time into the shared cache (`BLOCKS`)."""
+
+    def __init__(self, file: BinaryIO, data_offset: int, dtype: np.dtype, count: int, searched: bool = False) -> None:
+        self._file = file                    # kept open: the file read is the one checked at loading
+        self._fd = file.fileno()
+        self._offset = data_offset
+        self.dtype = np.dtype(dtype)
+        self.count = count
+        self.per_block = BLOCK_BYTES // self.dtype.itemsize
+        self._key = next(_READERS) << 40
+        typecode = _TYPECODES.get(self.dtype)
+        if typecode is not None and array.array(typecode).itemsize != self.dtype.itemsize:
+            typecode = None
+        # blocks of numbers that are searched or indexed as array.array (in C), others as bytes
+        self._convert: Callable[[bytes], object] = (lambda data: array.array(typecode, data)) \
+            if typecode and searched else bytes
+
+    def block(self, b: int):
+        """Elements [b · per_block, (b + 1) · per_block) (fewer in the last block): an array.array
+        where the reader is `searched`, else bytes."""
+        found = _ENTRIES.get(self._key | b)
+        if found is None:
+            first = b * self.per_block
+            wanted = min(self.per_block, self.count - first) * self.dtype.itemsize
+            data = os.pread(self._fd, wanted, self._offset + first * self.dtype.itemsize)
+            if len(data) != wanted:
+                raise OSError(f"an n-gram table file ended early ({len(data)} of {wanted} bytes at block {b})")
+            found = self._convert(data)
+            BLOCKS.put(self._key | b, found)
+        return found
+
+    def item(self, i: int) -> int:
+        return self.block(i // self.per_block)[i % self.per_block]
+
+    def raw(self, lo: int, hi: int) -> bytes:
+        """The bytes of elements [lo, hi), from one block or a few (a reader of bytes blocks)."""
+        per, size = self.per_block, self.dtype.itemsize
+        first, last = lo // per, (hi - 1) // per
+        if first == last:
+            return self.block(first)[(lo - first * per) * size:(hi - first * per) * size]
+        data = b"".join(self.block(b) for b in range(first, last + 1))
+        return data[(lo - first * per) * size:(hi - first * per) * size]
+
+
+class TableBlocks:
+    """One order's lookups through `BlockReader`s of its four arrays."""
+
+    def __init__(self, keys: BlockReader, starts: BlockReader, next_bytes: BlockReader, counts: BlockReader,
+                 first_keys: list[int]) -> None:
+        """`first_keys`: the first key of every block of `keys`, ascending."""
+        if keys.per_block != starts.per_block:
+            raise ValueError("keys and starts must be read in blocks of as many numbers")
+        self.keys, self.starts, self.next_bytes, self.counts = keys, starts, next_bytes, counts
+        self.first_keys = first_keys
+
+    def find(self, key: int) -> int:
+        """Index of one key's context, or −1."""
+        b = bisect.bisect_right(self.first_keys, key) - 1
+        if b < 0:
+            return -1
+        block = self.keys.block(b)
+        i = bisect.bisect_left(block, key)
+        return b * self.keys.per_block + i if i < len(block) and block[i] == key else -1
+
+    def bytes_of(self, i: int) -> tuple[int, int]:
+        """Where context i's bytes are: [lo, hi) of next_bytes and counts."""
+        per = self.starts.per_block
+        block, at = self.starts.block(i // per), i % per
+        return block[at], block[at + 1] if at + 1 < len(block) else self.starts.item(i + 1)
+
+    def lookup(self, key: int) -> tuple[int, int, bytes, bytes] | None:
+        """One key's context: where its bytes are ([lo, hi)), the bytes that followed it and their
+        counts (uint16) as raw bytes; None where the table does not hold it. One call for what
+        `find`, `bytes_of` and two `raw` reads do, since a suggestion makes hundreds."""
+        b = bisect.bisect_right(self.first_keys, key) - 1
+        if b < 0:
+            return None
+        block = self.keys.block(b)
+        at = bisect.bisect_left(block, key)
+        if at >= len(block) or block[at] != key:
+            return None
+        starts = self.starts.block(b)                   # keys and starts share their block numbers
+        lo = starts[at]
+        hi = starts[at + 1] if at + 1 < len(starts) else self.starts.item(b * self.starts.per_block + at + 1)
+        return lo, hi, self.next_bytes.raw(lo, hi), self.counts.raw(lo, hi)
