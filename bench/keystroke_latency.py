@@ -14,6 +14,7 @@ take Neovim's and the CPU's time from what it measures.
     .venv/bin/python bench/keystroke_latency.py --model default --cps 10 --chars 400
     .venv/bin/python bench/keystroke_latency.py --learn off,on --prefill-bytes 2000   # one Neovim each
     .venv/bin/python bench/keystroke_latency.py --project .venv/lib/python3.11/site-packages/keras --memory off,on
+    .venv/bin/python bench/keystroke_latency.py --lookahead 0,3          # side by side, as --memory
 
 With --project, the folder is copied into a temporary project (a pyproject.toml added, the original
 never written) and the text is typed into a new file of it. --memory off,on (or on,off) compares side
@@ -23,13 +24,16 @@ and one with it (its index built first); each key goes to one of them, its ghost
 the next key is due, then to the other, who goes first alternating every key (so each Neovim gets a
 key after one or three typing intervals, in turn). Besides each one's rows it prints the paired
 difference on − off over the keystrokes that needed a new suggestion in both and were answered in
-both: its median and a 95 % bootstrap interval of that median. Then the host's memory of each after
+both: its median and a 95 % bootstrap interval of that median. --lookahead 0,3 compares
+g:textgen.lookahead so. After typing, each host's CPU time and how many requests a lookahead
+foresaw; with --project, the host's memory of each after
 typing: private (anonymous) and mapped from files.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import shutil
 import statistics
@@ -143,8 +147,9 @@ class Typist:
     """One Neovim typing the text a key at a time, and what each key brought, per debounce."""
 
     def __init__(self, args: argparse.Namespace, home: Path, config: dict, project: Path | None,
-                 memory: bool | None) -> None:
+                 memory: bool | None, lookahead: int | None = None) -> None:
         self.memory = memory
+        self.lookahead = lookahead
         self.nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
         if project is not None:
             self.nvim.command(f"edit {project / 'bench_typing.txt'}")
@@ -162,7 +167,14 @@ class Typist:
 
     @property
     def name(self) -> str:
+        if self.lookahead is not None:
+            return f"lookahead {self.lookahead}"
         return f"project memory {'on' if self.memory else 'off'}"
+
+    @property
+    def rank(self) -> int:
+        """Which side of a paired difference: the variant with more (memory on, a longer lookahead) − the other."""
+        return self.lookahead if self.lookahead is not None else int(bool(self.memory))
 
     def wait_for_model(self) -> dict:
         """The loaded model's summary; exits with the host's reason when it does not load."""
@@ -253,6 +265,9 @@ def main() -> None:
                         help="g:textgen.learn, 'on' or 'off' (default: the plugin's); 'off,on' runs a fresh "
                              "Neovim for each, one after the other")
     parser.add_argument("--project", type=Path, help="a folder to copy into a temporary project and type in")
+    parser.add_argument("--lookahead", default=None,
+                        help="g:textgen.lookahead (default: the plugin's); '0,3' types into a Neovim of each "
+                             "side by side, as --memory does")
     parser.add_argument("--memory", default="on",
                         help="project memory 'on' or 'off' (with --project); 'off,on' or 'on,off' types into "
                              "a Neovim of each side by side, taking turns key by key, the first listed first")
@@ -262,6 +277,9 @@ def main() -> None:
     if not set(learns) <= {None, "on", "off"} or not set(memories) <= {None, "on", "off"} \
             or len(set(memories)) != len(memories):
         sys.exit(f"--learn and --memory take on, off or both, not {args.learn!r} / {args.memory!r}")
+    lookaheads: list[int | None] = [int(n) for n in args.lookahead.split(",")] if args.lookahead else [None]
+    if len(lookaheads) > 1 and len(memories) > 1:
+        sys.exit("compare --memory or --lookahead side by side, not both")
     with ExitStack() as stack:
         project = None
         if args.project:
@@ -271,27 +289,31 @@ def main() -> None:
             shutil.copytree(args.project, project, ignore=shutil.ignore_patterns("__pycache__"))
             (project / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
         for learn in learns:
-            run(args, None if learn is None else learn == "on", project,
-                [None if memory is None else memory == "on" for memory in memories])
+            variants = [(None if memory is None else memory == "on", lookahead)
+                        for memory in memories for lookahead in lookaheads]
+            run(args, None if learn is None else learn == "on", project, variants)
 
 
-def run(args: argparse.Namespace, learn: bool | None, project: Path | None, memories: list[bool | None]) -> None:
-    """Type the text into a fresh Neovim per project memory setting, taking turns key by key, and print
-    the latencies (paired where there are two)."""
+def run(args: argparse.Namespace, learn: bool | None, project: Path | None,
+        variants: list[tuple[bool | None, int | None]]) -> None:
+    """Type the text into a fresh Neovim per (project memory, lookahead) variant, taking turns key by
+    key, and print the latencies (paired where there are two)."""
     text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
     debounces = [int(d) for d in args.debounce_ms.split(",")] if args.debounce_ms else [None]
     interval = 1.0 / args.cps
     with ExitStack() as stack:
         typists = []
-        for memory in memories:
+        for memory, lookahead in variants:
             config: dict = {"model": args.model, "filetypes": {"*": True}}
             if memory is not None:
                 config["project"] = {"enabled": memory}
+            if lookahead is not None:
+                config["lookahead"] = lookahead
             if learn is not None:
                 config["learn"] = learn
             home = stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-bench-",
                                                                    ignore_cleanup_errors=True))
-            typist = Typist(args, Path(home), config, project, memory)
+            typist = Typist(args, Path(home), config, project, memory, lookahead)
             stack.callback(typist.nvim.close)
             typists.append(typist)
         info = [typist.wait_for_model() for typist in typists][0]    # the same model in each
@@ -325,6 +347,11 @@ def run(args: argparse.Namespace, learn: bool | None, project: Path | None, memo
             typist.report(interval * 1000, taking_turns=len(typist.debounces) > 1)
         if len(typists) == 2:
             report_paired(typists)
+        for typist in typists:
+            pid = lua(typist.nvim, "return require('textgen.host').pid()")
+            engine = (lua(typist.nvim, "return require('textgen.host').status()") or {}).get("engine") or {}
+            print(f"{typist.name}: host CPU {host_cpu_s(pid):.1f} s (start included); {engine.get('served')} "
+                  f"requests served, {engine.get('guessed')} of them foreseen by a lookahead")
         if project is not None:
             for typist in typists:
                 private, mapped = host_memory_mb(lua(typist.nvim, "return require('textgen.host').pid()"))
@@ -332,14 +359,21 @@ def run(args: argparse.Namespace, learn: bool | None, project: Path | None, memo
                       f"{private:.0f} MB private, {mapped:.0f} MB mapped from files")
 
 
+def host_cpu_s(pid: int) -> float:
+    """The host's CPU time so far, user and system, in seconds (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report_paired(typists: list[Typist]) -> None:
-    """The paired difference on − off, per debounce, over the keystrokes both asked for and saw answered."""
-    on, off = sorted(typists, key=lambda typist: not typist.memory)
+    """The paired difference of first characters, more − less (memory on − off, a longer lookahead −
+    a shorter), per debounce, over the keystrokes both asked for and saw answered."""
+    on, off = sorted(typists, key=lambda typist: -typist.rank)
     for debounce in on.debounces:
         keys = [i for i in on.answered.keys() & off.answered.keys()
                 if on.debounces[i % len(on.debounces)] == debounce]
         differences = [on.answered[i] - off.answered[i] for i in sorted(keys)]
-        print(f"paired difference, project memory on − off, debounce {debounce} ms: ", end="")
+        print(f"paired difference, {on.name} − {off.name}, debounce {debounce} ms: ", end="")
         if not differences:
             print("no keystroke needed a new suggestion answered in both")
             continue
@@ -348,7 +382,7 @@ def report_paired(typists: list[Typist]) -> None:
         faster = sum(d < 0 for d in differences)
         print(f"n={len(differences)} keystrokes answered in both, median {median:+.1f} ms, "
               f"95 % interval {low:+.1f} … {high:+.1f} ms (bootstrap of the median, {RESAMPLES} resamples); "
-              f"on slower in {slower}, faster in {faster}")
+              f"{on.name} slower in {slower}, faster in {faster}")
 
 
 if __name__ == "__main__":

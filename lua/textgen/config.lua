@@ -26,6 +26,7 @@ local M = {}
 ---@field max_chars integer          longest suggestion, in characters
 ---@field multiline boolean          let a suggestion run past the end of the line
 ---@field learn boolean              the model learns what you type, as you type (until Neovim quits)
+---@field lookahead integer          next keys whose suggestion's first words are found ahead, while idle
 ---@field alternatives integer       how many suggestions :TextGenComplete! and next/prev offer
 ---@field model string               a model name (see :TextGenModel) or a model folder
 ---@field backend string             "numpy" (default) or "tensorflow"
@@ -50,6 +51,7 @@ M.defaults = {
   max_chars = 80,
   multiline = false,
   learn = true,
+  lookahead = 3,
   alternatives = 3,
   model = "default",
   backend = "numpy",
@@ -163,6 +165,7 @@ local checks = {
   max_chars = { as_int(1, 1024), "a whole number from 1 to 1024" },
   multiline = { as_bool, "true or false" },
   learn = { as_bool, "true or false" },
+  lookahead = { as_int(0, 10), "a whole number from 0 to 10" },
   alternatives = { as_int(1, 10), "a whole number from 1 to 10" },
   model = {
     function(v)

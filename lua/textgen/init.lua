@@ -282,10 +282,11 @@ function M.status_lines()
     else
       local latency = null(e.last_latency_ms) and "no request served yet"
         or ("last latency %.1f ms, median %.1f ms"):format(e.last_latency_ms, e.median_latency_ms)
-      lines[#lines + 1] = ("engine: %s, %s; %d served, %d errors; %s"):format(
+      lines[#lines + 1] = ("engine: %s, %s; %d served (%d foreseen while typing), %d errors; %s"):format(
         e.alive and "running" or "stopped",
         e.pending > 0 and (e.pending .. " pending") or (e.learning and "learning" or "idle"),
         e.served,
+        e.guessed or 0,
         e.errors,
         latency
       )

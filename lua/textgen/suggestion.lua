@@ -245,6 +245,7 @@ function M.request(opts)
     max_chars = cfg.max_chars,
     multiline = cfg.multiline,
     learn = cfg.learn,
+    lookahead = cfg.lookahead,
     temperature = cfg.temperature,
     seed = cfg.seed,
     n = ticket.n,

@@ -46,9 +46,9 @@ def engine(tiny_model):
     engine.close()
 
 
-def _serve(engine, context, end_offset=None, options=OPTIONS, key="buf"):
+def _serve(engine, context, end_offset=None, options=OPTIONS, key="buf", guesses=0):
     collector = Collector()
-    engine.submit(key, context, options, collector, end_offset=end_offset)
+    engine.submit(key, context, options, collector, end_offset=end_offset, guesses=guesses)
     return collector.wait_finals(1)[0]
 
 
@@ -232,3 +232,55 @@ def test_cancel_drops_the_running_request(engine):
     engine.submit("other", "the quick brown fox jumps over the lazy", OPTIONS, second)
     second.wait_finals(1)
     assert collector.finals == []
+
+
+def test_a_key_the_engine_guessed_gets_the_first_words_found_ahead_and_what_it_would_have_got(tiny_model):
+    """For a request with `guesses`, the idle time after a suggestion goes to finding the first words of the
+    suggestions for the likeliest other next keys, as the caller will ask (its context cut to
+    `context_bytes`): a request that one of them foresaw gets what a fresh decode gives, in fewer
+    steps than without the guess; other keys are decoded as before; after a change of model no
+    guess is used."""
+    model = load_model(tiny_model.path)
+    model.backend = counting = _CountingBackend(model.backend)
+    engine, plain = Engine(model, context_bytes=48), Engine(model)
+    base = "the quick brown fox jumps over the lazy dog. the qu"          # more than 48 bytes
+
+    def steps_of(serving, typed):
+        """Steps the backend took for the request of `typed` (counted in the callback, before the
+        engine's next job), and its answer."""
+        before, at_answer, collector = counting.steps, [], Collector()
+
+        def callback(completion):
+            at_answer.append(counting.steps)
+            collector(completion)
+
+        serving.submit("buf", typed[-48:], OPTIONS, callback, end_offset=len(typed), guesses=3)
+        answer = collector.wait_finals(1)[0]
+        return at_answer[-1] - before, answer
+
+    try:
+        foreseen, with_guess, without = [], 0, 0
+        for char in "abcdefghijklmnopqrstuvwxyz .,":
+            _serve(engine, base[-48:], end_offset=len(base), guesses=3)
+            assert engine.wait_idle(20)
+            guessed, typed = engine.guessed, base + char
+            steps, answer = steps_of(engine, typed)
+            assert answer.texts[0] == fresh_completion(tiny_model, typed[-48:], OPTIONS, end_offset=len(typed))[0]
+            if engine.guessed > guessed:
+                foreseen.append(char)
+                with_guess += steps
+                assert engine.wait_idle(20) and plain.wait_idle(20)       # (the backend counts both)
+                without += steps_of(plain, typed)[0]
+        assert 1 <= len(foreseen) <= 3, foreseen
+        assert with_guess < without, (with_guess, without)
+
+        _serve(engine, base[-48:], end_offset=len(base), guesses=3)
+        assert engine.wait_idle(20)
+        engine.set_model(model.with_corpus_ngram(None))                   # the same network, another model
+        guessed, typed = engine.guessed, base + foreseen[0]
+        answer = _serve(engine, typed[-48:], end_offset=len(typed))
+        assert engine.guessed == guessed
+        assert answer.texts[0] == fresh_completion(tiny_model, typed[-48:], OPTIONS, end_offset=len(typed))[0]
+    finally:
+        engine.close()
+        plain.close()

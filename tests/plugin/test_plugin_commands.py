@@ -76,7 +76,8 @@ def test_status_names_the_model_its_quality_data_and_engine(vim, tiny_model):
     assert "1×64 GRU" in status
     assert f"val bpc {tiny_model.info.val_bpc:.3f}" in status
     assert "trained on tiny.txt" in status
-    assert re.search(r"engine: running, idle; \d+ served, 0 errors; last latency [\d.]+ ms", status), status
+    assert re.search(r"engine: running, idle; \d+ served \(\d+ foreseen while typing\), 0 errors; "
+                     r"last latency [\d.]+ ms", status), status
     assert "this buffer: " in status
 
 

@@ -12,7 +12,7 @@ from textgen_core.decode.options import (
                                        DecodeOptions,
                                        PartialCallback,
 )
-from textgen_core.decode.rows import decode
+from textgen_core.decode.rows import Leads, decode, decode_leads
 from textgen_core.decode.search import (
                                        MAX_WORD_BYTES,
                                        accept_words,
@@ -32,6 +32,6 @@ from textgen_core.decode.stops import (
 )
 
 __all__ = ["Backend", "DecodeCancelled", "DecodeOptions", "Decoding", "MAX_BLANK_RUN", "MAX_CHARS",
-           "MAX_LINE_BYTES", "MAX_LINES", "MAX_TEXT_BYTES", "MAX_WORD_BYTES", "PartialCallback", "RowMemory",
-           "accept_words", "beam_search", "decode", "keys_saved", "loop_period", "mixed_log_probs",
+           "MAX_LINE_BYTES", "MAX_LINES", "MAX_TEXT_BYTES", "MAX_WORD_BYTES", "Leads", "PartialCallback", "RowMemory",
+           "accept_words", "beam_search", "decode", "decode_leads", "keys_saved", "loop_period", "mixed_log_probs",
            "most_useful_next_words", "visible_text"]

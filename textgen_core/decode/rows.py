@@ -21,10 +21,12 @@ from textgen_core.decode.stops import _max_bytes, _max_period, _one_turn, visibl
 from textgen_core.memory.buffer_words import next_word, word_completions
 from textgen_core.memory.match import MatchMixer
 
+Leads = list[tuple[bytes, bool]]
+
 
 def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, options: DecodeOptions,
            on_partial: PartialCallback | None = None, should_cancel: Callable[[], bool] | None = None,
-           memory: bytes | None = None, mixer: MatchMixer | None = None) -> list[str]:
+           memory: bytes | None = None, mixer: MatchMixer | None = None, leads: Leads | None = None) -> list[str]:
     """Continue from `state` whose next-byte logits are `logits` (256,); returns 1..n distinct texts.
 
     With `memory` (the context, which may reach further back than the GRU's window) and a `mixer`,
@@ -35,7 +37,8 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
     share, alone); else, with a `word_beam`, with the next word that saves the most keystrokes, or
     the part of it that the model is sure of, alone; greedy alternatives (n > 1) with the buffer's
     words, then the next most useful words (`_leads`), and sampled ones after those. Every row stops
-    where it goes round in a loop (`loop_period`).
+    where it goes round in a loop (`loop_period`). `leads`: how the greedy rows start, found ahead
+    by `decode_leads` with the same arguments (the engine's guesses), instead of searched here.
     """
     if options.max_chars == 0:
         return [""]
@@ -48,8 +51,20 @@ def decode(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, 
             return [best]
         others = replace(run, options=replace(options, n=options.n - 1), on_partial=None)
         return _distinct([best] + _sample_rows(others, state, logits, []))
-    leads = _leads(run, state, logits) if options.temperature == 0 else []
-    return _distinct(_sample_rows(run, state, logits, leads))
+    if leads is None:
+        leads = _leads(run, state, logits) if options.temperature == 0 else []
+    return _distinct(_sample_rows(run, state, logits, list(leads)))
+
+
+def decode_leads(backend: Backend, state: tuple[np.ndarray, ...], logits: np.ndarray, options: DecodeOptions,
+                 should_cancel: Callable[[], bool] | None = None, memory: bytes | None = None,
+                 mixer: MatchMixer | None = None) -> Leads | None:
+    """How `decode` with the same arguments starts its greedy rows (the searched or the buffer's next
+    words), for a later `decode(..., leads=)`: the part of a suggestion that decides when it shows,
+    found ahead. None where decode finds no leads (sampling, beam search, nothing to decode)."""
+    if options.max_chars == 0 or options.temperature != 0 or options.beam_width > 1:
+        return None
+    return _leads(Decoding.of(backend, options, memory, mixer, should_cancel), state, logits)
 
 
 def _leads(run: Decoding, state, logits: np.ndarray) -> list[tuple[bytes, bool]]:

@@ -43,6 +43,9 @@ DEFAULT_WEIGHT = 0.25
 MAX_COUNT = np.iinfo(np.uint16).max
 # Contexts whose prediction `probs` keeps (2 KB each): a suggestion asks for about a hundred.
 CACHED_CONTEXTS = 4096
+# Contexts of each order whose lookup `_compute` keeps (a few hundred bytes each); emptied when full.
+CACHED_ORDER_CONTEXTS = 16384
+_UNSEEN = object()
 MAX_READ_ARRAY_BYTES = 4096          # orders, unigram and min_count, which are read rather than mapped
 _MULTIPLIER = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
@@ -126,6 +129,9 @@ class NgramModel:
         self.min_count = min_count
         self._checked = False                      # whether `_check_order` passed
         self._cache: LruCache[bytes, tuple[np.ndarray, int]] = LruCache(CACHED_CONTEXTS)
+        # each order's contexts looked up lately, found or not: a short context is shared by most
+        # histories (that of "e " by every one ending so), so most lookups are these
+        self._contexts: dict[int, tuple[int, int, bytes, bytes] | None] = {}
 
     def _check_order(self) -> None:
         """Refuse, once, tables whose contexts are not sorted and distinct or whose bytes are not
@@ -177,7 +183,12 @@ class NgramModel:
                 h = ((h ^ (history[n - k] + 1)) * _MULTIPLIER) & _MASK
                 if k != self.orders[position]:
                     continue
-                found = self.tables[position].lookup(h >> 32)
+                context = position << 32 | h >> 32
+                found = self._contexts.get(context, _UNSEEN)
+                if found is _UNSEEN:
+                    found = self._contexts[context] = self.tables[position].lookup(h >> 32)
+                    if len(self._contexts) > CACHED_ORDER_CONTEXTS:
+                        self._contexts.clear()
                 if found is None or found[1] <= found[0]:       # (a damaged table: a context with no bytes)
                     break
                 segments.append((row, *found))

@@ -12,11 +12,14 @@ Why it feels instant:
   does not cost a full re-read on the keystroke that crosses the boundary;
 - results stream: the callback sees the first word as soon as it is known, and the growing text
   before decoding ends;
+- for a request with `guesses`, the worker finds ahead the first words of the suggestions for the keys the user
+  is likeliest to type instead of the suggestion's first character (`guesses`): a request that one
+  of them foresaw shows its first word at once, and decodes only the rest;
 - requests that ask to `learn` let the model learn the text they carry (`learning`) while the
   worker is idle, a chunk at a time so that a keystroke waits for one chunk at most.
 
-The worker takes one job at a time: a request to serve, a window to warm, text to learn, in that
-order. It is the only thread that touches the caches; callers only enqueue. States are numpy arrays
+The worker takes one job at a time: a request to serve, a window to warm, keys to guess, text to
+learn, in that order. It is the only thread that touches the caches; callers only enqueue. States are numpy arrays
 that are never written after creation.
 """
 from __future__ import annotations
@@ -31,13 +34,14 @@ from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
-from textgen_core.decode import DecodeCancelled, DecodeOptions, decode
+from textgen_core.decode import DecodeCancelled, DecodeOptions, Leads, decode, decode_leads
 from textgen_core.lru import LruCache
 from textgen_core.memory.adaptation import LEARNING_RATE
 from textgen_core.memory.match import MatchMixer
 from textgen_core.memory.ngram import NgramModel
 from textgen_core.model.text_model import WINDOW_BYTES, WINDOW_STEP, TextModel, context_window
 from textgen_core.model.vocab import encode, to_ids
+from textgen_core.serve.guesses import likely_keys, next_context
 from textgen_core.serve.learning import LEARN_BLOCK, LEARN_LAG, Learning  # noqa: F401 (LEARN_*: for callers and tests)
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,7 @@ class Request:
     callback: CompletionCallback
     submitted: float
     learn: bool = False
+    guesses: int = 0     # next keys to find the suggestions' first words for, once served (`guesses`)
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,21 @@ class WarmJob:
 
 
 @dataclass(frozen=True)
+class GuessJob:
+    """A job: suggest ahead for the likeliest next keys after `request`, whose answer was `shown`."""
+
+    request: Request
+    shown: str
+
+
+@dataclass(frozen=True)
 class LearnJob:
     """A job: learn the text of `request` (`Learning`)."""
 
     request: Request
 
 
-Job = Request | WarmJob | LearnJob
+Job = Request | WarmJob | GuessJob | LearnJob
 
 
 class StateCache:
@@ -148,7 +161,9 @@ class Engine:
 
     def __init__(self, model: TextModel, window_bytes: int = WINDOW_BYTES, window_step: int = WINDOW_STEP,
                  checkpoint_every: int = 16, cache_entries: int = 4096, warm: bool = True,
-                 learning_rate: float = LEARNING_RATE) -> None:
+                 learning_rate: float = LEARNING_RATE, context_bytes: int | None = None) -> None:
+        """`context_bytes`: how many bytes of context the caller sends at most (whole characters from
+        the end, as lua/textgen/context.lua does), so that a guess is the request it will send."""
         if not 0 < window_step <= window_bytes // 2:
             raise ValueError("window_step must be positive and at most half of window_bytes")
         self.window_bytes = window_bytes
@@ -156,6 +171,7 @@ class Engine:
         self.checkpoint_every = checkpoint_every
         self.cache_entries = cache_entries
         self.warm_enabled = warm
+        self.context_bytes = context_bytes
         self._model = model
         self._memories: tuple[tuple[NgramModel, tuple[float, ...]], ...] = ()
         self._mixed: tuple[MatchMixer, tuple, MatchMixer] | None = None     # the worker's: `_mixer_for`
@@ -166,6 +182,9 @@ class Engine:
         self._latest: dict[Hashable, int] = {}
         self._warm_jobs: OrderedDict[Hashable, WarmJob] = OrderedDict()
         self._learn_jobs: OrderedDict[Hashable, LearnJob] = OrderedDict()
+        self._guess_jobs: OrderedDict[Hashable, GuessJob] = OrderedDict()
+        # the worker's: the leads it found ahead, by the request it foresaw, with the model and memories
+        self._guessed: dict[tuple, tuple[TextModel, tuple, Leads]] = {}
         self._learning = Learning(learning_rate)        # the worker's
         self._learning_now = False
         self._idle = False
@@ -173,6 +192,7 @@ class Engine:
         self.last_latency_ms: float | None = None
         self.latencies_ms: deque[float] = deque(maxlen=200)
         self.served = 0
+        self.guessed = 0                  # requests whose first words were found ahead
         self.errors = 0
         self._thread = threading.Thread(target=self._run, name="textgen-engine", daemon=True)
         self._thread.start()
@@ -219,17 +239,20 @@ class Engine:
         return self._learning.learned_up_to(key)
 
     def submit(self, key: Hashable, context: str, options: DecodeOptions, callback: CompletionCallback,
-               end_offset: int | None = None, learn: bool = False) -> int:
+               end_offset: int | None = None, learn: bool = False, guesses: int = 0) -> int:
         """Queue a completion of `context` for `key`, replacing any older one for that key.
 
         `end_offset` is the byte offset of the end of `context` in the whole document; give it when
         `context` is only a tail, so that windows stay aligned to the document. With `learn`, the
         suggestion comes from the weights learned so far, and the model learns `context` once idle.
+        With `guesses` (one greedy suggestion asked), the worker then finds ahead the first words of
+        the suggestions for the likeliest `guesses` next keys other than the suggestion's own.
         """
         data = encode(context)
         request = Request(id=next(self._ids), key=key, data=data,
                            end_offset=len(data) if end_offset is None else max(end_offset, len(data)),
-                           options=options, callback=callback, submitted=time.perf_counter(), learn=learn)
+                           options=options, callback=callback, submitted=time.perf_counter(), learn=learn,
+                           guesses=guesses)
         with self._cond:
             if self._closing:
                 raise RuntimeError("the engine is closed")
@@ -245,6 +268,7 @@ class Engine:
             self._latest[key] = next(self._ids)
             self._pending.pop(key, None)
             self._warm_jobs.pop(key, None)
+            self._guess_jobs.pop(key, None)
             self._learn_jobs.pop(key, None)
 
     def pending_count(self) -> int:
@@ -279,7 +303,7 @@ class Engine:
         return self._closing or self._latest.get(request.key) != request.id
 
     def _has_jobs(self) -> bool:
-        return bool(self._pending or self._warm_jobs or self._learn_jobs)
+        return bool(self._pending or self._warm_jobs or self._guess_jobs or self._learn_jobs)
 
     def _should_stop(self) -> bool:
         """Whether background work (warming, learning, priming) should give way: a request came, or
@@ -299,6 +323,8 @@ class Engine:
                 return self._pending.popitem(last=False)[1]
             if self._warm_jobs:
                 return self._warm_jobs.popitem(last=False)[1]
+            if self._guess_jobs:
+                return self._guess_jobs.popitem(last=False)[1]
             self._learning_now = True
             return self._learn_jobs.popitem(last=False)[1]
 
@@ -314,6 +340,8 @@ class Engine:
                         self._serve(job)
                     case WarmJob():
                         self._warm(job)
+                    case GuessJob():
+                        self._guess(job)
                     case LearnJob():
                         try:
                             self._learn(job.request)
@@ -345,19 +373,16 @@ class Engine:
         return learned if learned is not None else self._model
 
     def _serve(self, request: Request) -> None:
+        """Answer a request (with the first words a guess found for it, where one did with the same
+        model and memories), then queue what the idle time should do for the next one."""
         model = self._serving(request)
-        cache = self._cache_for(model)
-        should_cancel = lambda: self._is_stale(request)  # noqa: E731
-        emitter = _PartialEmitter(request, lambda: self._is_stale(request))
+        window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+        guessed, self._guessed = self._guessed.get(_guess_key(request)), {}
+        leads = guessed[2] if guessed is not None and guessed[0] is model and guessed[1] is self._memories else None
+        self.guessed += leads is not None
+        stale = lambda: self._is_stale(request)  # noqa: E731
         try:
-            window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
-            primed = cache.state_for(window, should_cancel)
-            if primed is None:
-                return
-            logits, state = primed
-            texts = decode(model.backend, state, logits, replace(request.options, stream_every=1),
-                           on_partial=emitter, should_cancel=should_cancel, memory=request.data or b"\n",
-                           mixer=self._mixer_for(model))
+            texts = self._complete(request, model, window, _PartialEmitter(request, stale), stale, leads)
         except DecodeCancelled:
             return
         except Exception as exc:
@@ -367,31 +392,72 @@ class Engine:
                 request.callback(Completion(request.id, request.key, (), True, _ms_since(request.submitted),
                                             error=f"{exc.__class__.__name__}: {exc}"))
             return
-        if self._is_stale(request):
+        if texts is None or self._is_stale(request):
             return
         elapsed = _ms_since(request.submitted)
         self.last_latency_ms = elapsed
         self.latencies_ms.append(elapsed)
         self.served += 1
         request.callback(Completion(request.id, request.key, tuple(texts), True, elapsed))
-        if self.warm_enabled:
-            self._schedule_warm(request, window)
-        if request.learn:
-            with self._cond:
-                if self._latest.get(request.key) == request.id:
-                    self._learn_jobs[request.key] = LearnJob(request)
+        with self._cond:
+            if self._latest.get(request.key) != request.id:
+                return
+            if self.warm_enabled:
+                self._schedule_warm(request, window)
+            if request.guesses and request.options.n == 1:
+                self._guess_jobs[request.key] = GuessJob(request, texts[0] if texts else "")
+            if request.learn:
+                self._learn_jobs[request.key] = LearnJob(request)
+
+    def _complete(self, request: Request, model: TextModel, window: bytes, on_partial: Callable | None,
+                  should_cancel: Callable[[], bool], leads: Leads | None = None) -> list[str] | None:
+        """The request's suggestions from `model` (starting with `leads` where given); None when
+        `should_cancel()` came true while priming (DecodeCancelled while decoding)."""
+        primed = self._cache_for(model).state_for(window, should_cancel)
+        if primed is None:
+            return None
+        logits, state = primed
+        return decode(model.backend, state, logits, replace(request.options, stream_every=1), on_partial=on_partial,
+                      should_cancel=should_cancel, memory=request.data or b"\n", mixer=self._mixer_for(model),
+                      leads=leads)
+
+    def _guess(self, job: GuessJob) -> None:
+        """Find the first words of the suggestions for the likeliest next keys after `job.request`
+        (`guesses`): of the requests the editor will send if one of them is typed. Stops as soon as
+        a request comes."""
+        request = job.request
+        if self._is_stale(request):
+            return
+        model, memories = self._serving(request), self._memories
+        window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+        primed = self._cache_for(model).state_for(window, self._should_stop)
+        if primed is None:
+            return
+        for byte in likely_keys(primed[0], self._mixer_for(model), request.data or b"\n", job.shown, request.guesses):
+            data = next_context(request.data, byte, self.context_bytes)
+            guess = replace(request, data=data, end_offset=request.end_offset + 1)
+            primed = self._cache_for(model).state_for(
+                context_window(data, guess.end_offset, self.window_bytes, self.window_step), self._should_stop)
+            if primed is None:
+                return
+            try:
+                leads = decode_leads(model.backend, primed[1], primed[0], guess.options, self._should_stop,
+                                     data or b"\n", self._mixer_for(model))
+            except DecodeCancelled:
+                return
+            if leads is None or self._should_stop():
+                return
+            self._guessed[_guess_key(guess)] = (model, memories, leads)
 
     def _schedule_warm(self, request: Request, window: bytes) -> None:
-        """Queue the window the next slide will need: the same end, starting one step later."""
+        """Queue the window the next slide will need: the same end, starting one step later (with
+        the lock held)."""
         n = request.end_offset
         if n <= self.window_bytes - self.window_step:
             return
         upcoming = window[self.window_step:]
-        if len(upcoming) < self.checkpoint_every:
-            return
-        with self._cond:
-            if self._latest.get(request.key) == request.id:
-                self._warm_jobs[request.key] = WarmJob(request.key, upcoming)
+        if len(upcoming) >= self.checkpoint_every:
+            self._warm_jobs[request.key] = WarmJob(request.key, upcoming)
 
     def _warm(self, job: WarmJob) -> None:
         cache = self._cache                                      # that of the model that served last
@@ -461,6 +527,11 @@ class _PartialEmitter:
 def _ends_inside_a_word(text: str) -> bool:
     """Whether the next character could still be part of the last word of `text`."""
     return text[-1].isalnum() or text[-1] == "_"
+
+
+def _guess_key(request: Request) -> tuple:
+    """What a request's answer depends on besides the model and the memories."""
+    return request.key, request.data, request.end_offset, request.options, request.learn
 
 
 def _ms_since(start: float) -> float:

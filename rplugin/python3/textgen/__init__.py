@@ -48,7 +48,8 @@ class TextGenHost:
             self.bridge.call_lua("on_result", ask.ticket, list(completion.texts), completion.final,
                                  completion.elapsed_ms, completion.error)
 
-        engine.submit(ask.buffer, ask.context, ask.options, deliver, end_offset=ask.end_offset, learn=ask.learn)
+        engine.submit(ask.buffer, ask.context, ask.options, deliver, end_offset=ask.end_offset, learn=ask.learn,
+                      guesses=ask.lookahead)
 
     @pynvim.function("TextGenHostCancel", sync=False)
     def cancel(self, args: list[Any]) -> None:

@@ -33,6 +33,8 @@ from textgen_core.serve.corpus_count import CorpusCount  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
 from textgen_core.serve.memories import Memories, Tables  # noqa: E402
 
+from .suggestion_request import MAX_CONTEXT_BYTES  # noqa: E402
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -85,7 +87,8 @@ class ModelSession:
         with self._serving:
             model = self.corpus.attach(model)
             if self.engine is None:
-                self.engine = Engine(model)
+                # guesses (g:textgen.lookahead) are the requests lua/textgen/context.lua will send
+                self.engine = Engine(model, context_bytes=MAX_CONTEXT_BYTES)
                 self.engine.set_memories(self._tables)
             else:
                 self.engine.set_model(model)
@@ -134,6 +137,7 @@ class ModelSession:
                 "alive": engine.alive,
                 "pending": engine.pending_count(),
                 "served": engine.served,
+                "guessed": engine.guessed,
                 "errors": engine.errors,
                 "last_latency_ms": engine.last_latency_ms,
                 "median_latency_ms": _median(latencies) if latencies else None,

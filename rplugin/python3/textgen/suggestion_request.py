@@ -9,7 +9,9 @@ from textgen_core.decode import MAX_CHARS, DecodeOptions
 
 # The context is a tail of the buffer; the engine windows it further.
 MAX_CONTEXT_CHARS = 4096
+MAX_CONTEXT_BYTES = 4096     # what lua/textgen/context.lua sends at most (M.MAX_CONTEXT_BYTES)
 MAX_ALTERNATIVES = 10
+MAX_LOOKAHEAD = 10           # as lua/textgen/config.lua allows
 MAX_TEMPERATURE = 5.0        # as lua/textgen/config.lua allows
 
 
@@ -34,6 +36,7 @@ class SuggestionRequest:
     model: str
     backend: str
     learn: bool = False
+    lookahead: int = 0
 
     @classmethod
     def from_lua(cls, payload: dict[str, Any]) -> "SuggestionRequest":
@@ -49,4 +52,5 @@ class SuggestionRequest:
         return cls(ticket=int(payload["ticket"]), buffer=int(payload["buffer"]), context=context,
                    end_offset=int(payload.get("end_offset") or 0), options=options,
                    model=str(payload.get("model") or "default"), backend=str(payload.get("backend") or "numpy"),
-                   learn=payload.get("learn") is True)
+                   learn=payload.get("learn") is True,
+                   lookahead=int(_number(payload.get("lookahead"), 0, 0, MAX_LOOKAHEAD)))
