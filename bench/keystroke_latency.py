@@ -169,7 +169,7 @@ class Typist:
     def name(self) -> str:
         if self.lookahead is not None:
             return f"lookahead {self.lookahead}"
-        return f"project memory {'on' if self.memory else 'off'}"
+        return "this Neovim" if self.memory is None else f"project memory {'on' if self.memory else 'off'}"
 
     @property
     def rank(self) -> int:
