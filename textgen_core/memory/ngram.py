@@ -85,26 +85,13 @@ class OrderTable:
     # arrays above (mapped) serve whole texts at once (`target_probs`)
     blocks: TableBlocks | None = field(default=None, compare=False, repr=False)
 
-    def find_one(self, key: int) -> int:
-        """Index of one key's context, or −1."""
-        if self.blocks is not None:
-            return self.blocks.find(key)
-        i = int(self.keys.searchsorted(np.uint32(key)))      # a Python int would cast the whole array
-        return i if i < len(self.keys) and self.keys[i] == key else -1
-
-    def bytes_of(self, i: int) -> tuple[int, int]:
-        """Where context i's bytes and counts are: [lo, hi) of next_bytes and counts."""
-        if self.blocks is not None:
-            return self.blocks.bytes_of(i)
-        return int(self.starts[i]), int(self.starts[i + 1])
-
     def lookup(self, key: int) -> tuple[int, int, bytes, bytes] | None:
         """One key's context: [lo, hi) of its bytes, the bytes and their counts (uint16) as raw
         bytes; None where the table does not hold it."""
         if self.blocks is not None:
             return self.blocks.lookup(key)
-        i = self.find_one(key)
-        if i < 0:
+        i = int(self.keys.searchsorted(np.uint32(key)))      # a Python int would cast the whole array
+        if i >= len(self.keys) or self.keys[i] != key:
             return None
         lo, hi = int(self.starts[i]), int(self.starts[i + 1])
         return lo, hi, self.next_bytes[lo:hi].tobytes(), self.counts[lo:hi].astype(np.uint16).tobytes()
@@ -431,21 +418,15 @@ def _linked_or_copied(source: Path, folder: Path) -> bool:
     return True
 
 
-def _read_only_what_is_used(array: np.ndarray) -> None:
-    """Tell the kernel the mapping is read at random: without it, every page that scoring a text
-    touches reads ahead the pages around it from disk (31 completions from a cold page cache, when
-    lookups went through the mapping: 95 MB of the table resident without, 48 MB with)."""
+def _advise(array: np.ndarray, advice: str) -> None:
+    """madvise a mapped array where the system has `advice`: MADV_RANDOM, so that the pages that
+    scoring a text touches do not read ahead the pages around them from disk (31 completions from a
+    cold page cache, when lookups went through the mapping: 95 MB of the table resident without, 48
+    MB with); MADV_DONTNEED, so that what loading read is not kept resident (it stays in the page
+    cache)."""
     mapping = getattr(array, "_mmap", None)
-    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        mapping.madvise(mmap.MADV_RANDOM)
-
-
-def _give_back_pages(array: np.ndarray) -> None:
-    """Drop a mapped array's pages from this process (they stay in the page cache): what loading
-    read of them is not kept resident."""
-    mapping = getattr(array, "_mmap", None)
-    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, advice):
+        mapping.madvise(getattr(mmap, advice))
 
 
 def load_ngram(folder: str | os.PathLike) -> NgramModel:
@@ -488,7 +469,7 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
         except (ValueError, OSError, EOFError) as exc:
             raise NgramFileError(f"{path}: unusable ({exc}); an n-gram table holds plain arrays of numbers") from None
         if mapped:
-            _read_only_what_is_used(value)
+            _advise(value, "MADV_RANDOM")
         return value
 
     orders = tuple(int(k) for k in array("orders", "int64", mapped=False))
@@ -509,7 +490,7 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
         # the default model's 27 MB of keys, where reading them would take 12–19 ms)
         blocks = TableBlocks(*parts, first_keys=np.array(keys[::parts[0].per_block]).tolist())
         for mapped_array in (keys, starts, next_bytes, counts):
-            _give_back_pages(mapped_array)
+            _advise(mapped_array, "MADV_DONTNEED")
         plain = (np.asarray(a) for a in (keys, starts, next_bytes, counts))         # plain views: 2× faster
         tables.append(OrderTable(k, *plain, blocks=blocks))
     return NgramModel(tables, unigram, int(array("min_count", "int64", 0, mapped=False)), folder=folder)

@@ -46,9 +46,6 @@ class _BlockCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: int):
-        return self._entries.get(key)
-
     def put(self, key: int, block: object) -> None:
         with self._lock:
             self._entries[key] = block
@@ -117,25 +114,11 @@ class TableBlocks:
         self.keys, self.starts, self.next_bytes, self.counts = keys, starts, next_bytes, counts
         self.first_keys = first_keys
 
-    def find(self, key: int) -> int:
-        """Index of one key's context, or −1."""
-        b = bisect.bisect_right(self.first_keys, key) - 1
-        if b < 0:
-            return -1
-        block = self.keys.block(b)
-        i = bisect.bisect_left(block, key)
-        return b * self.keys.per_block + i if i < len(block) and block[i] == key else -1
-
-    def bytes_of(self, i: int) -> tuple[int, int]:
-        """Where context i's bytes are: [lo, hi) of next_bytes and counts."""
-        per = self.starts.per_block
-        block, at = self.starts.block(i // per), i % per
-        return block[at], block[at + 1] if at + 1 < len(block) else self.starts.item(i + 1)
-
     def lookup(self, key: int) -> tuple[int, int, bytes, bytes] | None:
         """One key's context: where its bytes are ([lo, hi)), the bytes that followed it and their
-        counts (uint16) as raw bytes; None where the table does not hold it. One call for what
-        `find`, `bytes_of` and two `raw` reads do, since a suggestion makes hundreds."""
+        counts (uint16) as raw bytes; None where the table does not hold it. One method for the
+        whole lookup (the keys' block, the starts', the bytes and counts), since a suggestion makes
+        hundreds."""
         b = bisect.bisect_right(self.first_keys, key) - 1
         if b < 0:
             return None

@@ -12,15 +12,15 @@ Why it feels instant:
   does not cost a full re-read on the keystroke that crosses the boundary;
 - results stream: the callback sees the first word as soon as it is known, and the growing text
   before decoding ends;
-- for a request with `guesses`, the worker finds ahead the first words of the suggestions for the keys the user
-  is likeliest to type instead of the suggestion's first character (`guesses`): a request that one
-  of them foresaw shows its first word at once, and decodes only the rest;
+- for a request with `guesses`, the worker finds ahead the first words of the suggestions for the
+  keys the user is likeliest to type instead of the suggestion's first character (`guesses`): a
+  request that one of them foresaw shows its first word at once, and decodes only the rest;
 - requests that ask to `learn` let the model learn the text they carry (`learning`) while the
   worker is idle, a chunk at a time so that a keystroke waits for one chunk at most.
 
 The worker takes one job at a time: a request to serve, a window to warm, keys to guess, text to
-learn, in that order. It is the only thread that touches the caches; callers only enqueue. States are numpy arrays
-that are never written after creation.
+learn, in that order. It is the only thread that touches the caches; callers only enqueue. States
+are numpy arrays that are never written after creation.
 """
 from __future__ import annotations
 
@@ -366,6 +366,10 @@ class Engine:
             self._mixed = (key[0], key[1], key[0].adding(key[1]))
         return self._mixed[2]
 
+    def _window(self, request: Request) -> bytes:
+        """The window of the request's context the model reads (`context_window`)."""
+        return context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+
     def _serving(self, request: Request) -> TextModel:
         """The model a request is answered with: the learned weights if it asks for them and there
         are any for the current model."""
@@ -376,7 +380,7 @@ class Engine:
         """Answer a request (with the first words a guess found for it, where one did with the same
         model and memories), then queue what the idle time should do for the next one."""
         model = self._serving(request)
-        window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+        window = self._window(request)
         guessed, self._guessed = self._guessed.get(_guess_key(request)), {}
         leads = guessed[2] if guessed is not None and guessed[0] is model and guessed[1] is self._memories else None
         self.guessed += leads is not None
@@ -429,15 +433,14 @@ class Engine:
         if self._is_stale(request):
             return
         model, memories = self._serving(request), self._memories
-        window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+        window = self._window(request)
         primed = self._cache_for(model).state_for(window, self._should_stop)
         if primed is None:
             return
         for byte in likely_keys(primed[0], self._mixer_for(model), request.data or b"\n", job.shown, request.guesses):
             data = next_context(request.data, byte, self.context_bytes)
             guess = replace(request, data=data, end_offset=request.end_offset + 1)
-            primed = self._cache_for(model).state_for(
-                context_window(data, guess.end_offset, self.window_bytes, self.window_step), self._should_stop)
+            primed = self._cache_for(model).state_for(self._window(guess), self._should_stop)
             if primed is None:
                 return
             try:
@@ -488,7 +491,7 @@ class Engine:
     def _primed_cache(self, model: TextModel, request: Request) -> StateCache | None:
         """A state cache for `model` with the request's window primed; None if a request came first."""
         cache = StateCache(model, self.checkpoint_every, self.cache_entries)
-        window = context_window(request.data, request.end_offset, self.window_bytes, self.window_step)
+        window = self._window(request)
         return cache if cache.state_for(window, should_stop=self._should_stop) is not None else None
 
 
