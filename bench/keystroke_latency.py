@@ -268,6 +268,9 @@ def main() -> None:
     parser.add_argument("--lookahead", default=None,
                         help="g:textgen.lookahead (default: the plugin's); '0,3' types into a Neovim of each "
                              "side by side, as --memory does")
+    parser.add_argument("--memory-every", type=float, default=0.0, metavar="SECONDS",
+                        help="sample each host's memory this often while typing and print the series "
+                             "(a soak: --chars 18000 types for 30 minutes at 10/s)")
     parser.add_argument("--memory", default="on",
                         help="project memory 'on' or 'off' (with --project); 'off,on' or 'on,off' types into "
                              "a Neovim of each side by side, taking turns key by key, the first listed first")
@@ -298,7 +301,8 @@ def run(args: argparse.Namespace, learn: bool | None, project: Path | None,
         variants: list[tuple[bool | None, int | None]]) -> None:
     """Type the text into a fresh Neovim per (project memory, lookahead) variant, taking turns key by
     key, and print the latencies (paired where there are two)."""
-    text = (args.text.read_text() if args.text else DEFAULT_TEXT * 4)[: args.chars]
+    text = args.text.read_text() if args.text else DEFAULT_TEXT * 4
+    text = (text * (args.chars // max(len(text), 1) + 1))[: args.chars]      # a long run types it again
     debounces = [int(d) for d in args.debounce_ms.split(",")] if args.debounce_ms else [None]
     interval = 1.0 / args.cps
     with ExitStack() as stack:
@@ -325,11 +329,14 @@ def run(args: argparse.Namespace, learn: bool | None, project: Path | None,
 
         # Key i goes to each Neovim in turn, given one interval each; the first of the turn alternates.
         start = time.monotonic()
+        memory = MemorySeries(typists, args.memory_every)
         for i, char in enumerate(text):
             turn = typists[i % len(typists):] + typists[: i % len(typists)]
             for k, typist in enumerate(turn):
                 due = start + (i * len(typists) + k) * interval
                 typist.type_key(i, char, due, due + interval)
+            memory.sample(time.monotonic() - start)
+        memory.sample(time.monotonic() - start, last=True)
 
         first = typists[0].nvim
         print(f"textgen keystroke → ghost-text latency, real Neovim {lua(first, 'return tostring(vim.version())')}")
@@ -352,11 +359,49 @@ def run(args: argparse.Namespace, learn: bool | None, project: Path | None,
             engine = (lua(typist.nvim, "return require('textgen.host').status()") or {}).get("engine") or {}
             print(f"{typist.name}: host CPU {host_cpu_s(pid):.1f} s (start included); {engine.get('served')} "
                   f"requests served, {engine.get('guessed')} of them foreseen by a lookahead")
-        if project is not None:
+        memory.report()
+        if project is not None and not args.memory_every:
             for typist in typists:
                 private, mapped = host_memory_mb(lua(typist.nvim, "return require('textgen.host').pid()"))
                 print(f"{typist.name} ({project.name}): host memory after typing "
                       f"{private:.0f} MB private, {mapped:.0f} MB mapped from files")
+
+
+class MemorySeries:
+    """Each host's private and file-mapped memory every `every` seconds of typing: whether it stays
+    flat. The summary compares the end with the sample at `SETTLED_S` (5 minutes in), when the
+    caches have filled."""
+
+    SETTLED_S = 300.0
+
+    def __init__(self, typists: list[Typist], every: float) -> None:
+        self.every = every
+        self.typists = typists
+        self.pids = [lua(t.nvim, "return require('textgen.host').pid()") for t in typists] if every else []
+        self.samples: list[tuple[float, list[tuple[float, float]]]] = []
+
+    def sample(self, elapsed: float, last: bool = False) -> None:
+        if self.every and (last or not self.samples or elapsed >= self.samples[-1][0] + self.every):
+            self.samples.append((elapsed, [host_memory_mb(pid) for pid in self.pids]))
+
+    def report(self) -> None:
+        if not self.samples:
+            return
+        print("host memory while typing, MB private + MB mapped from files:")
+        for elapsed, sizes in self.samples:
+            print(f"  {int(elapsed) // 60:3d}:{int(elapsed) % 60:02d}  " + "   ".join(
+                f"{t.name}: {private:5.1f} + {mapped:5.1f}" for t, (private, mapped) in zip(self.typists, sizes)))
+        settled = next((s for s in self.samples if s[0] >= self.SETTLED_S), None)
+        end_s, end = self.samples[-1]
+        for n, typist in enumerate(self.typists):
+            peak = max(sizes[n][0] + sizes[n][1] for _, sizes in self.samples)
+            line = (f"{typist.name}: at the end ({end_s / 60:.1f} min) {end[n][0]:.1f} MB private, "
+                    f"{end[n][1]:.1f} MB mapped, {sum(end[n]):.1f} MB resident (most {peak:.1f})")
+            if settled is not None and settled is not self.samples[-1]:
+                then = settled[1][n]
+                line += (f"; from {settled[0] / 60:.0f} min to the end: {end[n][0] - then[0]:+.1f} MB private, "
+                         f"{end[n][1] - then[1]:+.1f} MB mapped")
+            print(line)
 
 
 def host_cpu_s(pid: int) -> float:

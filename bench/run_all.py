@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -16,6 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from textgen_core.train.machine import machine_summary  # noqa: E402
+
+# Installed packages as a project to type in and a text to type (what `make install` puts in .venv).
+_PURELIB = Path(sysconfig.get_paths()["purelib"])
+SITE = _PURELIB.relative_to(ROOT) if _PURELIB.is_relative_to(ROOT) else _PURELIB
 
 BENCHES = [
     ("Decoding speed: numpy vs TensorFlow backend (issue 7: numpy ≥ 4× faster per byte)",
@@ -37,6 +42,10 @@ BENCHES = [
     ("Keystroke → first characters with g:textgen.lookahead 0 and 3, side by side (issue 27: median ≤ 5 ms, "
      "p95 ≤ 12 ms)",
      ["bench/keystroke_latency.py", "--chars", "300", "--lookahead", "0,3"]),
+    ("Host memory over 30 minutes of typing at the end of a 5 MB buffer, keras (10.8 MB) as the project "
+     "(issue 27: ≤ 100 MB, ≤ 60 MB private, flat)",
+     ["bench/keystroke_latency.py", "--project", str(SITE / "keras"), "--prefill-bytes", "5000000",
+      "--chars", "18000", "--memory-every", "60", "--text", str(SITE / "numpy" / "_core" / "fromnumeric.py")]),
     ("One OpenBLAS thread when another plugin imported numpy first, one core busy (learning and decoding steps)",
      ["bench/blas_threads.py", "--busy"]),
     ("Start-up and memory (issue 7: first suggestion ≤ 300 ms, host ≤ 80 MB, no TensorFlow)",

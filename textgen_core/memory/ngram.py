@@ -32,7 +32,7 @@ import numpy as np
 
 from textgen_core.lru import LruCache
 from textgen_core.memory.mixing import fit_bucket_weights
-from textgen_core.memory.table_blocks import BlockReader, TableBlocks
+from textgen_core.memory.table_blocks import BlockReader, TableBlocks, first_keys
 from textgen_core.model.safe_read import RefusedFile, open_regular, read_npy_header
 
 # Orders 5, 10 and 24 as well: held-out Lua bpc 1.282 instead of 1.291, with a table 60 % larger.
@@ -42,9 +42,12 @@ NGRAM_DIR = "ngram"
 DEFAULT_WEIGHT = 0.25
 MAX_COUNT = np.iinfo(np.uint16).max
 # Contexts whose prediction `probs` keeps (2 KB each): a suggestion asks for about a hundred.
-CACHED_CONTEXTS = 4096
 # Contexts of each order whose lookup `_compute` keeps (a few hundred bytes each); emptied when full.
-CACHED_ORDER_CONTEXTS = 16384
+# Both are per table, and a host holds three or four (corpus, project, open buffers): 4096 and 16384
+# took the host 30 MB more after 300 keys for no speed measured (two engines in one process, keys
+# taking turns, keras as the project: first callback −0.01 ms, 95 % −0.06 … +0.05).
+CACHED_CONTEXTS = 1024
+CACHED_ORDER_CONTEXTS = 4096
 _UNSEEN = object()
 MAX_READ_ARRAY_BYTES = 4096          # orders, unigram and min_count, which are read rather than mapped
 _MULTIPLIER = 0x9E3779B97F4A7C15
@@ -119,6 +122,7 @@ class NgramModel:
         # each order's contexts looked up lately, found or not: a short context is shared by most
         # histories (that of "e " by every one ending so), so most lookups are these
         self._contexts: dict[int, tuple[int, int, bytes, bytes] | None] = {}
+        self.max_order_contexts = CACHED_ORDER_CONTEXTS
 
     def _check_order(self) -> None:
         """Refuse, once, tables whose contexts are not sorted and distinct or whose bytes are not
@@ -174,7 +178,7 @@ class NgramModel:
                 found = self._contexts.get(context, _UNSEEN)
                 if found is _UNSEEN:
                     found = self._contexts[context] = self.tables[position].lookup(h >> 32)
-                    if len(self._contexts) > CACHED_ORDER_CONTEXTS:
+                    if len(self._contexts) > self.max_order_contexts:
                         self._contexts.clear()
                 if found is None or found[1] <= found[0]:       # (a damaged table: a context with no bytes)
                     break
@@ -488,7 +492,7 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
         parts = [readers[f"k{k}.{part}"] for part in ("keys", "starts", "next_bytes", "counts")]
         # every block's first key: one number a block of the mapped keys touches every page (4 ms for
         # the default model's 27 MB of keys, where reading them would take 12–19 ms)
-        blocks = TableBlocks(*parts, first_keys=np.array(keys[::parts[0].per_block]).tolist())
+        blocks = TableBlocks(*parts, first_keys=first_keys(keys[::parts[0].per_block]))
         for mapped_array in (keys, starts, next_bytes, counts):
             _advise(mapped_array, "MADV_DONTNEED")
         plain = (np.asarray(a) for a in (keys, starts, next_bytes, counts))         # plain views: 2× faster

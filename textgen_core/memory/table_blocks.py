@@ -103,11 +103,20 @@ class BlockReader:
         return data[(lo - first * per) * size:(hi - first * per) * size]
 
 
+def first_keys(keys: np.ndarray) -> array.array | list[int]:
+    """The first key of every block (uint32), as 4-byte numbers `bisect` searches in C (a list of
+    ints would take 36 bytes a block)."""
+    typecode = _TYPECODES[np.dtype(np.uint32)]
+    if array.array(typecode).itemsize != 4:
+        return np.asarray(keys).tolist()
+    return array.array(typecode, np.ascontiguousarray(keys, np.uint32).tobytes())
+
+
 class TableBlocks:
     """One order's lookups through `BlockReader`s of its four arrays."""
 
     def __init__(self, keys: BlockReader, starts: BlockReader, next_bytes: BlockReader, counts: BlockReader,
-                 first_keys: list[int]) -> None:
+                 first_keys: array.array | list[int]) -> None:
         """`first_keys`: the first key of every block of `keys`, ascending."""
         if keys.per_block != starts.per_block:
             raise ValueError("keys and starts must be read in blocks of as many numbers")

@@ -37,6 +37,7 @@ from textgen_core.memory.project_cache import (
 )
 from textgen_core.memory.project_files import inside, project_root
 from textgen_core.model.safe_read import MB
+from textgen_core.serve.heap import give_back_freed
 
 log = logging.getLogger("textgen")
 
@@ -284,6 +285,8 @@ class Memories:
                 self._buffer_table = table
                 self._buffer_bytes = min(sum(len(t) for t in texts), MAX_BUFFER_BYTES)
             self._publish()
+            del table, texts
+            give_back_freed()                       # what counting used, and the table replaced
 
     # -- to the engine -----------------------------------------------------------------------------
     def tables(self) -> Tables:

@@ -31,6 +31,7 @@ from textgen_core.memory.ngram import NgramModel  # noqa: E402
 from textgen_core.model.registry import resolve_model_path  # noqa: E402
 from textgen_core.serve.corpus_count import CorpusCount  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.serve.heap import bound_heap  # noqa: E402
 from textgen_core.serve.memories import Memories, Tables  # noqa: E402
 
 from .suggestion_request import MAX_CONTEXT_BYTES  # noqa: E402
@@ -48,6 +49,7 @@ class ModelSession:
     """Owns the loaded model and the one Engine; remembers why a choice failed."""
 
     def __init__(self) -> None:
+        bound_heap()                              # a host that runs for days: freed memory goes back
         self.choice: ModelChoice | None = None
         self.engine: Engine | None = None
         self.failures: dict[ModelChoice, str] = {}
