@@ -87,7 +87,7 @@ test: $(VENV)/.dev-installed models/default/ngram/unigram.npy doc/tags bytecode 
 test-long: $(VENV)/.dev-installed models/default/ngram/unigram.npy doc/tags bytecode
 	$(PY) -m pytest -q -m long
 
-bench: $(VENV)/.dev-installed models/default/ngram/unigram.npy bytecode
+bench: $(VENV)/.dev-installed models/default/ngram/unigram.npy bytecode build/corpus/CORPUS.tsv
 	$(PY) bench/run_all.py
 
 clean:

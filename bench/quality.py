@@ -11,9 +11,11 @@ the plugin's default, g:textgen.learn): bits per character with each 32-byte chu
 learning the chunks before it; keystrokes with the engine learning what was typed while idle
 between keystrokes, serving the learned weights from every 64 bytes on.
 
-Usage: python bench/quality.py [--model default] [--bytes 20000] [--typing-bytes N] [FILE...]
+Usage: python bench/quality.py [--model default] [--bytes 20000] [--typing-bytes N] [--corpus DIR] [FILE...]
 Without files: the held-out files of each corpus kind (prose, python, lua) that the default model
-was not trained on.
+was not trained on. With --corpus (the folder `make corpus` writes): per kind of the broad corpus,
+its held-out packages (packages held out whole: text from packages a model trained on the corpus
+never saw), files in the manifest's order.
 """
 from __future__ import annotations
 
@@ -102,6 +104,17 @@ def heldout_texts(limit: int) -> dict[str, bytes]:
     return texts
 
 
+def corpus_heldout_texts(folder: Path, limit: int) -> dict[str, bytes]:
+    """Per kind of a broad corpus (`make corpus`), the first `limit` bytes of its held-out files."""
+    from textgen_core.train.corpus_build import read_manifest
+
+    texts: dict[str, bytes] = {}
+    for row in read_manifest(folder):
+        if row["split"] == "heldout" and len(texts.get(row["kind"], b"")) < limit:
+            texts[row["kind"]] = texts.get(row["kind"], b"") + (folder / row["path"]).read_bytes()
+    return {f"heldout {kind}": data[:limit] for kind, data in texts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("files", nargs="*")
@@ -112,8 +125,13 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=24)
     parser.add_argument("--word-beam", type=int, default=DecodeOptions.word_beam,
                         help="width of the next-word search (1: off; default: the plugin's)")
+    parser.add_argument("--corpus", type=Path,
+                        help="a broad corpus folder (make corpus): its held-out packages, per kind")
     args = parser.parse_args()
-    texts = {f: Path(f).read_bytes()[:args.bytes] for f in args.files} if args.files else heldout_texts(args.bytes)
+    if args.corpus:
+        texts = corpus_heldout_texts(args.corpus, args.bytes)
+    else:
+        texts = {f: Path(f).read_bytes()[:args.bytes] for f in args.files} if args.files else heldout_texts(args.bytes)
     model = load_model(args.model)
     plain = load_model(args.model, use_match=False)
     print(f"machine: {machine_summary()}")
