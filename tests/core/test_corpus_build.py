@@ -124,7 +124,23 @@ def test_cleaning_keeps_code_and_prose_and_refuses_what_is_not_written_by_hand()
     assert cleaner.keep("a/LICENSE", LICENSE) == (LICENSE, "kept")
     assert cleaner.keep("b/LICENSE.txt", LICENSE) == (None, "license text seen before")
     assert cleaner.keep("a/app.py", PYTHON)[1] == "kept"
-    assert cleaner.keep("b/app.py", PYTHON.replace(b"    ", b"\t").upper()) == (None, "near copy")
+    assert cleaner.keep("b/app.py", PYTHON.replace(b"    ", b"\t")) == (None, "near copy")
+
+
+def test_a_file_with_a_few_lines_changed_is_a_near_copy_and_files_sharing_a_header_are_not():
+    header = b"".join(b"# Licensed under the Apache License, Version 2.0 (clause %d of the notice).\n" % i
+                      for i in range(10))
+    body = [b"def step_%d(state, items):\n    return [item * %d for item in items if item in state]\n" % (i, i)
+            for i in range(60)]
+    cleaner = Cleaner()
+    assert cleaner.keep("a/core.py", header + b"".join(body))[1] == "kept"
+    edited = body[:]
+    edited[5] = b"def step_five(state):\n    return sorted(state)\n"
+    edited[40] = b"# a comment added in the vendored copy\n" + edited[40]
+    assert cleaner.keep("vendor/core.py", header + b"".join(edited)) == (None, "near copy")
+    other = [b"local function walk_%d(tree)\n  for _, node in ipairs(tree.children_%d) do visit(node) end\nend\n"
+             % (i, i) for i in range(60)]
+    assert cleaner.keep("a/walk.lua", header + b"".join(other))[1] == "kept"      # the same header, other code
 
 
 def test_html_is_kept_as_the_text_a_person_reads():

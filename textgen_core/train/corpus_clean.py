@@ -1,10 +1,10 @@
 """What of a package's text the broad corpus keeps: a file is kept, or refused with a reason.
 
 Refused: what is not UTF-8 text; files over `MAX_FILE_BYTES` or under `MIN_FILE_BYTES`; minified
-or generated files (long lines with few blanks, a "generated" or "do not edit" mark near the top); data tables
-(mostly digits, punctuation and blanks); license texts after their first copy; exact copies (the
-same bytes) and near copies (the same text once blanks and case are set aside) of a file kept
-before. HTML is kept as its text (`html_text`), the form a person reads and writes it in prose.
+or generated files (long lines with few blanks, a "generated" or "do not edit" mark near the top);
+data tables (mostly digits, punctuation and blanks); license texts after their first copy; exact
+copies (the same bytes) and near copies (`near_copies`: most of the same runs of words) of a file
+kept before. HTML is kept as its text (`html_text`), the form a person reads and writes prose in.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+from textgen_core.train.near_copies import NearCopies
 
 MAX_FILE_BYTES = 1 << 20
 MIN_FILE_BYTES = 200
@@ -29,7 +31,7 @@ class Cleaner:
     """Decides file by file, remembering what it kept (for copies and license texts)."""
 
     seen_exact: set[bytes] = field(default_factory=set)
-    seen_near: set[bytes] = field(default_factory=set)
+    near: NearCopies = field(default_factory=NearCopies)
 
     def keep(self, path: str, data: bytes) -> tuple[bytes | None, str]:
         """The text to keep for `path` (HTML as its text), or None and why not."""
@@ -41,11 +43,9 @@ class Cleaner:
         exact = hashlib.sha256(data).digest()
         if exact in self.seen_exact:
             return None, "copy" if not _LICENSE_NAME.search(path) else "license text seen before"
-        near = hashlib.sha256(b" ".join(data.lower().split())).digest()
-        if near in self.seen_near:
-            return None, "near copy"
         self.seen_exact.add(exact)
-        self.seen_near.add(near)
+        if self.near.seen(data):
+            return None, "near copy"
         return data, "kept"
 
 
