@@ -223,7 +223,7 @@ function M.can_serve(config, explicit)
   local e = M.model_error
   if e and e.name == config.model and e.backend == config.backend then
     if explicit then
-      message.say(M.short_reason(e.message) .. M.WAY_OUT, vim.log.levels.ERROR)
+      message.say(M.short_reason(e.message), vim.log.levels.ERROR, M.WAY_OUT)
     end
     return false
   end
@@ -384,7 +384,7 @@ function M.on_model_error(name, backend, reason, explicit, kept)
   if explicit then
     message.say(M.short_reason(reason) .. " (details: :TextGenStatus)", vim.log.levels.ERROR)
   else
-    message.say_once(M.short_reason(reason) .. M.WAY_OUT, vim.log.levels.WARN)
+    message.say_once(M.short_reason(reason), vim.log.levels.WARN, M.WAY_OUT)
   end
 end
 

@@ -8,9 +8,8 @@ local M = {}
 
 local said = {}
 
---- `text` cut to the width of the command line, with "…" where it was cut.
-function M.fit(text)
-  local width = math.max(20, (vim.v.echospace or vim.o.columns) - 1)
+--- `text` cut to `width` display cells, with "…" where it was cut.
+local function cut(text, width)
   if vim.fn.strdisplaywidth(text) <= width then
     return text
   end
@@ -21,31 +20,46 @@ function M.fit(text)
   return vim.fn.strcharpart(text, 0, n) .. "…"
 end
 
---- Say `text` (prefixed "textgen: ") on one line; at a safe moment, since callers may be in a callback.
-function M.say(text, level)
-  local line = M.fit("textgen: " .. text)
+--- `text` and then `way_out` cut to the width of the command line, with "…" where it was cut: the
+--- way out ("; choose one with :TextGenModel") is kept whole where it takes at most half the line.
+---@param width integer|nil  the cells to fit (default: the command line's, v:echospace)
+---@param way_out string|nil
+function M.fit(text, width, way_out)
+  width = math.max(20, (width or vim.v.echospace or vim.o.columns) - 1)
+  way_out = way_out or ""
+  if vim.fn.strdisplaywidth(text .. way_out) <= width then
+    return text .. way_out
+  end
+  if vim.fn.strdisplaywidth(way_out) <= width / 2 then
+    return cut(text, width - vim.fn.strdisplaywidth(way_out)) .. way_out
+  end
+  return cut(text .. way_out, width)
+end
+
+--- Say `text` (prefixed "textgen: ") and `way_out` on one line; at a safe moment, since callers may
+--- be in a callback (and fitted then, to the command line as it is when shown).
+function M.say(text, level, way_out)
   vim.schedule(function()
-    vim.notify(line, level or vim.log.levels.WARN)
+    vim.notify(M.fit("textgen: " .. text, nil, way_out), level or vim.log.levels.WARN)
   end)
 end
 
 --- Say `text` only the first time it comes up in this session.
-function M.say_once(text, level)
+function M.say_once(text, level, way_out)
   if said[text] then
     return
   end
   said[text] = true
-  M.say(text, level)
+  M.say(text, level, way_out)
 end
 
 --- Show `text` on the command line in place of the previous progress line (not kept in :messages).
 --- Skipped while the user is typing a command, so it never overwrites their command line.
 function M.progress(text)
-  local line = M.fit("textgen: " .. text)
   vim.schedule(function()
     local mode = vim.api.nvim_get_mode().mode
     if mode:sub(1, 1) ~= "c" and mode:sub(1, 1) ~= "r" then
-      vim.api.nvim_echo({ { line } }, false, {})
+      vim.api.nvim_echo({ { M.fit("textgen: " .. text) } }, false, {})
     end
   end)
 end

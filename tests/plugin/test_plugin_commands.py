@@ -409,10 +409,22 @@ def nvim_without_model(tmp_path):
     editor.close()
 
 
+def test_a_message_cut_to_the_command_line_keeps_its_way_out(nvim_without_model):
+    """An 80-column terminal has 68 cells for a message: the problem is cut, the way out stays whole."""
+    fit = "return require('textgen.message').fit(...)"
+    text, way_out = "textgen: no model named 'notes-from-the-long-winter'", "; choose one with :TextGenModel"
+    fitted = lua(nvim_without_model, fit, text, 68, way_out)
+    assert fitted.endswith("…; choose one with :TextGenModel") and fitted.startswith("textgen: no model named")
+    assert len(fitted) <= 67, fitted
+    assert lua(nvim_without_model, fit, text, 200, way_out) == text + way_out
+    plain = "textgen: " + "x" * 100                        # no way out: cut at the end
+    assert lua(nvim_without_model, fit, plain, 68) == plain[:66] + "…"
+
+
 def test_without_a_loadable_model_one_clear_message_and_nothing_breaks(nvim_without_model):
     vim = nvim_without_model
     vim.input("ithe quick brown")
-    wait_for(lambda: "no model named 'no-such-model'" in messages(vim), what="the message")
+    wait_for(lambda: "no model named 'no-su" in messages(vim), what="the message")
     for word in (" fox", " jumps", " over"):
         vim.input(word)
         wait_for(lambda word=word: buffer_text(vim).endswith(word) and idle(vim))
@@ -420,7 +432,7 @@ def test_without_a_loadable_model_one_clear_message_and_nothing_breaks(nvim_with
     wait_for(lambda: buffer_text(vim) == "the quick brown fox jumps over\tx", what="typing as usual")
     log = messages(vim)
     assert log.count("textgen:") == 1, log
-    assert ":TextGenModel" in log
+    assert ":TextGenModel" in log                   # the way out, whole even where the line is cut
     assert ghost(vim) is None
     assert "Error" not in log and "Traceback" not in log, log
 
