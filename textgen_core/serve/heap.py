@@ -1,11 +1,11 @@
 """Keep a long-running host's memory flat: give what it frees back to the system.
 
-The host counts the open buffers' n-gram again whenever they change (a 1 MB count allocates and
-frees ~40 MB of arrays on the counting thread). glibc keeps freed blocks for reuse: large ones too,
-once a freed mmap'd block has raised its adaptive mmap threshold, and each thread has its own arena.
-Measured (`bench/keystroke_latency.py --project … --prefill-bytes 5000000`, AMD EPYC): one arena
-of 48 MB held after 300 keys, 90 MB private in all; four counts of 1 MB in a thread took a process
-from 34 to 110 MB, and to 50 MB with either of the calls below.
+The host counts the open buffers' n-gram again whenever they change, on a thread of its own. glibc
+keeps what such a count frees for reuse, in that thread's arena, and large blocks too once a freed
+mapped block has raised its adaptive mmap threshold. Measured (AMD EPYC): four counts of 1 MB on a
+thread took a process from 34 to 110 MB private, and to 50 MB with either of the calls below; the
+host after 300 keys with keras as its project, 90 → 84 MB (the rest of the way to 61 MB was smaller
+caches: `memory.ngram.CACHED_CONTEXTS`).
 
 - `bound_heap()` once at start: blocks of `MMAP_THRESHOLD` and more are mapped on their own and
   unmapped when freed (the threshold fixed, no longer adaptive).

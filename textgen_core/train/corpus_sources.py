@@ -95,7 +95,8 @@ def archive_name(package: Package) -> str:
 
 def fetch(package: Package, downloads: Path) -> Path:
     """The package's archive in `downloads/<source>-<name>-<version>/`, fetched if not there yet
-    (a failed fetch leaves nothing, so the next run tries again)."""
+    (into a `.partial` folder renamed in when complete: after a failed fetch the next run fetches
+    again)."""
     folder = Path(downloads).resolve() / archive_name(package)         # absolute: the commands run inside it
     found = _archives(folder)
     if found:
