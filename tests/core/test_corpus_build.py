@@ -81,7 +81,8 @@ def test_the_shipped_recipe_pins_ten_kinds_each_with_a_package_held_out_whole():
 
 
 @pytest.mark.parametrize("line, problem", [
-    ("python\tpypi\trequests\t2.32.3\ttrain", "6 tab-separated fields"),
+    ("python\tpypi\trequests\t2.32.3\ttrain", "6 or 7 tab-separated fields"),
+    ("python\tpypi\trequests\t2.32.3\ttrain\t*.py\tlots", "a size in MB, not 'lots'"),
     ("cobol\tpypi\trequests\t2.32.3\ttrain\t*.py", "unknown kind 'cobol'"),
     ("python\tcran\trequests\t2.32.3\ttrain\t*.py", "unknown source 'cran'"),
     ("python\tpypi\trequests\t2.32.3\ttest\t*.py", "split must be train or heldout"),
@@ -179,6 +180,17 @@ def test_a_build_writes_the_kept_files_and_a_manifest_and_drops_held_out_copies_
 
     build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)     # again: replaced, same
     assert read_manifest(out) == rows
+
+
+def test_a_row_with_a_cap_keeps_files_until_the_cap_is_passed(tmp_path):
+    recipe = tmp_path / "recipe.tsv"
+    recipe.write_text("lua\tdeb\tlua-big\t1.0-1\ttrain\t*.lua\t0.0001\n")          # 104 bytes: one file
+    downloads = tmp_path / "downloads"
+    _place(downloads, Package("deb", "lua-big", "1.0-1"),
+           _deb({"./usr/share/lua/a.lua": LUA, "./usr/share/lua/b.lua": LUA.replace(b"state", b"other") * 2}))
+    summary = build_corpus(read_recipe(recipe), tmp_path / "corpus", downloads, say=lambda line: None)
+    assert [row["path"].rsplit("/", 1)[1] for row in read_manifest(tmp_path / "corpus")] == ["a.lua"]
+    assert summary.refused["over its row's cap"] == 1
 
 
 def test_a_build_never_replaces_a_folder_that_is_not_a_corpus(tmp_path):

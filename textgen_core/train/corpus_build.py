@@ -70,8 +70,12 @@ def build_corpus(rows: list[RecipeRow], out: Path, downloads: Path,
         key = (row.split, row.kind)
         summary.packages.setdefault(key, set()).add(package.label)
         folder = PurePosixPath(row.split, row.kind, archive_name(package))
+        row_bytes = 0
         for member, data in members(archives[package]):
             if not row.wants(member):
+                continue
+            if row.max_bytes is not None and row_bytes >= row.max_bytes:
+                summary.refused["over its row's cap"] += 1
                 continue
             path, data = decoded(member, data)
             relative = safe_member_path(path)
@@ -84,6 +88,7 @@ def build_corpus(rows: list[RecipeRow], out: Path, downloads: Path,
             target = building / folder / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(kept)
+            row_bytes += len(kept)
             summary.files[key] += 1
             summary.bytes[key] += len(kept)
             manifest.append("\t".join([row.kind, row.split, f"{package.source}:{package.name}", package.version,

@@ -56,23 +56,29 @@ class RecipeRow:
     package: Package
     split: str
     globs: tuple[str, ...]
+    max_bytes: int | None = None        # keep at most this much of the row's text (a large package)
 
     def wants(self, member: str) -> bool:
         return any(fnmatch.fnmatchcase(member, glob) for glob in self.globs)
 
 
 def read_recipe(path: Path = RECIPE) -> list[RecipeRow]:
-    """The recipe's rows, checked: known kinds, sources and splits, one split per package."""
+    """The recipe's rows, checked: known kinds, sources and splits, one split per package; a
+    seventh field, where there is one, caps the row's text in MB."""
     rows: list[RecipeRow] = []
     splits: dict[Package, str] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
-        if len(fields) != 6 or not all(f.strip() for f in fields):
-            raise RecipeError(f"{path}:{number}: expected 6 tab-separated fields "
-                              "(kind, source, name, version, split, files)")
-        kind, source, name, version, split, files = (f.strip() for f in fields)
+        if len(fields) not in (6, 7) or not all(f.strip() for f in fields):
+            raise RecipeError(f"{path}:{number}: expected 6 or 7 tab-separated fields "
+                              "(kind, source, name, version, split, files[, max MB])")
+        kind, source, name, version, split, files = (f.strip() for f in fields[:6])
+        try:
+            max_bytes = int(float(fields[6]) * (1 << 20)) if len(fields) == 7 else None
+        except ValueError:
+            raise RecipeError(f"{path}:{number}: the seventh field is a size in MB, not {fields[6]!r}") from None
         if kind not in KINDS:
             raise RecipeError(f"{path}:{number}: unknown kind {kind!r}; choose from {', '.join(KINDS)}")
         if source not in SOURCES:
@@ -83,7 +89,8 @@ def read_recipe(path: Path = RECIPE) -> list[RecipeRow]:
         if splits.setdefault(package, split) != split:
             raise RecipeError(f"{path}:{number}: {package.label} is both train and heldout; "
                               "a package is held out whole")
-        rows.append(RecipeRow(kind, package, split, tuple(g.strip() for g in files.split(",") if g.strip())))
+        rows.append(RecipeRow(kind, package, split, tuple(g.strip() for g in files.split(",") if g.strip()),
+                              max_bytes))
     return rows
 
 
