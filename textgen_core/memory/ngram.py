@@ -32,7 +32,7 @@ import numpy as np
 
 from textgen_core.lru import LruCache
 from textgen_core.memory.mixing import fit_bucket_weights
-from textgen_core.memory.table_blocks import BlockReader, TableBlocks, first_keys
+from textgen_core.memory.table_blocks import BLOCK_BYTES, BlockReader, TableBlocks, first_keys
 from textgen_core.model.safe_read import RefusedFile, open_regular, read_npy_header
 
 # Orders 5, 10 and 24 as well: held-out Lua bpc 1.282 instead of 1.291, with a table 60 % larger.
@@ -50,6 +50,7 @@ CACHED_CONTEXTS = 1024
 CACHED_ORDER_CONTEXTS = 4096
 _UNSEEN = object()
 MAX_READ_ARRAY_BYTES = 4096          # orders, unigram and min_count, which are read rather than mapped
+KEYS_PER_BLOCK = BLOCK_BYTES // 4    # uint32 keys in a block read (`table_blocks`)
 _MULTIPLIER = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 
@@ -395,8 +396,11 @@ def _common_arrays(orders: tuple[int, ...], min_count: int, unigram: np.ndarray)
 
 
 def _table_arrays(t: OrderTable) -> dict[str, np.ndarray]:
+    """An order's arrays, and the first key of every block of its keys (`block_keys`), so that
+    loading need not read the keys to find them."""
     return {f"k{t.order}.keys": t.keys, f"k{t.order}.starts": t.starts,
-            f"k{t.order}.next_bytes": t.next_bytes, f"k{t.order}.counts": t.counts}
+            f"k{t.order}.next_bytes": t.next_bytes, f"k{t.order}.counts": t.counts,
+            f"k{t.order}.block_keys": np.ascontiguousarray(t.keys[::KEYS_PER_BLOCK], np.uint32)}
 
 
 def _write_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -443,7 +447,8 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
 
     readers: dict[str, BlockReader] = {}
 
-    def array(name: str, dtype: str, ndim: int = 1, mapped: bool = True) -> np.ndarray:
+    def array(name: str, dtype: str, ndim: int = 1, mapped: bool = True,
+              max_bytes: int = MAX_READ_ARRAY_BYTES) -> np.ndarray:
         """One array: a regular file whose size is what its header says; mapped (with a reader of
         its blocks in `readers`, on the same open file), or (the few small ones) read, once its
         header is checked."""
@@ -456,7 +461,7 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
                 if os.fstat(f.fileno()).st_size != f.tell() + size:
                     raise NgramFileError(f"{path}: unusable ({os.fstat(f.fileno()).st_size:,} bytes where its "
                                          f"header says {f.tell() + size:,}); build the table again")
-                if not mapped and size > MAX_READ_ARRAY_BYTES:
+                if not mapped and size > max_bytes:
                     raise NgramFileError(f"{path}: {size:,} bytes, more than such an array ever holds")
                 order, data_offset = "F" if fortran else "C", f.tell()
                 value = np.memmap(f, found, "r", data_offset, shape, order) if mapped \
@@ -476,6 +481,24 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
             _advise(value, "MADV_RANDOM")
         return value
 
+    def block_keys(k: int, keys: np.ndarray, per_block: int) -> np.ndarray:
+        """Every block's first key: from the file the table was written with, where it has one that
+        fits the keys (its length, ascending, its first and last entries); else one number a block
+        of the mapped keys, which touches every page (4 ms for the default model's 27 MB of keys
+        from the page cache, 244 ms from the disk)."""
+        blocks = -(-len(keys) // per_block)
+        try:
+            stored = array(f"k{k}.block_keys", "uint32", mapped=False, max_bytes=4 * blocks) \
+                if (folder / f"k{k}.block_keys.npy").is_file() else None
+        except NgramFileError:                      # (redundant data: the keys say it again)
+            stored = None
+        if stored is not None:
+            if len(stored) == blocks and (blocks == 0 or (stored[0] == keys[0]
+                                                          and stored[-1] == keys[(blocks - 1) * per_block]
+                                                          and bool(np.all(stored[1:] > stored[:-1])))):
+                return stored
+        return keys[::per_block]
+
     orders = tuple(int(k) for k in array("orders", "int64", mapped=False))
     if not orders or list(orders) != sorted(set(orders)) or orders[0] < 1 or orders[-1] > 64:
         raise NgramFileError(f"{folder}: orders {orders} must be distinct, ascending, between 1 and 64")
@@ -490,9 +513,7 @@ def load_ngram(folder: str | os.PathLike) -> NgramModel:
                 or starts[-1] != len(next_bytes):
             raise NgramFileError(f"{folder}: order {k}'s arrays do not agree in length")
         parts = [readers[f"k{k}.{part}"] for part in ("keys", "starts", "next_bytes", "counts")]
-        # every block's first key: one number a block of the mapped keys touches every page (4 ms for
-        # the default model's 27 MB of keys, where reading them would take 12–19 ms)
-        blocks = TableBlocks(*parts, first_keys=first_keys(keys[::parts[0].per_block]))
+        blocks = TableBlocks(*parts, first_keys=first_keys(block_keys(k, keys, parts[0].per_block)))
         for mapped_array in (keys, starts, next_bytes, counts):
             _advise(mapped_array, "MADV_DONTNEED")
         plain = (np.asarray(a) for a in (keys, starts, next_bytes, counts))         # plain views: 2× faster
