@@ -193,13 +193,64 @@ def test_a_row_with_a_cap_keeps_files_until_the_cap_is_passed(tmp_path):
     assert summary.refused["over its row's cap"] == 1
 
 
-def test_a_build_never_replaces_a_folder_that_is_not_a_corpus(tmp_path):
-    out = tmp_path / "mine"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a corpus folder"):
+def _users_files(folder: Path) -> dict[str, bytes]:
+    """A folder of a user's files, including look-alikes of ours (a manifest, split folders); what it holds."""
+    (folder / "train" / "notes").mkdir(parents=True)
+    files = {"CORPUS.tsv": b"kind\tsplit\n", "train/notes/plan.md": b"my plan\n", "thesis.tex": b"\\section{x}\n"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def _still_there(folder: Path, files: dict[str, bytes]) -> bool:
+    return all((folder / name).read_bytes() == data for name, data in files.items())
+
+
+@pytest.mark.parametrize("place", ["out", "out.building", "a link to them"])
+def test_a_build_pointed_at_a_users_files_keeps_them_all(tmp_path, place):
+    """Only a folder corpus-build wrote (its marker word for word, nothing foreign in it) is ever
+    removed; a user's folder, even one with a manifest and split folders, or a link to one, stays."""
+    users = tmp_path / "users"
+    users.mkdir()
+    files = _users_files(users)
+    out = tmp_path / "corpus"
+    if place == "out":
+        out = users
+    elif place == "out.building":
+        users.rename(tmp_path / "corpus.building")
+        users = tmp_path / "corpus.building"
+    else:
+        out.symlink_to(users, target_is_directory=True)
+    with pytest.raises(FileExistsError, match="not a corpus folder this command wrote"):
         build_corpus([], out, tmp_path / "downloads", say=lambda line: None)
-    assert (out / "notes.txt").read_text() == "keep me" and not (out / MANIFEST).exists()
+    assert _still_there(users, files)
+    assert sorted(p.name for p in users.iterdir()) == ["CORPUS.tsv", "thesis.tex", "train"]
+
+
+def test_a_corpus_folder_with_a_users_file_added_is_no_longer_replaced(tmp_path):
+    recipe = tmp_path / "recipe.tsv"
+    recipe.write_text("python\tpypi\tshop\t1.0\ttrain\t*.py\n")
+    downloads = tmp_path / "downloads"
+    _place(downloads, Package("pypi", "shop", "1.0"), _wheel({"shop/app.py": PYTHON}))
+    out = tmp_path / "corpus"
+    build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)
+    build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)        # ours: replaced
+    (out / "my-notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)
+    assert (out / "my-notes.txt").read_text() == "mine" and (out / MANIFEST).is_file()
+
+
+def test_a_fetch_never_empties_a_users_folder_named_as_its_partial_one(tmp_path):
+    from textgen_core.train.corpus_sources import fetch
+
+    package = Package("npm", "left-pad", "1.3.0")
+    partial = tmp_path / (archive_name(package) + ".partial")
+    partial.mkdir()
+    (partial / "draft.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a fetch of ours"):
+        fetch(package, tmp_path)
+    assert (partial / "draft.txt").read_text() == "mine"
 
 
 def test_an_npm_tarball_is_kept_only_when_it_matches_the_registrys_sha512(tmp_path, monkeypatch):

@@ -5,12 +5,15 @@ found in the download folder), the files its rows ask for read, each kept or ref
 (`corpus_clean.Cleaner`, which sees the train files before the held-out ones, so a held-out file that
 copies a train file is dropped), and the kept ones written to `OUT/<split>/<kind>/<package>/<path>`.
 `OUT/CORPUS.tsv` lists every file kept (kind, split, package, version, path, bytes, sha256): what a
-model trained on it saw, to commit with the model. The folder is built beside `OUT` and renamed in;
-an `OUT` that is not a corpus folder (no CORPUS.tsv) is never removed.
+model trained on it saw, to commit with the model. The folder is built beside `OUT` (`OUT.building`)
+and renamed in. Only a folder this command wrote is ever removed (`is_ours`: a real folder holding our
+marker file, word for word, and nothing but the manifest and the two split folders); anything else at
+`OUT` or `OUT.building` (a user's files, a link, a look-alike) is left as it is, and the build stops.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ from textgen_core.train.corpus_sources import RecipeRow, archive_name, decoded, 
 
 MANIFEST = "CORPUS.tsv"
 MANIFEST_HEADER = "kind\tsplit\tpackage\tversion\tpath\tbytes\tsha256"
+MARKER = ".textgen-corpus"
+MARKER_TEXT = "written whole by `textgen corpus-build` (make corpus), which replaces it whole\n"
 
 
 @dataclass
@@ -50,15 +55,16 @@ def build_corpus(rows: list[RecipeRow], out: Path, downloads: Path,
                  say: Callable[[str], None] = print) -> BuildSummary:
     """Fetch, clean and write the corpus of `rows` into `out` (see the module's docstring)."""
     out = Path(out)
-    if out.exists() and not (out / MANIFEST).is_file():
-        raise FileExistsError(f"{out} exists and is not a corpus folder (no {MANIFEST}); choose another --out")
     building = out.with_name(out.name + ".building")
-    if building.exists():
-        if any(building.iterdir()) and not (building / MANIFEST).is_file():
-            raise FileExistsError(f"{building} exists and is not one of ours; remove it or choose another --out")
-        shutil.rmtree(building)
+    for folder in (out, building):
+        if os.path.lexists(folder) and not is_ours(folder):
+            raise FileExistsError(f"{folder} exists and is not a corpus folder this command wrote; "
+                                  "nothing was changed: choose another --out")
+    if os.path.lexists(building):
+        shutil.rmtree(building)                                         # a build killed before its end
     building.mkdir(parents=True)
-    (building / MANIFEST).write_text(MANIFEST_HEADER + "\n")            # ours from the start
+    (building / MARKER).write_text(MARKER_TEXT)                          # ours from the start
+    (building / MANIFEST).write_text(MANIFEST_HEADER + "\n")
     summary, cleaner, manifest = BuildSummary(), Cleaner(), [MANIFEST_HEADER]
     ordered = sorted(rows, key=lambda row: (row.split != "train", row.package.label))
     archives: dict = {}
@@ -94,10 +100,36 @@ def build_corpus(rows: list[RecipeRow], out: Path, downloads: Path,
             manifest.append("\t".join([row.kind, row.split, f"{package.source}:{package.name}", package.version,
                                        str(folder / relative), str(len(kept)), hashlib.sha256(kept).hexdigest()]))
     (building / MANIFEST).write_text("\n".join(manifest) + "\n")
-    if out.exists():
+    if os.path.lexists(out):
+        if not is_ours(out):                # (it became something else while the build ran)
+            raise FileExistsError(f"{out} is no longer a corpus folder this command wrote; the new one is {building}")
         shutil.rmtree(out)
     building.rename(out)
     return summary
+
+
+def is_ours(folder: Path) -> bool:
+    """Whether `folder` is a corpus folder this command wrote: a real folder holding `MARKER` with
+    `MARKER_TEXT`, and besides it only the manifest and the split folders (real folders)."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    marker = folder / MARKER
+    try:
+        if marker.is_symlink() or not marker.is_file() or marker.read_text() != MARKER_TEXT:
+            return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    for entry in folder.iterdir():
+        if entry.name in ("train", "heldout"):
+            if entry.is_symlink() or not entry.is_dir():
+                return False
+        elif entry.name == MANIFEST:
+            if entry.is_symlink() or not entry.is_file():
+                return False
+        elif entry.name != MARKER:
+            return False
+    return True
 
 
 def read_manifest(out: Path) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 import urllib.parse
@@ -32,6 +33,8 @@ KINDS = ("python", "javascript", "c", "rust", "go", "shell", "lua", "vimscript",
 MAX_MEMBER_BYTES = 4 << 20          # a text file larger than this is a data table or generated
 FETCH_TIMEOUT_S = 600
 NPM_REGISTRY = "https://registry.npmjs.org"
+PARTIAL_MARKER = ".textgen-fetch"
+PARTIAL_TEXT = "a package being fetched by `textgen corpus-build`; removed if the fetch did not end\n"
 
 
 class RecipeError(ValueError):
@@ -109,10 +112,10 @@ def fetch(package: Package, downloads: Path) -> Path:
     if found:
         return found[0]
     partial = folder.with_name(folder.name + ".partial")
-    if partial.exists():
-        for leftover in partial.iterdir():
-            leftover.unlink()
-    partial.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(partial):
+        _remove_partial(partial)
+    partial.mkdir(parents=True)
+    (partial / PARTIAL_MARKER).write_text(PARTIAL_TEXT)
     if package.source == "npm":
         _fetch_npm(package, partial)
     else:
@@ -129,6 +132,25 @@ def fetch(package: Package, downloads: Path) -> Path:
         raise OSError(f"could not fetch {package.label}: {len(_archives(partial))} archives came")
     partial.rename(folder)
     return _archives(folder)[0]
+
+
+def _remove_partial(partial: Path) -> None:
+    """Remove a fetch's `.partial` folder that a failed or killed fetch left: only one this module
+    made (a real folder holding its marker word for word, and only regular files); anything else
+    there is left as it is, and the fetch stops."""
+    marker = partial / PARTIAL_MARKER
+    try:
+        ours = (not partial.is_symlink() and partial.is_dir() and not marker.is_symlink() and marker.is_file()
+                and marker.read_text() == PARTIAL_TEXT
+                and all(not entry.is_symlink() and entry.is_file() for entry in partial.iterdir()))
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise FileExistsError(f"{partial} exists and is not a fetch of ours; nothing was changed: "
+                              "choose another downloads folder")
+    for entry in partial.iterdir():
+        entry.unlink()
+    partial.rmdir()
 
 
 def _fetch_npm(package: Package, folder: Path) -> None:
