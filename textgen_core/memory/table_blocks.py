@@ -103,6 +103,26 @@ class BlockReader:
         return data[(lo - first * per) * size:(hi - first * per) * size]
 
 
+KEYS_PER_BLOCK = BLOCK_BYTES // np.dtype(np.uint32).itemsize
+
+
+def block_index(keys: np.ndarray) -> np.ndarray:
+    """The first key of every block of a table's sorted keys (uint32): what a lookup bisects."""
+    return np.ascontiguousarray(keys[::KEYS_PER_BLOCK], np.uint32)
+
+
+def fits(index: np.ndarray, keys: np.ndarray) -> bool:
+    """Whether a stored `block_index` belongs to `keys`: its length, ascending, its first and last
+    entries (two pages of the keys read, not all of them)."""
+    blocks = -(-len(keys) // KEYS_PER_BLOCK)
+    if len(index) != blocks:
+        return False
+    if blocks == 0:
+        return True
+    return (index[0] == keys[0] and index[-1] == keys[(blocks - 1) * KEYS_PER_BLOCK]
+            and bool(np.all(index[1:] > index[:-1])))
+
+
 def first_keys(keys: np.ndarray) -> array.array | list[int]:
     """The first key of every block (uint32), as 4-byte numbers `bisect` searches in C (a list of
     ints would take 36 bytes a block)."""
