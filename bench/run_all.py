@@ -109,8 +109,13 @@ def main() -> None:
         head, sections = earlier_sections()
         for title, command in chosen:
             sections[title] = run_section(title, command, rerun=True)
-        ordered = [sections[title] for title, _ in BENCHES if title in sections]
-        RESULTS.write_text("\n".join([head, *ordered]))
+        titles = [title for title, _ in BENCHES]
+        ordered = [sections[title] for title in titles if title in sections]
+        # a section whose benchmark was renamed or dropped stays, after the others, until a whole run
+        kept = [section for title, section in sections.items() if title not in titles]
+        for section in kept:
+            print(f"run_all: kept a section no benchmark here makes: {section.splitlines()[0]}")
+        RESULTS.write_text("\n".join([head, *ordered, *kept]))
         print(f"rewrote {len(chosen)} section(s) of bench/RESULTS.md")
         return
     sections = [f"# Benchmark results\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "

@@ -156,8 +156,13 @@ def _build_parser() -> argparse.ArgumentParser:
     index.add_argument("--clear", action="store_true", help="remove every cached project index instead")
     index.add_argument("--nice", type=int, default=0, help="lower this process' CPU priority by this much first")
     index.add_argument("--json", action="store_true", help="print one JSON object")
-    corpus = sub.add_parser("corpus", help="list the default model's corpus files (from the dependencies)")
-    corpus.add_argument("--kind", default="python,prose,lua", help="comma-separated: python, prose, lua")
+    corpus = sub.add_parser("corpus", help="list the default model's corpus files (from the dependencies, or "
+                                           "the broad corpus of `make corpus` with --broad)")
+    corpus.add_argument("--kind", default=None,
+                        help="comma-separated: python, prose, lua (default: all three; with --broad, its kinds)")
+    corpus.add_argument("--broad", metavar="DIR", default=None,
+                        help="list the files of the broad corpus in DIR (`make corpus`'s build/corpus) as its "
+                             "manifest names them, each checked to be there with its size")
     corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
     corpus.add_argument("--summary", action="store_true", help="sizes per kind instead of paths")
     corpus.add_argument("--runtime", metavar="DIR",
@@ -586,7 +591,9 @@ def _report(args: argparse.Namespace, summary: dict, line: str) -> None:
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from textgen_core.train.corpus import KINDS, select
 
-    kinds = tuple(k.strip() for k in args.kind.split(",") if k.strip())
+    if args.broad is not None:
+        return _list_broad_corpus(args)
+    kinds = tuple(k.strip() for k in (args.kind or ",".join(KINDS)).split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise UserError(f"unknown corpus kind {', '.join(unknown) or '(none)'}; choose from {', '.join(KINDS)}")
@@ -600,6 +607,39 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     else:
         for f in files:
             print(f.path)
+    return 0
+
+
+def _list_broad_corpus(args: argparse.Namespace) -> int:
+    """`textgen corpus --broad DIR`: the files of DIR/CORPUS.tsv of the split and kinds asked for."""
+    from textgen_core.train.corpus_build import MANIFEST, read_manifest
+    from textgen_core.train.corpus_sources import KINDS as BROAD_KINDS
+
+    folder = Path(args.broad)
+    kinds = tuple(k.strip() for k in (args.kind or ",".join(BROAD_KINDS)).split(",") if k.strip())
+    unknown = [k for k in kinds if k not in BROAD_KINDS]
+    if unknown or not kinds:
+        raise UserError(f"unknown corpus kind {', '.join(unknown) or '(none)'}; choose from {', '.join(BROAD_KINDS)}")
+    if args.runtime is not None:
+        raise UserError("--runtime lists the default model's own corpus; --broad lists what make corpus fetched")
+    try:
+        rows = read_manifest(folder)
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise UserError(f"{folder / MANIFEST} cannot be read: make corpus writes it") from None
+    splits = ("train", "heldout") if args.split == "all" else (args.split,)
+    chosen = sorted((row for row in rows if row.get("kind") in kinds and row.get("split") in splits),
+                    key=lambda row: row["path"])                 # by path: the order training reads them in
+    for row in chosen:
+        path = folder / row["path"]
+        if not path.is_file() or str(path.stat().st_size) != row["bytes"]:
+            raise UserError(f"{path} is missing or changed since {folder / MANIFEST} was written: run make corpus")
+    if args.summary:
+        for kind in kinds:
+            sizes = [int(row["bytes"]) for row in chosen if row["kind"] == kind]
+            print(f"{kind:<10} {len(sizes):>5} files {sum(sizes):>12,} bytes ({args.split})")
+    else:
+        for row in chosen:
+            print(folder / row["path"])
     return 0
 
 

@@ -61,7 +61,7 @@ def _wheel(files: dict[str, bytes]) -> bytes:
 
 def _place(downloads: Path, package: Package, data: bytes) -> None:
     """Put an archive where `fetch` keeps the package's, so that the build reads it without fetching."""
-    suffix = {"pypi": ".whl", "npm": ".tgz", "deb": ".deb"}[package.source]
+    suffix = {"pypi": ".whl", "sdist": ".tar.gz", "npm": ".tgz", "deb": ".deb"}[package.source]
     folder = downloads.resolve() / archive_name(package)
     folder.mkdir(parents=True)
     (folder / f"archive{suffix}").write_bytes(data)
@@ -77,7 +77,7 @@ def test_the_shipped_recipe_pins_ten_kinds_each_with_a_package_held_out_whole():
         assert row.package.version and row.globs, row
     by_package = {}
     for row in rows:
-        assert by_package.setdefault(row.package, row.split) == row.split, row.package
+        assert by_package.setdefault(row.package.name.lower(), row.split) == row.split, row.package
 
 
 @pytest.mark.parametrize("line, problem", [
@@ -87,6 +87,7 @@ def test_the_shipped_recipe_pins_ten_kinds_each_with_a_package_held_out_whole():
     ("python\tcran\trequests\t2.32.3\ttrain\t*.py", "unknown source 'cran'"),
     ("python\tpypi\trequests\t2.32.3\ttest\t*.py", "split must be train or heldout"),
     ("python\tpypi\trequests\t2.32.3\ttrain\t*.py\ndocs\tpypi\trequests\t2.32.3\theldout\t*.md", "held out whole"),
+    ("python\tpypi\tRequests\t2.32.3\ttrain\t*.py\ndocs\tsdist\trequests\t2.32.3\theldout\t*.rst", "every source"),
 ])
 def test_a_bad_recipe_line_is_refused_with_its_line_number(tmp_path, line, problem):
     recipe = tmp_path / "recipe.tsv"
@@ -180,6 +181,36 @@ def test_a_build_writes_the_kept_files_and_a_manifest_and_drops_held_out_copies_
 
     build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)     # again: replaced, same
     assert read_manifest(out) == rows
+
+
+def test_textgen_corpus_broad_lists_what_the_manifest_names_and_refuses_a_changed_file(tmp_path, capsys):
+    """What training reads (`make default-model`): the manifest's files of a split, by path."""
+    from textgen_core.cli import main
+
+    recipe = tmp_path / "recipe.tsv"
+    recipe.write_text("python\tpypi\tshop\t1.0\ttrain\t*.py\nlua\tdeb\tlua-shop\t2.0-1\ttrain\t*.lua\n"
+                      "lua\tnpm\tother\t1.0.0\theldout\t*.lua\n")
+    downloads = tmp_path / "downloads"
+    _place(downloads, Package("pypi", "shop", "1.0"),
+           _wheel({"shop/z.py": PYTHON, "shop/a.py": LUA.replace(b"local function", b"def")}))
+    _place(downloads, Package("deb", "lua-shop", "2.0-1"), _deb({"./usr/share/lua/shop.lua": LUA}))
+    _place(downloads, Package("npm", "other", "1.0.0"), _tar({"package/o.lua": LUA.replace(b"state", b"s")}))
+    out = tmp_path / "corpus"
+    build_corpus(read_recipe(recipe), out, downloads, say=lambda line: None)
+
+    assert main(["corpus", "--broad", str(out)]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed == sorted(listed) and [Path(p).relative_to(out).as_posix() for p in listed] == [
+        "train/lua/deb-lua-shop-2.0-1/usr/share/lua/shop.lua", "train/python/pypi-shop-1.0/shop/a.py",
+        "train/python/pypi-shop-1.0/shop/z.py"]
+    assert main(["corpus", "--broad", str(out), "--split", "heldout", "--kind", "lua"]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "heldout/lua/npm-other-1.0.0/package/o.lua")]
+
+    (out / "train/python/pypi-shop-1.0/shop/z.py").write_bytes(PYTHON + b"# changed\n")
+    assert main(["corpus", "--broad", str(out)]) != 0
+    assert "z.py is missing or changed" in capsys.readouterr().err
+    assert main(["corpus", "--broad", str(tmp_path / "none")]) != 0
+    assert "make corpus writes it" in capsys.readouterr().err
 
 
 def test_a_row_with_a_cap_keeps_files_until_the_cap_is_passed(tmp_path):
@@ -291,5 +322,51 @@ def test_an_npm_tarball_is_kept_only_when_it_matches_the_registrys_sha512(tmp_pa
         with pytest.raises(OSError, match="does not match the registry's sha512"):
             corpus_sources.fetch(Package("npm", "@scope/adder", "bad"), tmp_path)
         assert not (tmp_path / archive_name(Package("npm", "@scope/adder", "bad"))).exists()
+    finally:
+        server.shutdown()
+
+
+def test_a_source_distribution_is_kept_only_when_it_matches_pypis_sha256(tmp_path, monkeypatch):
+    """A real HTTP server on loopback answering as pypi.org's JSON API does (a relative file address
+    as its mirrors give); the archive is only downloaded and read as data, nothing in it runs."""
+    import http.server
+    import json
+    import threading
+
+    from textgen_core.train import corpus_sources
+
+    sdist = _tar({"zlibby-1.0/src/inflate.c": b"int inflate(void) { return 0; }\n"})
+    digests = {"1.0": hashlib.sha256(sdist).hexdigest(), "2.0": hashlib.sha256(b"other").hexdigest()}
+
+    class PyPI(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.endswith(".tar.gz"):
+                body = sdist
+            else:                                  # /pypi/<name>/json: every release's files
+                body = json.dumps({"releases": {
+                    version: [{"packagetype": "bdist_wheel", "filename": f"zlibby-{version}-py3-none-any.whl",
+                               "url": "../../files/x.whl", "digests": {"sha256": "0"}},
+                              {"packagetype": "sdist", "filename": f"zlibby-{version}.tar.gz",
+                               "url": f"../../files/zlibby-{version}.tar.gz", "digests": {"sha256": digest}}]
+                    for version, digest in digests.items()}}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), PyPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(corpus_sources, "PYPI", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        kept = corpus_sources.fetch(Package("sdist", "zlibby", "1.0"), tmp_path)
+        assert kept.name == "zlibby-1.0.tar.gz" and kept.read_bytes() == sdist
+        assert list(members(kept)) == [("zlibby-1.0/src/inflate.c", b"int inflate(void) { return 0; }\n")]
+        with pytest.raises(OSError, match="does not match PyPI's sha256"):
+            corpus_sources.fetch(Package("sdist", "zlibby", "2.0"), tmp_path)
+        assert not (tmp_path / archive_name(Package("sdist", "zlibby", "2.0"))).exists()
+        with pytest.raises(OSError, match="sdist:zlibby@3.0"):
+            corpus_sources.fetch(Package("sdist", "zlibby", "3.0"), tmp_path)
     finally:
         server.shutdown()

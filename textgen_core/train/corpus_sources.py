@@ -2,10 +2,11 @@
 reading the files of their archives.
 
 Each package comes from a registry this project's machines reach, by its exact name and version:
-PyPI (the wheel, `pip download`), npm (the tarball, from the registry's JSON, its sha512 checked: no
-npm needed) or Debian (`apt-get download`).
+PyPI (the wheel, `pip download`; or the source distribution, `sdist`, from PyPI's JSON, its sha256
+checked: sources such as C that no wheel carries, fetched without running their build), npm (the
+tarball, from the registry's JSON, its sha512 checked: no npm needed) or Debian (`apt-get download`).
 A fetched archive is kept in the download folder and reused; nothing is installed or run from it.
-Archives are read as data: zip (wheels), tar (npm; gzip, xz, bzip2) and Debian's ar with its
+Archives are read as data: zip (wheels), tar (npm and sdists; gzip, xz, bzip2) and Debian's ar with its
 `data.tar.*`; only regular files, and none larger than `MAX_MEMBER_BYTES`.
 """
 from __future__ import annotations
@@ -27,12 +28,13 @@ from pathlib import Path
 from typing import Iterator
 
 RECIPE = Path(__file__).resolve().parent / "corpus_recipe.tsv"
-SOURCES = ("pypi", "npm", "deb")
+SOURCES = ("pypi", "sdist", "npm", "deb")
 SPLITS = ("train", "heldout")
 KINDS = ("python", "javascript", "c", "rust", "go", "shell", "lua", "vimscript", "docs", "prose")
 MAX_MEMBER_BYTES = 4 << 20          # a text file larger than this is a data table or generated
 FETCH_TIMEOUT_S = 600
 NPM_REGISTRY = "https://registry.npmjs.org"
+PYPI = "https://pypi.org"
 PARTIAL_MARKER = ".textgen-fetch"
 PARTIAL_TEXT = "a package being fetched by `textgen corpus-build`; removed if the fetch did not end\n"
 
@@ -69,7 +71,7 @@ def read_recipe(path: Path = RECIPE) -> list[RecipeRow]:
     """The recipe's rows, checked: known kinds, sources and splits, one split per package; a
     seventh field, where there is one, caps the row's text in MB."""
     rows: list[RecipeRow] = []
-    splits: dict[Package, str] = {}
+    splits: dict[str, str] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
@@ -89,9 +91,9 @@ def read_recipe(path: Path = RECIPE) -> list[RecipeRow]:
         if split not in SPLITS:
             raise RecipeError(f"{path}:{number}: split must be train or heldout, not {split!r}")
         package = Package(source, name, version)
-        if splits.setdefault(package, split) != split:
-            raise RecipeError(f"{path}:{number}: {package.label} is both train and heldout; "
-                              "a package is held out whole")
+        if splits.setdefault(name.lower(), split) != split:        # a wheel and its sdist are one package
+            raise RecipeError(f"{path}:{number}: {name} is both train and heldout; "
+                              "a package is held out whole, from every source")
         rows.append(RecipeRow(kind, package, split, tuple(g.strip() for g in files.split(",") if g.strip()),
                               max_bytes))
     return rows
@@ -118,6 +120,8 @@ def fetch(package: Package, downloads: Path) -> Path:
     (partial / PARTIAL_MARKER).write_text(PARTIAL_TEXT)
     if package.source == "npm":
         _fetch_npm(package, partial)
+    elif package.source == "sdist":
+        _fetch_sdist(package, partial)
     else:
         command = {
             "pypi": ["pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
@@ -171,22 +175,46 @@ def _fetch_npm(package: Package, folder: Path) -> None:
     (folder / f"{package.name.split('/')[-1]}-{package.version}.tgz").write_bytes(data)
 
 
+def _fetch_sdist(package: Package, folder: Path) -> None:
+    """The source distribution (`.tar.gz`) of `package` from PyPI into `folder`, checked against the
+    sha256 PyPI gives. Only downloaded: `pip download` of an sdist would run its build to learn its
+    metadata."""
+    try:
+        document = f"{PYPI}/pypi/{urllib.parse.quote(package.name)}/json"
+        with urllib.request.urlopen(document, timeout=FETCH_TIMEOUT_S) as answer:
+            files = json.load(answer)["releases"][package.version]
+        sdist = next(f for f in files if f.get("packagetype") == "sdist" and f["filename"].endswith(".tar.gz"))
+        with urllib.request.urlopen(urllib.parse.urljoin(document, sdist["url"]), timeout=FETCH_TIMEOUT_S) as answer:
+            data = answer.read()
+    except StopIteration:
+        raise OSError(f"could not fetch {package.label}: PyPI has no .tar.gz source distribution of it") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OSError(f"could not fetch {package.label} from {PYPI} ({exc!r}); is the registry reachable?") \
+            from None
+    if hashlib.sha256(data).hexdigest() != str(sdist.get("digests", {}).get("sha256", "")):
+        raise OSError(f"{package.label}: the source distribution does not match PyPI's sha256; not kept")
+    (folder / f"{package.name}-{package.version}.tar.gz").write_bytes(data)
+
+
+ARCHIVE_SUFFIXES = (".whl", ".tgz", ".tar.gz", ".deb")
+
+
 def _archives(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".whl", ".tgz", ".deb") and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.name.endswith(ARCHIVE_SUFFIXES) and p.is_file())
 
 
 def members(archive: Path) -> Iterator[tuple[str, bytes]]:
     """(path inside the package, bytes) of every regular file of at most `MAX_MEMBER_BYTES`, in the
-    archive's order: a wheel, an npm tarball or a Debian package."""
+    archive's order: a wheel, an npm tarball or source distribution, or a Debian package."""
     archive = Path(archive)
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as zipped:
             for info in zipped.infolist():
                 if not info.is_dir() and info.file_size <= MAX_MEMBER_BYTES:
                     yield info.filename, zipped.read(info)
-    elif archive.suffix == ".tgz":
+    elif archive.name.endswith((".tgz", ".tar.gz")):
         with tarfile.open(archive, "r:*") as tar:
             yield from _tar_members(tar)
     elif archive.suffix == ".deb":
@@ -194,7 +222,7 @@ def members(archive: Path) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             yield from _tar_members(tar)
     else:
-        raise ValueError(f"{archive}: not a wheel, an npm tarball or a Debian package")
+        raise ValueError(f"{archive}: not a wheel, a tarball or a Debian package")
 
 
 def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
