@@ -66,7 +66,7 @@ BENCHES = [
      ["bench/quality.py"]),
     ("Quality of the default model on the broad corpus's held-out packages, per kind (issue 28: today's default, "
      "the figures a broad model must beat)",
-     ["bench/quality.py", "--corpus", "build/corpus", "--bytes", "20000", "--typing-bytes", "4000"]),
+     ["bench/quality.py", "--corpus", "build/corpus", "--bytes", "30000", "--typing-bytes", "6000"]),
     ("What the corpus n-gram costs a suggestion: the default with and without its table, side by side",
      ["bench/ngram_cost.py", "--chars", "800"]),
     ("Project memory: keystrokes saved and bits per character without and with the project's n-gram (issue 24)",
