@@ -56,6 +56,8 @@ found["venv"] = sys.prefix != sys.base_prefix
 try:
     import textgen_core
     found["textgen_core"] = textgen_core.__file__
+    from textgen_core.memory import table_blocks
+    found["compiled_lookup"] = table_blocks.compiled is not None
 except Exception as exc:
     found["textgen_core_error"] = f"{exc.__class__.__name__}: {exc}"
 print(json.dumps(found))
@@ -160,6 +162,13 @@ local function check_packages(python)
   end
   if found.textgen_core then
     health.ok("textgen_core: " .. found.textgen_core)
+    if found.compiled_lookup then
+      health.ok("n-gram lookups: the compiled helper (textgen_core/memory/_table_lookup)")
+    else
+      health.info("n-gram lookups in Python: the compiled helper is not built (it needs gcc and the Python "
+        .. "headers; `make install` builds it) or TEXTGEN_PURE_PYTHON is set; suggestions work either way, "
+        .. "a little slower")
+    end
   else
     usable = false
     health.error("textgen_core does not import: " .. tostring(found.textgen_core_error), {

@@ -3,14 +3,17 @@ with, a table file that is data only, and a model that completes what its corpus
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_TEXT
+from tests.conftest import REPO, TINY_TEXT
 from tests.core.test_cli import textgen
 from textgen_core import load_model
 from textgen_core.memory import table_blocks
@@ -136,14 +139,29 @@ def resident_kb(folder: Path) -> int:
     return total
 
 
-def test_a_loaded_table_predicts_as_counted_reading_blocks_into_a_bounded_cache(tmp_path, monkeypatch):
-    """A table loaded from its files is looked up a 1 KB block at a time (`table_blocks`), not
-    through its mapped pages: the same predictions as the table counted in memory, contexts in
-    every block and across their ends, with none of its files resident in this process and the
-    shared cache of blocks within its bound (made small here so that it fills and drops blocks)."""
-    rng = np.random.default_rng(0)
-    words = [bytes(rng.integers(97, 123, int(rng.integers(2, 9))).astype(np.uint8)) for _ in range(400)]
-    text = b" ".join(words[i] for i in rng.integers(0, 400, 20000))
+def _use_lookups(way: str, monkeypatch) -> None:
+    """Tables loaded from now on look up in C (the compiled helper, where it is built) or in Python."""
+    if way == "compiled" and table_blocks.compiled is None:
+        pytest.skip("the compiled helper is not built here (test_the_compiled_helper_is_built says why)")
+    if way == "python":
+        monkeypatch.setattr(table_blocks, "compiled", None)
+
+
+def _word_text(seed: int, words: int, length: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    vocabulary = [bytes(rng.integers(97, 123, int(rng.integers(2, 9))).astype(np.uint8)) for _ in range(words)]
+    return b" ".join(vocabulary[i] for i in rng.integers(0, words, length))
+
+
+@pytest.mark.parametrize("way", ["compiled", "python"])
+def test_a_loaded_table_predicts_as_counted_reading_blocks_into_a_bounded_cache(tmp_path, monkeypatch, way):
+    """A table loaded from its files is looked up a 1 KB block at a time (`table_blocks`, or its
+    compiled helper), not through its mapped pages: the same predictions as the table counted in
+    memory, contexts in every block and across their ends, with none of its files resident in this
+    process and the cache of blocks within its bound (the Python one made small here so that it
+    fills and drops blocks; the compiled one is direct-mapped, a block per slot)."""
+    _use_lookups(way, monkeypatch)
+    text = _word_text(0, 400, 20000)
     counted = build_ngram(text, min_count=2)
     save_ngram(counted, tmp_path / "ngram")
     monkeypatch.setattr(table_blocks.BLOCKS, "size", 64)
@@ -155,7 +173,55 @@ def test_a_loaded_table_predicts_as_counted_reading_blocks_into_a_bounded_cache(
         np.testing.assert_array_equal(mine, theirs)
         assert my_bucket == their_bucket
     assert len(table_blocks.BLOCKS) <= 64
+    if way == "compiled":
+        assert all(type(t.blocks.lookup).__name__ == "builtin_function_or_method" for t in loaded.tables)
+        assert 0 < table_blocks.compiled.cached_blocks() <= table_blocks.compiled.CACHE_BYTES // 1024
     assert resident_kb(tmp_path / "ngram") == 0
+
+
+@pytest.mark.parametrize("way", ["compiled", "python"])
+def test_a_table_file_cut_short_after_loading_is_an_error_not_a_read_past_its_end(tmp_path, monkeypatch, way):
+    """The files are data: a table replaced or cut under a running editor makes its lookups fail
+    with OSError (which the engine reports), in C as in Python, and every lookup of a context whose
+    bytes are still there answers as before."""
+    _use_lookups(way, monkeypatch)
+    text = _word_text(3, 300, 12000)
+    counted = build_ngram(text, orders=(1, 2, 3, 4), min_count=1)
+    save_ngram(counted, tmp_path / "ngram")
+    loaded = load_ngram(tmp_path / "ngram")
+    reference = counted.tables[-1]
+    lookup = loaded.tables[-1].blocks.lookup       # (the loaded table's mapped arrays are cut too: not shown)
+    path = tmp_path / "ngram" / f"k{reference.order}.next_bytes.npy"
+    keep = path.stat().st_size - len(reference.next_bytes) // 2      # the header and half the bytes
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    cut, whole, block = 0, 0, table_blocks.BLOCK_BYTES                # next_bytes: one byte each
+    for i in range(0, len(reference.keys), 7):
+        lo, hi = int(reference.starts[i]), int(reference.starts[i + 1])
+        if ((hi - 1) // block + 1) * block <= len(reference.next_bytes) // 2:     # its blocks all there
+            whole += 1
+            key = int(reference.keys[i])
+            assert lookup(key) == reference.lookup(key)
+        elif lo >= len(reference.next_bytes) // 2 + block:
+            cut += 1
+            with pytest.raises(OSError, match="ended early|past its arrays"):
+                lookup(int(reference.keys[i]))
+    assert cut > 10 and whole > 10
+
+
+def test_the_compiled_helper_is_built_where_there_is_a_c_compiler():
+    """`pip install` (make install) builds the n-gram lookup helper where gcc and the Python headers
+    are there; without them it goes on, and the lookups run in Python (TEXTGEN_PURE_PYTHON=1 chooses
+    that too)."""
+    import sysconfig
+
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if shutil.which("gcc") and headers.is_file():
+        assert table_blocks.compiled is not None, "make install should have built textgen_core/memory/_table_lookup"
+    code = "from textgen_core.memory import table_blocks; print(table_blocks.compiled is None)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "TEXTGEN_PURE_PYTHON": "1"})
+    assert run.stdout.strip() == "True", run.stderr
 
 
 @pytest.mark.parametrize("index", ["as saved", "missing", "wrong keys", "too long", "pickled"])

@@ -363,7 +363,8 @@ def test_checkhealth_finds_everything_in_order(vim):
     report = buffer_text(vim)
     assert "textgen: Neovim and the Python host" in report
     for expected in ("Python of textgen's own host", "the host is running", "pynvim", "numpy", "textgen_core",
-                     "training is available: TensorFlow", "g:textgen is valid", "model '"):
+                     "n-gram lookups: the compiled helper", "training is available: TensorFlow", "g:textgen is valid",
+                     "model '"):
         assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
     assert "ERROR" not in report, report
     vim.command("tabclose")

@@ -12,6 +12,10 @@ The keys are found through the first key of every block, kept in memory (4 bytes
 for the default model's 6.8 million contexts), so a lookup reads one block of keys, not the dozen
 that a binary search over the file would. Blocks of keys and starts are kept as `array.array`s and
 searched with `bisect`: a lookup is a handful of C calls, as fast as numpy's on the mapped arrays.
+
+Where the optional compiled helper is built (`_table_lookup.c`, by `pip install`), a lookup is one
+call into it instead, doing the same with a cache of its own of the same size: the n-gram's share of
+a keystroke is mostly these lookups. `TEXTGEN_PURE_PYTHON=1` in the environment turns it off.
 """
 from __future__ import annotations
 
@@ -23,6 +27,13 @@ import threading
 from typing import BinaryIO, Callable
 
 import numpy as np
+
+try:
+    from textgen_core.memory import _table_lookup as compiled
+except ImportError:                        # not built (no C compiler): the same lookups in Python
+    compiled = None
+if os.environ.get("TEXTGEN_PURE_PYTHON"):
+    compiled = None
 
 BLOCK_BYTES = 1024
 # The cache is a small share of the table: contexts are hashed, so a lookup lands anywhere in it,
@@ -142,6 +153,11 @@ class TableBlocks:
             raise ValueError("keys and starts must be read in blocks of as many numbers")
         self.keys, self.starts, self.next_bytes, self.counts = keys, starts, next_bytes, counts
         self.first_keys = first_keys
+        readers = (keys, starts, next_bytes, counts)
+        if compiled is not None and isinstance(first_keys, array.array) \
+                and [r.dtype for r in readers] == [np.dtype(t) for t in (np.uint32, np.uint32, np.uint8, np.uint16)]:
+            specs = [(r._fd, r._offset, r.count) for r in readers]
+            self.lookup = compiled.Table(*specs, first_keys, readers).lookup       # the same, in one call
 
     def lookup(self, key: int) -> tuple[int, int, bytes, bytes] | None:
         """One key's context: where its bytes are ([lo, hi)), the bytes that followed it and their

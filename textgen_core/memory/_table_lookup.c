@@ -1,0 +1,299 @@
+/* An n-gram table's lookup in C: what `table_blocks.TableBlocks.lookup` does, as one call.
+
+A suggestion looks up a few hundred contexts; in Python each costs four block reads (keys, starts,
+bytes, counts: a dozen calls and a `pread` each) and most of the n-gram's share of a keystroke.
+Here one call finds the key's block through the first keys, reads the blocks it needs with `pread`
+into one direct-mapped cache of `CACHE_BYTES` shared by every table of the process (a block goes
+where its number hashes; a lookup lands anywhere in a table, so keeping the most recent block per
+slot keeps as much of what is read again as any other rule), and returns what the Python method
+returns. The files are data: every position is checked against its array's length, and a short read
+raises OSError, as in Python.
+
+The GIL is held throughout, `pread` included: a read from the page cache takes a microsecond or
+two, and a thread that lets the GIL go for it (as Python's os.pread does) may wait for another
+thread that computes meanwhile, such as the host's counting of the open buffers, to give it back
+(two engines in one process taking turns, a busy Python thread beside them: first callback −0.18 ms
+median, 95 % −0.58 … −0.02, against this helper letting the GIL go around its reads; without the
+busy thread the same, −0.02 ms, −0.13 … +0.04). Only a read from a cold disk holds it longer, in
+the first keystrokes after a boot. Holding it also keeps the cache to one thread at a time.
+
+Optional: where it is not built (no C compiler), `table_blocks` does the same in Python.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BLOCK_BYTES 1024
+#define CACHE_BYTES (8 << 20)
+#define SLOTS (CACHE_BYTES / BLOCK_BYTES)
+#define SLOT_BITS 13 /* 2^13 = SLOTS */
+
+static unsigned char *cache_data;   /* SLOTS blocks of BLOCK_BYTES */
+static uint64_t *cache_tags;        /* per slot: 1 + (reader << 40 | block), 0 where empty */
+static uint64_t next_reader = 1;
+
+typedef struct {
+    int fd;
+    int64_t offset;                 /* of the array's first element in the file */
+    int64_t count;                  /* elements */
+    int itemsize;
+    uint64_t id;
+} Reader;
+
+typedef struct {
+    PyObject_HEAD
+    Reader keys, starts, next_bytes, counts;
+    PyObject *owners;               /* what keeps the files open */
+    Py_buffer first_keys;           /* uint32: the first key of every block of keys */
+    int has_first_keys;
+} Table;
+
+/* Block `b` of `r` copied into `out` (at most BLOCK_BYTES); its length in bytes, or -1 with an
+   exception set. Read from the file where the cache does not hold it. */
+static Py_ssize_t read_block(Reader *r, int64_t b, unsigned char *out)
+{
+    int64_t per = BLOCK_BYTES / r->itemsize;
+    int64_t first = b * per;
+    if (b < 0 || first >= r->count) {
+        PyErr_Format(PyExc_OSError, "an n-gram table points past its arrays (block %lld); build it again",
+                     (long long)b);
+        return -1;
+    }
+    int64_t n = r->count - first < per ? r->count - first : per;
+    Py_ssize_t wanted = (Py_ssize_t)(n * r->itemsize);
+    uint64_t tag = 1 + ((r->id << 40) | (uint64_t)b);
+    size_t slot = (size_t)((tag * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS));
+    if (cache_tags[slot] == tag) {
+        memcpy(out, cache_data + slot * BLOCK_BYTES, (size_t)wanted);
+        return wanted;
+    }
+    unsigned char *to = cache_data + slot * BLOCK_BYTES;
+    ssize_t got;
+    cache_tags[slot] = 0;                                 /* empty until the read is whole */
+    do {
+        got = pread(r->fd, to, (size_t)wanted, (off_t)(r->offset + first * r->itemsize));
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (got != wanted) {
+        PyErr_Format(PyExc_OSError, "an n-gram table file ended early (%zd of %zd bytes at block %lld)",
+                     (Py_ssize_t)got, wanted, (long long)b);
+        return -1;
+    }
+    cache_tags[slot] = tag;
+    memcpy(out, to, (size_t)wanted);
+    return wanted;
+}
+
+/* Element `i` of a uint32 array. */
+static int item32(Reader *r, int64_t i, uint32_t *value)
+{
+    unsigned char block[BLOCK_BYTES];
+    int64_t per = BLOCK_BYTES / 4;
+    if (read_block(r, i / per, block) < 0)
+        return -1;
+    memcpy(value, block + (i % per) * 4, 4);
+    return 0;
+}
+
+/* Elements [lo, hi) of `r` as bytes. */
+static PyObject *raw(Reader *r, int64_t lo, int64_t hi)
+{
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((hi - lo) * r->itemsize));
+    if (result == NULL)
+        return NULL;
+    unsigned char *to = (unsigned char *)PyBytes_AS_STRING(result);
+    int64_t per = BLOCK_BYTES / r->itemsize;
+    unsigned char block[BLOCK_BYTES];
+    for (int64_t i = lo; i < hi;) {
+        int64_t b = i / per, end = (b + 1) * per < hi ? (b + 1) * per : hi;
+        if (read_block(r, b, block) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        memcpy(to, block + (i - b * per) * r->itemsize, (size_t)((end - i) * r->itemsize));
+        to += (end - i) * r->itemsize;
+        i = end;
+    }
+    return result;
+}
+
+static PyObject *Table_lookup(Table *self, PyObject *arg)
+{
+    unsigned long long wide = PyLong_AsUnsignedLongLong(arg);
+    if (wide == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (wide > UINT32_MAX)
+        Py_RETURN_NONE;                                   /* keys are 32 bits: not in the table */
+    uint32_t key = (uint32_t)wide;
+    const uint32_t *firsts = (const uint32_t *)self->first_keys.buf;
+    Py_ssize_t blocks = self->first_keys.len / 4;
+    Py_ssize_t lo_b = 0, hi_b = blocks;                   /* bisect_right(firsts, key) - 1 */
+    while (lo_b < hi_b) {
+        Py_ssize_t mid = (lo_b + hi_b) / 2;
+        if (key < firsts[mid])
+            hi_b = mid;
+        else
+            lo_b = mid + 1;
+    }
+    int64_t b = (int64_t)lo_b - 1;
+    if (b < 0)
+        Py_RETURN_NONE;
+    uint32_t block[BLOCK_BYTES / 4];
+    Py_ssize_t got = read_block(&self->keys, b, (unsigned char *)block);
+    if (got < 0)
+        return NULL;
+    Py_ssize_t n = got / 4, lo = 0, hi = n;               /* bisect_left(block, key) */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (block[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo >= n || block[lo] != key)
+        Py_RETURN_NONE;
+    int64_t at = b * (BLOCK_BYTES / 4) + lo;              /* keys and starts share their block numbers */
+    uint32_t start, end;
+    if (item32(&self->starts, at, &start) < 0 || item32(&self->starts, at + 1, &end) < 0)
+        return NULL;
+    if (end > start && (end > self->next_bytes.count || end > self->counts.count)) {
+        PyErr_Format(PyExc_OSError, "an n-gram table file ended early (a context's bytes end at %u of %lld)",
+                     end, (long long)self->next_bytes.count);
+        return NULL;
+    }
+    PyObject *following = NULL, *counts = NULL;
+    if (end > start) {
+        following = raw(&self->next_bytes, start, end);
+        counts = following ? raw(&self->counts, start, end) : NULL;
+    } else {                                              /* a damaged table: the caller stops there */
+        following = PyBytes_FromStringAndSize(NULL, 0);
+        counts = following ? PyBytes_FromStringAndSize(NULL, 0) : NULL;
+    }
+    if (counts == NULL) {
+        Py_XDECREF(following);
+        return NULL;
+    }
+    PyObject *found = Py_BuildValue("(kkNN)", (unsigned long)start, (unsigned long)end, following, counts);
+    return found;
+}
+
+static int parse_reader(PyObject *spec, Reader *r, int itemsize)
+{
+    int fd;
+    long long offset, count;
+    if (!PyArg_ParseTuple(spec, "iLL", &fd, &offset, &count))
+        return -1;
+    if (fd < 0 || offset < 0 || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "a reader is (file descriptor, offset, count), none negative");
+        return -1;
+    }
+    r->fd = fd;
+    r->offset = offset;
+    r->count = count;
+    r->itemsize = itemsize;
+    r->id = next_reader++ & ((1ULL << 23) - 1);
+    return 0;
+}
+
+static int Table_init(Table *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"keys", "starts", "next_bytes", "counts", "first_keys", "owners", NULL};
+    PyObject *keys, *starts, *next_bytes, *counts, *first, *owners;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!OO", names, &PyTuple_Type, &keys, &PyTuple_Type,
+                                     &starts, &PyTuple_Type, &next_bytes, &PyTuple_Type, &counts, &first, &owners))
+        return -1;
+    if (parse_reader(keys, &self->keys, 4) < 0 || parse_reader(starts, &self->starts, 4) < 0
+        || parse_reader(next_bytes, &self->next_bytes, 1) < 0 || parse_reader(counts, &self->counts, 2) < 0)
+        return -1;
+    if (self->has_first_keys) {
+        PyBuffer_Release(&self->first_keys);
+        self->has_first_keys = 0;
+    }
+    if (PyObject_GetBuffer(first, &self->first_keys, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    self->has_first_keys = 1;
+    if (self->first_keys.itemsize != 4 || self->first_keys.len % 4 != 0) {
+        PyErr_SetString(PyExc_ValueError, "first_keys must hold 4-byte unsigned numbers");
+        return -1;
+    }
+    Py_INCREF(owners);
+    Py_XSETREF(self->owners, owners);
+    return 0;
+}
+
+static void Table_dealloc(Table *self)
+{
+    if (self->has_first_keys)
+        PyBuffer_Release(&self->first_keys);
+    Py_XDECREF(self->owners);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Table_methods[] = {
+    {"lookup", (PyCFunction)Table_lookup, METH_O,
+     "One key's context: (lo, hi, its bytes, their uint16 counts as bytes), or None where the table "
+     "does not hold it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "textgen_core.memory._table_lookup.Table",
+    .tp_basicsize = sizeof(Table),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One order's arrays, read a block at a time: Table(keys, starts, next_bytes, counts, "
+              "first_keys, owners), each array (file descriptor, offset of its data, elements).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Table_init,
+    .tp_dealloc = (destructor)Table_dealloc,
+    .tp_methods = Table_methods,
+};
+
+static PyObject *cached_blocks(PyObject *module, PyObject *unused)
+{
+    Py_ssize_t used = 0;
+    for (Py_ssize_t i = 0; i < SLOTS; i++)
+        used += cache_tags[i] != 0;
+    return PyLong_FromSsize_t(used);
+}
+
+static PyMethodDef module_methods[] = {
+    {"cached_blocks", cached_blocks, METH_NOARGS, "How many blocks the cache holds now."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_table_lookup",
+    "An n-gram table's lookup in C (see table_blocks.py); optional.", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__table_lookup(void)
+{
+    /* calloc: the cache's pages are touched only as blocks fill them (resident memory grows to
+       CACHE_BYTES with use, never past it) */
+    cache_data = calloc(SLOTS, BLOCK_BYTES);
+    cache_tags = calloc(SLOTS, sizeof(uint64_t));
+    if (cache_data == NULL || cache_tags == NULL)
+        return PyErr_NoMemory();
+    if (PyType_Ready(&TableType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&TableType);
+    if (PyModule_AddObject(m, "Table", (PyObject *)&TableType) < 0) {
+        Py_DECREF(&TableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "CACHE_BYTES", CACHE_BYTES);
+    PyModule_AddIntConstant(m, "BLOCK_BYTES", BLOCK_BYTES);
+    return m;
+}
