@@ -143,6 +143,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="keep the contexts seen at least this often (1: every one, a larger table)")
     ngram.add_argument("--val-fraction", type=float, default=0.1,
                        help="the tail of every file that is not counted but fits the mixing weights")
+    ngram.add_argument("--fit-on", nargs="+", metavar="FILE", default=None,
+                       help="fit the mixing weights on the tails of these files instead (none of them counted; "
+                            "the tails of files spread over the list, 64 KB): text of the kinds the model is to "
+                            "serve where the table counts only some of them")
     index = sub.add_parser("index", help="index a project's text files into the cache the editor maps (only the "
                            "files changed since the last index are counted again)")
     index.add_argument("project", nargs="?", help="the project folder (not needed with --clear)")
@@ -524,7 +528,13 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
     from textgen_core.memory.ngram import build_ngram
     from textgen_core.model.files import load_model_folder, save_model_folder
     from textgen_core.model.registry import resolve_model_path
-    from textgen_core.train.held_out import TrainingText, corpus_summary, fit_match_weights, split_texts
+    from textgen_core.train.held_out import (
+        TrainingText,
+        corpus_summary,
+        fit_match_weights,
+        split_texts,
+        spread_sample,
+    )
     from textgen_core.train.machine import machine_summary
 
     check_save_target(args.out)
@@ -535,6 +545,10 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
     texts = [TrainingText(name, data) for name, data in _read_inputs(args.files, "ngram", INPUT_BYTES, INPUT_BYTES)]
     info, weights = load_model_folder(resolve_model_path(args.model))
     counted, held_out = split_texts(texts, args.val_fraction)
+    if args.fit_on:
+        fitting = [TrainingText(name, data)
+                   for name, data in _read_inputs(args.fit_on, "ngram --fit-on", INPUT_BYTES, INPUT_BYTES)]
+        held_out = spread_sample(fitting, args.val_fraction)
     started = time.monotonic()
     table = build_ngram(counted, min_count=args.min_count)
     match = fit_match_weights(info, weights, held_out, ngram=table)

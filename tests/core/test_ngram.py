@@ -317,6 +317,40 @@ def test_greedy_decoding_picks_the_argmax_of_the_whole_mixture(tiny_model_dir, t
         assert _greedy(logits, model.mixer, memory) == int(mixed_log_probs(logits, model.mixer, memory).argmax())
 
 
+def test_ngram_fit_on_fits_the_weights_on_other_files_and_counts_only_its_own(tiny_model_dir, tmp_path):
+    """`textgen ngram MODEL FILES --fit-on OTHERS` (make default-model: a table of the text the editor
+    can count, weights for every kind the model serves): the table holds FILES alone, and the weights
+    are fitted on the tails of OTHERS, taken from files spread over the list."""
+    from textgen_core.train.held_out import TrainingText, spread_sample
+
+    corpus = tmp_path / "plugin.lua"
+    corpus.write_text(CORPUS_TEXT)
+    rng = np.random.default_rng(5)
+    others = []
+    for i in range(12):
+        path = tmp_path / f"other{i:02d}.txt"
+        path.write_bytes(b" ".join(bytes(rng.integers(97, 123, 5).astype(np.uint8)) for _ in range(400)))
+        others.append(path)
+    assert textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "own").returncode == 0
+    run = textgen("ngram", tiny_model_dir, corpus, "--out", tmp_path / "fit", "--fit-on", *others)
+    assert run.returncode == 0, run.stderr
+    own, fit = load_model(tmp_path / "own"), load_model(tmp_path / "fit")
+    assert fit.ngram.contexts == own.ngram.contexts
+    sample = spread_sample([TrainingText(str(p), p.read_bytes()) for p in others], 0.1)
+    assert fit.info.match["fitted_on_bytes"] == len(sample) != own.info.match["fitted_on_bytes"]
+    assert fit.info.match["with_ngram"]["ngram_weights"] != own.info.match["with_ngram"]["ngram_weights"]
+
+
+def test_a_spread_sample_takes_tails_from_across_the_list():
+    from textgen_core.train.held_out import TrainingText, spread_sample
+
+    texts = [TrainingText(f"t{i}", bytes([65 + i]) * 9000 + bytes([97 + i]) * 1000) for i in range(20)]
+    sample = spread_sample(texts, 0.1, max_bytes=4000, per_text=1000)
+    assert sample == b"\n".join(bytes([97 + i]) * 1000 for i in (0, 5, 10, 15))[:4000]   # tails only, spread
+    assert spread_sample(texts[:2], 0.1, max_bytes=65536, per_text=600) == b"a" * 600 + b"\n" + b"b" * 600
+    assert spread_sample([], 0.1) == b""
+
+
 def test_fine_tuning_a_model_keeps_its_ngram_and_fits_its_weight_again(tiny_model_dir, tmp_path):
     corpus = tmp_path / "plugin.lua"
     corpus.write_text(CORPUS_TEXT)

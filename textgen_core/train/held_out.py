@@ -52,6 +52,22 @@ def split_texts(texts: list[TrainingText], val_fraction: float,
     return b"\n".join(train_parts), b"\n".join(val_parts)
 
 
+def spread_sample(texts: list[TrainingText], val_fraction: float, max_bytes: int = 65536,
+                  per_text: int = 4096) -> bytes:
+    """Held-out tails to fit mixing weights on, from texts spread over the whole list rather than the
+    first ones (`split_texts`' tails begin with the first texts': with the default model's corpus
+    first, its first 64 KB are Python alone): the tails of texts taken at even steps through the list,
+    at most `per_text` bytes of each (long enough for the match model's repeats), `max_bytes` in all."""
+    tails = [text.data[training_length(len(text.data), val_fraction):][:per_text] for text in texts]
+    tails = [tail for tail in tails if tail]
+    if not tails:
+        return b""
+    average = sum(len(t) for t in tails) / len(tails)
+    wanted = min(len(tails), max(1, math.ceil(max_bytes / average)))
+    chosen = [tails[i * len(tails) // wanted] for i in range(wanted)]
+    return b"\n".join(chosen)[:max_bytes]
+
+
 def training_length(size: int, val_fraction: float) -> int:
     """How many bytes at the start of a text of `size` bytes are trained on (or counted): all but its
     tail `val_fraction`, at least one byte held out."""
