@@ -242,6 +242,15 @@ def buffer_text(nvim: pynvim.Nvim) -> str:
     return "\n".join(nvim.current.buffer[:])
 
 
+def health_report(nvim: pynvim.Nvim) -> str:
+    """The text of `:checkhealth textgen`, its report closed again: the tab page it opens, or the
+    window it reused (it takes the current one when that shows an empty first buffer, the only tab)."""
+    nvim.command("checkhealth textgen")
+    report = buffer_text(nvim)
+    nvim.command("tabclose" if nvim.eval("tabpagenr('$')") > 1 else "bwipeout")
+    return report
+
+
 def cursor(nvim: pynvim.Nvim) -> tuple[int, int]:
     row, col = nvim.current.window.cursor
     return row, col

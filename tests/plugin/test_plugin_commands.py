@@ -20,6 +20,7 @@ from tests.nvim_harness import (
     REPO,
     buffer_text,
     ghost,
+    health_report,
     host_pid,
     idle,
     lua,
@@ -158,9 +159,7 @@ def test_status_shows_the_corpus_ngram_or_that_it_is_missing(vim, tiny_model_dir
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "counted")
     # Counted from other files than the default model's corpus: the host cannot count it again.
     assert "corpus n-gram: not in the model's folder; suggestions come without it" in output_of(vim, "TextGenStatus")
-    vim.command("checkhealth textgen")
-    assert "WARNING its corpus n-gram is not in the model's folder" in buffer_text(vim)
-    vim.command("tabclose")
+    assert "WARNING its corpus n-gram is not in the model's folder" in health_report(vim)
     vim.command(f"TextGenModel {tiny_model_dir}")
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
 
@@ -359,15 +358,13 @@ def test_vimscript_booleans_work(vim):
 
 
 def test_checkhealth_finds_everything_in_order(vim):
-    vim.command("checkhealth textgen")
-    report = buffer_text(vim)
+    report = health_report(vim)
     assert "textgen: Neovim and the Python host" in report
     for expected in ("Python of textgen's own host", "the host is running", "pynvim", "numpy", "textgen_core",
                      "n-gram lookups: the compiled helper", "training is available: TensorFlow", "g:textgen is valid",
                      "model '"):
         assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
     assert "ERROR" not in report, report
-    vim.command("tabclose")
 
 
 def test_help_has_a_tag_for_every_command_map_and_option(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nvim_harness import Screen, buffer_text, ghost, lua, mode, wait_for
+from tests.nvim_harness import Screen, ghost, health_report, lua, mode, wait_for
 from textgen_core.decode import DecodeOptions
 from textgen_core.serve.engine import fresh_completion
 
@@ -67,23 +67,16 @@ def test_the_users_link_wins_and_stays_through_colorscheme_events(vim):
     assert ghost_colour(vim, link=True) == {"link": "Visual"}
 
 
-def checkhealth(vim) -> str:
-    vim.command("checkhealth textgen")
-    report = buffer_text(vim)
-    vim.command("tabclose")
-    return report
-
-
 def test_checkhealth_says_the_ghost_text_is_drawn_unlike_typed_text(vim):
-    assert "OK the ghost text (TextGenSuggestion) is drawn unlike typed text" in checkhealth(vim)
+    assert "OK the ghost text (TextGenSuggestion) is drawn unlike typed text" in health_report(vim)
 
 
 def test_checkhealth_warns_when_the_ghost_text_would_look_like_typed_text(vim):
     vim.command("highlight link TextGenSuggestion Normal")
-    report = checkhealth(vim)
+    report = health_report(vim)
     assert ("WARNING the ghost text would look like typed text: TextGenSuggestion (linked to Normal) has the"
             " colours of Normal with 'termguicolors' off") in report, report
     assert ":highlight TextGenSuggestion ctermfg=244" in report, report
     lua(vim, "vim.o.termguicolors = true")
     vim.command("highlight link TextGenSuggestion Comment")
-    assert "OK the ghost text (TextGenSuggestion) is drawn unlike typed text" in checkhealth(vim)
+    assert "OK the ghost text (TextGenSuggestion) is drawn unlike typed text" in health_report(vim)

@@ -22,8 +22,8 @@ import pytest
 from tests.nvim_harness import (
     NVIM,
     REPO,
-    buffer_text,
     ghost,
+    health_report,
     is_running,
     lua,
     messages,
@@ -96,14 +96,6 @@ def host_command(nvim) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
 
 
-def checkhealth(nvim) -> str:
-    nvim.command("checkhealth textgen")
-    report = buffer_text(nvim)
-    if nvim.eval("tabpagenr('$')") > 1:     # a new tab page, except from an empty first buffer (reused)
-        nvim.command("tabclose")
-    return report
-
-
 def shows_the_default_models_ghost_text(nvim, expected: str) -> None:
     nvim.input("i" + CONTEXT)
     wait_for(lambda: (g := ghost(nvim)) and g.text == expected, timeout=60,
@@ -171,7 +163,7 @@ def test_the_users_python3_provider_stays_theirs_while_textgen_runs_its_own_host
         provider_pid = vim.eval("py3eval('__import__(\"os\").getpid()')")
         assert provider_pid != lua(vim, "return require('textgen.host').pid()")
 
-        report = checkhealth(vim)
+        report = health_report(vim)
         assert (f"OK Python of textgen's own host: {OUR_PYTHON} (the plugin's .venv; g:textgen.python is not set)"
                 in report), report
         assert (f"the plugin's .venv is {VENV}; to rebuild it: `make install` in {REPO}, or `:Lazy build textgen.nvim`"
@@ -196,7 +188,7 @@ def test_checkhealth_says_the_plugins_venv_is_missing_and_how_to_make_it(tmp_pat
         vim.input("ithe qu")
         wait_for(lambda: "no Python to run textgen with" in messages(vim), what="the message")
         assert messages(vim).count("textgen:") == 1
-        report = checkhealth(vim)
+        report = health_report(vim)
         venv = plugin / ".venv"
         assert f"ERROR the plugin's .venv does not exist: {venv}, so textgen's host has no Python" in report, report
         rebuild = f"Run `make install` in {plugin} (it makes {venv}), or with lazy.nvim `:Lazy build textgen.nvim`."
@@ -218,7 +210,7 @@ def test_checkhealth_says_how_the_last_host_ended_and_its_last_line(tmp_path):
         vim.input("ithe qu")
         wait_for(lambda: lua(vim, "local e = require('textgen.host').last_exit; return e ~= nil and e.at ~= nil"),
                  what="the host to end")
-        report = checkhealth(vim)
+        report = health_report(vim)
         assert f"OK Python of textgen's own host: {python} (g:textgen.python)" in report, report
         assert re.search(r"WARNING the last host stopped \d+ s ago: exit code 3; its last line: "
                          r"ImportError: no module named pynvim \(a test\)", report), report
@@ -234,7 +226,7 @@ def test_checkhealth_after_the_host_was_killed_names_the_signal(tmp_path, defaul
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not is_running(pid), timeout=10, what="the host to die")
         wait_for(lambda: lua(vim, "return require('textgen.host').running()") is False, what="the exit noticed")
-        report = checkhealth(vim)
+        report = health_report(vim)
         assert re.search(r"WARNING the last host stopped \d+ s ago: killed by SIGKILL, e\.g\. out of memory",
                          report), report
     finally:

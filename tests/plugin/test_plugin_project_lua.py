@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nvim_harness import lua, messages, mode, not_at_a_prompt, wait_for
+from tests.nvim_harness import health_report, lua, messages, mode, not_at_a_prompt, wait_for
 
 RECORD = """
 local host = require('textgen.host')
@@ -250,8 +250,7 @@ def test_checkhealth_has_a_project_memory_section(vim, tmp_path):
     cache = lua(vim, "return require('textgen.memory').cache_dir()") + "/projects/abc"
     vim.call("mkdir", cache, "p")
     vim.call("writefile", ["x" * 1023], cache + "/index.bin")
-    vim.command("checkhealth textgen")
-    text = "\n".join(vim.current.buffer[:])
+    text = health_report(vim)
     section = text.split("textgen: project memory", 1)[1].split("textgen: ghost text", 1)[0]
     assert "project memory is on" in section and "at most 32 MB" in section
     assert "1 files, 0.0 MB" in section and ":TextGenProject clear" in section
