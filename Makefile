@@ -141,8 +141,9 @@ build/default-average/weights.npz: $(DEFAULT_MEMBERS:%=%/weights.npz)
 
 # The broad stages (issue 28): the model above fine-tuned on its own corpus and the broad one together
 # (47.6 MB: 18.9 + 28.7 MB, the tail tenth of each file kept for validation; `textgen corpus --broad` lists
-# the manifest's files, each checked against it). Stage 1: 100 minutes on the AMD EPYC, 32,435 steps at 44 KB/s (the fused GRU, bfloat16
-# products); averaging it with the model it started from was tried and not kept (models/default/MODEL_CARD.md).
+# the manifest's files, each checked against it). Stage 1: 100 minutes on the AMD EPYC, 32,435 steps at
+# 44 KB/s (the fused GRU, bfloat16 products); averaging it with the model it started from was tried and
+# not kept (models/default/MODEL_CARD.md).
 BROAD_CORPUS = $$($(PY) -m textgen_core corpus --broad build/corpus)
 build/broad-stage1/weights.npz: build/default-average/weights.npz build/corpus/CORPUS.tsv
 	$(call TRAIN_ON,broad-stage1,$(CORPUS) $(BROAD_CORPUS)) --base build/default-average \
