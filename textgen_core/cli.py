@@ -26,6 +26,7 @@ from textgen_core.model.config import ModelConfig
 from textgen_core.model.files import ModelFileError, check_backup_target, check_save_target
 from textgen_core.model.registry import ModelNotFoundError
 from textgen_core.model.safe_read import MB, RefusedFile, open_regular, read_regular, regular_file_size, size_text
+from textgen_core.model.text_kinds import KINDS, kind_of
 from textgen_core.model.vocab import is_probably_binary
 
 EXIT_USAGE = 2
@@ -39,12 +40,16 @@ INPUT_BYTES = 64 * MB                  # eval, average --fit, ngram: all files (
 CONTEXT_BYTES = 16 * MB                # complete -: the context on stdin (only its last 64 KB are used)
 MAX_ALTERNATIVES = 100                 # complete -n: rows decoded together
 MAX_BEAM = 64                          # complete --beam
+FIT_BYTES = 65536                      # fit: bytes a kind's weights are fitted on (about 10 s, AMD EPYC)
+MAX_FIT_BYTES = 4 * MB
 
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+KIND_HELP = ("the kind of text (or a Neovim filetype of one), whose mixing weights to use where the model has "
+             "them (`textgen fit`), as the editor does by the buffer's filetype; default: those fitted on all text")
 PROJECT_HELP = ("a project folder whose text files the suggestions also draw on (git's files when it is a "
                 "work tree; binary, generated, large and secret files skipped; 32 MB at most)")
 
@@ -109,6 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--multiline", action="store_true", help="do not stop at the end of the line")
     complete.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
     complete.add_argument("--project", metavar="DIR", help=PROJECT_HELP)
+    complete.add_argument("--kind", metavar="KIND", help=KIND_HELP)
     complete.add_argument("--json", action="store_true")
 
     evaluate = sub.add_parser("eval", help="bits per character of a model on files",
@@ -121,6 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
     evaluate.add_argument("--project", metavar="DIR",
                           help=PROJECT_HELP + "; the files evaluated (and copies of them) are left out of it")
+    evaluate.add_argument("--kind", metavar="KIND", help=KIND_HELP)
     evaluate.add_argument("--json", action="store_true")
     average = sub.add_parser("average", help="average models of one architecture into one (a model soup)")
     average.add_argument("models", nargs="+", metavar="MODEL[:WEIGHT]",
@@ -147,6 +154,24 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="fit the mixing weights on the tails of these files instead (none of them counted; "
                             "the tails of files spread over the list, 64 KB): text of the kinds the model is to "
                             "serve where the table counts only some of them")
+    fit = sub.add_parser("fit", help="fit a model's mixing weights (its corpus n-gram, the buffer's repeats, word "
+                         "votes) on kinds of text, each served where the buffer's filetype is of that kind (no "
+                         "training)",
+                         description="Fit the weights that mix a model's predictions with its corpus n-gram and the "
+                                     "buffer's own text, on each kind of text given, and save the model with them: "
+                                     "the editor mixes a buffer by the weights of its filetype's kind "
+                                     f"({', '.join(KINDS)}); other text keeps the weights fitted on all of the "
+                                     "model's text.")
+    fit.add_argument("model", help="the model (name or folder); weights are fitted with its folder's n-gram, if any")
+    fit.add_argument("--kind", nargs="+", action="append", required=True, metavar=("KIND", "FILE"),
+                     help="a kind (or a Neovim filetype of one) and files of it (globs allowed); repeatable, one "
+                          "kind each time")
+    fit.add_argument("--out", required=True, help="model folder to write (atomically; it may be the model's own)")
+    fit.add_argument("--val-fraction", type=float, default=0.1,
+                     help="fit on the tail of every file, the part `train` held out of these files (0.1 as train's)")
+    fit.add_argument("--bytes", type=int, default=FIT_BYTES,
+                     help=f"fit each kind on at most this many bytes, tails spread over its files (default "
+                          f"{FIT_BYTES})")
     index = sub.add_parser("index", help="index a project's text files into the cache the editor maps (only the "
                            "files changed since the last index are counted again)")
     index.add_argument("project", nargs="?", help="the project folder (not needed with --clear)")
@@ -439,7 +464,8 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     if args.text == "-":
         why = "that `textgen complete` reads of a context; pipe its end (e.g. tail -c 64K FILE)"
         context = _read("-", CONTEXT_BYTES, why).decode("utf-8", errors="replace")
-    model = _with_project(load_model(args.model, backend=args.backend), args.project)
+    kind = _kind_named(args.kind) if args.kind is not None else None
+    model = _for_kind(_with_project(load_model(args.model, backend=args.backend), args.project), kind)
     result = model.complete(context, max_chars=args.max_chars, stop_at_newline=not args.multiline,
                             temperature=args.temperature, seed=args.seed, n=args.n, top_k=args.top_k,
                             top_p=args.top_p, beam_width=args.beam)
@@ -463,6 +489,17 @@ def _with_project(model, project: str | None, leave_out: list[bytes] = ()):
         raise UserError(f"--project {project}: {exc}") from None
 
 
+def _for_kind(model, kind: str | None):
+    """`model` mixed by the weights fitted on `kind` (said on stderr when it has none for it)."""
+    if kind is None:
+        return model
+    twin = model.for_kind(kind)
+    if twin.kind != kind:
+        print(f"textgen: {model.name} has no mixing weights fitted on {kind} text; using those fitted on all of "
+              "its text", file=sys.stderr)
+    return twin
+
+
 def _check_decoding(args: argparse.Namespace) -> None:
     """Refuse, before the model loads, the options no completion can be made with."""
     if args.max_chars < 0:
@@ -482,9 +519,10 @@ def _check_decoding(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from textgen_core.model.text_model import load_model
 
+    kind = _kind_named(args.kind) if args.kind is not None else None
     texts = _read_inputs(args.files, "eval", FILE_BYTES, INPUT_BYTES)
-    model = _with_project(load_model(args.model, backend=args.backend), args.project,
-                          leave_out=[data for _, data in texts])
+    model = _for_kind(_with_project(load_model(args.model, backend=args.backend), args.project,
+                                    leave_out=[data for _, data in texts]), kind)
     rows = []
     total_bits = 0.0
     total_bytes = 0
@@ -495,7 +533,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         total_bytes += len(data)
     overall = total_bits / total_bytes
     if args.json:
-        print(json.dumps({"model": model.name, "files": rows, "overall_bpc": overall}))
+        print(json.dumps({"model": model.name, "kind": model.kind, "files": rows, "overall_bpc": overall}))
     else:
         for row in rows:
             print(f"{row['bpc']:.4f} bpc  {row['bytes']:>10,} B  {row['file']}")
@@ -566,6 +604,59 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
     print(f"saved {args.out}: {table.contexts:,} contexts counted in {len(counted):,} bytes; bpc on the held-out "
           f"tails {before:.4f} without the n-gram, {after:.4f} with it")
     return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from textgen_core.model.files import load_model_folder, read_ngram, save_model_folder
+    from textgen_core.model.registry import resolve_model_path
+    from textgen_core.model.text_model import TextModel, fitted_kinds
+    from textgen_core.train.held_out import TrainingText, fit_match_weights, spread_sample
+
+    check_save_target(args.out)
+    if not 0 < args.val_fraction < 1:
+        raise UserError("--val-fraction must be between 0 and 1")
+    if not 4096 <= args.bytes <= MAX_FIT_BYTES:
+        raise UserError(f"--bytes must be from 4096 to {MAX_FIT_BYTES} (got {args.bytes})")
+    groups: dict[str, list[str]] = {}
+    for name, *patterns in args.kind:
+        kind = _kind_named(name)
+        if not patterns:
+            raise UserError(f"--kind {name}: give files of that kind after it (--kind {kind} FILE...)")
+        if kind in groups:
+            raise UserError(f"--kind {kind} is given twice; give all its files after one --kind")
+        groups[kind] = patterns
+    path = resolve_model_path(args.model)
+    info, weights = load_model_folder(path)
+    ngram = read_ngram(path)
+    model = TextModel(info, weights, ngram=ngram)
+    kinds = dict(fitted_kinds(info))
+    for kind, patterns in groups.items():
+        texts = [TrainingText(name, data)
+                 for name, data in _read_inputs(patterns, f"fit --kind {kind}", FILE_BYTES, INPUT_BYTES)]
+        sample = spread_sample(texts, args.val_fraction, args.bytes)
+        fitted = fit_match_weights(info, weights, sample, max_bytes=args.bytes, ngram=ngram)
+        before = model.bits_per_char(sample)
+        after = (fitted["with_ngram"] if ngram is not None else fitted)["val_bpc_with_match"]
+        kinds[kind] = {**fitted, "val_bpc_with_the_model_weights": round(before, 4), "files": len(texts)}
+        print(f"{kind}: fitted on {len(sample):,} bytes of {len(texts)} files' tails: bpc {before:.4f} with the "
+              f"weights fitted on all text, {after:.4f} with its own")
+    info = replace(info, match={**info.match, "kinds": kinds})
+    try:
+        save_model_folder(args.out, info, weights, ngram=ngram)
+    except OSError as exc:
+        raise _unwritable(exc, args.out) from None
+    print(f"saved {args.out}: mixing weights for {', '.join(sorted(kinds))}")
+    return 0
+
+
+def _kind_named(name: str) -> str:
+    """The kind of text `name` names (a kind or a Neovim filetype of one), or a UserError saying which are."""
+    kind = kind_of(name)
+    if kind is None:
+        raise UserError(f"unknown kind of text {name!r}: give one of {', '.join(KINDS)}, or a Neovim filetype of one")
+    return kind
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -715,8 +806,8 @@ def _cmd_corpus_ngram(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "average": _cmd_average,
-            "ngram": _cmd_ngram, "index": _cmd_index, "corpus": _cmd_corpus, "corpus-build": _cmd_corpus_build,
-            "corpus-ngram": _cmd_corpus_ngram}
+            "ngram": _cmd_ngram, "fit": _cmd_fit, "index": _cmd_index, "corpus": _cmd_corpus,
+            "corpus-build": _cmd_corpus_build, "corpus-ngram": _cmd_corpus_ngram}
 
 
 def main(argv: list[str] | None = None) -> int:

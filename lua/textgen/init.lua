@@ -214,6 +214,11 @@ local function ngram_lines(m)
   return { "  corpus n-gram: none (this model was built without one)" }
 end
 
+--- Whether the model summary `m` has mixing weights fitted per kind of text (`textgen fit`).
+local function has_kinds(m)
+  return type(m) == "table" and type(m.mixing_kinds) == "table" and #m.mixing_kinds > 0
+end
+
 local function describe_model(m)
   local lines = {}
   lines[#lines + 1] = ("model: %s (%s), %d×%d GRU, %s parameters, %s backend"):format(
@@ -241,6 +246,12 @@ local function describe_model(m)
   end
   lines[#lines + 1] = "  " .. quality .. ", " .. data
   vim.list_extend(lines, ngram_lines(m))
+  if has_kinds(m) then
+    local kinds = table.concat(m.mixing_kinds, ", ")
+    lines[#lines + 1] = "  mixing weights fitted per kind of text (by filetype): "
+      .. kinds
+      .. "; other text: those fitted on all of it"
+  end
   return lines
 end
 
@@ -290,6 +301,10 @@ function M.status_lines()
         e.errors,
         latency
       )
+      if e.served > 0 and has_kinds(h.model) then
+        local kind = null(e.last_kind) and "all of the model's text" or (e.last_kind .. " text")
+        lines[#lines + 1] = "  the last suggestion was mixed by the weights fitted on " .. kind
+      end
       if not cfg.learn then
         lines[#lines + 1] = "learning: off (g:textgen.learn), suggestions come from the model as loaded"
       elseif (e.learned_bytes or 0) > 0 then

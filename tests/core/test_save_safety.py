@@ -94,9 +94,11 @@ def test_an_empty_folder_and_a_model_folder_are_saved_into(tmp_path):
     save_model_folder(empty, ModelInfo(CONFIG), _weights(0.3))
     assert load_model_folder(empty)[1]["embedding"][0, 0] == pytest.approx(0.3)
     (empty / "MODEL_CARD.md").write_text("card")
+    (empty / "CORPUS.tsv").write_text("kind\tsplit\n")
     save_model_folder(empty, ModelInfo(CONFIG), _weights(0.4))          # over a model of ours: replaced
     assert load_model_folder(empty)[1]["embedding"][0, 0] == pytest.approx(0.4)
-    assert sorted(os.listdir(empty)) == ["MODEL_CARD.md", "config.json", "weights.npz"]
+    assert sorted(os.listdir(empty)) == ["CORPUS.tsv", "MODEL_CARD.md", "config.json", "weights.npz"]
+    assert (empty / "CORPUS.tsv").read_text() == "kind\tsplit\n"            # its documents kept
     assert sorted(os.listdir(tmp_path)) == ["empty"]
 
 

@@ -164,6 +164,35 @@ def test_status_shows_the_corpus_ngram_or_that_it_is_missing(vim, tiny_model_dir
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
 
 
+def test_a_buffer_is_mixed_by_the_weights_of_its_filetypes_kind(vim, tiny_model_dir, tmp_path):
+    """The filetype reaches the host with every request: a Rust buffer gets the weights fitted on Rust,
+    a TypeScript one (a kind the model has none for) and one of no filetype those fitted on all."""
+    from tests.core.test_text_kinds import fit_kinds_model
+    from textgen_core import load_model
+
+    folder = fit_kinds_model(tiny_model_dir, tmp_path)
+    model = load_model(folder)
+    vim.command(f"TextGenModel {folder}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "kinds",
+             what="the model with weights per kind to load")
+    for filetype, kind, said in (("rust", "rust", "rust text"), ("typescript", None, "all of the model's text"),
+                                 ("lua", "lua", "lua text"), ("", None, "all of the model's text")):
+        vim.command("enew!")
+        vim.command(f"setlocal filetype={filetype}")
+        expected = fresh_completion(model.for_kind(kind), "the qu", DecodeOptions())[0].rstrip()
+        vim.input("ithe qu")
+        wait_for(lambda expected=expected: (g := ghost(vim)) and g.text == expected and idle(vim),
+                 what=f"a suggestion in {filetype!r}")
+        vim.input("<Esc>")
+        wait_for(lambda: mode(vim) == "n", what="normal mode")
+        status = output_of(vim, "TextGenStatus")
+        assert "mixing weights fitted per kind of text (by filetype): lua, rust" in status
+        assert f"the last suggestion was mixed by the weights fitted on {said}" in status, status
+    vim.command(f"TextGenModel {tiny_model_dir}")
+    wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
+    assert "mixing weights fitted per kind" not in output_of(vim, "TextGenStatus")
+
+
 def test_model_command_with_an_unknown_name_says_why_and_keeps_the_model(vim, tiny_model):
     vim.command("TextGenModel no-such-model")
     wait_for(lambda: "no model named 'no-such-model'" in messages(vim), what="the error message")

@@ -38,7 +38,9 @@ class UnsafeSaveTargetError(ModelFileError):
 
 
 # What a model folder holds: saving replaces a folder only when it holds nothing else.
-MODEL_ENTRIES = frozenset({CONFIG_FILE, WEIGHTS_FILE, NGRAM_DIR, "MODEL_CARD.md"})
+# What a model folder holds besides: its card and its corpus manifest, kept across a save.
+DOCUMENTS = ("MODEL_CARD.md", "CORPUS.tsv")
+MODEL_ENTRIES = frozenset({CONFIG_FILE, WEIGHTS_FILE, NGRAM_DIR, *DOCUMENTS})
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -72,7 +74,7 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
             os.fsync(f.fileno())
         if ngram is not None:
             save_ngram(ngram, tmp / NGRAM_DIR)
-        for extra in ("MODEL_CARD.md",):
+        for extra in DOCUMENTS:
             if (folder / extra).exists():
                 shutil.copy2(folder / extra, tmp / extra)
         _replace_folder(tmp, folder)

@@ -18,6 +18,7 @@ from textgen_core.model.files import Weights, load_model_folder, read_ngram
 from textgen_core.model.numpy_gru import NumpyGRU
 from textgen_core.model.probabilities import log_softmax
 from textgen_core.model.registry import resolve_model_path
+from textgen_core.model.text_kinds import kind_of
 from textgen_core.model.vocab import encode, to_ids
 
 BACKENDS = ("numpy", "tensorflow")
@@ -68,6 +69,8 @@ class TextModel:
         self.project = project
         self.backend: Backend = make_backend(backend, info, weights)
         self.mixer: MatchMixer | None = _mixer(info, ngram, project) if use_match else None
+        self.kind: str | None = None                  # the kind of text its mixing weights were fitted on
+        self._kinds: dict[str | None, TextModel] = {None: self}     # `for_kind`'s twins, shared by them all
 
     def with_weights(self, weights: Weights) -> "TextModel":
         """The same model (info, backend, n-grams, match mixing) with other weights of the same shapes."""
@@ -78,9 +81,29 @@ class TextModel:
         """The same network, its backend shared (so that the engine keeps the states it cached and what
         it learned), mixed with the corpus n-gram `ngram` by the weights fitted with it: a table counted
         after the model was loaded (`memory.corpus_ngram`)."""
+        if self.kind is not None:
+            return self._kinds[None].with_corpus_ngram(ngram).for_kind(self.kind)
         twin = copy.copy(self)
         twin.ngram = ngram
         twin.mixer = _mixer(self.info, ngram, self.project) if self.mixer is not None else None
+        twin._kinds = {None: twin}
+        return twin
+
+    def for_kind(self, name: str | None) -> "TextModel":
+        """The same network mixed by the weights fitted on text of a kind (`name`: the kind or a Neovim
+        filetype of it, `text_kinds`), where the model has weights for that kind; else the model
+        fitted on all its text. Each twin is made once and kept; they share the backend, so the
+        engine's cached states and what it learned serve them all."""
+        kind = kind_of(name)
+        twin = self._kinds.get(kind)              # asked on every request: found here from the second on
+        if twin is None:
+            base = self._kinds[None]
+            twin = base
+            if base.mixer is not None and kind in fitted_kinds(base.info):
+                twin = copy.copy(base)
+                twin.kind = kind
+                twin.mixer = _mixer(base.info, base.ngram, base.project, kind)
+            self._kinds[kind] = twin
         return twin
 
     def with_project(self, root: str | os.PathLike | None, **options) -> "TextModel":
@@ -167,23 +190,37 @@ class TextModel:
         return np.concatenate(chunks)
 
 
-def _mixer(info: ModelInfo, ngram: NgramModel | None, project: ProjectMemory | None) -> MatchMixer:
+def _mixer(info: ModelInfo, ngram: NgramModel | None, project: ProjectMemory | None,
+           kind: str | None = None) -> MatchMixer:
     """The model's mixer, with the project's n-gram mixed in after its own where there is one."""
-    mixer = mixer_from_info(info, ngram)
+    mixer = mixer_from_info(info, ngram, kind)
     return mixer.with_memories([(project.ngram, project.weights)]) if project is not None else mixer
 
 
-def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None) -> MatchMixer:
-    """The model's learned mixing weights (those fitted with its n-gram where it has one), or the
-    defaults for those it has none of (or unusable ones)."""
-    fitted = info.match.get("with_ngram") if ngram is not None else info.match
+def fitted_kinds(info: ModelInfo) -> dict[str, dict]:
+    """The mixing weights fitted per kind of text (config.json's match.kinds, `textgen fit`): those
+    of known kinds that are tables; the file is data, so anything else is ignored."""
+    kinds = info.match.get("kinds") if isinstance(info.match, dict) else None
+    if not isinstance(kinds, dict):
+        return {}
+    return {kind: fitted for kind, fitted in kinds.items() if kind_of(kind) == kind and isinstance(fitted, dict)}
+
+
+def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None, kind: str | None = None) -> MatchMixer:
+    """The model's learned mixing weights (those fitted with its n-gram where it has one; with a
+    `kind`, those fitted on that kind of text first), or the defaults for those it has none of (or
+    unusable ones)."""
+    sources = [fitted_kinds(info).get(kind, {}), info.match] if kind is not None else [info.match]
     learned = {}
     for key in ("weights", "word_weights", "ngram_weights"):
-        try:
-            MatchMixer(ngram=ngram, **{key: tuple(fitted[key])})          # validates them alone
+        for source in sources:
+            fitted = source.get("with_ngram") if ngram is not None else source
+            try:
+                MatchMixer(ngram=ngram, **{key: tuple(fitted[key])})          # validates them alone
+            except (AttributeError, KeyError, TypeError, ValueError):
+                continue
             learned[key] = tuple(fitted[key])
-        except (KeyError, TypeError, ValueError):
-            pass
+            break
     return MatchMixer(ngram=ngram, **learned)
 
 

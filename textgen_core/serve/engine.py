@@ -82,6 +82,7 @@ class Request:
     submitted: float
     learn: bool = False
     guesses: int = 0     # next keys to find the suggestions' first words for, once served (`guesses`)
+    kind: str | None = None   # the text's kind or filetype: whose mixing weights serve it (`TextModel.for_kind`)
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class Engine:
         self._idle = False
         self._closing = False
         self.last_latency_ms: float | None = None
+        self.last_kind: str | None = None     # whose mixing weights served the last request (None: the model's)
         self.latencies_ms: deque[float] = deque(maxlen=200)
         self.served = 0
         self.guessed = 0                  # requests whose first words were found ahead
@@ -244,20 +246,21 @@ class Engine:
         return self._learning.learned_up_to(key)
 
     def submit(self, key: Hashable, context: str, options: DecodeOptions, callback: CompletionCallback,
-               end_offset: int | None = None, learn: bool = False, guesses: int = 0) -> int:
+               end_offset: int | None = None, learn: bool = False, guesses: int = 0, kind: str | None = None) -> int:
         """Queue a completion of `context` for `key`, replacing any older one for that key.
 
         `end_offset` is the byte offset of the end of `context` in the whole document; give it when
         `context` is only a tail, so that windows stay aligned to the document. With `learn`, the
         suggestion comes from the weights learned so far, and the model learns `context` once idle.
         With `guesses` (one greedy suggestion asked), the worker then finds ahead the first words of
-        the suggestions for the likeliest `guesses` next keys other than the suggestion's own.
+        the suggestions for the likeliest `guesses` next keys other than the suggestion's own. `kind`:
+        the kind of text or the filetype, so that the mixing weights fitted on that kind serve it.
         """
         data = encode(context)
         request = Request(id=next(self._ids), key=key, data=data,
                            end_offset=len(data) if end_offset is None else max(end_offset, len(data)),
                            options=options, callback=callback, submitted=time.perf_counter(), learn=learn,
-                           guesses=guesses)
+                           guesses=guesses, kind=kind)
         with self._cond:
             if self._closing:
                 raise RuntimeError("the engine is closed")
@@ -377,9 +380,9 @@ class Engine:
 
     def _serving(self, request: Request) -> TextModel:
         """The model a request is answered with: the learned weights if it asks for them and there
-        are any for the current model."""
+        are any for the current model, mixed by the weights of the request's kind of text."""
         learned = self.learned_model if request.learn else None
-        return learned if learned is not None else self._model
+        return (learned if learned is not None else self._model).for_kind(request.kind)
 
     def _serve(self, request: Request) -> None:
         """Answer a request (with the first words a guess found for it, where one did with the same
@@ -405,6 +408,7 @@ class Engine:
             return
         elapsed = _ms_since(request.submitted)
         self.last_latency_ms = elapsed
+        self.last_kind = model.kind
         self.latencies_ms.append(elapsed)
         self.served += 1
         request.callback(Completion(request.id, request.key, tuple(texts), True, elapsed))
@@ -539,7 +543,7 @@ def _ends_inside_a_word(text: str) -> bool:
 
 def _guess_key(request: Request) -> tuple:
     """What a request's answer depends on besides the model and the memories."""
-    return request.key, request.data, request.end_offset, request.options, request.learn
+    return request.key, request.data, request.end_offset, request.options, request.learn, request.kind
 
 
 def _ms_since(start: float) -> float:

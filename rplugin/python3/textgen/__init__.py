@@ -49,7 +49,7 @@ class TextGenHost:
                                  completion.elapsed_ms, completion.error)
 
         engine.submit(ask.buffer, ask.context, ask.options, deliver, end_offset=ask.end_offset, learn=ask.learn,
-                      guesses=ask.lookahead)
+                      guesses=ask.lookahead, kind=ask.filetype)
 
     @pynvim.function("TextGenHostCancel", sync=False)
     def cancel(self, args: list[Any]) -> None:

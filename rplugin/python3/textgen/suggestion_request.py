@@ -13,6 +13,7 @@ MAX_CONTEXT_BYTES = 4096     # what lua/textgen/context.lua sends at most (M.MAX
 MAX_ALTERNATIVES = 10
 MAX_LOOKAHEAD = 10           # as lua/textgen/config.lua allows
 MAX_TEMPERATURE = 5.0        # as lua/textgen/config.lua allows
+MAX_FILETYPE_CHARS = 64
 
 
 def _is_number(value: Any) -> bool:
@@ -37,6 +38,7 @@ class SuggestionRequest:
     backend: str
     learn: bool = False
     lookahead: int = 0
+    filetype: str = ""      # the buffer's: the model mixes by the weights fitted on its kind of text
 
     @classmethod
     def from_lua(cls, payload: dict[str, Any]) -> "SuggestionRequest":
@@ -53,4 +55,5 @@ class SuggestionRequest:
                    end_offset=int(payload.get("end_offset") or 0), options=options,
                    model=str(payload.get("model") or "default"), backend=str(payload.get("backend") or "numpy"),
                    learn=payload.get("learn") is True,
-                   lookahead=int(_number(payload.get("lookahead"), 0, 0, MAX_LOOKAHEAD)))
+                   lookahead=int(_number(payload.get("lookahead"), 0, 0, MAX_LOOKAHEAD)),
+                   filetype=str(payload.get("filetype") or "")[:MAX_FILETYPE_CHARS])
