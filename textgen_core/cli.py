@@ -162,7 +162,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                      "the editor mixes a buffer by the weights of its filetype's kind "
                                      f"({', '.join(KINDS)}); other text keeps the weights fitted on all of the "
                                      "model's text.")
-    fit.add_argument("model", help="the model (name or folder); weights are fitted with its folder's n-gram, if any")
+    fit.add_argument("model", help="the model (name or folder); weights are fitted with its corpus n-gram, if it "
+                                   "has one (its folder's, else the one the editor counted into the cache)")
     fit.add_argument("--kind", nargs="+", action="append", required=True, metavar=("KIND", "FILE"),
                      help="a kind (or a Neovim filetype of one) and files of it (globs allowed); repeatable, one "
                           "kind each time")
@@ -609,9 +610,9 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from textgen_core.model.files import load_model_folder, read_ngram, save_model_folder
+    from textgen_core.model.files import read_ngram, save_model_folder
     from textgen_core.model.registry import resolve_model_path
-    from textgen_core.model.text_model import TextModel, fitted_kinds
+    from textgen_core.model.text_model import fitted_kinds, load_model
     from textgen_core.train.held_out import TrainingText, fit_match_weights, spread_sample
 
     check_save_target(args.out)
@@ -628,9 +629,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             raise UserError(f"--kind {kind} is given twice; give all its files after one --kind")
         groups[kind] = patterns
     path = resolve_model_path(args.model)
-    info, weights = load_model_folder(path)
-    ngram = read_ngram(path)
-    model = TextModel(info, weights, ngram=ngram)
+    model = load_model(path)                   # its n-gram: the folder's, else the one counted into the cache
+    info, weights, ngram = model.info, model.weights, model.ngram
     kinds = dict(fitted_kinds(info))
     for kind, patterns in groups.items():
         texts = [TrainingText(name, data)
@@ -644,7 +644,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
               f"weights fitted on all text, {after:.4f} with its own")
     info = replace(info, match={**info.match, "kinds": kinds})
     try:
-        save_model_folder(args.out, info, weights, ngram=ngram)
+        save_model_folder(args.out, info, weights, ngram=read_ngram(path))      # only a table of its own
     except OSError as exc:
         raise _unwritable(exc, args.out) from None
     print(f"saved {args.out}: mixing weights for {', '.join(sorted(kinds))}")

@@ -148,6 +148,20 @@ def test_outside_the_editor_a_model_serves_the_table_the_editor_counted(tiny_mod
     assert load_model(model).ngram is None
 
 
+def test_kinds_are_fitted_with_the_table_counted_into_the_cache_and_none_is_copied(tiny_model_dir, tmp_path, corpus,
+                                                                                   monkeypatch):
+    """The light install's default has its table in the cache only: `textgen fit` fits each kind's
+    weights with that table (the ones the editor will mix by) and writes no copy of it."""
+    model = default_like(tiny_model_dir, tmp_path / "default")
+    monkeypatch.setenv("TEXTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    count(model, tmp_path / "cache", corpus)
+    (tmp_path / "init.lua").write_text(LUA * 4)
+    run = textgen("fit", model, "--kind", "lua", tmp_path / "init.lua", "--bytes", 4096, "--out", tmp_path / "fitted")
+    assert run.returncode == 0, run.stderr
+    kinds = json.loads((tmp_path / "fitted" / "config.json").read_text())["match"]["kinds"]
+    assert "with_ngram" in kinds["lua"] and not (tmp_path / "fitted" / "ngram").exists()
+
+
 def test_a_model_trained_from_one_without_its_table_carries_the_counted_one_over(tiny_model_dir, tmp_path, corpus,
                                                                                   monkeypatch):
     model = default_like(tiny_model_dir, tmp_path / "default")
