@@ -175,3 +175,16 @@ def test_the_help_lists_every_kind_and_its_filetypes():
             kind, line = line.split()[0], line[len("    ") + len(line.split()[0]):]
         listed.setdefault(kind, []).extend(line.split())
     assert listed == {kind: list(filetypes) for kind, filetypes in KIND_FILETYPES.items()}
+
+
+def test_a_model_fine_tuned_on_top_is_mixed_by_weights_fitted_to_it_not_the_bases_kinds(kinds_model_dir, tmp_path):
+    """Weights per kind fit the network they were fitted with: training on top fits its own weights
+    on its own text and keeps none of the base's per kind (a Lua buffer would otherwise be mixed by
+    weights fitted to another network); `textgen fit` gives it some again."""
+    (tmp_path / "notes.txt").write_text(TINY_TEXT)
+    run = textgen("train", tmp_path / "notes.txt", "--out", tmp_path / "tuned", "--base", kinds_model_dir,
+                  "--epochs", 1, "--steps-per-epoch", 2, "--seq-len", 32, "--batch-size", 8)
+    assert run.returncode == 0, run.stderr
+    tuned = load_model(tmp_path / "tuned")
+    assert "kinds" not in tuned.info.match and tuned.ngram is not None      # the n-gram carried over
+    assert tuned.for_kind("lua") is tuned
