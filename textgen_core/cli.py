@@ -42,6 +42,7 @@ MAX_ALTERNATIVES = 100                 # complete -n: rows decoded together
 MAX_BEAM = 64                          # complete --beam
 FIT_BYTES = 65536                      # fit: bytes a kind's weights are fitted on (about 10 s, AMD EPYC)
 MAX_FIT_BYTES = 4 * MB
+MIN_FIT_BYTES = 4096                   # fit: fewer bytes of a kind fit nothing worth keeping
 
 
 class UserError(Exception):
@@ -231,6 +232,7 @@ def _expand(patterns: list[str]) -> list[str]:
         if pattern == "-":
             paths.append(pattern)
             continue
+        pattern = os.path.expanduser(pattern)          # a quoted glob ('~/src/**/*.lua') reaches us unexpanded
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         if not matches:
             raise UserError(f"{pattern}: no file matches")
@@ -610,6 +612,7 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from textgen_core.memory.corpus_ngram import wants_corpus_ngram
     from textgen_core.model.files import read_ngram, save_model_folder
     from textgen_core.model.registry import resolve_model_path
     from textgen_core.model.text_model import fitted_kinds, load_model
@@ -618,8 +621,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_save_target(args.out)
     if not 0 < args.val_fraction < 1:
         raise UserError("--val-fraction must be between 0 and 1")
-    if not 4096 <= args.bytes <= MAX_FIT_BYTES:
-        raise UserError(f"--bytes must be from 4096 to {MAX_FIT_BYTES} (got {args.bytes})")
+    if not MIN_FIT_BYTES <= args.bytes <= MAX_FIT_BYTES:
+        raise UserError(f"--bytes must be from {MIN_FIT_BYTES} to {MAX_FIT_BYTES} (got {args.bytes})")
     groups: dict[str, list[str]] = {}
     for name, *patterns in args.kind:
         kind = _kind_named(name)
@@ -631,16 +634,25 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     path = resolve_model_path(args.model)
     model = load_model(path)                   # its n-gram: the folder's, else the one counted into the cache
     info, weights, ngram = model.info, model.weights, model.ngram
-    kinds = dict(fitted_kinds(info))
+    if ngram is None and wants_corpus_ngram(info):
+        raise UserError(f"{args.model}: its corpus n-gram is not counted yet, and the weights must be fitted with "
+                        f"it; count it first (textgen corpus-ngram {args.model} --runtime \"$VIMRUNTIME\"), or "
+                        "start Neovim once")
+    samples = {}
     for kind, patterns in groups.items():
         texts = [TrainingText(name, data)
                  for name, data in _read_inputs(patterns, f"fit --kind {kind}", FILE_BYTES, INPUT_BYTES)]
-        sample = spread_sample(texts, args.val_fraction, args.bytes)
+        samples[kind] = (spread_sample(texts, args.val_fraction, args.bytes), len(texts))
+        if len(samples[kind][0]) < MIN_FIT_BYTES:
+            raise UserError(f"--kind {kind}: the files' tails hold {len(samples[kind][0]):,} bytes, too few to fit "
+                            f"weights on (at least {MIN_FIT_BYTES:,}); give more files, or a larger --val-fraction")
+    kinds = dict(fitted_kinds(info))
+    for kind, (sample, files) in samples.items():
         fitted = fit_match_weights(info, weights, sample, max_bytes=args.bytes, ngram=ngram)
         before = model.bits_per_char(sample)
         after = (fitted["with_ngram"] if ngram is not None else fitted)["val_bpc_with_match"]
-        kinds[kind] = {**fitted, "val_bpc_with_the_model_weights": round(before, 4), "files": len(texts)}
-        print(f"{kind}: fitted on {len(sample):,} bytes of {len(texts)} files' tails: bpc {before:.4f} with the "
+        kinds[kind] = {**fitted, "val_bpc_with_the_model_weights": round(before, 4), "files": files}
+        print(f"{kind}: fitted on {len(sample):,} bytes of {files} files' tails: bpc {before:.4f} with the "
               f"weights fitted on all text, {after:.4f} with its own")
     info = replace(info, match={**info.match, "kinds": kinds})
     try:

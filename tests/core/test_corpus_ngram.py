@@ -152,14 +152,21 @@ def test_kinds_are_fitted_with_the_table_counted_into_the_cache_and_none_is_copi
                                                                                    monkeypatch):
     """The light install's default has its table in the cache only: `textgen fit` fits each kind's
     weights with that table (the ones the editor will mix by) and writes no copy of it."""
+    from textgen_core import load_model
     model = default_like(tiny_model_dir, tmp_path / "default")
     monkeypatch.setenv("TEXTGEN_CACHE_DIR", str(tmp_path / "cache"))
     count(model, tmp_path / "cache", corpus)
     (tmp_path / "init.lua").write_text(LUA * 4)
-    run = textgen("fit", model, "--kind", "lua", tmp_path / "init.lua", "--bytes", 4096, "--out", tmp_path / "fitted")
+    unfitted = tmp_path / "not-counted"
+    shutil.copytree(model, unfitted)
+    run = textgen("fit", unfitted, "--kind", "lua", tmp_path / "init.lua", "--out", unfitted)
+    assert run.returncode != 0 and "its corpus n-gram is not counted yet" in run.stderr     # nothing fitted without it
+    run = textgen("fit", model, "--kind", "lua", tmp_path / "init.lua", "--val-fraction", 0.5, "--out", model)
     assert run.returncode == 0, run.stderr
-    kinds = json.loads((tmp_path / "fitted" / "config.json").read_text())["match"]["kinds"]
-    assert "with_ngram" in kinds["lua"] and not (tmp_path / "fitted" / "ngram").exists()
+    kinds = json.loads((model / "config.json").read_text())["match"]["kinds"]
+    assert "with_ngram" in kinds["lua"] and not (model / "ngram").exists()
+    # Fitted in place, the model still finds the table counted for it: its key leaves the weights out.
+    assert load_model(model).ngram is not None and load_model(model).for_kind("lua").kind == "lua"
 
 
 def test_a_model_trained_from_one_without_its_table_carries_the_counted_one_over(tiny_model_dir, tmp_path, corpus,

@@ -40,7 +40,7 @@ def fit_kinds_model(tiny_model_dir: Path, folder: Path) -> Path:
         rust_files.append(folder / f"lib{i}.rs")
         rust_files[-1].write_bytes(random_words(rng, 300))
     run = textgen("fit", folder / "counted", "--kind", "lua", *lua_files, "--kind", "rust", *rust_files,
-                  "--bytes", FIT_BYTES, "--out", folder / "kinds")
+                  "--bytes", FIT_BYTES, "--val-fraction", 0.5, "--out", folder / "kinds")
     assert run.returncode == 0, run.stderr
     assert "lua: fitted on " in run.stdout and "rust: fitted on " in run.stdout
     assert "mixing weights for lua, rust" in run.stdout
@@ -109,6 +109,37 @@ def test_a_model_without_its_ngram_gets_the_kinds_weights_fitted_without_one(kin
     assert model.with_corpus_ngram(counted).for_kind("rust").mixer.ngram_weights == rust.mixer.ngram_weights
 
 
+def test_the_engine_keeps_its_states_across_kinds_and_learning_off(kinds_model_dir):
+    """A twin of another kind is the same network: the states cached for one serve the other, with
+    learning on or off (a new state cache would prime the whole window again, every keystroke)."""
+    model = load_model(kinds_model_dir)
+    engine = Engine(model)
+    try:
+        for kind in ("rust", "rust", "lua", None, "rust"):
+            engine.submit(1, "the cat sat on the mat and the dog ", DecodeOptions(), lambda c: None, kind=kind)
+            assert engine.wait_idle(30)
+            cache = engine._cache
+            assert cache is not None and cache.model.backend is model.backend
+            engine.submit(1, "the cat sat on the mat and the dog s", DecodeOptions(), lambda c: None, kind=kind)
+            assert engine.wait_idle(30) and engine._cache is cache, kind
+    finally:
+        engine.close()
+
+
+def test_twins_keep_their_kind_through_new_weights_and_a_project(kinds_model_dir, tmp_path):
+    rust = load_model(kinds_model_dir).for_kind("rust")
+    assert rust.with_weights(rust.weights).kind == "rust"
+    assert rust.with_project_memory(None).kind == "rust"
+
+
+def test_an_average_keeps_no_weights_per_kind_of_its_first_model(kinds_model_dir, tiny_model_dir, tmp_path):
+    from textgen_core.train.averaging import Member, average_models
+
+    average_models([Member(str(kinds_model_dir), 1), Member(str(tiny_model_dir), 1)], tmp_path / "soup", [])
+    soup = load_model(tmp_path / "soup")
+    assert "kinds" not in soup.info.match and soup.for_kind("rust") is soup
+
+
 def test_the_engine_serves_each_request_by_its_kind(kinds_model_dir):
     model = load_model(kinds_model_dir)
     engine = Engine(model)
@@ -135,15 +166,22 @@ def test_weights_of_a_kind_that_are_not_usable_are_ignored_as_data(kinds_model_d
     (tmp_path / "odd" / "config.json").write_text(json.dumps(config))
     model = load_model(tmp_path / "odd")
     assert model.for_kind("rust") is model                        # not a table: no weights for rust
-    lua = model.for_kind("lua")                                   # unusable ones: the model's own
-    assert lua.mixer.ngram_weights == model.mixer.ngram_weights and lua.mixer.weights == model.mixer.weights
-    assert model.complete("the cat sat on the ", max_chars=10) == lua.complete("the cat sat on the ", max_chars=10)
+    assert model.for_kind("lua") is model                         # none usable: the model's own, said so
+    assert textgen("complete", "--model", tmp_path / "odd", "--kind", "lua", "the ").stderr.startswith(
+        "textgen: odd has no mixing weights fitted on lua text")
+    # Weights fitted without the n-gram that the model now has (fitted before its table was counted)
+    # do not serve with it: the model's own do, and the kind is not claimed.
+    config["match"]["kinds"] = {"lua": {"weights": config["match"]["weights"]}}
+    (tmp_path / "odd" / "config.json").write_text(json.dumps(config))
+    assert load_model(tmp_path / "odd").for_kind("lua").kind is None
 
 
 def test_fit_refuses_in_one_line_what_it_cannot_do(tiny_model_dir, tmp_path):
     text = tmp_path / "a.rs"
-    text.write_bytes(random_words(np.random.default_rng(1), 200))
+    text.write_bytes(random_words(np.random.default_rng(1), 4000))
+    (tmp_path / "small.rs").write_text("fn main() {}\n")
     cases = [
+        (("--kind", "rust", tmp_path / "small.rs"), "--kind rust: the files' tails hold 1 bytes, too few"),
         (("--kind", "klingon", text), "unknown kind of text 'klingon': give one of python, lua"),
         (("--kind", "rust"), "--kind rust: give files of that kind after it"),
         (("--kind", "rust", text, "--kind", "rs", text), None),                      # rs is no filetype

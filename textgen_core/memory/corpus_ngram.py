@@ -6,7 +6,7 @@ is 87 MB, counted from text every machine that runs the plugin has, the Python s
 and the help and Lua files of Neovim's runtime (`train.corpus`). Here it is counted from them, with
 the running Neovim's $VIMRUNTIME, into
 
-    <cache>/corpus/<model folder name>-<16 hex digits of its config.json and weights.npz>/
+    <cache>/corpus/<model folder name>-<16 hex digits of its config.json (less mixing weights), weights.npz>/
         corpus.json   the model, what was counted (files, bytes, runtime), when, in how long;
         ngram/        the table (`ngram.save_ngram`'s files), mapped on loading;
     <cache>/corpus/.<key>.lock     held by the process that counts (one count per table at a time);
@@ -42,7 +42,7 @@ from textgen_core.memory.cache_folders import CacheFolders
 from textgen_core.memory.ngram import MIN_COUNT, ORDERS, NgramFileError, NgramModel, count_ngram_into, load_ngram
 from textgen_core.memory.project_cache import default_cache_dir
 from textgen_core.model.config import ModelInfo
-from textgen_core.model.files import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, read_model_info
+from textgen_core.model.files import CONFIG_FILE, MAX_CONFIG_BYTES, WEIGHTS_FILE, ModelFileError, read_model_info
 from textgen_core.model.registry import SHIPPED_MODELS
 from textgen_core.model.safe_read import MB, RefusedFile, read_regular
 from textgen_core.model.vocab import is_probably_binary
@@ -160,16 +160,34 @@ def cached_ngram(model_folder: str | os.PathLike, info: ModelInfo,
 
 def model_key(model_folder: str | os.PathLike) -> str:
     """The model's name in the cache: its folder's name and a hash of its config.json and weights.npz,
-    so that another model, or the same one trained further, never gets this table."""
+    so that another model, or the same one trained further, never gets this table; config.json's
+    mixing weights are left out of the hash (the table does not depend on them, and `textgen fit`
+    changes them)."""
     folder = Path(model_folder)
     digest = hashlib.sha256()
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         with open(folder / name, "rb") as f:
-            for block in iter(lambda: f.read(MB), b""):
-                digest.update(block)
+            if name == CONFIG_FILE and os.fstat(f.fileno()).st_size <= MAX_CONFIG_BYTES:
+                digest.update(_without_mixing_weights(f.read(MAX_CONFIG_BYTES)))
+            else:                                  # a config too large to be a model's: hashed as it is
+                for block in iter(lambda: f.read(MB), b""):
+                    digest.update(block)
         digest.update(b"\0")
     name = re.sub(r"[^A-Za-z0-9_.+-]", "_", folder.resolve().name)[:64].lstrip(".") or "model"
     return f"{name}-{digest.hexdigest()[:16]}"
+
+
+def _without_mixing_weights(config: bytes) -> bytes:
+    """config.json's bytes less its "match" table, in a canonical form; the bytes as they are where it
+    does not read as a JSON object (the load that follows says what is wrong with it)."""
+    try:
+        parsed = json.loads(config)
+    except (ValueError, RecursionError):
+        return config
+    if not isinstance(parsed, dict):
+        return config
+    parsed.pop("match", None)
+    return json.dumps(parsed, sort_keys=True).encode()
 
 
 def folder_for(cache_dir: str | os.PathLike, key: str) -> Path:

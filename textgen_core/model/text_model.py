@@ -73,9 +73,9 @@ class TextModel:
         self._kinds: dict[str | None, TextModel] = {None: self}     # `for_kind`'s twins, shared by them all
 
     def with_weights(self, weights: Weights) -> "TextModel":
-        """The same model (info, backend, n-grams, match mixing) with other weights of the same shapes."""
+        """The same model (info, backend, n-grams, match mixing, kind) with other weights of the same shapes."""
         return TextModel(self.info, weights, backend=self.backend.name, path=self.path,
-                         use_match=self.mixer is not None, ngram=self.ngram, project=self.project)
+                         use_match=self.mixer is not None, ngram=self.ngram, project=self.project).for_kind(self.kind)
 
     def with_corpus_ngram(self, ngram: NgramModel | None) -> "TextModel":
         """The same network, its backend shared (so that the engine keeps the states it cached and what
@@ -99,7 +99,7 @@ class TextModel:
         if twin is None:
             base = self._kinds[None]
             twin = base
-            if base.mixer is not None and kind in fitted_kinds(base.info):
+            if base.mixer is not None and kind is not None and serves_kind(base.info, base.ngram, kind):
                 twin = copy.copy(base)
                 twin.kind = kind
                 twin.mixer = _mixer(base.info, base.ngram, base.project, kind)
@@ -117,9 +117,9 @@ class TextModel:
         return self.with_project_memory(build_project_memory(root, base, **options))
 
     def with_project_memory(self, project: ProjectMemory | None) -> "TextModel":
-        """The same model with a project memory already built (or none)."""
+        """The same model (kind included) with a project memory already built (or none)."""
         return TextModel(self.info, self.weights, backend=self.backend.name, path=self.path,
-                         use_match=self.mixer is not None, ngram=self.ngram, project=project)
+                         use_match=self.mixer is not None, ngram=self.ngram, project=project).for_kind(self.kind)
 
     @property
     def name(self) -> str:
@@ -211,17 +211,29 @@ def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None, kind: str 
     `kind`, those fitted on that kind of text first), or the defaults for those it has none of (or
     unusable ones)."""
     sources = [fitted_kinds(info).get(kind, {}), info.match] if kind is not None else [info.match]
+    return MatchMixer(ngram=ngram, **{key: values for key, (values, _) in _learned(sources, ngram).items()})
+
+
+def serves_kind(info: ModelInfo, ngram: NgramModel | None, kind: str) -> bool:
+    """Whether the weights fitted on `kind` supply any usable mixing weight with `ngram` (or without
+    one): a kind fitted without the n-gram the model now has, or with unusable values, does not."""
+    return any(source == 0 for _, source in _learned([fitted_kinds(info).get(kind, {})], ngram).values())
+
+
+def _learned(sources: list[dict], ngram: NgramModel | None) -> dict[str, tuple[tuple, int]]:
+    """Each mixing weight from the first of `sources` (config tables) that has it usable, with the
+    index of that source; the weights fitted with the n-gram where there is one."""
     learned = {}
     for key in ("weights", "word_weights", "ngram_weights"):
-        for source in sources:
+        for index, source in enumerate(sources):
             fitted = source.get("with_ngram") if ngram is not None else source
             try:
                 MatchMixer(ngram=ngram, **{key: tuple(fitted[key])})          # validates them alone
             except (AttributeError, KeyError, TypeError, ValueError):
                 continue
-            learned[key] = tuple(fitted[key])
+            learned[key] = (tuple(fitted[key]), index)
             break
-    return MatchMixer(ngram=ngram, **learned)
+    return learned
 
 
 def load_model(name_or_path: str | os.PathLike = "default", backend: str = "numpy",

@@ -213,6 +213,8 @@ class Engine:
         """Use `model` from the next request on; states cached for the old model, and what was
         learned on top of it, are dropped, unless `model` is the same network mixed otherwise
         (`TextModel.with_corpus_ngram`): then both stay."""
+        if model.backend is not self._model.backend:
+            self.last_kind = None                 # it described the old model's weights
         self._model = model
 
     def set_memories(self, memories: Sequence[tuple[NgramModel, tuple[float, ...]]]) -> None:
@@ -480,7 +482,9 @@ class Engine:
 
     def _forget_learning_of_an_old_model(self) -> None:
         """After `set_model`, free what was learned on the old model and its states (worker side)."""
-        if self._learning.follow(self._model) and self._cache is not None and self._cache.model is not self._model:
+        # States belong to a network: a twin mixed otherwise (`with_corpus_ngram`, `for_kind`) keeps them.
+        if (self._learning.follow(self._model) and self._cache is not None
+                and self._cache.model.backend is not self._model.backend):
             self._cache = None
 
     def _learn(self, request: Request) -> None:

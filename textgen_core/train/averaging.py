@@ -73,7 +73,9 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
                   for member, _, _, weights in loaded).astype(np.float32)
         for name in first_info.config.weight_shapes()}
 
-    info = ModelInfo(config=first_info.config, match=dict(first_info.match), training={
+    # the first model's mixing weights, but none per kind of text: those fit its network alone (`textgen fit`)
+    match = {key: value for key, value in first_info.match.items() if key != "kinds"}
+    info = ModelInfo(config=first_info.config, match=match, training={
         "averaged": [{"model": member.model, "path": str(path), "weight": round(member.weight / total, 6),
                       "val_bpc": member_info.val_bpc, "training": _without_file_lists(member_info.training)}
                      for member, path, member_info, _ in loaded],

@@ -29,7 +29,7 @@ _make_core_importable()
 from textgen_core import ModelFileError, ModelNotFoundError, TextModel, load_model  # noqa: E402
 from textgen_core.memory.ngram import NgramModel  # noqa: E402
 from textgen_core.model.registry import resolve_model_path  # noqa: E402
-from textgen_core.model.text_model import fitted_kinds  # noqa: E402
+from textgen_core.model.text_model import fitted_kinds, serves_kind  # noqa: E402
 from textgen_core.serve.corpus_count import CorpusCount  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
 from textgen_core.serve.heap import bound_heap  # noqa: E402
@@ -193,7 +193,7 @@ def describe_model(model: TextModel, choice: ModelChoice) -> dict[str, Any]:
         "base": info.training.get("base"),
         "averaged": len(averaged),
         "memory": True,                  # this host keeps project and open-buffer memory (TextGenHostBuffer)
-        "mixing_kinds": sorted(fitted_kinds(info)),
+        "mixing_kinds": sorted(kind for kind in fitted_kinds(info) if serves_kind(info, model.ngram, kind)),
         **_describe_ngram(model),
     }
 
