@@ -15,6 +15,7 @@ take Neovim's and the CPU's time from what it measures.
     .venv/bin/python bench/keystroke_latency.py --learn off,on --prefill-bytes 2000   # one Neovim each
     .venv/bin/python bench/keystroke_latency.py --project .venv/lib/python3.11/site-packages/keras --memory off,on
     .venv/bin/python bench/keystroke_latency.py --lookahead 0,3          # side by side, as --memory
+    .venv/bin/python bench/keystroke_latency.py --filetype python        # mixed by the weights of a kind
 
 With --project, the folder is copied into a temporary project (a pyproject.toml added, the original
 never written) and the text is typed into a new file of it. --memory off,on (or on,off) compares side
@@ -153,6 +154,9 @@ class Typist:
         self.nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
         if project is not None:
             self.nvim.command(f"edit {project / 'bench_typing.txt'}")
+        if args.filetype:
+            # the option alone (no FileType event: no ftplugin or indent script changes what is typed)
+            self.nvim.command(f"noautocmd setlocal filetype={args.filetype}")
         self.nvim.command("setlocal textwidth=0 noautoindent")
         if args.prefill_bytes:
             lines = prefill_text(lua(self.nvim, "return vim.env.VIMRUNTIME"), args.prefill_bytes).split("\n")
@@ -259,6 +263,9 @@ def main() -> None:
     parser.add_argument("--debounce-ms", default=None,
                         help="g:textgen.debounce_ms (default: the plugin's); several, comma-separated, take "
                              "turns keystroke by keystroke and are reported side by side")
+    parser.add_argument("--filetype", default="",
+                        help="the typing buffer's 'filetype' (default none): the model mixes by the weights fitted "
+                             "on its kind of text (:help textgen-kinds)")
     parser.add_argument("--prefill-bytes", type=int, default=0,
                         help="start in a buffer of this many bytes of other text (Neovim's help), typing at its end")
     parser.add_argument("--learn", default=None,
@@ -346,7 +353,8 @@ def run(args: argparse.Namespace, learn: bool | None, project: Path | None,
             pace = (f"{len(text)} characters, each key typed into both Neovims in turn (the first alternating), "
                     f"each given {interval * 1000:.0f} ms (typing at {args.cps:g}/s) before the next")
         print(f"model: {info['name']} ({info['layers']}×{info['hidden']} GRU, {info['parameters']} parameters), "
-              f"{pace}{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}; "
+              f"{pace}{f' at the end of a {args.prefill_bytes:,}-byte buffer' if args.prefill_bytes else ''}"
+              f"{f', filetype {args.filetype}' if args.filetype else ''}; "
               f"g:textgen.learn {'on' if lua(first, LEARN_PROBE) else 'off'}")
         for typist in typists:
             if len(typists) > 1:
