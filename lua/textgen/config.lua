@@ -33,6 +33,7 @@ local M = {}
 ---@field temperature number         0: greedy (deterministic); higher: more adventurous
 ---@field seed integer|nil           sampling seed (nil: fixed default, still deterministic)
 ---@field filetypes table<string, boolean>  per filetype on/off; "*" for the rest
+---@field kinds table<string, string>  filetype → the kind of text whose mixing weights serve it (:help textgen-kinds)
 ---@field mid_line string            "never" | "closing" | "always": with text after the cursor
 ---@field keys textgen.Keys          insert-mode keys; false disables one
 ---@field menu_visible function|nil  tells whether another plugin's completion menu is open
@@ -70,6 +71,7 @@ M.defaults = {
     lazy = false,
     mason = false,
   },
+  kinds = {},
   mid_line = "closing",
   keys = {
     accept = "<Tab>",
@@ -93,6 +95,8 @@ M.defaults = {
 }
 
 M.MID_LINE = { never = true, closing = true, always = true }
+--- The kinds of text a model's mixing weights are fitted for: textgen_core/model/text_kinds.py's KINDS.
+M.KINDS = { "python", "lua", "help", "vimscript", "c", "rust", "go", "shell", "javascript", "docs", "prose" }
 M.BACKENDS = { numpy = true, tensorflow = true }
 
 local is_null = require("textgen.util").is_null
@@ -252,6 +256,25 @@ end
 
 local message = require("textgen.message")
 
+--- g:textgen.kinds: a table of filetype = kind, each kind one of M.KINDS.
+local function validate_kinds(value, config, problems)
+  if type(value) ~= "table" then
+    problems[#problems + 1] = "g:textgen.kinds must be a table of filetype = kind, such as { svelte = 'javascript' }"
+    return
+  end
+  for ft, kind in pairs(value) do
+    if type(ft) ~= "string" or not vim.tbl_contains(M.KINDS, kind) then
+      problems[#problems + 1] = ("g:textgen.kinds[%s] must be one of %s (got %s)"):format(
+        vim.inspect(ft),
+        table.concat(M.KINDS, ", "),
+        vim.inspect(kind)
+      )
+    else
+      config.kinds[ft] = kind
+    end
+  end
+end
+
 --- Check `raw` against the defaults; returns the usable config and the problems found.
 ---@param raw table
 ---@return textgen.Config, string[]
@@ -291,6 +314,8 @@ function M.validate(raw)
           end
         end
       end
+    elseif key == "kinds" then
+      validate_kinds(value, config, problems)
     elseif key == "project" then
       validate_project(value, config, problems)
     elseif checks[key] then

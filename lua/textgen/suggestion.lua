@@ -251,7 +251,7 @@ function M.request(opts)
     n = ticket.n,
     model = cfg.model,
     backend = cfg.backend,
-    filetype = vim.bo[buf].filetype, -- the model mixes by the weights fitted on this kind of text
+    filetype = cfg.kinds[vim.bo[buf].filetype] or vim.bo[buf].filetype, -- whose kind's mixing weights serve it
   })
   if not sent then -- no host to ask (host.lua said why): nothing is on its way
     tickets[buf] = nil

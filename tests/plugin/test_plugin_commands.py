@@ -175,8 +175,13 @@ def test_a_buffer_is_mixed_by_the_weights_of_its_filetypes_kind(vim, tiny_model_
     vim.command(f"TextGenModel {folder}")
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "kinds",
              what="the model with weights per kind to load")
+    from textgen_core.model.text_kinds import KINDS
+
+    assert lua(vim, "return require('textgen.config').KINDS") == list(KINDS)     # the option's choices
+    lua(vim, "vim.g.textgen = vim.tbl_extend('force', vim.g.textgen, { kinds = { svelte = 'rust', lua = 'c' } })")
     for filetype, kind, said in (("rust", "rust", "rust text"), ("typescript", None, "all of the model's text"),
-                                 ("lua", "lua", "lua text"), ("", None, "all of the model's text")):
+                                 ("svelte", "rust", "rust text"), ("lua", None, "all of the model's text"),
+                                 ("", None, "all of the model's text")):
         vim.command("enew!")
         vim.command(f"setlocal filetype={filetype}")
         expected = fresh_completion(model.for_kind(kind), "the qu", DecodeOptions())[0].rstrip()
@@ -188,6 +193,9 @@ def test_a_buffer_is_mixed_by_the_weights_of_its_filetypes_kind(vim, tiny_model_
         status = output_of(vim, "TextGenStatus")
         assert "mixing weights fitted per kind of text (by filetype): lua, rust" in status
         assert f"the last suggestion was mixed by the weights fitted on {said}" in status, status
+    lua(vim, "vim.g.textgen = vim.tbl_extend('force', vim.g.textgen, { kinds = { svelte = 'javascirpt' } })")
+    said = output_of(vim, "TextGenStatus")
+    assert 'option problem: g:textgen.kinds["svelte"] must be one of python, lua, help' in said
     vim.command(f"TextGenModel {tiny_model_dir}")
     wait_for(lambda: lua(vim, "return (require('textgen.host').model or {}).name") == "tiny")
     assert "mixing weights fitted per kind" not in output_of(vim, "TextGenStatus")
