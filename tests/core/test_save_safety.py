@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY_TEXT
+from textgen_core.memory.ngram import build_ngram
 from textgen_core.model.config import ModelConfig, ModelInfo
 from textgen_core.model.files import (
     UnsafeSaveTargetError,
@@ -116,6 +117,43 @@ def test_what_a_killed_save_left_is_cleaned_of_model_files_only(tmp_path):
     load_model_folder(folder)
 
 
+def test_saving_over_a_model_moves_its_documents_never_copies_or_deletes_them(tmp_path):
+    """A model's card and corpus manifest may be a person's writing: a save moves them into the new
+    folder (the same files), and removes nothing but the model's own files."""
+    folder = tmp_path / "m"
+    save_model_folder(folder, ModelInfo(CONFIG), _weights())
+    (folder / "MODEL_CARD.md").write_text("# what I trained it on")
+    (folder / "CORPUS.tsv").write_text("kind\tsplit\n")
+    inodes = {name: (folder / name).stat().st_ino for name in ("MODEL_CARD.md", "CORPUS.tsv")}
+    save_model_folder(folder, ModelInfo(CONFIG), _weights(0.5))
+    assert {name: (folder / name).stat().st_ino for name in inodes} == inodes
+    assert (folder / "MODEL_CARD.md").read_text() == "# what I trained it on"
+    assert sorted(os.listdir(tmp_path)) == ["m"]                      # no leftover folder
+
+
+def test_a_killed_saves_old_model_gives_up_its_model_files_alone(tmp_path):
+    """The previous model left at `.m.old-PID` by a save killed after its swap, with a person's files
+    in it: recovery moves its documents into the model where it has none of that name, and removes
+    only the model's own files; the rest stays where it was."""
+    folder = tmp_path / "m"
+    save_model_folder(folder, ModelInfo(CONFIG), _weights())
+    (folder / "CORPUS.tsv").write_text("the new model's manifest\n")
+    old = tmp_path / f".m.old-{_pid_of_a_finished_process()}"
+    save_model_folder(old, ModelInfo(CONFIG), _weights(0.3), ngram=build_ngram(b"abcabcabd" * 50))
+    mine = {"MODEL_CARD.md": b"my card", "CORPUS.tsv": b"the old model's manifest\n", "notes.txt": b"mine"}
+    for name, data in mine.items():
+        (old / name).write_bytes(data)
+    (old / "drafts").mkdir()
+    (old / "drafts" / "a.txt").write_text("draft")
+    recover_interrupted_save(folder)
+    assert (folder / "MODEL_CARD.md").read_bytes() == b"my card"                       # moved in
+    assert (folder / "CORPUS.tsv").read_text() == "the new model's manifest\n"        # not overwritten
+    assert sorted(os.listdir(old)) == ["CORPUS.tsv", "drafts", "notes.txt"]
+    assert (old / "CORPUS.tsv").read_bytes() == mine["CORPUS.tsv"] and (old / "notes.txt").read_bytes() == b"mine"
+    assert (old / "drafts" / "a.txt").read_text() == "draft"
+    load_model_folder(folder)
+
+
 def _pid_of_a_finished_process() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
@@ -164,7 +202,8 @@ def _users_files(folder: Path) -> dict[str, bytes]:
     """A user's folder that has, besides their own files, files named as a model's or a backup's."""
     folder.mkdir(parents=True)
     files = {"README.md": b"# mine\n", "config.json": b'{"format": "my-own-tool"}', "weights.npz": b"my data",
-             "training_metadata.json": b"{}", "latest.weights.h5": b"my weights"}
+             "training_metadata.json": b"{}", "latest.weights.h5": b"my weights", "MODEL_CARD.md": b"my card",
+             "CORPUS.tsv": b"my table\n"}
     for name, data in files.items():
         (folder / name).write_bytes(data)
     return files

@@ -37,10 +37,12 @@ class UnsafeSaveTargetError(ModelFileError):
     """The folder a model was to be saved into holds what is not a model's: it is left as it was."""
 
 
-# What a model folder holds: saving replaces a folder only when it holds nothing else.
-# What a model folder holds besides: its card and its corpus manifest, kept across a save.
+# What a model folder holds: saving replaces a folder only when it holds nothing else. Of it, saving
+# writes and removes the model's own files alone; its documents (a card, a corpus manifest), which a
+# person may have written, are moved into the new folder and never deleted.
+MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, NGRAM_DIR})
 DOCUMENTS = ("MODEL_CARD.md", "CORPUS.tsv")
-MODEL_ENTRIES = frozenset({CONFIG_FILE, WEIGHTS_FILE, NGRAM_DIR, *DOCUMENTS})
+MODEL_ENTRIES = MODEL_FILES | frozenset(DOCUMENTS)
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -74,9 +76,6 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
             os.fsync(f.fileno())
         if ngram is not None:
             save_ngram(ngram, tmp / NGRAM_DIR)
-        for extra in DOCUMENTS:
-            if (folder / extra).exists():
-                shutil.copy2(folder / extra, tmp / extra)
         _replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)         # made by mkdtemp above: only this save wrote in it
@@ -85,8 +84,9 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
 
 
 def _replace_folder(new: Path, target: Path) -> None:
-    """Swap `new` into `target`; the old model's files are removed only after the rename succeeded,
-    and nothing else: a file that appeared there meanwhile stays, in `.NAME.old-PID`."""
+    """Swap `new` into `target`; the old model's documents are moved into it, and its files removed,
+    only after the rename succeeded, and nothing else: a file that appeared there meanwhile stays,
+    in `.NAME.old-PID`."""
     if not target.exists():
         os.replace(new, target)
         return
@@ -103,7 +103,23 @@ def _replace_folder(new: Path, target: Path) -> None:
     except BaseException:
         os.replace(old, target)
         raise
+    _move_documents(old, target)
     _remove_model_files(old)
+
+
+def _move_documents(old: Path, new: Path) -> None:
+    """Move the documents of the model folder `old` into `new`, where it has none of that name (a
+    rename: the same file, never a copy and a delete); what cannot be moved stays in `old`. Only
+    from a model folder of ours: a person's folder named like one is left whole."""
+    if not _has_our_config(old / CONFIG_FILE):
+        return
+    for name in DOCUMENTS:
+        source = old / name
+        try:
+            if source.is_file() and not source.is_symlink() and not os.path.lexists(new / name):
+                os.replace(source, new / name)
+        except OSError:
+            pass
 
 
 def check_save_target(folder: str | os.PathLike, shown: str | None = None) -> None:
@@ -205,11 +221,12 @@ def _has_our_config(path: Path) -> bool:
 
 def _remove_model_files(folder: Path) -> bool:
     """Delete a model folder of ours: only when its config.json names our format, and then only the
-    files a model folder has (config.json last, so that a delete cut short leaves it recognisable),
-    and the folder itself if that emptied it. Anything else in it stays, and so does it."""
+    files a save writes (`MODEL_FILES`; config.json last, so that a delete cut short leaves it
+    recognisable), and the folder itself if that emptied it. Anything else in it stays, documents
+    included, and so does it."""
     if not _has_our_config(folder / CONFIG_FILE):
         return False
-    for name in sorted(MODEL_ENTRIES - {CONFIG_FILE}) + [CONFIG_FILE]:
+    for name in sorted(MODEL_FILES - {CONFIG_FILE}) + [CONFIG_FILE]:
         path = folder / name
         try:
             if path.is_symlink() or path.is_file():
@@ -241,6 +258,7 @@ def recover_interrupted_save(folder: str | os.PathLike) -> None:
         if process_gone(old.name.rsplit("-", 1)[-1]):
             try:
                 if folder.exists():
+                    _move_documents(old, folder)
                     _remove_model_files(old)
                 elif _has_our_config(old / CONFIG_FILE):
                     os.replace(old, folder)
