@@ -648,8 +648,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                             f"weights on (at least {MIN_FIT_BYTES:,}); give more files, or a larger --val-fraction")
     kinds = dict(fitted_kinds(info))
     for kind, (sample, files) in samples.items():
-        fitted = fit_match_weights(info, weights, sample, max_bytes=args.bytes, ngram=ngram)
-        before = model.bits_per_char(sample)
+        probs = model.target_probs(b"\n" + sample)            # the GRU's, once: for the fit and for `before`
+        fitted = fit_match_weights(info, weights, sample, max_bytes=args.bytes, ngram=ngram, probs=probs)
+        before = model.bits_per_char(sample, network_probs=probs)
         after = (fitted["with_ngram"] if ngram is not None else fitted)["val_bpc_with_match"]
         kinds[kind] = {**fitted, "val_bpc_with_the_model_weights": round(before, 4), "files": files}
         print(f"{kind}: fitted on {len(sample):,} bytes of {files} files' tails: bpc {before:.4f} with the "

@@ -83,10 +83,15 @@ class TextModel:
         after the model was loaded (`memory.corpus_ngram`)."""
         if self.kind is not None:
             return self._kinds[None].with_corpus_ngram(ngram).for_kind(self.kind)
+        twin = self._remixed(ngram, None)
+        twin._kinds = {None: twin}                 # a new base: its own twins
+        return twin
+
+    def _remixed(self, ngram: NgramModel | None, kind: str | None) -> "TextModel":
+        """A copy sharing the backend (and `_kinds`), mixed with `ngram` by the weights of `kind`."""
         twin = copy.copy(self)
-        twin.ngram = ngram
-        twin.mixer = _mixer(self.info, ngram, self.project) if self.mixer is not None else None
-        twin._kinds = {None: twin}
+        twin.ngram, twin.kind = ngram, kind
+        twin.mixer = _mixer(self.info, ngram, self.project, kind) if self.mixer is not None else None
         return twin
 
     def for_kind(self, name: str | None) -> "TextModel":
@@ -100,9 +105,7 @@ class TextModel:
             base = self._kinds[None]
             twin = base
             if base.mixer is not None and kind is not None and serves_kind(base.info, base.ngram, kind):
-                twin = copy.copy(base)
-                twin.kind = kind
-                twin.mixer = _mixer(base.info, base.ngram, base.project, kind)
+                twin = base._remixed(base.ngram, kind)
             self._kinds[kind] = twin
         return twin
 
@@ -163,16 +166,17 @@ class TextModel:
         return decode(self.backend, state, logits, options, on_partial, should_cancel,
                       memory=data or b"\n", mixer=self.mixer)
 
-    def bits_per_char(self, text: str | bytes, learn: bool = False) -> float:
+    def bits_per_char(self, text: str | bytes, learn: bool = False, network_probs: np.ndarray | None = None) -> float:
         """Average bits per byte to encode `text` (the first byte predicted after a newline); with
-        `learn`, the GRU learns the text as it reads it (`adaptation.learning_target_probs`)."""
+        `learn`, the GRU learns the text as it reads it (`adaptation.learning_target_probs`).
+        `network_probs`: the GRU's `target_probs(b"\\n" + text)` where the caller has them already."""
         data = text if isinstance(text, bytes) else encode(text)
         if not data:
             raise ValueError("bits_per_char needs a non-empty text")
         if learn:
             probs = learning_target_probs(self.config, self.weights, b"\n" + data)
         else:
-            probs = self.target_probs(b"\n" + data)
+            probs = self.target_probs(b"\n" + data) if network_probs is None else network_probs
         if self.mixer is not None:
             probs = self.mixer.mix_targets(b"\n" + data, probs)
         return float(-np.log2(np.maximum(probs, 1e-300)).mean())
@@ -211,27 +215,27 @@ def mixer_from_info(info: ModelInfo, ngram: NgramModel | None = None, kind: str 
     `kind`, those fitted on that kind of text first), or the defaults for those it has none of (or
     unusable ones)."""
     sources = [fitted_kinds(info).get(kind, {}), info.match] if kind is not None else [info.match]
-    return MatchMixer(ngram=ngram, **{key: values for key, (values, _) in _learned(sources, ngram).items()})
+    return MatchMixer(ngram=ngram, **_learned(sources, ngram))
 
 
 def serves_kind(info: ModelInfo, ngram: NgramModel | None, kind: str) -> bool:
     """Whether the weights fitted on `kind` supply any usable mixing weight with `ngram` (or without
     one): a kind fitted without the n-gram the model now has, or with unusable values, does not."""
-    return any(source == 0 for _, source in _learned([fitted_kinds(info).get(kind, {})], ngram).values())
+    return bool(_learned([fitted_kinds(info).get(kind, {})], ngram))
 
 
-def _learned(sources: list[dict], ngram: NgramModel | None) -> dict[str, tuple[tuple, int]]:
-    """Each mixing weight from the first of `sources` (config tables) that has it usable, with the
-    index of that source; the weights fitted with the n-gram where there is one."""
+def _learned(sources: list[dict], ngram: NgramModel | None) -> dict[str, tuple]:
+    """Each mixing weight from the first of `sources` (config tables) that has it usable; the
+    weights fitted with the n-gram where there is one."""
     learned = {}
     for key in ("weights", "word_weights", "ngram_weights"):
-        for index, source in enumerate(sources):
+        for source in sources:
             fitted = source.get("with_ngram") if ngram is not None else source
             try:
                 MatchMixer(ngram=ngram, **{key: tuple(fitted[key])})          # validates them alone
             except (AttributeError, KeyError, TypeError, ValueError):
                 continue
-            learned[key] = (tuple(fitted[key]), index)
+            learned[key] = tuple(fitted[key])
             break
     return learned
 

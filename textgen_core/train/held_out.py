@@ -103,13 +103,15 @@ def windowed_val_bpc(config: ModelConfig, weights: Weights, val_bytes: bytes, se
 
 
 def fit_match_weights(info: ModelInfo, weights: Weights, val_bytes: bytes, max_bytes: int = 65536,
-                      ngram: NgramModel | None = None) -> dict[str, Any]:
+                      ngram: NgramModel | None = None, probs: np.ndarray | None = None) -> dict[str, Any]:
     """Learn the mixing weights on held-out text (the GRU has not seen it, nor has the n-gram): the
     match model's on the GRU's probabilities, then the word votes' on those mixed. With a corpus
     `ngram`, a second set under "with_ngram": the n-gram's on the GRU's, then the match model's and
-    the votes' on those; the first set serves where the table is missing (not built yet)."""
+    the votes' on those; the first set serves where the table is missing (not built yet). `probs`:
+    the GRU's `target_probs` of the sample (b"\\n" + val_bytes[:max_bytes]) where the caller has them."""
     sample = b"\n" + val_bytes[:max_bytes]
-    probs = TextModel(info, weights, use_match=False).target_probs(sample)
+    if probs is None:
+        probs = TextModel(info, weights, use_match=False).target_probs(sample)
     fitted = _fit_buffer_weights(sample, probs)
     if ngram is not None:
         ngram_weights = fit_ngram_weights(ngram, probs, sample)

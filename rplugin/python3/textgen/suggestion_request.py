@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from textgen_core.decode import MAX_CHARS, DecodeOptions
+from textgen_core.model.text_kinds import MAX_NAME_CHARS
 
 # The context is a tail of the buffer; the engine windows it further.
 MAX_CONTEXT_CHARS = 4096
@@ -13,7 +14,6 @@ MAX_CONTEXT_BYTES = 4096     # what lua/textgen/context.lua sends at most (M.MAX
 MAX_ALTERNATIVES = 10
 MAX_LOOKAHEAD = 10           # as lua/textgen/config.lua allows
 MAX_TEMPERATURE = 5.0        # as lua/textgen/config.lua allows
-MAX_FILETYPE_CHARS = 64
 
 
 def _is_number(value: Any) -> bool:
@@ -56,4 +56,4 @@ class SuggestionRequest:
                    model=str(payload.get("model") or "default"), backend=str(payload.get("backend") or "numpy"),
                    learn=payload.get("learn") is True,
                    lookahead=int(_number(payload.get("lookahead"), 0, 0, MAX_LOOKAHEAD)),
-                   filetype=str(payload.get("filetype") or "")[:MAX_FILETYPE_CHARS])
+                   filetype=str(payload.get("filetype") or "")[:MAX_NAME_CHARS])
