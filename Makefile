@@ -139,7 +139,7 @@ default-model: build/broad-stage1/weights.npz build/corpus/CORPUS.tsv
 # The default model's mixing weights per kind of text (`textgen fit`; the editor picks them by the buffer's
 # filetype): each kind's fitted on the tails of its train files, 64 KB spread over them (Python and Lua
 # from both corpora, Vim help from the first, the others from the broad one), with the corpus n-gram in the
-# model's folder. About 2.5 minutes (AMD EPYC); it rewrites models/default/config.json, nothing else.
+# model's folder. About 2 minutes (AMD EPYC); it rewrites models/default/config.json, nothing else.
 KIND_FILES = $$($(PY) -m textgen_core corpus $(if $(2),--broad build/corpus,) --split train --kind $(1))
 BROAD_KINDS = c docs go javascript prose rust shell vimscript
 KIND_FITS = --kind python $(call KIND_FILES,python,broad) $(call KIND_FILES,python) \

@@ -40,7 +40,7 @@ INPUT_BYTES = 64 * MB                  # eval, average --fit, ngram: all files (
 CONTEXT_BYTES = 16 * MB                # complete -: the context on stdin (only its last 64 KB are used)
 MAX_ALTERNATIVES = 100                 # complete -n: rows decoded together
 MAX_BEAM = 64                          # complete --beam
-FIT_BYTES = 65536                      # fit: bytes a kind's weights are fitted on (about 10 s, AMD EPYC)
+FIT_BYTES = 65536                      # fit: bytes a kind's weights are fitted on (about 6 s, AMD EPYC)
 MAX_FIT_BYTES = 4 * MB
 MIN_FIT_BYTES = 4096                   # fit: fewer bytes of a kind fit nothing worth keeping
 
