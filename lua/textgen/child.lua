@@ -5,8 +5,12 @@ local M = {}
 
 -- Runs `python -m MODULE ARGS...` in this process (exec keeps the pid), after asking Linux to end it
 -- when Neovim ends, and at the lowest CPU priority (nice 19), so the editor and its host come first.
+-- Never a module of the working directory (Neovim's, often a project just cloned): `-c` and `-m` put
+-- it first on sys.path, so it is dropped before anything is imported, in the launcher and in the
+-- module it runs (textgen_core/serve/child_python.py says the same for the host's children).
 local LAUNCH = [==[
 import os, sys
+sys.path[:] = [p for p in sys.path if p != ""]
 try:
     import ctypes, signal
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -18,7 +22,8 @@ try:
     os.nice(19)
 except OSError:
     pass
-os.execv(sys.executable, [sys.executable, "-m", *sys.argv[1:]])
+os.execv(sys.executable, [sys.executable, "-c", "import sys; sys.path[:] = [p for p in sys.path if p != '']; "
+         "import runpy; runpy._run_module_as_main(sys.argv.pop(1))", *sys.argv[1:]])  # what -m calls
 ]==]
 
 --- The command that runs `python -m module args...` as a child of this Neovim (with `M.env()`).

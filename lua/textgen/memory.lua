@@ -223,9 +223,14 @@ function M.status_lines(memory, cfg)
     lines[#lines + 1] = "memory: no project for this buffer (no git work tree or project marker above its file)"
   end
   if not null(memory) and not null(memory.buffers) then
-    lines[#lines + 1] = ("memory: %d open buffers, %.1f KB"):format(
-      memory.buffers.count or 0,
-      (memory.buffers.bytes or 0) / 1024
+    local count, private = memory.buffers.count or 0, memory.buffers.private or 0
+    lines[#lines + 1] = ("memory: %d open buffer%s, %.1f KB%s"):format(
+      count,
+      count == 1 and "" or "s",
+      (memory.buffers.bytes or 0) / 1024,
+      private > 0
+          and (", %d private (secret or excluded files: not remembered, not learned)"):format(private)
+        or ""
     )
   end
   return lines

@@ -29,7 +29,9 @@ M.TIME = "about a minute on a fast connection"
 
 -- Which of training's modules this Python lacks, and whether it is a virtual environment's.
 local CHECK = [[
-import importlib.util, json, sys
+import sys
+sys.path[:] = [p for p in sys.path if p != ""]  # not the working directory's modules (lua/textgen/child.lua)
+import importlib.util, json
 missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(name) is None]
 print(json.dumps({"missing": missing, "venv": sys.prefix != sys.base_prefix}))
 ]]

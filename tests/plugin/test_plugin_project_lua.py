@@ -221,7 +221,7 @@ def test_textgenproject_and_status_say_what_memory_holds(vim):
     assert "Error" not in project + status
     has_memory = lua(vim, "return require('textgen.host').status().memory ~= nil")
     if has_memory:
-        assert "memory: " in status and "open buffers" in project
+        assert "memory: " in status and "open buffer" in project
     else:           # a host older than project memory: no memory line in the status, one word in :TextGenProject
         assert "memory:" not in status
         assert project == "memory: this Python host keeps no project memory"
@@ -243,6 +243,10 @@ def test_the_memory_lines_from_a_status_answer(vim):
     memory["buffers"] = {"count": 0, "bytes": 0}
     lines = lua(vim, "return require('textgen.memory').status_lines(..., require('textgen.config').get())", memory)
     assert lines[0] == "memory: project /src/app: failed, disk full"
+    memory["buffers"] = {"count": 1, "bytes": 1024, "private": 2}
+    lines = lua(vim, "return require('textgen.memory').status_lines(..., require('textgen.config').get())", memory)
+    assert lines[1] == ("memory: 1 open buffer, 1.0 KB, 2 private (secret or excluded files: not remembered, "
+                        "not learned)")
     assert lua(vim, "return require('textgen.memory').status_lines(nil, require('textgen.config').get())") == []
 
 

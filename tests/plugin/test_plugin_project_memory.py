@@ -162,3 +162,59 @@ def test_secret_and_ignored_files_are_never_read(editor, tmp_path):
     assert project["files"] == 4                          # pyproject.toml, .gitignore, handlers.py, more.py
     assert suggestion_after(editor, PREFIX, "bnicator(").startswith("bnicator(")
     assert not suggestion_after(editor, "value = qpw_sec", "retvalue").startswith("retvalue")
+
+
+def test_children_started_in_a_cloned_project_run_none_of_its_code(editor, tmp_path):
+    """Neovim's working directory is the project: the Python jobs textgen starts from Lua (training,
+    pip, the check for TensorFlow) import textgen's modules and Python's, never the project's."""
+    from tests.core.test_child_safety import plant
+
+    marker = tmp_path / "imported.txt"
+    root = plant(make_project(tmp_path / "project", FILES), marker)
+    editor.command(f"cd {root}")
+    python = lua(editor, "return require('textgen.host').python()")
+    code = lua(editor, """
+        local child = require('textgen.child')
+        local done = {}
+        vim.fn.jobstart(child.command(..., 'textgen_core', { '--help' }), {
+          env = child.env({ PYTHONPATH = child.pythonpath() }),
+          on_exit = function(_, code) done.code = code end,
+        })
+        _G.textgen_test_launch = done
+        require('textgen.train_deps').when_ready(..., function() done.checked = true end)
+    """, python)
+    assert code is None
+    done = wait_for(lambda: lua(editor, "local d = _G.textgen_test_launch; return d.code ~= nil and d.checked and d"),
+                    timeout=60, what="the launched job and the check to end")
+    assert done["code"] == 0 and not marker.exists()
+
+
+def test_a_secret_buffer_is_not_suggested_elsewhere_nor_learned(tiny_model_dir, tmp_path):
+    """A `.env` open in a buffer: its text is in no memory (its file is never read either), and what
+    is typed there is not learned; what is typed in an ordinary file is, in the same Neovim."""
+    root = make_project(tmp_path / "project", FILES)
+    nvim = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir)})
+    try:
+        secret = "".join(f"key_{i} = {SECRET_NAME}({i})\n" for i in range(60))
+        nvim.command(f"edit {root / '.env'}")
+        nvim.current.buffer[:] = secret.splitlines()
+        nvim.command("write")
+        nvim.input("GA")
+        nvim.input("\nkey_60 = qpw_secretvalue(60)\nkey_61 = qpw_secretvalue(61)\n")
+        nvim.input("<Esc>")
+        wait_for(lambda: memory_status(nvim).get("buffers", {}).get("private") == 1, what="the .env private")
+        nvim.command(f"edit {root / 'src' / 'views.py'}")
+        wait_ready(nvim, root)
+        lines = lua(nvim, "return require('textgen').status_lines()")
+        assert any("1 private (secret or excluded files" in line for line in lines), lines
+        assert not suggestion_after(nvim, "value = qpw_sec", "retvalue").startswith("retvalue")
+        engine = lua(nvim, "return require('textgen.host').status().engine") or {}
+        assert not engine.get("learned_bytes")
+        # The same typing in views.py is learned: the check above could fail.
+        nvim.command("normal! G")
+        nvim.input("A\n" + secret.replace("qpw_secretvalue", "ordinary_value"))
+        wait_for(lambda: (lua(nvim, "return require('textgen.host').status().engine") or {}).get("learned_bytes"),
+                 timeout=30, what="what was typed in views.py learned")
+        nvim.input("<Esc>")
+    finally:
+        nvim.close()

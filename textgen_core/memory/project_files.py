@@ -332,6 +332,16 @@ def inside(path: str | Path, root: Path) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(root)
 
 
+def private_reason(path: str | Path, root: Path | None, user_globs: Sequence[str] = ()) -> str | None:
+    """Why an open buffer's text must not be remembered: "secret" where its file is one the project
+    never reads (`SECRET_EXCLUDES`), "excluded" where the user's globs name it; None where it may be.
+    Matched as the project's files are, on the path from `root` when the file is inside it, else on
+    its name alone (the folders above a project are not the project's business)."""
+    real = Path(os.path.realpath(path))
+    relative = real.relative_to(root).as_posix() if root is not None and real.is_relative_to(root) else real.name
+    return _GlobSet(user_globs, (("secret", SECRET_EXCLUDES),)).reason(relative)
+
+
 # ---- ordering -----------------------------------------------------------------------------------
 
 def _ordered(relatives: Iterable[str], root: Path, near: str | Path | None) -> list[str]:
@@ -369,11 +379,10 @@ class _GlobSet:
     """The default excludes and the user's globs, matched (case-insensitively) against a file's path
     from the root, its name, and the name of every folder it is in: `docs/*`, `*.pem`, `vendor`."""
 
-    def __init__(self, user_globs: Iterable[str]) -> None:
+    def __init__(self, user_globs: Iterable[str], defaults: Sequence[tuple[str, Sequence[str]]] = (
+            ("secret", SECRET_EXCLUDES), ("lock file", LOCK_EXCLUDES), ("generated", GENERATED_EXCLUDES))) -> None:
         self.checks = [(reason, _glob_regex(globs)) for reason, globs in
-                       (("secret", SECRET_EXCLUDES), ("lock file", LOCK_EXCLUDES), ("generated", GENERATED_EXCLUDES),
-                        ("excluded", tuple(user_globs)))
-                       if globs]
+                       (*defaults, ("excluded", tuple(user_globs))) if globs]
 
     def reason(self, relative: str) -> str | None:
         lowered = relative.lower()

@@ -38,6 +38,7 @@ from textgen_core.memory.corpus_ngram import (
 from textgen_core.memory.ngram import NgramModel
 from textgen_core.memory.project_cache import default_cache_dir
 from textgen_core.model.text_model import TextModel
+from textgen_core.serve.child_python import module_command
 
 log = logging.getLogger("textgen")
 
@@ -111,7 +112,9 @@ class CorpusCount:
             return
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         try:
-            process = subprocess.Popen(self.command(nice=COUNT_NICE) + ["--json"], stdin=subprocess.DEVNULL,
+            command = module_command(self._python, "textgen_core", *self.arguments(), "--nice", str(COUNT_NICE),
+                                     "--json")
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                        start_new_session=True)
         except OSError as exc:
@@ -122,16 +125,15 @@ class CorpusCount:
         threading.Thread(target=self._wait, args=(process, self._key, self.started_at), name="textgen-corpus-ngram",
                          daemon=True).start()
 
-    def command(self, nice: int = 0) -> list[str]:
-        """The command line that counts the attached model's table."""
+    def arguments(self) -> list[str]:
+        """The arguments of `textgen` that count the attached model's table."""
         model = self._model
-        command = [self._python, "-m", "textgen_core", "corpus-ngram", str(model.path if model else ""),
-                   "--runtime", str(self.runtime), "--cache-dir", self.cache_dir]
-        return command + ["--nice", str(nice)] if nice else command
+        return ["corpus-ngram", str(model.path if model else ""), "--runtime", str(self.runtime),
+                "--cache-dir", self.cache_dir]
 
     def retry_command(self) -> str:
         """The attached model's count as a shell command a user can run."""
-        return " ".join(shlex.quote(part) for part in self.command())
+        return " ".join(shlex.quote(part) for part in [self._python, "-m", "textgen_core", *self.arguments()])
 
     def _wait(self, process: subprocess.Popen, key: str, started_at: float) -> None:
         """Wait for the count (it takes as long as it takes: it is useful even if the editor exits

@@ -35,8 +35,9 @@ from textgen_core.memory.project_cache import (
     default_cache_dir,
     load_cached,
 )
-from textgen_core.memory.project_files import inside, project_root
+from textgen_core.memory.project_files import inside, private_reason, project_root
 from textgen_core.model.safe_read import MB
+from textgen_core.serve.child_python import module_command
 from textgen_core.serve.heap import give_back_freed
 
 log = logging.getLogger("textgen")
@@ -92,6 +93,7 @@ class Memories:
         self._reindex_timer: threading.Timer | None = None
         # the open buffers
         self._texts: OrderedDict[int, bytes] = OrderedDict()
+        self._private: set[int] = set()                  # buffers whose text is never kept (`private`)
         self._buffer_table: NgramModel | None = None
         self._buffer_bytes = 0
         self._buffers_changed = threading.Event()
@@ -102,11 +104,19 @@ class Memories:
     # -- events from the editor ------------------------------------------------------------------
     def buffer_event(self, buf: int, event: str, path: str | None, text: str | bytes | None,
                      options: ProjectOptions) -> None:
-        """A buffer was entered, written, left or unloaded (`lua/textgen/memory.lua` says when)."""
+        """A buffer was entered, written, left or unloaded (`lua/textgen/memory.lua` says when). The
+        text of a private buffer (`private`) is never kept."""
         self.options = options
+        if event == "enter" and path:
+            self.open_project_of(path)
+        private = self._private_reason(path) if path and event != "unload" else None
         with self._lock:
-            if event == "unload":
+            if path and event != "unload":
+                (self._private.add if private else self._private.discard)(buf)
+            if event == "unload" or buf in self._private:
                 changed = self._texts.pop(buf, None) is not None
+                if event == "unload":
+                    self._private.discard(buf)
             else:
                 changed = text is not None
                 if text is not None:
@@ -121,10 +131,24 @@ class Memories:
                     self._texts.popitem()
         if changed:
             self._buffers_changed.set()
-        if event == "enter" and path:
-            self.open_project_of(path)
-        elif event == "write" and path and self.root is not None and inside(Path(path), self.root):
+        if event == "write" and path and self.root is not None and inside(Path(path), self.root):
             self._index_later()
+
+    def private(self, buf: int) -> bool:
+        """Whether buffer `buf`'s file is one the project never reads, a secret (`.env`, `*.pem`, ...) or
+        a file the user's `exclude` globs name: its text is in no memory, and nothing typed there is
+        learned, so that it is never suggested in another buffer."""
+        with self._lock:
+            return buf in self._private
+
+    def _private_reason(self, path: str) -> str | None:
+        """Why the file at `path` is private (`private`), matched from its project's root (the one
+        served, else its own: the user's globs hold with project memory off too); None if it is not."""
+        try:
+            root = self.root if self.root is not None and inside(path, self.root) else project_root(path)
+            return private_reason(path, root, self.options.exclude)
+        except (OSError, ValueError):
+            return "unreadable"
 
     def open_project_of(self, path: str) -> None:
         """Serve the project holding `path` (from its cached index at once, then brought up to date);
@@ -145,6 +169,8 @@ class Memories:
 
     def rebuild(self) -> str:
         """Count the current project again, every file; says what happens, in one line."""
+        if not self.options.enabled:
+            return "project memory is off (g:textgen.project.enabled = false): there is nothing to index"
         if self.root is None:
             return "no project for this buffer (no git work tree or project marker above its file)"
         self._index(rebuild=True)
@@ -155,7 +181,8 @@ class Memories:
         cache_dir = self._cache_dir()
         removed, freed = clear_cache(cache_dir)
         return (f"removed {removed} cached project index{'es' if removed != 1 else ''} ({freed / MB:.1f} MB) "
-                f"from {cache_dir}; turn project memory off with g:textgen.project.enabled = false")
+                f"from {cache_dir}; the project in use stays in memory until Neovim quits; "
+                "g:textgen.project.enabled = false turns project memory off")
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -169,7 +196,7 @@ class Memories:
                                changed_files=summary["changed_files"], seconds=summary["seconds"],
                                cache=summary["cache"])
         with self._lock:
-            buffers = {"count": len(self._texts), "bytes": self._buffer_bytes}
+            buffers = {"count": len(self._texts), "bytes": self._buffer_bytes, "private": len(self._private)}
         return {"project": project, "buffers": buffers, "cache_dir": self._cache_dir()}
 
     def close(self) -> None:
@@ -221,9 +248,10 @@ class Memories:
             self._start_index(rebuild)
 
     def _start_index(self, rebuild: bool) -> None:
-        command = [self._python, "-m", "textgen_core", "index", str(self.root), "--json", "--nice", str(INDEX_NICE),
-                   "--cache-dir", self._cache_dir(), "--max-mb", str(self.options.max_mb),
-                   "--model", self._model_name(), *(f"--exclude={g}" for g in self.options.exclude)]
+        command = module_command(self._python, "textgen_core", "index", str(self.root), "--json",
+                                 "--nice", str(INDEX_NICE), "--cache-dir", self._cache_dir(),
+                                 "--max-mb", str(self.options.max_mb), "--model", self._model_name(),
+                                 *(f"--exclude={g}" for g in self.options.exclude))
         if rebuild:
             command.append("--rebuild")
         if self.cached is None:

@@ -48,7 +48,8 @@ class TextGenHost:
             self.bridge.call_lua("on_result", ask.ticket, list(completion.texts), completion.final,
                                  completion.elapsed_ms, completion.error)
 
-        engine.submit(ask.buffer, ask.context, ask.options, deliver, end_offset=ask.end_offset, learn=ask.learn,
+        learn = ask.learn and not self.session.memories.private(ask.buffer)     # never a secret file's text
+        engine.submit(ask.buffer, ask.context, ask.options, deliver, end_offset=ask.end_offset, learn=learn,
                       guesses=ask.lookahead, kind=ask.filetype)
 
     @pynvim.function("TextGenHostCancel", sync=False)

@@ -1,0 +1,100 @@
+"""Opening a file runs nothing from its folder, and a secret file's text is never remembered.
+
+The host starts its children (the project's indexing, the corpus n-gram's count) in Neovim's working
+directory, often a project a person has just cloned; `python -m` would import that folder's
+`shlex.py` or `textgen_core/` first (`serve.child_python`). And the open buffers are remembered for
+suggestions in the other buffers: a `.env` or a file the user's globs exclude never is
+(`Memories.private`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from tests.conftest import REPO
+from tests.core.test_project_memory import make_project
+from textgen_core.serve.child_python import module_command
+from textgen_core.serve.memories import Memories, ProjectOptions
+
+# Modules a Python child imports on its way to textgen_core's CLI, planted where it starts.
+PLANTED = ("shlex", "json", "argparse", "runpy", "textgen_core/__init__")
+
+
+def plant(folder, marker):
+    """Modules in `folder` that each append their name to `marker` when imported."""
+    for name in PLANTED:
+        path = folder / f"{name}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"open({str(marker)!r}, 'a').write({name!r} + '\\n')\nraise SystemExit(99)\n")
+    return folder
+
+
+def run_in(folder, command):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_child_runs_textgens_modules_not_those_of_its_working_directory(tmp_path):
+    marker = tmp_path / "imported.txt"
+    folder = plant(tmp_path / "cloned", marker)
+    # What the children were started with: the folder's own modules come first.
+    assert run_in(folder, [sys.executable, "-m", "textgen_core", "--help"]).returncode == 99 and marker.exists()
+    marker.unlink()
+    run = run_in(folder, module_command(sys.executable, "textgen_core", "--help"))
+    assert run.returncode == 0 and "index" in run.stdout, run.stderr
+    assert not marker.exists()
+
+
+def wait_until(condition, timeout=120.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_indexing_a_project_opened_from_inside_it_runs_none_of_its_code(tiny_model_dir, tmp_path, monkeypatch):
+    marker = tmp_path / "imported.txt"
+    root = plant(make_project(tmp_path), marker)
+    monkeypatch.chdir(root)                               # Neovim started in the cloned project
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    memories = Memories(lambda tables: None, lambda: str(tiny_model_dir))
+    try:
+        options = ProjectOptions(cache_dir=str(tmp_path / "cache"))
+        memories.buffer_event(1, "enter", str(root / "src" / "handlers.py"), None, options)
+        wait_until(lambda: memories.state in ("ready", "failed"), what="the index")
+        assert memories.state == "ready", memories.reason
+    finally:
+        memories.close()
+    assert not marker.exists()
+
+
+SECRET = "".join(f"TOKEN_{i}=qpw_secretvalue_{i}\n" for i in range(50)).encode()
+
+
+def test_a_secret_or_excluded_buffer_is_never_remembered(tmp_path):
+    root = make_project(tmp_path)
+    published = []
+    memories = Memories(published.append, lambda: "default")
+    try:
+        options = ProjectOptions(enabled=False, exclude=("notes/*",))
+        memories.buffer_event(1, "enter", str(root / ".env"), SECRET, options)
+        memories.buffer_event(2, "enter", str(root / "notes" / "todo.txt"), SECRET, options)
+        memories.buffer_event(3, "enter", str(root / "src" / "app.py"), b"x = 1\n" * 20, options)
+        wait_until(lambda: memories.status()["buffers"]["bytes"] > 0, what="the buffers counted")
+        assert [memories.private(b) for b in (1, 2, 3)] == [True, True, False]
+        assert memories.status()["buffers"] == {"count": 1, "bytes": 120, "private": 2}
+        (table, _), = memories.tables()
+        assert table.probs(b"qpw_secretv")[1] == 0                 # not one of its contexts
+        # Renamed to a name that is not secret (:saveas), it is remembered; unloaded, forgotten.
+        memories.buffer_event(1, "write", str(root / "src" / "settings.py"), SECRET, options)
+        assert not memories.private(1)
+        wait_until(lambda: memories.status()["buffers"]["count"] == 2, what="the renamed buffer counted")
+        memories.buffer_event(2, "unload", None, None, options)
+        assert memories.status()["buffers"]["private"] == 0
+    finally:
+        memories.close()
