@@ -64,6 +64,31 @@ def test_probabilities_are_the_interpolated_counts_of_the_corpus(min_count):
     assert table.probs(b"fox\x01")[1] == 0                                  # never seen: byte frequencies
 
 
+def test_a_memorys_table_buckets_its_contexts_by_how_sure_they_are_and_blanks_apart():
+    """`by_confidence`: per order, several bytes seen after the longest context, one byte seen once,
+    one byte seen more often, each at a word's end or inside a word; a longest context of blanks alone
+    (indentation) is the last bucket. The same probabilities as without, the same buckets one position
+    at a time as for a whole text."""
+    orders = (1, 2, 4)
+    counted = b"    if x:\n        run(a)\n    else:\n        zqx_once()\n        run(b)\n"
+    plain = build_ngram(counted, orders=orders, min_count=1)
+    table = build_ngram(counted, orders=orders, min_count=1, by_confidence=True)
+    assert (plain.buckets, table.buckets) == (4, 1 + 3 * 6 + 1)
+    text = b"\n    if y:\n        zqx_once()\n        run(c)\n"
+    target, buckets = table.target_probs(text)
+    np.testing.assert_array_equal(target, plain.target_probs(text)[0])
+    for end in range(1, len(text)):
+        probs, bucket = table.probs(text[:end])
+        assert buckets[end - 1] == bucket and target[end - 1] == pytest.approx(probs[text[end]], abs=1e-12)
+    assert table.probs(b"zqx_o")[1] == 1 + 2 * 6 + 2 * 1 + 1   # order 4 "qx_o": one byte ("n") once, in a word
+    assert table.probs(b"   run")[1] == 1 + 2 * 6 + 2 * 2 + 1  # " run": "(", seen twice
+    assert table.probs(b"x = run(")[1] == 1 + 2 * 6 + 0        # "run(": "a" and "b", after a word
+    assert table.probs(b"x:\n  ")[1] == 1 + 2 * 6 + 2 * 2     # ":\n  ": " " twice, not in a word
+    assert table.probs(b"\n        ")[1] == table.buckets - 1  # four blanks: how deep says nothing
+    assert table.probs(b"\n  ")[1] == table.buckets - 1        # "  " (order 2), no longer context held
+    assert table.probs(b"\x01")[1] == 0
+
+
 @pytest.mark.parametrize("part_positions", [64, 1000])
 def test_counting_in_parts_gives_the_same_table_as_counting_at_once(part_positions):
     """Parts split by runs of the keys' top byte (of at most 64 and 1000 positions here) must join into

@@ -6,7 +6,7 @@ import threading
 
 from textgen_core.decode import DecodeOptions
 from textgen_core.memory.match import MatchMixer
-from textgen_core.memory.ngram import ORDERS
+from textgen_core.memory.ngram import ORDERS, confidence_bucket
 from textgen_core.memory.open_buffers import (
     BUFFER_WEIGHTS,
     MAX_BUFFER_BYTES,
@@ -50,7 +50,7 @@ def test_the_text_below_the_cursor_teaches_the_model_its_names(tiny_model):
 
 def test_the_weights_suit_the_mixer_after_a_project_table():
     table = build_buffer_memory([BELOW.encode()])
-    assert len(BUFFER_WEIGHTS) == len(ORDERS) + 1 == len(table.orders) + 1
+    assert len(BUFFER_WEIGHTS) == 1 + 6 * len(ORDERS) + 1 == table.buckets and table.by_confidence
     mixer = MatchMixer().with_memories([(table, BUFFER_WEIGHTS), (table, BUFFER_WEIGHTS)])
     assert [w for _, w in mixer.memories] == [BUFFER_WEIGHTS, BUFFER_WEIGHTS]
 
@@ -61,9 +61,9 @@ def test_the_cap_takes_the_nearest_buffer_first():
     assert buffer_text([near, far], cap) == near + SEPARATOR + far[:10]
     table = build_buffer_memory([near, far], max_bytes=cap)
     probs, bucket = table.probs(b"buffer: zqx_frobnicat")
-    assert bucket == len(ORDERS) and probs[ord("o")] > 0.9          # the near buffer is counted
+    assert bucket == confidence_bucket(len(ORDERS) - 1, 1, 20, True) and probs[ord("o")] > 0.9   # the near one
     _, bucket = table.probs(b"buffer: qpw_glorbulat")
-    assert bucket < len(ORDERS) - 2                                 # the far one's name is not
+    assert bucket < confidence_bucket(len(ORDERS) - 3, 1, 1, True)   # the far one's name is not counted
     assert len(buffer_text([b"x" * (MAX_BUFFER_BYTES + 100), b"y" * 10])) == MAX_BUFFER_BYTES
 
 

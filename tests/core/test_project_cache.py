@@ -70,6 +70,11 @@ def test_other_settings_or_a_damaged_index_mean_a_new_one(tiny_model, tmp_path):
     assert result.action == "built" and result.cached.summary()["files"] == 3
 
     meta = folder_for(cache, root) / META
+    # An index of a textgen before the buckets by confidence (a weight per order): built again.
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "weights": [0.1] * 9}))
+    assert load_cached(cache, root, excluding) is None
+    assert index_project(root, cache, excluding, tiny_model).action == "built"
+    assert load_cached(cache, root, excluding).memory.ngram.by_confidence
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "weights": [0.5, 2.0]}))
     with pytest.raises(ProjectCacheError, match="weights"):
         load_cached(cache, root, excluding)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 from textgen_core.decode.steps import RowMemory, _greedy, mixed_log_probs
-from textgen_core.memory.project import build_project_memory
+from textgen_core.memory.project import DEFAULT_PROJECT_WEIGHTS, build_project_memory
 
 # A name the tiny model never saw, used all over a project.
 NAME = "zqx_frobnicator"
@@ -52,7 +52,7 @@ def test_without_a_project_the_model_is_the_same(tiny_model, tmp_path):
 def test_the_weights_are_fitted_on_text_the_counts_did_not_see(tiny_model, tmp_path):
     root = make_project(tmp_path)
     fitted = build_project_memory(root, tiny_model)
-    assert fitted.fitted_on_bytes > 0 and len(fitted.weights) == len(fitted.ngram.orders) + 1
+    assert fitted.fitted_on_bytes > 0 and len(fitted.weights) == fitted.ngram.buckets == len(DEFAULT_PROJECT_WEIGHTS)
     # The names repeat in every file: the long contexts found are trusted far above the default 0.25.
     assert max(fitted.weights) > 0.5
     assert build_project_memory(root).fitted_on_bytes == 0           # no model: the defaults
@@ -111,3 +111,33 @@ def test_the_cli_completes_and_evaluates_with_a_project(tiny_model_dir, tmp_path
 def test_the_cli_refuses_a_project_that_is_not_a_folder_in_one_line(tiny_model_dir, tmp_path):
     out = _textgen("complete", "--model", str(tiny_model_dir), "--project", str(tmp_path / "missing"), "x")
     assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1 and "--project" in out.stderr
+
+
+REGISTRY = '''"""Widget registry."""
+
+
+def frobnicate_widget_registry(widgets, strict=False):
+    registry = {}
+    for widget in widgets:
+        registry[widget.name] = widget
+    return registry
+'''
+
+
+@pytest.mark.parametrize("corpus_ngram", [True, False])
+def test_the_default_model_suggests_a_name_of_another_file_whole(tmp_path, corpus_ngram):
+    """A name the project wrote, long and sure, is suggested to its end (it stopped at `idget`: every
+    byte of it weighed 0.75 against the model, and the word search found the short word worth more)."""
+    from textgen_core import load_model
+
+    root = tmp_path / "project"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'widgets'\n")
+    (root / "pkg" / "registry.py").write_text(REGISTRY)
+    (root / "pkg" / "app.py").write_text("from pkg.registry import frobnicate_widget_registry\n\n"
+                                         "table = frobnicate_widget_registry(widgets, strict=True)\n")
+    model = load_model(REPO / "models" / "default")
+    model = model if corpus_ngram and model.mixer.ngram is not None else model.with_corpus_ngram(None)
+    context = "import os\n\nx = frobnicate_w"
+    assert not model.complete(context).startswith("idget_registry(")
+    assert model.with_project(root).complete(context).startswith("idget_registry(")

@@ -90,8 +90,8 @@ class MatchMixer:
             raise ValueError(f"word weights must be {len(word_votes.VOTE_WEIGHTS)} numbers in [0, 1)")
         for table, table_weights in ((ngram, ngram_weights), *memories):
             if table is not None and table_weights is not None and (
-                    len(table_weights) != len(table.orders) + 1 or not all(0 <= w < 1 for w in table_weights)):
-                raise ValueError(f"n-gram weights must be {len(table.orders) + 1} numbers in [0, 1)")
+                    len(table_weights) != table.buckets or not all(0 <= w < 1 for w in table_weights)):
+                raise ValueError(f"n-gram weights must be {table.buckets} numbers in [0, 1)")
         self.weights = tuple(float(w) for w in weights)
         self.word_weights = tuple(float(w) for w in word_weights)
         self.uses_votes = any(self.word_weights)

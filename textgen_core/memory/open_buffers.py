@@ -21,12 +21,17 @@ from textgen_core.memory.project import SEPARATOR
 # and a few dozen others of ordinary size.
 MAX_BUFFER_BYTES = 1 << 20
 BUFFER_MIN_COUNT = 1
-# Per bucket: no context found, then orders 1, 2, 3, 4, 6, 8, 12, 16 (`ngram.ORDERS`). Fitted
-# (`bench/project.py --files 1 --fit 4`) on 20 held-out files of 5 projects (50 KB typed, the rest of
-# each file as its buffer), none of those the bench reports; mixed after the GRU, the corpus n-gram and
-# the project's table, with the match model and word votes after it, as when serving: 0.982 → 0.926
-# bits per character there. Orders 24 and 32 as well: 1.021 → 1.019 on the reported files, not kept.
-BUFFER_WEIGHTS = (0.0, 0.03, 0.04, 0.03, 0.07, 0.14, 0.24, 0.36, 0.65)
+# Per bucket (`ngram.confidence_bucket`): no context found, then orders 1, 2, 3, 4, 6, 8, 12, 16
+# (`ngram.ORDERS`), each for several bytes seen after the context, one byte seen once, one byte seen
+# more often, each at a word's end and inside a word; then a context of blanks alone. Fitted
+# (`bench/project.py --files 3 --fit 3`) on 30 held-out files of 14 projects (75 KB typed, the rest
+# of each file as its buffer), none of those the bench reports; mixed after the GRU, the corpus n-gram
+# and the project's table, with the match model and word votes after it, as when serving: 1.028 →
+# 0.916 bits per character there (0.930 with the weights fitted before, one per order).
+BUFFER_WEIGHTS = (0.01, 0.03, 0.03, 0.03, 0.03, 0.03, 0.0, 0.17, 0.02, 0.11, 0.01, 0.24, 0.06, 0.15, 0.03, 0.28,
+                  0.05, 0.48, 0.14, 0.21, 0.1, 0.18, 0.09, 0.49, 0.3, 0.2, 0.15, 0.19, 0.28, 0.39, 0.51, 0.18,
+                  0.22, 0.24, 0.4, 0.44, 0.71, 0.35, 0.44, 0.32, 0.66, 0.46, 0.91, 0.63, 0.71, 0.65, 0.89, 0.86,
+                  0.97, 0.24)
 
 
 def buffer_text(texts: Sequence[bytes], max_bytes: int = MAX_BUFFER_BYTES) -> bytes:
@@ -57,4 +62,4 @@ def build_buffer_memory(texts: Sequence[bytes], max_bytes: int = MAX_BUFFER_BYTE
     data = buffer_text(texts, max_bytes)
     if not data:
         return None
-    return build_ngram(data, orders=orders, min_count=BUFFER_MIN_COUNT)
+    return build_ngram(data, orders=orders, min_count=BUFFER_MIN_COUNT, by_confidence=True)

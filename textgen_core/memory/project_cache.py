@@ -124,10 +124,12 @@ def load_cached(cache_dir: str | os.PathLike, root: str | os.PathLike, settings:
         weights = tuple(float(w) for w in meta["weights"])
         stamps = {str(rel): (int(size), int(mtime)) for rel, size, mtime in meta["files"]}
         changed = tuple(str(rel) for rel in meta.get("changed", []))
-        ngram = load_ngram(folder / "ngram")
-        changes = load_ngram(folder / "changes") if changed else None
-        if len(weights) != len(ngram.orders) + 1 or not all(0 <= w < 1 for w in weights):
-            raise ProjectCacheError(f"{folder / META}: {len(weights)} weights for {len(ngram.orders)} orders")
+        ngram = load_ngram(folder / "ngram").with_confidence()
+        changes = load_ngram(folder / "changes").with_confidence() if changed else None
+        if len(weights) == len(ngram.orders) + 1:
+            return None                          # an index of a textgen before `by_confidence`: build it again
+        if len(weights) != ngram.buckets or not all(0 <= w < 1 for w in weights):
+            raise ProjectCacheError(f"{folder / META}: {len(weights)} weights for {ngram.buckets} buckets")
         files = ProjectFiles(Path(root).resolve(), tuple(ProjectFile(Path(root).resolve() / rel, rel, size)
                                                          for rel, (size, _) in stamps.items()),
                              int(meta["bytes"]), {str(k): int(v) for k, v in meta["skipped"].items()})
@@ -220,7 +222,7 @@ def _save_changes(cached: CachedProject, listing: ProjectFiles, pending: list[Pr
     index again around the same n-gram (hard-linked, not copied)."""
     texts = project_texts(ProjectFiles(listing.root, tuple(pending), sum(f.size for f in pending), {},
                                        listing.max_file_bytes))
-    changes = build_ngram(SEPARATOR.join(texts), min_count=PROJECT_MIN_COUNT) if texts else None
+    changes = build_ngram(SEPARATOR.join(texts), min_count=PROJECT_MIN_COUNT, by_confidence=True) if texts else None
     stamps = {**cached.stamps, **pending_stamps}
     staging = FOLDERS.staging(cached.folder)
     save_ngram(cached.memory.ngram, staging / "ngram")
