@@ -2,26 +2,33 @@
 saved and bits per character with no memory, the project's n-gram, the buffer's, and both; the
 project's index time and memory.
 
-Each project is a folder the dependencies install: keras (Python), hypothesis (Python), Neovim's
-Lua runtime, Neovim's help (prose), and TensorFlow's C++ framework headers (a language the default
-model was not trained on). Per project, `--files` files are held out (with any copy of them; picked
-by a hash of their names) and the project memory is built once from the rest. A simulated person
-types `--chars` characters from the middle of each held-out file with the file's earlier text as
-context (`bench/quality.py`'s keystrokes_saved: greedy suggestions accepted word by word). Bits per
-character are those of the same characters given the same context. The "buffer" is the held-out
-file's own text outside the typed segment, before it and after it (a person editing in the middle
-of an existing file: `memory.open_buffers`); the typed segment is in no memory.
+Each project is a folder the dependencies install: keras (Python), hypothesis (Python), Neovim's Lua
+runtime, Neovim's help (prose), and TensorFlow's C++ framework headers; and, where `make corpus` has
+written the broad corpus (`--corpus`), each package it holds out of training (mocha, clap, cffi,
+vim-airline, luassert, Debian's documentation, ...): projects in every kind the model serves that it
+never saw. A typed file whose bytes the model trained on (its folder's CORPUS.tsv lists them: the
+default trained on Neovim's Lua runtime and help) is marked `*` and left out of the mean over unseen
+files, which the issue's targets are about; the mean over all files is printed too. Per project,
+`--files` files are held out (with any copy of them; picked by a hash of their names) and the
+project memory is built once from the rest. A simulated person types `--chars` characters from the
+middle of each held-out file with the file's earlier text as context (`bench/quality.py`'s
+keystrokes_saved: greedy suggestions accepted word by word). Bits per character are those of the
+same characters given the same context. The "buffer" is the held-out file's own text outside the
+typed segment, before it and after it (a person editing in the middle of an existing file:
+`memory.open_buffers`); the typed segment is in no memory.
 
 `--fit N` also holds out the N files that follow the reported ones in the hash order, and fits the
 open buffers' mixing weights on them (after the GRU, the corpus n-gram and the project's table, as
 when serving): the files the bench reports are not those the weights were fitted on.
 
-Usage: python bench/project.py [--model default] [--chars 2500] [--files 2] [--fit N] [--only NAME]
+Usage: python bench/project.py [--model default] [--chars 2500] [--files 3] [--fit N] [--only NAME]
+                               [--corpus build/corpus] [--bpc-only]
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import statistics
 import sys
 import time
@@ -40,6 +47,7 @@ from textgen_core.memory.ngram import NgramModel  # noqa: E402
 from textgen_core.memory.open_buffers import BUFFER_WEIGHTS, build_buffer_memory  # noqa: E402
 from textgen_core.memory.project import ProjectMemory, build_project_memory  # noqa: E402
 from textgen_core.memory.project_files import ProjectFiles, find_project_files  # noqa: E402
+from textgen_core.model.registry import resolve_model_path  # noqa: E402
 from textgen_core.model.text_model import TextModel  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
@@ -53,6 +61,10 @@ PROJECTS = {
     "nvim help (prose)": RUNTIME / "doc" if RUNTIME else None,
     "tf framework (C++)": SITE / "tensorflow" / "include" / "tensorflow" / "core" / "framework",
 }
+CORPUS = Path(__file__).resolve().parent.parent / "build" / "corpus"
+# A held-out package of the broad corpus is a project if it has this much text in more than one file:
+# the rest of a one-file package would be an empty memory.
+MIN_PROJECT_BYTES = 50_000
 CONTEXT_CHARS = 4096           # what the plugin sends as context (lua/textgen/context.lua)
 MIN_FILE_BYTES = 12000
 
@@ -62,6 +74,28 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def corpus_projects(corpus: Path) -> dict[str, Path]:
+    """The broad corpus' held-out packages (`heldout/<kind>/<package>`) large enough to be a project."""
+    found = {}
+    for folder in sorted(corpus.glob("heldout/*/*")):
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        if len(files) > 1 and sum(f.stat().st_size for f in files) >= MIN_PROJECT_BYTES:
+            package = re.sub(r"(-\d[\w.+~]*)+$", "", folder.name.split("-", 1)[1])   # deb-lua-luassert-1.9.0-1
+            found[f"{package} ({folder.parent.name})"] = folder
+    return found
+
+
+def trained_on(model: str) -> set[str]:
+    """The sha256 of every file the model trained on, from its folder's CORPUS.tsv (none without one)."""
+    manifest = resolve_model_path(model) / "CORPUS.tsv"
+    if not manifest.is_file():
+        return set()
+    lines = manifest.read_text().splitlines()
+    header = lines[0].split("\t")
+    rows = (dict(zip(header, line.split("\t"))) for line in lines[1:] if line)
+    return {row["sha256"] for row in rows if row.get("split") == "train"}
 
 
 Memories = list[tuple[NgramModel, tuple[float, ...]]]
@@ -138,7 +172,7 @@ def fitting_probs(model: TextModel, project: ProjectMemory, buffer: NgramModel, 
 def report_fit(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """Fit the buffer's weights on the pooled fitting files, and say what they do there."""
     base, other, buckets = (np.concatenate(a) for a in zip(*parts))
-    fitted = tuple(round(w, 3) for w in fit_bucket_weights(base, other, buckets, BUFFER_WEIGHTS, 0.95, 96))
+    fitted = tuple(round(w, 3) for w in fit_bucket_weights(base, other, buckets, BUFFER_WEIGHTS, 0.99, 100))
     counts = np.bincount(buckets, minlength=len(BUFFER_WEIGHTS))
 
     def bpc(weights: tuple[float, ...]) -> float:
@@ -155,13 +189,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--chars", type=int, default=2500)
-    parser.add_argument("--files", type=int, default=2, help="held-out files per project")
+    parser.add_argument("--files", type=int, default=3, help="held-out files per project")
     parser.add_argument("--fit", type=int, default=0,
                         help="also fit the buffer's weights on this many other held-out files per project")
     parser.add_argument("--max-chars", type=int, default=80)
     parser.add_argument("--bpc-only", action="store_true", help="no typing simulation (fast)")
     parser.add_argument("--only", help="projects whose name contains this")
+    parser.add_argument("--corpus", type=Path, default=CORPUS,
+                        help="a broad corpus folder (make corpus): its held-out packages are projects too "
+                             "(default: build/corpus, where it exists)")
     args = parser.parse_args()
+    projects = {**PROJECTS, **(corpus_projects(args.corpus) if args.corpus.is_dir() else {})}
+    seen = trained_on(args.model)
     base = load_model(args.model).with_project_memory(None)
     print(f"machine: {machine_summary()}")
     print(f"model: {args.model}; {args.chars} characters typed from the middle of each held-out file; "
@@ -169,9 +208,9 @@ def main() -> None:
     print(f"{'project':<22} {'files':>5} {'MB':>5} {'index s':>7} {'+MB':>4}  {'file':<26} "
           f"{'bpc:':<4} {'none':>5} {'proj':>5} {'buf':>5} {'both':>5}  "
           f"{'saved:':<6} {'none':>5} {'proj':>5} {'buf':>5} {'both':>5}")
-    rows: list[tuple[dict[str, float], dict[str, float]]] = []
+    rows: list[tuple[dict[str, float], dict[str, float], bool]] = []
     fit_parts = []
-    for name, root in PROJECTS.items():
+    for name, root in projects.items():
         if root is None or not root.is_dir() or (args.only and args.only not in name):
             continue
         listed = find_project_files(root)
@@ -194,17 +233,23 @@ def main() -> None:
             bpc = {v: segment_bpc(base, memories[v], ctx, segment.encode()) for v in VARIANTS}
             saved = {v: 0.0 if args.bpc_only else typed(base, memories[v], context, segment, args.max_chars) * 100
                      for v in VARIANTS}
-            rows.append((bpc, saved))
-            print(f"{name:<22} {len(memory.files.files):>5} {memory.files.total_bytes / 1e6:>5.1f} {seconds:>7.1f} "
-                  f"{grown:>4.0f}  {path.name[:26]:<26} {'':<4} "
+            unseen = hashlib.sha256(path.read_bytes()).hexdigest() not in seen
+            rows.append((bpc, saved, unseen))
+            shown = ("" if unseen else "*") + path.name[:25]
+            print(f"{name[:22]:<22} {len(memory.files.files):>5} {memory.files.total_bytes / 1e6:>5.1f} "
+                  f"{seconds:>7.1f} {grown:>4.0f}  {shown:<26} {'':<4} "
                   + " ".join(f"{bpc[v]:>5.3f}" for v in VARIANTS) + f"  {'':<6} "
                   + " ".join(f"{saved[v]:>5.1f}" for v in VARIANTS), flush=True)
-    if rows:
-        print(f"mean over {len(rows)} held-out files:")
+    unseen_rows = [row for row in rows if row[2]]
+    for label, chosen in ((f"the {len(unseen_rows)} files the model never saw", unseen_rows),
+                          (f"all {len(rows)} held-out files (* the model trained on)", rows)):
+        if not chosen or (chosen is rows and len(rows) == len(unseen_rows)):
+            continue
+        print(f"mean over {label}:")
         for v in VARIANTS:
-            saved = statistics.mean(s[v] for _, s in rows)
-            gain = statistics.mean(s[v] - s["none"] for _, s in rows)
-            fall = statistics.mean(1 - b[v] / b["none"] for b, _ in rows) * 100
+            saved = statistics.mean(s[v] for _, s, _ in chosen)
+            gain = statistics.mean(s[v] - s["none"] for _, s, _ in chosen)
+            fall = statistics.mean(1 - b[v] / b["none"] for b, _, _ in chosen) * 100
             print(f"  {v:<8} keystrokes saved {saved:5.1f} % ({gain:+.1f} points), "
                   f"bits per character {fall:4.1f} % lower", flush=True)
     if fit_parts:
