@@ -71,3 +71,14 @@ def test_no_text_gives_no_table():
     assert build_buffer_memory([]) is None
     assert build_buffer_memory([b"", b""]) is None
     assert buffer_text([b"", b"ab", b"", b"cd"]) == b"ab" + SEPARATOR + b"cd"
+
+
+def test_where_a_buffer_ends_says_nothing_of_what_comes_next():
+    """A buffer sent as it stood when the cursor left it (`the qu`, the rest not typed yet): its end is
+    not counted as what follows its last bytes, nor any context across two buffers."""
+    table = build_buffer_memory([b"the qu", b"the qu", b"quick quiet"])
+    probs, bucket = table.probs(b"x the qu")
+    assert bucket == confidence_bucket(2, 1, 1, True)         # " qu" (order 3), from " quiet" alone
+    assert probs[ord("i")] > 0.5 and probs[SEPARATOR[0]] < 0.01
+    # "the" (order 3) is held, "\0the" (order 4, across a text's end) is not
+    assert table.probs(b"qu" + SEPARATOR + b"the")[1] == confidence_bucket(2, 1, 2, True)

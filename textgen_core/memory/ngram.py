@@ -317,13 +317,15 @@ def order_keys(data: np.ndarray, k: int, chunk: int = 1 << 20) -> np.ndarray:
 
 
 def build_ngram(data: bytes, orders: tuple[int, ...] = ORDERS, min_count: int = MIN_COUNT,
-                part_positions: int = 1 << 20, by_confidence: bool = False) -> NgramModel:
+                part_positions: int = 1 << 20, by_confidence: bool = False,
+                text_end: int | None = None) -> NgramModel:
     """Count `data`: per order, the contexts seen at least `min_count` times and what followed them
-    (`count_order`)."""
+    (`count_order`). `text_end`: a byte that joins texts and is no text's, so nothing is counted as
+    following it or being followed by it (where a text ends says nothing of what comes next)."""
     _check_counting(orders, min_count)
     a = np.frombuffer(data, np.uint8)
-    return NgramModel([count_order(a, k, min_count, part_positions) for k in orders], unigram_of(a), min_count,
-                      by_confidence=by_confidence)
+    return NgramModel([count_order(a, k, min_count, part_positions, text_end) for k in orders], unigram_of(a),
+                      min_count, by_confidence=by_confidence)
 
 
 def count_ngram_into(data: bytes | bytearray, folder: str | os.PathLike, orders: tuple[int, ...] = ORDERS,
@@ -366,7 +368,8 @@ def byte_counts(a: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
     return counts
 
 
-def count_order(a: np.ndarray, k: int, min_count: int = MIN_COUNT, part_positions: int = 1 << 20) -> OrderTable:
+def count_order(a: np.ndarray, k: int, min_count: int = MIN_COUNT, part_positions: int = 1 << 20,
+                text_end: int | None = None) -> OrderTable:
     """One order's table of `a` (N,) uint8: the contexts seen at least `min_count` times and what followed them.
 
     Each position becomes one number, context key · 256 + next byte; sorting them puts every
@@ -378,6 +381,14 @@ def count_order(a: np.ndarray, k: int, min_count: int = MIN_COUNT, part_position
     a third of the time and a tenth of the memory; the default model's 16 MB: 270 MB for the process)."""
     keys = order_keys(a, k)[k:]                                                       # (N − k,)
     following = a[k:]
+    if text_end is not None:                     # no context that ends a text or holds the end of one
+        ends = np.flatnonzero(a == text_end)
+        crossed = np.zeros(len(a) + 1, np.int64)
+        np.add.at(crossed, ends + 1, 1)
+        ends_before = np.cumsum(crossed)[:len(a)]                     # [i]: text ends among a[:i]
+        kept = ends_before[k:] - ends_before[:len(a) - k] == 0          # none in a[i - k:i], i = k..N−1
+        kept &= following != text_end
+        keys, following = keys[kept], following[kept]
     if len(keys) <= part_positions:
         parts = [_count_pairs(keys, following, min_count)]
     else:
