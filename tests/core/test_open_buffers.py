@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from textgen_core.decode import DecodeOptions
 from textgen_core.memory.match import MatchMixer
 from textgen_core.memory.ngram import ORDERS, confidence_bucket
@@ -80,5 +82,7 @@ def test_where_a_buffer_ends_says_nothing_of_what_comes_next():
     probs, bucket = table.probs(b"x the qu")
     assert bucket == confidence_bucket(2, 1, 1, True)         # " qu" (order 3), from " quiet" alone
     assert probs[ord("i")] > 0.5 and probs[SEPARATOR[0]] < 0.01
+    for short in ([b"ab"], [b"a", b"b"], [b"x" * 15, b"y"]):                  # shorter than the longest order
+        assert build_buffer_memory(short).probs(b"a")[0].sum() == pytest.approx(1.0)
     # "the" (order 3) is held, "\0the" (order 4, across a text's end) is not
     assert table.probs(b"qu" + SEPARATOR + b"the")[1] == confidence_bucket(2, 1, 2, True)

@@ -386,7 +386,8 @@ def count_order(a: np.ndarray, k: int, min_count: int = MIN_COUNT, part_position
         crossed = np.zeros(len(a) + 1, np.int64)
         np.add.at(crossed, ends + 1, 1)
         ends_before = np.cumsum(crossed)[:len(a)]                     # [i]: text ends among a[:i]
-        kept = ends_before[k:] - ends_before[:len(a) - k] == 0          # none in a[i - k:i], i = k..N−1
+        positions = max(len(a) - k, 0)
+        kept = ends_before[k:k + positions] - ends_before[:positions] == 0    # none in a[i − k:i], i = k..N−1
         kept &= following != text_end
         keys, following = keys[kept], following[kept]
     if len(keys) <= part_positions:
