@@ -252,3 +252,26 @@ def test_a_users_folder_named_like_a_killed_trainings_temp_folder_is_kept(tmp_pa
     remove_left_behind(tmp_path)
     assert _unchanged(users, files) and sorted(os.listdir(users)) == sorted(files)
     assert not ours.exists()
+
+
+def test_a_users_files_in_a_models_ngram_folder_are_never_removed(tmp_path):
+    """The n-gram folder of a model of ours is cleaned of the files a table has (`ngram.is_table_file`),
+    never of a person's own, .npy or not: saving over it is refused, and a killed save's old copy
+    with them in it gives up the table's files alone."""
+    table = build_ngram(b"abcabcabd" * 50)
+    folder = tmp_path / "m"
+    save_model_folder(folder, ModelInfo(CONFIG), _weights(), ngram=table)
+    mine = {"my_vectors.npy": b"\x93NUMPY not a table", "k3.keys.npy.bak": b"backup", "notes.txt": b"mine"}
+    for name, data in mine.items():
+        (folder / "ngram" / name).write_bytes(data)
+    with pytest.raises(UnsafeSaveTargetError, match="not saving a model over ngram/ in"):
+        save_model_folder(folder, ModelInfo(CONFIG), _weights(0.5), ngram=table)
+    assert {name: (folder / "ngram" / name).read_bytes() for name in mine} == mine
+
+    save_model_folder(tmp_path / "n", ModelInfo(CONFIG), _weights(0.7))
+    old = tmp_path / f".n.old-{_pid_of_a_finished_process()}"
+    os.replace(folder, old)
+    recover_interrupted_save(tmp_path / "n")
+    assert sorted(os.listdir(old)) == ["ngram"] and sorted(os.listdir(old / "ngram")) == sorted(mine)
+    assert {name: (old / "ngram" / name).read_bytes() for name in mine} == mine
+    load_model_folder(tmp_path / "n")

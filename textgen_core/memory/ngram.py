@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -459,6 +460,17 @@ def save_ngram(model: NgramModel, folder: str | os.PathLike) -> None:
     _write_arrays(folder, _common_arrays(model.orders, model.min_count, model.unigram))
     for t in model.tables:
         _write_arrays(folder, _table_arrays(t))
+
+
+# The names of the files `save_ngram` writes (`_common_arrays`, `_table_arrays`): all a table folder
+# of ours holds, and all that is ever removed from one.
+_TABLE_FILE = re.compile(r"(?:orders|min_count|unigram"
+                         r"|k[1-9][0-9]?\.(?:keys|starts|next_bytes|counts|block_keys))\.npy")
+
+
+def is_table_file(name: str) -> bool:
+    """Whether `name` is the name of a file `save_ngram` writes."""
+    return _TABLE_FILE.fullmatch(name) is not None
 
 
 def _common_arrays(orders: tuple[int, ...], min_count: int, unigram: np.ndarray) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textgen_core.memory.ngram import NGRAM_DIR, NgramFileError, NgramModel, load_ngram, save_ngram
+from textgen_core.memory.ngram import NGRAM_DIR, NgramFileError, NgramModel, is_table_file, load_ngram, save_ngram
 from textgen_core.model.config import FORMAT_NAME, FORMAT_VERSION, ModelConfig, ModelInfo
 from textgen_core.model.safe_read import MB, RefusedFile, open_regular, read_npy_header, read_regular
 from textgen_core.model.scratch import process_gone
@@ -126,8 +126,8 @@ def check_save_target(folder: str | os.PathLike, shown: str | None = None) -> No
     """Refuse, before any work, to save a model where the save would replace what is not a model.
 
     A missing or empty folder is fine, and so is a model folder of ours that holds only a model's
-    files (`MODEL_ENTRIES`, the n-gram's .npy files); anything else raises UnsafeSaveTargetError
-    naming the folder as the user gave it (`shown`) and what is in the way.
+    files (`MODEL_ENTRIES`, and in ngram/ the files of a table: `ngram.is_table_file`); anything else
+    raises UnsafeSaveTargetError naming the folder as the user gave it (`shown`) and what is in the way.
     """
     path = Path(folder).expanduser()
     shown = shown or os.fspath(folder)
@@ -202,7 +202,7 @@ def _is_model_entry(folder: Path, name: str) -> bool:
     if path.is_symlink():
         return False
     if name == NGRAM_DIR:
-        return path.is_dir() and all(entry.endswith(".npy") and (path / entry).is_file()
+        return path.is_dir() and all(is_table_file(entry) and (path / entry).is_file()
                                      and not (path / entry).is_symlink() for entry in os.listdir(path))
     return name in MODEL_ENTRIES and path.is_file()
 
@@ -232,10 +232,10 @@ def _remove_model_files(folder: Path) -> bool:
             if path.is_symlink() or path.is_file():
                 path.unlink()
             elif name == NGRAM_DIR and path.is_dir():
-                for entry in path.glob("*.npy"):
-                    if entry.is_symlink() or entry.is_file():
+                for entry in path.iterdir():
+                    if is_table_file(entry.name) and (entry.is_symlink() or entry.is_file()):
                         entry.unlink()
-                path.rmdir()
+                path.rmdir()                                   # only if that emptied it
         except OSError:
             pass
     try:
