@@ -50,6 +50,7 @@ from textgen_core.memory.project_files import ProjectFiles, find_project_files  
 from textgen_core.model.registry import resolve_model_path  # noqa: E402
 from textgen_core.model.text_model import TextModel  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
+from textgen_core.train.corpus_build import MANIFEST, read_manifest  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
 
 SITE = Path(np.__file__).resolve().parent.parent
@@ -89,13 +90,10 @@ def corpus_projects(corpus: Path) -> dict[str, Path]:
 
 def trained_on(model: str) -> set[str]:
     """The sha256 of every file the model trained on, from its folder's CORPUS.tsv (none without one)."""
-    manifest = resolve_model_path(model) / "CORPUS.tsv"
-    if not manifest.is_file():
+    folder = resolve_model_path(model)
+    if not (folder / MANIFEST).is_file():
         return set()
-    lines = manifest.read_text().splitlines()
-    header = lines[0].split("\t")
-    rows = (dict(zip(header, line.split("\t"))) for line in lines[1:] if line)
-    return {row["sha256"] for row in rows if row.get("split") == "train"}
+    return {row["sha256"] for row in read_manifest(folder) if row.get("split") == "train"}
 
 
 Memories = list[tuple[NgramModel, tuple[float, ...]]]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 from tests.conftest import REPO
 from tests.core.test_project_memory import make_project
+from tests.nvim_harness import wait_for
 from textgen_core.serve.child_python import module_command
 from textgen_core.serve.memories import Memories, ProjectOptions
 
@@ -47,16 +47,6 @@ def test_a_child_runs_textgens_modules_not_those_of_its_working_directory(tmp_pa
     assert not marker.exists()
 
 
-def wait_until(condition, timeout=120.0, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_indexing_a_project_opened_from_inside_it_runs_none_of_its_code(tiny_model_dir, tmp_path, monkeypatch):
     marker = tmp_path / "imported.txt"
     root = plant(make_project(tmp_path), marker)
@@ -66,7 +56,7 @@ def test_indexing_a_project_opened_from_inside_it_runs_none_of_its_code(tiny_mod
     try:
         options = ProjectOptions(cache_dir=str(tmp_path / "cache"))
         memories.buffer_event(1, "enter", str(root / "src" / "handlers.py"), None, options)
-        wait_until(lambda: memories.state in ("ready", "failed"), what="the index")
+        wait_for(lambda: memories.state in ("ready", "failed"), timeout=120, what="the index")
         assert memories.state == "ready", memories.reason
     finally:
         memories.close()
@@ -85,7 +75,7 @@ def test_a_secret_or_excluded_buffer_is_never_remembered(tmp_path):
         memories.buffer_event(1, "enter", str(root / ".env"), SECRET, options)
         memories.buffer_event(2, "enter", str(root / "notes" / "todo.txt"), SECRET, options)
         memories.buffer_event(3, "enter", str(root / "src" / "app.py"), b"x = 1\n" * 20, options)
-        wait_until(lambda: memories.status()["buffers"]["bytes"] > 0, what="the buffers counted")
+        wait_for(lambda: memories.status()["buffers"]["bytes"] > 0, what="the buffers counted")
         assert [memories.private(b) for b in (1, 2, 3)] == [True, True, False]
         assert memories.status()["buffers"] == {"count": 1, "bytes": 120, "private": 2}
         (table, _), = memories.tables()
@@ -93,7 +83,7 @@ def test_a_secret_or_excluded_buffer_is_never_remembered(tmp_path):
         # Renamed to a name that is not secret (:saveas), it is remembered; unloaded, forgotten.
         memories.buffer_event(1, "write", str(root / "src" / "settings.py"), SECRET, options)
         assert not memories.private(1)
-        wait_until(lambda: memories.status()["buffers"]["count"] == 2, what="the renamed buffer counted")
+        wait_for(lambda: memories.status()["buffers"]["count"] == 2, what="the renamed buffer counted")
         memories.buffer_event(2, "unload", None, None, options)
         assert memories.status()["buffers"]["private"] == 0
     finally:

@@ -36,6 +36,7 @@ from typing import Iterator
 import numpy as np
 
 from textgen_core.lru import LruCache
+from textgen_core.memory.buffer_words import is_word_byte
 from textgen_core.memory.mixing import fit_bucket_weights
 from textgen_core.memory.table_blocks import KEYS_PER_BLOCK, BlockReader, TableBlocks, block_index, first_keys, fits
 from textgen_core.model.safe_read import RefusedFile, open_regular, read_npy_header
@@ -62,8 +63,7 @@ CACHED_ORDER_CONTEXTS = 4096
 # 0.83 / 0.97 inside a word (`project.DEFAULT_PROJECT_WEIGHTS`).
 CONFIDENCE_LEVELS = 3 * 2
 BLANKS = b" \t"
-_WORD_BYTES = np.zeros(256, bool)
-_WORD_BYTES[[95, *range(48, 58), *range(65, 91), *range(97, 123)]] = True
+_WORD_BYTE_MASK = np.array([is_word_byte(byte) for byte in range(256)])          # (256,) bool
 _UNSEEN = object()
 MAX_READ_ARRAY_BYTES = 4096          # orders, unigram and min_count, which are read rather than mapped
 _MULTIPLIER = 0x9E3779B97F4A7C15
@@ -232,8 +232,8 @@ class NgramModel:
                     buckets[row] = self.buckets - 1
                     continue
                 distinct = segments[s][2] - segments[s][1]
-                buckets[row] = int(confidence_bucket(buckets[row] - 1, distinct, norms[s] - distinct,
-                                                     _WORD_BYTES[histories[row][-1]]))
+                buckets[row] = confidence_bucket(buckets[row] - 1, distinct, norms[s] - distinct,
+                                                 is_word_byte(histories[row][-1]))
         rows = np.array([row for row, *_ in segments], np.int64)
         following = np.frombuffer(b"".join([segment[3] for segment in segments]), np.uint8)     # (P,)
         targets = np.repeat(rows * 256, widths) + following
@@ -278,7 +278,7 @@ class NgramModel:
                 total[:longer] += counts
                 joint[:longer] += np.where(table.next_bytes[at] == wanted[:longer], counts, 0.0)
             p[rows] = (joint + width * p[rows]) / (total + width)
-            bucket[rows] = confidence_bucket(position, width, total, _WORD_BYTES[a[rows - 1]]) \
+            bucket[rows] = confidence_bucket(position, width, total, _WORD_BYTE_MASK[a[rows - 1]]) \
                 if self.by_confidence else position + 1
             longest[rows] = table.order
         if self.by_confidence:
@@ -290,8 +290,8 @@ def confidence_bucket(position, distinct, total, in_word):
     """The bucket of a longest context found at index `position` of the orders, with `distinct`
     bytes seen after it `total` times in all, ending inside a word or not (ints or arrays): per
     order, more than one byte, one byte once, one byte more often; each at a word's end, in a word."""
-    level = np.where(distinct > 1, 0, np.where(total < 2, 1, 2))
-    return 1 + position * CONFIDENCE_LEVELS + 2 * level + np.asarray(in_word, np.int64)
+    level = (distinct == 1) * (1 + (total >= 2))             # plain arithmetic: ints stay ints (`_compute`)
+    return 1 + position * CONFIDENCE_LEVELS + 2 * level + in_word * 1
 
 
 def blank_runs(a: np.ndarray) -> np.ndarray:
@@ -326,7 +326,8 @@ def build_ngram(data: bytes, orders: tuple[int, ...] = ORDERS, min_count: int = 
     following it or being followed by it (where a text ends says nothing of what comes next)."""
     _check_counting(orders, min_count)
     a = np.frombuffer(data, np.uint8)
-    return NgramModel([count_order(a, k, min_count, part_positions, text_end) for k in orders], unigram_of(a),
+    ends = None if text_end is None else np.concatenate(([0], np.cumsum(a == text_end)))    # (N + 1,) in a[:i]
+    return NgramModel([count_order(a, k, min_count, part_positions, ends) for k in orders], unigram_of(a),
                       min_count, by_confidence=by_confidence)
 
 
@@ -371,7 +372,7 @@ def byte_counts(a: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
 
 
 def count_order(a: np.ndarray, k: int, min_count: int = MIN_COUNT, part_positions: int = 1 << 20,
-                text_end: int | None = None) -> OrderTable:
+                ends: np.ndarray | None = None) -> OrderTable:
     """One order's table of `a` (N,) uint8: the contexts seen at least `min_count` times and what followed them.
 
     Each position becomes one number, context key · 256 + next byte; sorting them puts every
@@ -380,17 +381,14 @@ def count_order(a: np.ndarray, k: int, min_count: int = MIN_COUNT, part_position
     follow one another in key order): memory stays about 6 bytes a byte of `a` (its keys and their
     top bytes), the order's table, and up to ~50 bytes a position of the largest part (three sorts of
     the whole text per order, as `np.unique` did, took 31 s and 950 MB for 10 MB of text; this takes
-    a third of the time and a tenth of the memory; the default model's 16 MB: 270 MB for the process)."""
+    a third of the time and a tenth of the memory; the default model's 16 MB: 270 MB for the process).
+    `ends`: how many text ends (`build_ngram`'s `text_end`) lie in a[:i], for i = 0..N: a context and
+    its next byte holding one are not counted."""
     keys = order_keys(a, k)[k:]                                                       # (N − k,)
     following = a[k:]
-    if text_end is not None:                     # no context that ends a text or holds the end of one
-        ends = np.flatnonzero(a == text_end)
-        crossed = np.zeros(len(a) + 1, np.int64)
-        np.add.at(crossed, ends + 1, 1)
-        ends_before = np.cumsum(crossed)[:len(a)]                     # [i]: text ends among a[:i]
+    if ends is not None:
         positions = max(len(a) - k, 0)
-        kept = ends_before[k:k + positions] - ends_before[:positions] == 0    # none in a[i − k:i], i = k..N−1
-        kept &= following != text_end
+        kept = ends[k + 1:k + 1 + positions] == ends[:positions]             # none in a[i − k:i + 1], i = k..N−1
         keys, following = keys[kept], following[kept]
     if len(keys) <= part_positions:
         parts = [_count_pairs(keys, following, min_count)]

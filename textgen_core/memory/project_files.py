@@ -21,6 +21,7 @@ read nested .gitignore files or negations outside git, or look inside archives a
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import stat
@@ -339,7 +340,13 @@ def private_reason(path: str | Path, root: Path | None, user_globs: Sequence[str
     its name alone (the folders above a project are not the project's business)."""
     real = Path(os.path.realpath(path))
     relative = real.relative_to(root).as_posix() if root is not None and real.is_relative_to(root) else real.name
-    return _GlobSet(user_globs, (("secret", SECRET_EXCLUDES),)).reason(relative)
+    return _private_globs(tuple(user_globs)).reason(relative)
+
+
+@functools.lru_cache(maxsize=8)
+def _private_globs(user_globs: tuple[str, ...]) -> "_GlobSet":
+    """The secrets and the user's globs, compiled once per set of globs (a buffer event asks for them)."""
+    return _GlobSet(user_globs, (("secret", SECRET_EXCLUDES),))
 
 
 # ---- ordering -----------------------------------------------------------------------------------

@@ -109,14 +109,12 @@ class Memories:
         self.options = options
         if event == "enter" and path:
             self.open_project_of(path)
-        private = self._private_reason(path) if path and event != "unload" else None
+        private = event != "unload" and bool(path) and self._private_reason(path) is not None
         with self._lock:
-            if path and event != "unload":
+            if event == "unload" or path:                 # a path (re)tells what the buffer is
                 (self._private.add if private else self._private.discard)(buf)
             if event == "unload" or buf in self._private:
                 changed = self._texts.pop(buf, None) is not None
-                if event == "unload":
-                    self._private.discard(buf)
             else:
                 changed = text is not None
                 if text is not None:
