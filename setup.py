@@ -1,4 +1,4 @@
-"""The one compiled part: the n-gram table lookup (textgen_core/memory/_table_lookup.c), optional.
+"""The one compiled part: the n-gram table lookup and prediction (textgen_core/memory/_table_lookup.c), optional.
 
 Everything else is in pyproject.toml. `pip install` builds the helper where a C compiler and the
 Python headers are there (a second or two with gcc); where they are not, the install goes on

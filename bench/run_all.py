@@ -69,6 +69,9 @@ BENCHES = [
      ["bench/quality.py", "--corpus", "build/corpus", "--bytes", "30000", "--typing-bytes", "6000"]),
     ("What the corpus n-gram costs a suggestion: the default with and without its table, side by side",
      ["bench/ngram_cost.py", "--chars", "800"]),
+    ("The n-gram's predictions by the compiled helper or in Python, side by side: a suggestion's first word and "
+     "all of it (issue 27)",
+     ["bench/ngram_predict.py"]),
     ("Project memory: keystrokes saved and bits per character without and with the project's n-gram (issue 24: "
      "+8 points, 15 % lower on projects the model never saw)",
      ["bench/project.py", "--files", "3"]),

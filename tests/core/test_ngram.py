@@ -17,6 +17,7 @@ from tests.conftest import REPO, TINY_TEXT
 from tests.core.test_cli import textgen
 from textgen_core import load_model
 from textgen_core.memory import table_blocks
+from textgen_core.memory import ngram
 from textgen_core.memory.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
 from textgen_core.model.files import ModelFileError
 
@@ -202,6 +203,43 @@ def test_a_loaded_table_predicts_as_counted_reading_blocks_into_a_bounded_cache(
         assert all(type(t.blocks.lookup).__name__ == "builtin_function_or_method" for t in loaded.tables)
         assert 0 < table_blocks.compiled.cached_blocks() <= table_blocks.compiled.CACHE_BYTES // 1024
     assert resident_kb(tmp_path / "ngram") == 0
+
+
+def test_the_compiled_prediction_is_the_python_one_bit_for_bit(tmp_path):
+    """A keystroke's search asks the tables for hundreds of predictions; where the compiled helper is
+    built, each is one call (`_table_lookup.predict`) instead of the Python pass and interpolation:
+    the same probabilities to the last bit and the same bucket, for a table counted in memory (the
+    open buffers') and one loaded from its files (the corpus', the project's), with and without
+    the buckets by confidence, after blanks, inside words, after bytes no context holds, and after
+    histories shorter than the longest order."""
+    if table_blocks.compiled is None:
+        pytest.skip("the compiled helper is not built here (test_the_compiled_helper_is_built says why)")
+    text = _word_text(5, 300, 12000) + b"\n        indented  x\n" + "naïve café\n".encode()
+    counted = build_ngram(text, min_count=1, by_confidence=True)
+    save_ngram(counted, tmp_path / "ngram")
+    loaded = load_ngram(tmp_path / "ngram")
+    histories = ([text[max(0, i - 20):i] for i in range(0, len(text), 13)]
+                 + [b"", b"a", b"        ", b"x\n        ", "caf".encode(), bytes(range(240, 256)), b"\x00" * 30])
+    for table in (counted, loaded, counted.with_confidence(), build_ngram(text, min_count=2)):
+        assert ngram.compiled_tables(table.tables) is not None
+        compiled = [table._compute([history])[0] for history in histories]
+        table._compiled = None                                      # the Python path from here on
+        python = [table._compute([history])[0] for history in histories]
+        for (mine, my_bucket), (theirs, their_bucket) in zip(compiled, python):
+            np.testing.assert_array_equal(mine, theirs)
+            assert my_bucket == their_bucket
+        buckets = {bucket for _, bucket in python}
+        assert 0 in buckets and len(buckets) > 5                                 # none found, and many orders
+        assert not table.by_confidence or table.buckets - 1 in buckets          # blanks alone
+    with pytest.raises(ValueError, match="one start more"):
+        table_blocks.compiled.Arrays(np.zeros(3, np.uint32), np.zeros(3, np.uint32), np.zeros(0, np.uint8),
+                                     np.zeros(0, np.uint16))
+    starts = np.array([0, 5], np.uint32)                                  # bytes past the arrays' end
+    key = (((1 + 1) * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)) >> 32                     # the context b"\x01"
+    damaged = table_blocks.compiled.Arrays(np.array([key], np.uint32), starts, np.zeros(2, np.uint8),
+                                           np.zeros(2, np.uint16))
+    with pytest.raises(ValueError, match="past its bytes"):
+        table_blocks.compiled.predict((damaged,), (1,), b"\x01", np.full(256, 1 / 256), np.empty(256))
 
 
 @pytest.mark.parametrize("way", ["compiled", "python"])

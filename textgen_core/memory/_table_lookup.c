@@ -1,4 +1,5 @@
-/* An n-gram table's lookup in C: what `table_blocks.TableBlocks.lookup` does, as one call.
+/* An n-gram table's lookup in C: what `table_blocks.TableBlocks.lookup` does, as one call; and a
+history's whole prediction (`predict`): what `ngram.NgramModel._compute` does for one history.
 
 A suggestion looks up a few hundred contexts; in Python each costs four block reads (keys, starts,
 bytes, counts: a dozen calls and a `pread` each) and most of the n-gram's share of a keystroke.
@@ -17,7 +18,15 @@ median, 95 % −0.58 … −0.02, against this helper letting the GIL go around 
 busy thread the same, −0.02 ms, −0.13 … +0.04). Only a read from a cold disk holds it longer, in
 the first keystrokes after a boot. Holding it also keeps the cache to one thread at a time.
 
-Optional: where it is not built (no C compiler), `table_blocks` does the same in Python.
+`predict` hashes the history's last 1..16 bytes, looks each order's context up (in a loaded
+table's files as above, or in the arrays of a table counted in this process: `Arrays`), and writes
+the Witten–Bell interpolation into the caller's 256 float64s, adding in the order the Python path
+does, so that its probabilities are the same to the last bit (tests/core/test_ngram.py). A
+keystroke's search asks each table for hundreds of these; in Python each took 25–40 µs (hashing
+byte by byte, a dozen numpy calls on arrays of a few bytes), here 4–11 µs: a suggestion's first word
+0.5–0.7 ms sooner, the whole of it 1.1–1.9 ms (`bench/ngram_predict.py`, bench/RESULTS.md).
+
+Optional: where it is not built (no C compiler), `table_blocks` and `ngram` do the same in Python.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -102,36 +111,10 @@ static int item32(Reader *r, int64_t i, uint32_t *value)
     return 0;
 }
 
-/* Elements [lo, hi) of `r` as bytes. */
-static PyObject *raw(Reader *r, int64_t lo, int64_t hi)
+/* Where `key`'s context lies in a Table: its bytes are [*lo, *hi) of next_bytes and counts. 1 where
+   the table holds it, 0 where not, -1 with an exception set. */
+static int table_find(Table *self, uint32_t key, uint32_t *lo_out, uint32_t *hi_out)
 {
-    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((hi - lo) * r->itemsize));
-    if (result == NULL)
-        return NULL;
-    unsigned char *to = (unsigned char *)PyBytes_AS_STRING(result);
-    int64_t per = BLOCK_BYTES / r->itemsize;
-    unsigned char block[BLOCK_BYTES];
-    for (int64_t i = lo; i < hi;) {
-        int64_t b = i / per, end = (b + 1) * per < hi ? (b + 1) * per : hi;
-        if (read_block(r, b, block) < 0) {
-            Py_DECREF(result);
-            return NULL;
-        }
-        memcpy(to, block + (i - b * per) * r->itemsize, (size_t)((end - i) * r->itemsize));
-        to += (end - i) * r->itemsize;
-        i = end;
-    }
-    return result;
-}
-
-static PyObject *Table_lookup(Table *self, PyObject *arg)
-{
-    unsigned long long wide = PyLong_AsUnsignedLongLong(arg);
-    if (wide == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    if (wide > UINT32_MAX)
-        Py_RETURN_NONE;                                   /* keys are 32 bits: not in the table */
-    uint32_t key = (uint32_t)wide;
     const uint32_t *firsts = (const uint32_t *)self->first_keys.buf;
     Py_ssize_t blocks = self->first_keys.len / 4;
     Py_ssize_t lo_b = 0, hi_b = blocks;                   /* bisect_right(firsts, key) - 1 */
@@ -144,11 +127,11 @@ static PyObject *Table_lookup(Table *self, PyObject *arg)
     }
     int64_t b = (int64_t)lo_b - 1;
     if (b < 0)
-        Py_RETURN_NONE;
+        return 0;
     uint32_t block[BLOCK_BYTES / 4];
     Py_ssize_t got = read_block(&self->keys, b, (unsigned char *)block);
     if (got < 0)
-        return NULL;
+        return -1;
     Py_ssize_t n = got / 4, lo = 0, hi = n;               /* bisect_left(block, key) */
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
@@ -158,16 +141,63 @@ static PyObject *Table_lookup(Table *self, PyObject *arg)
             hi = mid;
     }
     if (lo >= n || block[lo] != key)
-        Py_RETURN_NONE;
+        return 0;
     int64_t at = b * (BLOCK_BYTES / 4) + lo;              /* keys and starts share their block numbers */
     uint32_t start, end;
     if (item32(&self->starts, at, &start) < 0 || item32(&self->starts, at + 1, &end) < 0)
-        return NULL;
+        return -1;
     if (end > start && (end > self->next_bytes.count || end > self->counts.count)) {
         PyErr_Format(PyExc_OSError, "an n-gram table file ended early (a context's bytes end at %u of %lld)",
                      end, (long long)self->next_bytes.count);
+        return -1;
+    }
+    *lo_out = start;
+    *hi_out = end;
+    return 1;
+}
+
+/* Elements [lo, hi) of `r` copied into `to`; -1 with an exception set where a read fails. */
+static int copy_items(Reader *r, int64_t lo, int64_t hi, unsigned char *to)
+{
+    int64_t per = BLOCK_BYTES / r->itemsize;
+    unsigned char block[BLOCK_BYTES];
+    for (int64_t i = lo; i < hi;) {
+        int64_t b = i / per, end = (b + 1) * per < hi ? (b + 1) * per : hi;
+        if (read_block(r, b, block) < 0)
+            return -1;
+        memcpy(to, block + (i - b * per) * r->itemsize, (size_t)((end - i) * r->itemsize));
+        to += (end - i) * r->itemsize;
+        i = end;
+    }
+    return 0;
+}
+
+/* Elements [lo, hi) of `r` as bytes. */
+static PyObject *raw(Reader *r, int64_t lo, int64_t hi)
+{
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((hi - lo) * r->itemsize));
+    if (result == NULL)
+        return NULL;
+    if (copy_items(r, lo, hi, (unsigned char *)PyBytes_AS_STRING(result)) < 0) {
+        Py_DECREF(result);
         return NULL;
     }
+    return result;
+}
+
+static PyObject *Table_lookup(Table *self, PyObject *arg)
+{
+    unsigned long long wide = PyLong_AsUnsignedLongLong(arg);
+    if (wide == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (wide > UINT32_MAX)
+        Py_RETURN_NONE;                                   /* keys are 32 bits: not in the table */
+    uint32_t start, end;
+    int found = table_find(self, (uint32_t)wide, &start, &end);
+    if (found < 0)
+        return NULL;
+    if (found == 0)
+        Py_RETURN_NONE;
     PyObject *following = NULL, *counts = NULL;
     if (end > start) {
         following = raw(&self->next_bytes, start, end);
@@ -180,8 +210,8 @@ static PyObject *Table_lookup(Table *self, PyObject *arg)
         Py_XDECREF(following);
         return NULL;
     }
-    PyObject *found = Py_BuildValue("(kkNN)", (unsigned long)start, (unsigned long)end, following, counts);
-    return found;
+    PyObject *found_tuple = Py_BuildValue("(kkNN)", (unsigned long)start, (unsigned long)end, following, counts);
+    return found_tuple;
 }
 
 static int parse_reader(PyObject *spec, Reader *r, int itemsize)
@@ -256,6 +286,193 @@ static PyTypeObject TableType = {
     .tp_methods = Table_methods,
 };
 
+/* A table counted in this process (the open buffers'): the same four arrays, in memory. */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer keys, starts, next_bytes, counts;
+    int held;                       /* how many of the four buffers are held */
+} Arrays;
+
+static void Arrays_release(Arrays *self)
+{
+    Py_buffer *views[4] = {&self->keys, &self->starts, &self->next_bytes, &self->counts};
+    for (int i = 0; i < self->held; i++)
+        PyBuffer_Release(views[i]);
+    self->held = 0;
+}
+
+static int Arrays_init(Arrays *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"keys", "starts", "next_bytes", "counts", NULL};
+    PyObject *objects[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO", names, &objects[0], &objects[1], &objects[2],
+                                     &objects[3]))
+        return -1;
+    Arrays_release(self);
+    Py_buffer *views[4] = {&self->keys, &self->starts, &self->next_bytes, &self->counts};
+    static const Py_ssize_t sizes[4] = {4, 4, 1, 2};
+    for (int i = 0; i < 4; i++) {
+        if (PyObject_GetBuffer(objects[i], views[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            return -1;
+        self->held = i + 1;
+        if (views[i]->itemsize != sizes[i] || views[i]->len % sizes[i] != 0) {
+            PyErr_SetString(PyExc_ValueError, "Arrays takes uint32 keys and starts, uint8 bytes, uint16 counts");
+            return -1;
+        }
+    }
+    if (self->starts.len / 4 != self->keys.len / 4 + 1) {
+        PyErr_SetString(PyExc_ValueError, "an n-gram table needs one start more than it has keys");
+        return -1;
+    }
+    return 0;
+}
+
+static void Arrays_dealloc(Arrays *self)
+{
+    Arrays_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject ArraysType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "textgen_core.memory._table_lookup.Arrays",
+    .tp_basicsize = sizeof(Arrays),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One order's arrays in memory for `predict`: Arrays(keys, starts, next_bytes, counts), "
+              "uint32, uint32, uint8, uint16, contiguous.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Arrays_init,
+    .tp_dealloc = (destructor)Arrays_dealloc,
+};
+
+/* Where `key`'s context lies in in-memory arrays (as table_find). */
+static int arrays_find(Arrays *self, uint32_t key, uint32_t *lo_out, uint32_t *hi_out)
+{
+    const uint32_t *keys = (const uint32_t *)self->keys.buf, *starts = (const uint32_t *)self->starts.buf;
+    Py_ssize_t n = self->keys.len / 4, lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo >= n || keys[lo] != key)
+        return 0;
+    uint32_t start = starts[lo], end = starts[lo + 1];
+    if (end > start && (end > self->next_bytes.len || end > self->counts.len / 2)) {
+        PyErr_Format(PyExc_ValueError, "an n-gram table's context points past its bytes (%u of %zd)", end,
+                     self->next_bytes.len);
+        return -1;
+    }
+    *lo_out = start;
+    *hi_out = end;
+    return 1;
+}
+
+#define MAX_ORDERS 32
+#define HASH_MULTIPLIER 0x9E3779B97F4A7C15ULL
+
+/* predict(tables, orders, history, unigram, out): what `ngram.NgramModel._compute` does for one
+   history, as one call. */
+static PyObject *predict(PyObject *module, PyObject *args)
+{
+    PyObject *tables, *orders;
+    Py_buffer history, unigram, out;
+    if (!PyArg_ParseTuple(args, "O!O!y*y*w*", &PyTuple_Type, &tables, &PyTuple_Type, &orders, &history, &unigram,
+                          &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(tables);
+    if (count != PyTuple_GET_SIZE(orders) || count > MAX_ORDERS || unigram.len != 256 * 8 || out.len != 256 * 8) {
+        PyErr_SetString(PyExc_ValueError, "predict takes as many orders as tables (at most 32), and 256 "
+                                          "float64 for the unigram and the output");
+        goto done;
+    }
+    long order_of[MAX_ORDERS];
+    for (Py_ssize_t i = 0; i < count; i++) {
+        order_of[i] = PyLong_AsLong(PyTuple_GET_ITEM(orders, i));
+        if (order_of[i] == -1 && PyErr_Occurred())
+            goto done;
+        PyObject *t = PyTuple_GET_ITEM(tables, i);
+        if (!PyObject_TypeCheck(t, &TableType) && !PyObject_TypeCheck(t, &ArraysType)) {
+            PyErr_SetString(PyExc_TypeError, "predict's tables are Table or Arrays objects");
+            goto done;
+        }
+        if (order_of[i] < 1 || (i > 0 && order_of[i] <= order_of[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "predict's orders must ascend from 1");
+            goto done;
+        }
+    }
+    /* Per context found, lowest order first: its bytes and their counts, and n + d. */
+    unsigned char following[MAX_ORDERS][256];
+    uint16_t counts[MAX_ORDERS][256];
+    uint32_t widths[MAX_ORDERS];
+    double norms[MAX_ORDERS], coefficients[MAX_ORDERS];
+    const unsigned char *bytes = (const unsigned char *)history.buf;
+    Py_ssize_t n = history.len, longest = count ? order_of[count - 1] : 0;
+    uint64_t h = 0;
+    int position = 0;
+    for (Py_ssize_t k = 1; k <= (n < longest ? n : longest) && position < count; k++) {
+        h = (h ^ (uint64_t)(bytes[n - k] + 1)) * HASH_MULTIPLIER;
+        if (k != order_of[position])
+            continue;
+        PyObject *t = PyTuple_GET_ITEM(tables, position);
+        uint32_t lo, hi, key = (uint32_t)(h >> 32);
+        int found = PyObject_TypeCheck(t, &TableType) ? table_find((Table *)t, key, &lo, &hi)
+                                                      : arrays_find((Arrays *)t, key, &lo, &hi);
+        if (found < 0)
+            goto done;
+        if (found == 0 || hi <= lo)                       /* not held (or a damaged table: no bytes) */
+            break;
+        if (hi - lo > 256) {
+            PyErr_SetString(PyExc_OSError, "an n-gram table has a context with more than 256 bytes after it: "
+                                           "it is damaged; build it again");
+            goto done;
+        }
+        if (PyObject_TypeCheck(t, &TableType)) {
+            Table *table = (Table *)t;
+            if (copy_items(&table->next_bytes, lo, hi, following[position]) < 0
+                || copy_items(&table->counts, lo, hi, (unsigned char *)counts[position]) < 0)
+                goto done;
+        } else {
+            Arrays *arrays = (Arrays *)t;
+            memcpy(following[position], (const unsigned char *)arrays->next_bytes.buf + lo, hi - lo);
+            memcpy(counts[position], (const uint16_t *)arrays->counts.buf + lo, (size_t)(hi - lo) * 2);
+        }
+        widths[position] = hi - lo;
+        double total = 0.0;
+        for (uint32_t j = 0; j < hi - lo; j++)
+            total += counts[position][j];
+        norms[position] = total + (double)(hi - lo);
+        position++;
+    }
+    if (position == 0) {
+        result = Py_BuildValue("(iId)", 0, 0u, 0.0);
+        goto done;
+    }
+    /* p_K = Π λ · unigram + Σ_k (Π_{m > k} λ_m) · n(ctx_k, ·) / (n_k + d_k),   λ_k = d_k / (n_k + d_k) */
+    double scale = 1.0;
+    for (int s = position - 1; s >= 0; s--) {
+        coefficients[s] = scale / norms[s];
+        scale *= (double)widths[s] / norms[s];
+    }
+    double *p = (double *)out.buf;
+    const double *uni = (const double *)unigram.buf;
+    memset(p, 0, 256 * sizeof(double));
+    for (int s = 0; s < position; s++)
+        for (uint32_t j = 0; j < widths[s]; j++)
+            p[following[s][j]] += counts[s][j] * coefficients[s];
+    for (int b = 0; b < 256; b++)
+        p[b] += scale * uni[b];
+    result = Py_BuildValue("(iId)", position, widths[position - 1], norms[position - 1] - widths[position - 1]);
+done:
+    PyBuffer_Release(&history);
+    PyBuffer_Release(&unigram);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *cached_blocks(PyObject *module, PyObject *unused)
 {
     Py_ssize_t used = 0;
@@ -266,6 +483,10 @@ static PyObject *cached_blocks(PyObject *module, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
     {"cached_blocks", cached_blocks, METH_NOARGS, "How many blocks the cache holds now."},
+    {"predict", predict, METH_VARARGS,
+     "predict(tables, orders, history, unigram, out): the n-gram's next-byte probabilities after "
+     "`history` written into `out` (256 float64) where a context is found; returns (contexts found, "
+     "bytes seen after the longest, their count)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -282,7 +503,7 @@ PyMODINIT_FUNC PyInit__table_lookup(void)
     cache_tags = calloc(SLOTS, sizeof(uint64_t));
     if (cache_data == NULL || cache_tags == NULL)
         return PyErr_NoMemory();
-    if (PyType_Ready(&TableType) < 0)
+    if (PyType_Ready(&TableType) < 0 || PyType_Ready(&ArraysType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -290,6 +511,12 @@ PyMODINIT_FUNC PyInit__table_lookup(void)
     Py_INCREF(&TableType);
     if (PyModule_AddObject(m, "Table", (PyObject *)&TableType) < 0) {
         Py_DECREF(&TableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ArraysType);
+    if (PyModule_AddObject(m, "Arrays", (PyObject *)&ArraysType) < 0) {
+        Py_DECREF(&ArraysType);
         Py_DECREF(m);
         return NULL;
     }

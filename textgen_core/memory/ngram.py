@@ -38,6 +38,7 @@ import numpy as np
 from textgen_core.lru import LruCache
 from textgen_core.memory.buffer_words import is_word_byte
 from textgen_core.memory.mixing import fit_bucket_weights
+from textgen_core.memory import table_blocks
 from textgen_core.memory.table_blocks import KEYS_PER_BLOCK, BlockReader, TableBlocks, block_index, first_keys, fits
 from textgen_core.model.safe_read import RefusedFile, open_regular, read_npy_header
 
@@ -139,6 +140,7 @@ class NgramModel:
         # each order's contexts looked up lately, found or not: a short context is shared by most
         # histories (that of "e " by every one ending so), so most lookups are these
         self._contexts: dict[int, tuple[int, int, bytes, bytes] | None] = {}
+        self._compiled: tuple | None = _UNSEEN                  # `compiled_tables`, once asked for
 
     def _check_order(self) -> None:
         """Refuse, once, tables whose contexts are not sorted and distinct or whose bytes are not
@@ -191,8 +193,13 @@ class NgramModel:
 
     def _compute(self, histories: list[bytes]) -> list[tuple[np.ndarray, int]]:
         """`probs` of each history: per history one pass from order 1 up, stopping at the first
-        context not held (a longer one is seen no more often); then one fixed set of array operations
-        for all their orders together."""
+        context not held (a longer one is seen no more often), then the interpolation; in one call
+        into the compiled helper where it is built (`_compute_compiled`), else here in Python: then
+        one fixed set of array operations for all the histories' orders together."""
+        if self._compiled is _UNSEEN:
+            self._compiled = compiled_tables(self.tables)
+        if self._compiled is not None:
+            return [self._compute_compiled(history) for history in histories]
         segments = []                               # (row, table, lo, hi) per context found, orders ascending
         buckets = []
         for row, history in enumerate(histories):
@@ -242,6 +249,20 @@ class NgramModel:
         p += np.array(scale)[:, None] * self.unigram                                        # (R, 256)
         return [(p[row], buckets[row]) if buckets[row] else (self.unigram, 0) for row in range(len(histories))]
 
+    def _compute_compiled(self, history: bytes) -> tuple[np.ndarray, int]:
+        """`probs` of one history by the compiled helper (`_table_lookup.predict`: the same pass and
+        interpolation as the Python path, without its per-byte hashing in Python and a dozen numpy
+        calls on arrays of a few bytes; a keystroke's search makes hundreds of these)."""
+        p = np.empty(256)
+        found, distinct, total = table_blocks.compiled.predict(self._compiled, self.orders, history, self.unigram, p)
+        if found == 0:
+            return self.unigram, 0
+        if not self.by_confidence:
+            return p, found
+        if not history[-self.orders[found - 1]:].strip(BLANKS):
+            return p, self.buckets - 1
+        return p, confidence_bucket(found - 1, distinct, total, is_word_byte(history[-1]))
+
     def target_probs(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         """p_ngram of every byte data[1:] given the bytes before it, and each one's bucket: (N − 1,) each.
 
@@ -284,6 +305,25 @@ class NgramModel:
         if self.by_confidence:
             bucket[(longest > 0) & (blank_runs(a) >= longest)] = self.buckets - 1
         return p[1:], bucket[1:]
+
+
+def compiled_tables(tables: list[OrderTable]) -> tuple | None:
+    """Each order's table as the compiled helper reads it (a loaded table's `Table`, a counted one's
+    arrays), or None where the helper is not built (or `TEXTGEN_PURE_PYTHON` is set)."""
+    helper = table_blocks.compiled
+    if helper is None or not hasattr(helper, "predict"):
+        return None
+    found = []
+    for t in tables:
+        if t.blocks is not None:
+            if t.blocks.compiled is None:
+                return None
+            found.append(t.blocks.compiled)
+        else:
+            found.append(helper.Arrays(np.ascontiguousarray(t.keys, np.uint32), np.ascontiguousarray(t.starts, np.uint32),
+                                       np.ascontiguousarray(t.next_bytes, np.uint8),
+                                       np.ascontiguousarray(t.counts, np.uint16)))
+    return tuple(found)
 
 
 def confidence_bucket(position, distinct, total, in_word):

@@ -15,7 +15,8 @@ searched with `bisect`: a lookup is a handful of C calls, as fast as numpy's on 
 
 Where the optional compiled helper is built (`_table_lookup.c`, by `pip install`), a lookup is one
 call into it instead, doing the same with a cache of its own of the same size: the n-gram's share of
-a keystroke is mostly these lookups. `TEXTGEN_PURE_PYTHON=1` in the environment turns it off.
+a keystroke is mostly these lookups (and `ngram` asks the helper for a history's whole prediction,
+lookups included: `_table_lookup.predict`). `TEXTGEN_PURE_PYTHON=1` in the environment turns it off.
 """
 from __future__ import annotations
 
@@ -153,11 +154,13 @@ class TableBlocks:
             raise ValueError("keys and starts must be read in blocks of as many numbers")
         self.keys, self.starts, self.next_bytes, self.counts = keys, starts, next_bytes, counts
         self.first_keys = first_keys
+        self.compiled = None                 # the compiled helper's Table, where it is built
         readers = (keys, starts, next_bytes, counts)
         if compiled is not None and isinstance(first_keys, array.array) \
                 and [r.dtype for r in readers] == [np.dtype(t) for t in (np.uint32, np.uint32, np.uint8, np.uint16)]:
             specs = [(r._fd, r._offset, r.count) for r in readers]
-            self.lookup = compiled.Table(*specs, first_keys, readers).lookup       # the same, in one call
+            self.compiled = compiled.Table(*specs, first_keys, readers)
+            self.lookup = self.compiled.lookup                                   # the same, in one call
 
     def lookup(self, key: int) -> tuple[int, int, bytes, bytes] | None:
         """One key's context: where its bytes are ([lo, hi)), the bytes that followed it and their
