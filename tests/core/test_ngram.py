@@ -16,8 +16,7 @@ import pytest
 from tests.conftest import REPO, TINY_TEXT
 from tests.core.test_cli import textgen
 from textgen_core import load_model
-from textgen_core.memory import table_blocks
-from textgen_core.memory import ngram
+from textgen_core.memory import ngram, table_blocks
 from textgen_core.memory.ngram import NgramFileError, build_ngram, load_ngram, save_ngram
 from textgen_core.model.files import ModelFileError
 

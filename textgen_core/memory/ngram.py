@@ -36,9 +36,9 @@ from typing import Iterator
 import numpy as np
 
 from textgen_core.lru import LruCache
+from textgen_core.memory import table_blocks
 from textgen_core.memory.buffer_words import is_word_byte
 from textgen_core.memory.mixing import fit_bucket_weights
-from textgen_core.memory import table_blocks
 from textgen_core.memory.table_blocks import KEYS_PER_BLOCK, BlockReader, TableBlocks, block_index, first_keys, fits
 from textgen_core.model.safe_read import RefusedFile, open_regular, read_npy_header
 
@@ -320,7 +320,8 @@ def compiled_tables(tables: list[OrderTable]) -> tuple | None:
                 return None
             found.append(t.blocks.compiled)
         else:
-            found.append(helper.Arrays(np.ascontiguousarray(t.keys, np.uint32), np.ascontiguousarray(t.starts, np.uint32),
+            found.append(helper.Arrays(np.ascontiguousarray(t.keys, np.uint32),
+                                       np.ascontiguousarray(t.starts, np.uint32),
                                        np.ascontiguousarray(t.next_bytes, np.uint8),
                                        np.ascontiguousarray(t.counts, np.uint16)))
     return tuple(found)
