@@ -241,6 +241,25 @@ def test_the_compiled_prediction_is_the_python_one_bit_for_bit(tmp_path):
         table_blocks.compiled.predict((damaged,), (1,), b"\x01", np.full(256, 1 / 256), np.empty(256))
 
 
+def test_a_helper_built_before_it_could_predict_leaves_the_predictions_to_python(monkeypatch):
+    """A `.venv` whose helper was built by an earlier version (lookups only, no `predict`) still
+    serves: the predictions run in Python, the same as the helper's would be."""
+    text = _word_text(6, 200, 6000)
+    histories = [text[max(0, i - 16):i] for i in range(0, len(text), 31)]
+    expected = [build_ngram(text, min_count=1)._compute([history])[0] for history in histories]
+
+    class LookupsOnly:                    # what the helper offered before `predict`
+        Table = getattr(table_blocks.compiled, "Table", None)
+
+    monkeypatch.setattr(table_blocks, "compiled", LookupsOnly)
+    table = build_ngram(text, min_count=1)
+    assert ngram.compiled_tables(table.tables) is None
+    for history, (theirs, their_bucket) in zip(histories, expected):
+        mine, my_bucket = table._compute([history])[0]
+        np.testing.assert_array_equal(mine, theirs)
+        assert my_bucket == their_bucket
+
+
 @pytest.mark.parametrize("way", ["compiled", "python"])
 def test_a_table_file_cut_short_after_loading_is_an_error_not_a_read_past_its_end(tmp_path, monkeypatch, way):
     """The files are data: a table replaced or cut under a running editor makes its lookups fail
