@@ -17,12 +17,17 @@ same characters given the same context. The "buffer" is the held-out file's own 
 typed segment, before it and after it (a person editing in the middle of an existing file:
 `memory.open_buffers`); the typed segment is in no memory.
 
+`--learn-project BYTES` also types each file with both memories after the GRU learned up to BYTES of
+the project's other files (nearest first: the typed file's folder, then files with its suffix) the way
+learning as you type learns (`memory.adaptation`: an SGD step per 32 bytes): whether the GRU should
+learn the project in the background, as the issue asks.
+
 `--fit N` also holds out the N files that follow the reported ones in the hash order, and fits the
 open buffers' mixing weights on them (after the GRU, the corpus n-gram and the project's table, as
 when serving): the files the bench reports are not those the weights were fitted on.
 
 Usage: python bench/project.py [--model default] [--chars 2500] [--files 3] [--fit N] [--only NAME]
-                               [--corpus build/corpus] [--bpc-only]
+                               [--corpus build/corpus] [--bpc-only] [--learn-project BYTES]
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ import numpy as np  # noqa: E402
 
 from bench.quality import keystrokes_saved  # noqa: E402
 from textgen_core import load_model  # noqa: E402
+from textgen_core.memory.adaptation import CHUNK, OnlineLearner  # noqa: E402
 from textgen_core.memory.match import MatchMixer  # noqa: E402
 from textgen_core.memory.mixing import fit_bucket_weights  # noqa: E402
 from textgen_core.memory.ngram import NgramModel  # noqa: E402
@@ -49,6 +55,7 @@ from textgen_core.memory.project import ProjectMemory, build_project_memory  # n
 from textgen_core.memory.project_files import ProjectFiles, find_project_files  # noqa: E402
 from textgen_core.model.registry import resolve_model_path  # noqa: E402
 from textgen_core.model.text_model import TextModel  # noqa: E402
+from textgen_core.model.vocab import to_ids  # noqa: E402
 from textgen_core.serve.engine import Engine  # noqa: E402
 from textgen_core.train.corpus_build import MANIFEST, read_manifest  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
@@ -146,6 +153,29 @@ def typed(model: TextModel, memories: Memories, context: str, segment: str, max_
     return saved
 
 
+def project_learned(model: TextModel, listed: ProjectFiles, path: Path, held_out: list[Path],
+                    budget: int) -> tuple[TextModel, int, float]:
+    """The model after its GRU learned up to `budget` bytes of the project's files other than the
+    held-out ones, nearest to `path` first (its folder, then its suffix); with the bytes learned and
+    the seconds it took."""
+    unwanted = {p.read_bytes() for p in held_out}
+    others = sorted((f for f in listed.files if f.path not in held_out),
+                    key=lambda f: (f.path.parent != path.parent, f.path.suffix != path.suffix, f.relative))
+    text = b""
+    for file in others:
+        data = file.path.read_bytes()
+        if data not in unwanted:
+            text += data[:budget - len(text)]
+        if len(text) >= budget:
+            break
+    started = time.perf_counter()
+    learner = OnlineLearner(model.config, model.weights)
+    ids = to_ids(text)
+    for i in range(0, len(ids) - CHUNK - 1, CHUNK):
+        learner.learn(ids[i:i + CHUNK + 1])
+    return model.with_weights(learner.weights()), len(text), time.perf_counter() - started
+
+
 def fitting_probs(model: TextModel, project: ProjectMemory, buffer: NgramModel, context: bytes,
                   segment: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the bytes of `segment` after `context`: the probability of each under the whole mixture
@@ -193,6 +223,8 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=80)
     parser.add_argument("--bpc-only", action="store_true", help="no typing simulation (fast)")
     parser.add_argument("--only", help="projects whose name contains this")
+    parser.add_argument("--learn-project", type=int, default=0, metavar="BYTES",
+                        help="also type with both memories after the GRU learned this much of the project")
     parser.add_argument("--corpus", type=Path, default=CORPUS,
                         help="a broad corpus folder (make corpus): its held-out packages are projects too "
                              "(default: build/corpus, where it exists)")
@@ -232,19 +264,28 @@ def main() -> None:
             saved = {v: 0.0 if args.bpc_only else typed(base, memories[v], context, segment, args.max_chars) * 100
                      for v in VARIANTS}
             unseen = hashlib.sha256(path.read_bytes()).hexdigest() not in seen
+            if args.learn_project:
+                learned, learned_bytes, learned_s = project_learned(base, listed, path, reported + fitting,
+                                                                    args.learn_project)
+                bpc["both+gru"] = segment_bpc(learned, memories["both"], ctx, segment.encode())
+                saved["both+gru"] = 0.0 if args.bpc_only else \
+                    typed(learned, memories["both"], context, segment, args.max_chars) * 100
             rows.append((bpc, saved, unseen))
             shown = ("" if unseen else "*") + path.name[:25]
             print(f"{name[:22]:<22} {len(memory.files.files):>5} {memory.files.total_bytes / 1e6:>5.1f} "
                   f"{seconds:>7.1f} {grown:>4.0f}  {shown:<26} {'':<4} "
                   + " ".join(f"{bpc[v]:>5.3f}" for v in VARIANTS) + f"  {'':<6} "
                   + " ".join(f"{saved[v]:>5.1f}" for v in VARIANTS), flush=True)
+            if args.learn_project:
+                print(f"    {path.name[:25]}: both memories, the GRU having learned {learned_bytes / 1e3:.0f} KB of "
+                      f"the project ({learned_s:.0f} s): bpc {bpc['both+gru']:.3f}, saved {saved['both+gru']:.1f} %")
     unseen_rows = [row for row in rows if row[2]]
     for label, chosen in ((f"the {len(unseen_rows)} files the model never saw", unseen_rows),
                           (f"all {len(rows)} held-out files (* the model trained on)", rows)):
         if not chosen or (chosen is rows and len(rows) == len(unseen_rows)):
             continue
         print(f"mean over {label}:")
-        for v in VARIANTS:
+        for v in VARIANTS + (("both+gru",) if args.learn_project else ()):
             saved = statistics.mean(s[v] for _, s, _ in chosen)
             gain = statistics.mean(s[v] - s["none"] for _, s, _ in chosen)
             fall = statistics.mean(1 - b[v] / b["none"] for b, _, _ in chosen) * 100
