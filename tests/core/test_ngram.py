@@ -219,7 +219,7 @@ def test_the_compiled_prediction_is_the_python_one_bit_for_bit(tmp_path):
     loaded = load_ngram(tmp_path / "ngram")
     histories = ([text[max(0, i - 20):i] for i in range(0, len(text), 13)]
                  + [b"", b"a", b"        ", b"x\n        ", "caf".encode(), bytes(range(240, 256)), b"\x00" * 30])
-    for table in (counted, loaded, counted.with_confidence(), build_ngram(text, min_count=2)):
+    for table in (counted, loaded, loaded.with_confidence(), build_ngram(text, min_count=2)):
         assert ngram.compiled_tables(table.tables) is not None
         compiled = [table._compute([history])[0] for history in histories]
         table._compiled = None                                      # the Python path from here on
@@ -233,6 +233,18 @@ def test_the_compiled_prediction_is_the_python_one_bit_for_bit(tmp_path):
     with pytest.raises(ValueError, match="one start more"):
         table_blocks.compiled.Arrays(np.zeros(3, np.uint32), np.zeros(3, np.uint32), np.zeros(0, np.uint8),
                                      np.zeros(0, np.uint16))
+    arrays = table_blocks.compiled.Arrays(np.zeros(1, np.uint32), np.array([0, 1], np.uint32), np.zeros(1, np.uint8),
+                                          np.zeros(1, np.uint16))
+    with pytest.raises(ValueError, match="one start more"):              # a failed init leaves it as it was
+        arrays.__init__(np.zeros(1 << 20, np.uint32), np.zeros(2, np.uint32), np.zeros(1, np.uint8),
+                        np.zeros(1, np.uint16))
+    assert table_blocks.compiled.predict((arrays,), (1,), b"ab", np.full(256, 1 / 256), np.empty(256)) == (0, 0, 0)
+    with pytest.raises(ValueError, match="holds no arrays"):
+        table_blocks.compiled.predict((table_blocks.compiled.Arrays.__new__(table_blocks.compiled.Arrays),), (1,),
+                                      b"ab", np.full(256, 1 / 256), np.empty(256))
+    many = build_ngram(text[:3000], orders=tuple(range(1, table_blocks.compiled.MAX_ORDERS + 2)), min_count=1)
+    assert ngram.compiled_tables(many.tables) is None                   # more orders than it takes: Python's
+    assert many.probs(text[1000:1040])[1] > table_blocks.compiled.MAX_ORDERS
     starts = np.array([0, 5], np.uint32)                                  # bytes past the arrays' end
     key = (((1 + 1) * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)) >> 32                     # the context b"\x01"
     damaged = table_blocks.compiled.Arrays(np.array([key], np.uint32), starts, np.zeros(2, np.uint8),
@@ -288,6 +300,9 @@ def test_a_table_file_cut_short_after_loading_is_an_error_not_a_read_past_its_en
             with pytest.raises(OSError, match="ended early|past its arrays"):
                 lookup(int(reference.keys[i]))
     assert cut > 10 and whole > 10
+    with pytest.raises(OSError):                   # a whole prediction (in C: `predict`) as a lookup
+        for i in range(reference.order, len(text)):
+            loaded._compute([text[i - reference.order:i]])
 
 
 def test_the_compiled_helper_is_built_where_there_is_a_c_compiler():

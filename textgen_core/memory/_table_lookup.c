@@ -31,6 +31,12 @@ Optional: where it is not built (no C compiler), `table_blocks` and `ngram` do t
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* `predict` promises the Python path's probabilities to the last bit: no multiply and add fused into
+   one rounding (clang and some gcc modes would; setup.py passes -ffp-contract=off too). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -304,27 +310,38 @@ static void Arrays_release(Arrays *self)
 static int Arrays_init(Arrays *self, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"keys", "starts", "next_bytes", "counts", NULL};
+    static const Py_ssize_t sizes[4] = {4, 4, 1, 2};
     PyObject *objects[4];
+    Py_buffer views[4];
+    int held = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO", names, &objects[0], &objects[1], &objects[2],
                                      &objects[3]))
         return -1;
-    Arrays_release(self);
-    Py_buffer *views[4] = {&self->keys, &self->starts, &self->next_bytes, &self->counts};
-    static const Py_ssize_t sizes[4] = {4, 4, 1, 2};
-    for (int i = 0; i < 4; i++) {
-        if (PyObject_GetBuffer(objects[i], views[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-            return -1;
-        self->held = i + 1;
-        if (views[i]->itemsize != sizes[i] || views[i]->len % sizes[i] != 0) {
-            PyErr_SetString(PyExc_ValueError, "Arrays takes uint32 keys and starts, uint8 bytes, uint16 counts");
-            return -1;
+    for (; held < 4; held++) {              /* into locals: a failed init leaves the object as it was */
+        if (PyObject_GetBuffer(objects[held], &views[held], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto fail;
+        if (views[held].itemsize != sizes[held] || views[held].len % sizes[held] != 0
+            || (uintptr_t)views[held].buf % (uintptr_t)sizes[held] != 0) {
+            held++;
+            PyErr_SetString(PyExc_ValueError, "Arrays takes aligned uint32 keys and starts, uint8 bytes, uint16 counts");
+            goto fail;
         }
     }
-    if (self->starts.len / 4 != self->keys.len / 4 + 1) {
+    if (views[1].len / 4 != views[0].len / 4 + 1) {
         PyErr_SetString(PyExc_ValueError, "an n-gram table needs one start more than it has keys");
-        return -1;
+        goto fail;
     }
+    Arrays_release(self);
+    self->keys = views[0];
+    self->starts = views[1];
+    self->next_bytes = views[2];
+    self->counts = views[3];
+    self->held = 4;
     return 0;
+fail:
+    for (int i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    return -1;
 }
 
 static void Arrays_dealloc(Arrays *self)
@@ -397,6 +414,10 @@ static PyObject *predict(PyObject *module, PyObject *args)
         PyObject *t = PyTuple_GET_ITEM(tables, i);
         if (!PyObject_TypeCheck(t, &TableType) && !PyObject_TypeCheck(t, &ArraysType)) {
             PyErr_SetString(PyExc_TypeError, "predict's tables are Table or Arrays objects");
+            goto done;
+        }
+        if (PyObject_TypeCheck(t, &ArraysType) && ((Arrays *)t)->held != 4) {
+            PyErr_SetString(PyExc_ValueError, "predict was given an Arrays that holds no arrays");
             goto done;
         }
         if (order_of[i] < 1 || (i > 0 && order_of[i] <= order_of[i - 1])) {
@@ -521,6 +542,7 @@ PyMODINIT_FUNC PyInit__table_lookup(void)
         return NULL;
     }
     PyModule_AddIntConstant(m, "CACHE_BYTES", CACHE_BYTES);
+    PyModule_AddIntConstant(m, "MAX_ORDERS", MAX_ORDERS);
     PyModule_AddIntConstant(m, "BLOCK_BYTES", BLOCK_BYTES);
     return m;
 }

@@ -31,7 +31,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -253,8 +253,9 @@ class NgramModel:
         """`probs` of one history by the compiled helper (`_table_lookup.predict`: the same pass and
         interpolation as the Python path, without its per-byte hashing in Python and a dozen numpy
         calls on arrays of a few bytes; a keystroke's search makes hundreds of these)."""
+        predict, tables = self._compiled
         p = np.empty(256)
-        found, distinct, total = table_blocks.compiled.predict(self._compiled, self.orders, history, self.unigram, p)
+        found, distinct, total = predict(tables, self.orders, history, self.unigram, p)
         if found == 0:
             return self.unigram, 0
         if not self.by_confidence:
@@ -307,11 +308,12 @@ class NgramModel:
         return p[1:], bucket[1:]
 
 
-def compiled_tables(tables: list[OrderTable]) -> tuple | None:
-    """Each order's table as the compiled helper reads it (a loaded table's `Table`, a counted one's
-    arrays), or None where the helper is not built (or `TEXTGEN_PURE_PYTHON` is set)."""
+def compiled_tables(tables: list[OrderTable]) -> tuple[Callable, tuple] | None:
+    """The compiled helper's `predict` and each order's table as it reads them (a loaded table's
+    `Table`, a counted one's arrays); None where the helper is not built (or `TEXTGEN_PURE_PYTHON` is
+    set), was built before it could predict, or takes fewer orders than the table has."""
     helper = table_blocks.compiled
-    if helper is None or not hasattr(helper, "predict"):
+    if helper is None or not hasattr(helper, "predict") or len(tables) > getattr(helper, "MAX_ORDERS", 0):
         return None
     found = []
     for t in tables:
@@ -320,11 +322,9 @@ def compiled_tables(tables: list[OrderTable]) -> tuple | None:
                 return None
             found.append(t.blocks.compiled)
         else:
-            found.append(helper.Arrays(np.ascontiguousarray(t.keys, np.uint32),
-                                       np.ascontiguousarray(t.starts, np.uint32),
-                                       np.ascontiguousarray(t.next_bytes, np.uint8),
-                                       np.ascontiguousarray(t.counts, np.uint16)))
-    return tuple(found)
+            found.append(helper.Arrays(*(np.require(array, dtype, "CA") for array, dtype in (
+                (t.keys, np.uint32), (t.starts, np.uint32), (t.next_bytes, np.uint8), (t.counts, np.uint16)))))
+    return helper.predict, tuple(found)
 
 
 def confidence_bucket(position, distinct, total, in_word):
