@@ -16,7 +16,6 @@ buffer; without: the corpus n-gram alone.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from bench.keystroke_latency import paired_difference, percentile  # noqa: E402
 from textgen_core import load_model  # noqa: E402
 from textgen_core.decode import DecodeOptions, decode  # noqa: E402
 from textgen_core.memory import table_blocks  # noqa: E402
@@ -81,18 +81,14 @@ def mixers(project: Path, typed: Path, memory: bool, compiled: bool, folder: Pat
 
 
 def summary(values: list[float]) -> str:
-    ordered = sorted(values)
-    return (f"median {statistics.median(ordered):5.2f} ms   p95 {ordered[int(0.95 * (len(ordered) - 1))]:5.2f} ms   "
-            f"mean {statistics.mean(ordered):5.2f} ms")
+    return (f"median {statistics.median(values):5.2f} ms   p95 {percentile(values, 0.95):5.2f} ms   "
+            f"mean {statistics.mean(values):5.2f} ms")
 
 
-def paired(a: list[float], b: list[float], resamples: int = 1000) -> str:
+def paired(a: list[float], b: list[float]) -> str:
     """Median of the paired differences b − a and its 95 % bootstrap interval."""
-    d = [y - x for x, y in zip(a, b)]
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(d, k=len(d))) for _ in range(resamples))
-    return (f"median {statistics.median(d):+.2f} ms, 95 % {medians[int(0.025 * resamples)]:+.2f} … "
-            f"{medians[int(0.975 * resamples)]:+.2f} ms")
+    median, low, high = paired_difference([y - x for x, y in zip(a, b)])
+    return f"median {median:+.2f} ms, 95 % {low:+.2f} … {high:+.2f} ms"
 
 
 def main() -> None:

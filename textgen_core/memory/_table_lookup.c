@@ -117,6 +117,20 @@ static int item32(Reader *r, int64_t i, uint32_t *value)
     return 0;
 }
 
+/* Where `key` is among the `n` ascending keys (bisect_left): n where all are smaller. */
+static Py_ssize_t find_key(const uint32_t *keys, Py_ssize_t n, uint32_t key)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Where `key`'s context lies in a Table: its bytes are [*lo, *hi) of next_bytes and counts. 1 where
    the table holds it, 0 where not, -1 with an exception set. */
 static int table_find(Table *self, uint32_t key, uint32_t *lo_out, uint32_t *hi_out)
@@ -138,14 +152,7 @@ static int table_find(Table *self, uint32_t key, uint32_t *lo_out, uint32_t *hi_
     Py_ssize_t got = read_block(&self->keys, b, (unsigned char *)block);
     if (got < 0)
         return -1;
-    Py_ssize_t n = got / 4, lo = 0, hi = n;               /* bisect_left(block, key) */
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (block[mid] < key)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    Py_ssize_t n = got / 4, lo = find_key(block, n, key);
     if (lo >= n || block[lo] != key)
         return 0;
     int64_t at = b * (BLOCK_BYTES / 4) + lo;              /* keys and starts share their block numbers */
@@ -366,14 +373,7 @@ static PyTypeObject ArraysType = {
 static int arrays_find(Arrays *self, uint32_t key, uint32_t *lo_out, uint32_t *hi_out)
 {
     const uint32_t *keys = (const uint32_t *)self->keys.buf, *starts = (const uint32_t *)self->starts.buf;
-    Py_ssize_t n = self->keys.len / 4, lo = 0, hi = n;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (keys[mid] < key)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    Py_ssize_t n = self->keys.len / 4, lo = find_key(keys, n, key);
     if (lo >= n || keys[lo] != key)
         return 0;
     uint32_t start = starts[lo], end = starts[lo + 1];
@@ -384,6 +384,35 @@ static int arrays_find(Arrays *self, uint32_t key, uint32_t *lo_out, uint32_t *h
     }
     *lo_out = start;
     *hi_out = end;
+    return 1;
+}
+
+/* `key`'s context in a Table or an Arrays: its bytes and their counts copied into `following` and
+   `counts` (room for 256 each), their number in `*width`. 1 where the table holds it (with bytes),
+   0 where not, -1 with an exception set. */
+static int read_context(PyObject *t, uint32_t key, unsigned char *following, uint16_t *counts, uint32_t *width)
+{
+    int is_table = PyObject_TypeCheck(t, &TableType);
+    uint32_t lo, hi;
+    int found = is_table ? table_find((Table *)t, key, &lo, &hi) : arrays_find((Arrays *)t, key, &lo, &hi);
+    if (found <= 0 || hi <= lo)                           /* not held (or a damaged table: no bytes) */
+        return found < 0 ? -1 : 0;
+    if (hi - lo > 256) {
+        PyErr_SetString(PyExc_OSError, "an n-gram table has a context with more than 256 bytes after it: "
+                                       "it is damaged; build it again");
+        return -1;
+    }
+    if (is_table) {
+        Table *table = (Table *)t;
+        if (copy_items(&table->next_bytes, lo, hi, following) < 0
+            || copy_items(&table->counts, lo, hi, (unsigned char *)counts) < 0)
+            return -1;
+    } else {
+        Arrays *arrays = (Arrays *)t;
+        memcpy(following, (const unsigned char *)arrays->next_bytes.buf + lo, hi - lo);
+        memcpy(counts, (const uint16_t *)arrays->counts.buf + lo, (size_t)(hi - lo) * 2);
+    }
+    *width = hi - lo;
     return 1;
 }
 
@@ -438,34 +467,16 @@ static PyObject *predict(PyObject *module, PyObject *args)
         h = (h ^ (uint64_t)(bytes[n - k] + 1)) * HASH_MULTIPLIER;
         if (k != order_of[position])
             continue;
-        PyObject *t = PyTuple_GET_ITEM(tables, position);
-        uint32_t lo, hi, key = (uint32_t)(h >> 32);
-        int found = PyObject_TypeCheck(t, &TableType) ? table_find((Table *)t, key, &lo, &hi)
-                                                      : arrays_find((Arrays *)t, key, &lo, &hi);
+        int found = read_context(PyTuple_GET_ITEM(tables, position), (uint32_t)(h >> 32), following[position],
+                                 counts[position], &widths[position]);
         if (found < 0)
             goto done;
-        if (found == 0 || hi <= lo)                       /* not held (or a damaged table: no bytes) */
+        if (found == 0)
             break;
-        if (hi - lo > 256) {
-            PyErr_SetString(PyExc_OSError, "an n-gram table has a context with more than 256 bytes after it: "
-                                           "it is damaged; build it again");
-            goto done;
-        }
-        if (PyObject_TypeCheck(t, &TableType)) {
-            Table *table = (Table *)t;
-            if (copy_items(&table->next_bytes, lo, hi, following[position]) < 0
-                || copy_items(&table->counts, lo, hi, (unsigned char *)counts[position]) < 0)
-                goto done;
-        } else {
-            Arrays *arrays = (Arrays *)t;
-            memcpy(following[position], (const unsigned char *)arrays->next_bytes.buf + lo, hi - lo);
-            memcpy(counts[position], (const uint16_t *)arrays->counts.buf + lo, (size_t)(hi - lo) * 2);
-        }
-        widths[position] = hi - lo;
         double total = 0.0;
-        for (uint32_t j = 0; j < hi - lo; j++)
+        for (uint32_t j = 0; j < widths[position]; j++)
             total += counts[position][j];
-        norms[position] = total + (double)(hi - lo);
+        norms[position] = total + (double)widths[position];
         position++;
     }
     if (position == 0) {

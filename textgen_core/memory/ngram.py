@@ -140,7 +140,7 @@ class NgramModel:
         # each order's contexts looked up lately, found or not: a short context is shared by most
         # histories (that of "e " by every one ending so), so most lookups are these
         self._contexts: dict[int, tuple[int, int, bytes, bytes] | None] = {}
-        self._compiled: tuple | None = _UNSEEN                  # `compiled_tables`, once asked for
+        self._compiled: object = _UNSEEN                         # `compiled_tables`, once asked for
 
     def _check_order(self) -> None:
         """Refuse, once, tables whose contexts are not sorted and distinct or whose bytes are not
@@ -235,12 +235,8 @@ class NgramModel:
             scale[row] *= (segments[s][2] - segments[s][1]) / norms[s]
         if self.by_confidence:
             for row, s in longest.items():
-                if not histories[row][-self.orders[buckets[row] - 1]:].strip(BLANKS):
-                    buckets[row] = self.buckets - 1
-                    continue
                 distinct = segments[s][2] - segments[s][1]
-                buckets[row] = confidence_bucket(buckets[row] - 1, distinct, norms[s] - distinct,
-                                                 is_word_byte(histories[row][-1]))
+                buckets[row] = self._confident_bucket(histories[row], buckets[row], distinct, norms[s] - distinct)
         rows = np.array([row for row, *_ in segments], np.int64)
         following = np.frombuffer(b"".join([segment[3] for segment in segments]), np.uint8)     # (P,)
         targets = np.repeat(rows * 256, widths) + following
@@ -258,11 +254,14 @@ class NgramModel:
         found, distinct, total = predict(tables, self.orders, history, self.unigram, p)
         if found == 0:
             return self.unigram, 0
-        if not self.by_confidence:
-            return p, found
+        return p, self._confident_bucket(history, found, distinct, total) if self.by_confidence else found
+
+    def _confident_bucket(self, history: bytes, found: int, distinct: int, total: float) -> int:
+        """The bucket by confidence of a history whose `found` longest orders were held, the longest
+        with `distinct` bytes seen after it `total` times: blanks alone, else `confidence_bucket`."""
         if not history[-self.orders[found - 1]:].strip(BLANKS):
-            return p, self.buckets - 1
-        return p, confidence_bucket(found - 1, distinct, total, is_word_byte(history[-1]))
+            return self.buckets - 1
+        return confidence_bucket(found - 1, distinct, total, is_word_byte(history[-1]))
 
     def target_probs(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         """p_ngram of every byte data[1:] given the bytes before it, and each one's bucket: (N − 1,) each.
