@@ -23,6 +23,7 @@ from textgen_core import load_model
 from textgen_core.memory.ngram import build_ngram
 from textgen_core.model.config import ModelConfig, ModelInfo
 from textgen_core.model.files import ModelFileError, load_model_folder, save_model_folder
+from textgen_core.model.safe_read import read_npy_header
 
 CONFIG = ModelConfig(embed_dim=4, hidden=8, layers=2)
 
@@ -225,3 +226,58 @@ def test_text_piped_to_train_still_reads_and_a_config_of_our_size_still_loads(fo
     assert run.returncode == 0, run.stderr
     assert json.loads((tmp_path / "out" / "config.json").read_text())["training"]["corpus"]["files"] == \
         [{"name": "<stdin>", "bytes": len(TINY_TEXT.encode())}]
+
+
+
+HEADER_ARRAYS = [np.zeros((256, 768), np.float32), np.zeros(5, np.uint16), np.zeros((), np.float64),
+                 np.zeros((3, 4), order="F"), np.zeros(0, np.uint8), np.zeros((2, 1, 3), ">i4"), np.zeros(7, np.int8)]
+
+
+@pytest.mark.parametrize("array", HEADER_ARRAYS, ids=lambda a: f"{a.dtype.str}{a.shape}")
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_an_array_header_reads_as_numpy_reads_it_and_leaves_the_stream_at_the_data(array, version):
+    written = io.BytesIO()
+    npy_format.write_array(written, array, version=version)
+    as_numpy = io.BytesIO(written.getvalue())
+    npy_format.read_magic(as_numpy)
+    read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    shape, fortran, dtype = read_header(as_numpy)
+
+    stream = io.BytesIO(written.getvalue())
+    assert read_npy_header(stream) == (shape, fortran, dtype, array.nbytes)
+    assert stream.tell() == as_numpy.tell()
+
+
+def _npy_with_header(text: str) -> io.BytesIO:
+    """A version 1.0 .npy header of `text` as written by hand, padded as numpy pads its own."""
+    padded = (text + " " * (127 - (10 + len(text)) % 64) + "\n").encode("latin1")
+    return io.BytesIO(npy_format.magic(1, 0) + len(padded).to_bytes(2, "little") + padded)
+
+
+@pytest.mark.parametrize("header, outcome", [
+    ("{'shape': (3,), 'fortran_order': False, 'descr': '<f4'}", ((3,), False, np.dtype("<f4"), 12)),
+    ("{'descr':'<f4','fortran_order':False,'shape':(3,2)}", ((3, 2), False, np.dtype("<f4"), 24)),
+    ("{'descr': '<c8', 'fortran_order': False, 'shape': (3,), }", "not plain numbers"),
+    ("{'descr': '|O', 'fortran_order': False, 'shape': (3,), }", "not plain numbers"),
+    ("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3,), }", "not plain numbers"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (3, -1), }", r"a shape of \(3, -1\), not sizes"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': __import__('os')}", "malformed"),
+])
+def test_any_other_header_is_numpy_s_to_read_and_refused_unless_plain_numbers(header, outcome):
+    """What numpy does not write itself (other orders or spacing, other types) is read numpy's way,
+    never evaluated, and refused unless it is a plain array of numbers."""
+    if isinstance(outcome, tuple):
+        assert read_npy_header(_npy_with_header(header)) == outcome
+    else:
+        with pytest.raises(ValueError, match=outcome):
+            read_npy_header(_npy_with_header(header))
+
+
+def test_a_header_cut_short_or_longer_than_numpy_writes_is_refused():
+    written = io.BytesIO()
+    npy_format.write_array(written, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="cut short"):
+        read_npy_header(io.BytesIO(written.getvalue()[:40]))
+    huge = npy_format.magic(2, 0) + (2**20).to_bytes(4, "little") + b"{" * 64
+    with pytest.raises(ValueError, match="1,048,576 bytes"):
+        read_npy_header(io.BytesIO(huge))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,8 @@ def test_keys_typed_the_moment_neovim_is_up_get_their_suggestion_and_no_error(ti
                      what="the first suggestion")
             log = messages(vim)
             assert "no notification handler" not in log and "Error" not in log, log
+            maps = Path(f"/proc/{host_pid(vim)}/maps").read_text()
+            assert "/_ssl." not in maps and "libssl" not in maps, "the host loaded ssl, which it never uses"
         finally:
             vim.close()
     assert early > 0, "the host was up before the first key in every attempt: the race was not tested"

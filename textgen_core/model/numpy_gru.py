@@ -43,15 +43,18 @@ class NumpyGRU:
             bias = weights[f"gru{i}/bias"].astype(f32)                           # (2, 3H): input, recurrent
             input_bias = (bias[0] + bias[1] * zr_only) * half_zr                 # z, r recurrent biases moved here
             if i == 0:
-                emb = weights["embedding"].astype(f32)                           # (256, E)
-                self.input_table = _frozen((emb @ weights["gru0/kernel"].astype(f32)) * half_zr + input_bias)
+                emb = weights["embedding"].astype(f32, copy=False)               # (256, E)
+                table = emb @ weights["gru0/kernel"].astype(f32, copy=False)
+                table *= half_zr
+                table += input_bias
+                self.input_table = _frozen(table, ours=True)
             else:
-                self.kernels.append(_frozen(weights[f"gru{i}/kernel"].astype(f32) * half_zr))      # (H, 3H)
-                self.input_biases.append(_frozen(input_bias))
-            self.recurrent.append(_frozen(weights[f"gru{i}/recurrent_kernel"].astype(f32) * half_zr))  # (H, 3H)
+                self.kernels.append(_scaled(weights[f"gru{i}/kernel"], half_zr))                   # (H, 3H)
+                self.input_biases.append(_frozen(input_bias, ours=True))
+            self.recurrent.append(_scaled(weights[f"gru{i}/recurrent_kernel"], half_zr))           # (H, 3H)
             self.candidate_biases.append(_frozen(bias[1, 2 * H:]))                                  # (H,)
-        self.dense_kernel = _frozen(weights["dense/kernel"].astype(f32))          # (H, 256)
-        self.dense_bias = _frozen(weights["dense/bias"].astype(f32))              # (256,)
+        self.dense_kernel = _frozen(weights["dense/kernel"])                      # (H, 256)
+        self.dense_bias = _frozen(weights["dense/bias"])                          # (256,)
         self._hidden = H
 
     # -- state ---------------------------------------------------------------------------------
@@ -135,8 +138,16 @@ class NumpyGRU:
         return seq, tuple(new_state)
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
-    """A contiguous float32 copy that nobody can write to (weights are shared between threads)."""
-    array = np.array(array, dtype=np.float32, order="C")
+def _frozen(array: np.ndarray, ours: bool = False) -> np.ndarray:
+    """A contiguous float32 array that nobody can write to (weights are shared between threads): a
+    copy, unless `ours` says that no one else holds `array` (computed here, contiguous float32)."""
+    if not ours:
+        array = np.array(array, dtype=np.float32, order="C")
     array.flags.writeable = False
     return array
+
+
+def _scaled(weight: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """`weight` with each column multiplied by `columns`' factor, as a frozen float32 array of its own
+    (one pass over the weights, which a model's load makes a dozen of)."""
+    return _frozen(np.multiply(weight, columns, dtype=np.float32), ours=True)

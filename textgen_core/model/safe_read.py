@@ -9,15 +9,25 @@ data's size is known, and checked, before it is read.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
+import re
 import stat
+import struct
 from typing import BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 MB = 2**20
+# The header numpy writes for a plain array of numbers (`{'descr': '<f4', 'fortran_order': False,
+# 'shape': (256, 768), }`, blanks, a line break), read here without numpy's `ast.literal_eval`: 40 µs
+# a header, and a model's load reads fifty (its weights and its corpus n-gram's arrays).
+_PLAIN_HEADER = re.compile(rb"\{'descr': '([<>|][biuf][1248])', 'fortran_order': (True|False), "
+                           rb"'shape': \(((?:\d+, )*\d+,?|)\), \} *\n")
+_HEADER_LENGTH = {(1, 0): struct.Struct("<H"), (2, 0): struct.Struct("<I")}
+MAX_NPY_HEADER_BYTES = 10000                   # numpy's own bound (`max_header_size`)
 
 
 class RefusedFile(ValueError):
@@ -91,12 +101,27 @@ def read_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype, 
     of, read from its header; the stream is left at the data. ValueError for what is not a plain array
     of numbers (objects, which only unpickling could read, included)."""
     version = npy_format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = npy_format.read_array_header_1_0(stream)
-    elif version == (2, 0):
-        shape, fortran, dtype = npy_format.read_array_header_2_0(stream)
-    else:
+    if version not in _HEADER_LENGTH:
         raise ValueError(f".npy format version {version[0]}.{version[1]} is not read")
+    length_bytes = stream.read(_HEADER_LENGTH[version].size)
+    if len(length_bytes) != _HEADER_LENGTH[version].size:
+        raise ValueError("the .npy header is cut short")
+    (length,) = _HEADER_LENGTH[version].unpack(length_bytes)
+    if length > MAX_NPY_HEADER_BYTES:
+        raise ValueError(f"a .npy header of {length:,} bytes (numpy writes at most {MAX_NPY_HEADER_BYTES:,})")
+    header = stream.read(length)
+    if len(header) != length:
+        raise ValueError("the .npy header is cut short")
+    plain = _PLAIN_HEADER.fullmatch(header)
+    if plain is not None:
+        descr, fortran_text, shape_text = plain.groups()
+        dtype, fortran = np.dtype(descr.decode()), fortran_text == b"True"
+        shape = tuple(int(size) for size in shape_text.split(b",") if size.strip())
+    else:                                   # any other header is numpy's to read
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, fortran, dtype = read_header(io.BytesIO(length_bytes + header))
+    if any(not isinstance(size, int) or size < 0 for size in shape):
+        raise ValueError(f"a shape of {shape}, not sizes")
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
         raise ValueError(f"holds {dtype}, not plain numbers")
     return tuple(shape), bool(fortran), dtype, math.prod(shape) * dtype.itemsize
