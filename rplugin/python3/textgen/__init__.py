@@ -12,6 +12,9 @@ import pynvim
 
 from .bridge import EditorBridge
 
+# How long the engine's thread waits for each answer to be on its way to Neovim before decoding on.
+SEND_WAIT_S = 0.005
+
 
 @pynvim.plugin
 class TextGenHost:
@@ -46,7 +49,7 @@ class TextGenHost:
 
         def deliver(completion) -> None:            # on the engine's thread
             self.bridge.call_lua("on_result", ask.ticket, list(completion.texts), completion.final,
-                                 completion.elapsed_ms, completion.error)
+                                 completion.elapsed_ms, completion.error, until_sent_s=SEND_WAIT_S)
 
         learn = ask.learn and not self.session.memories.private(ask.buffer)     # never a secret file's text
         engine.submit(ask.buffer, ask.context, ask.options, deliver, end_offset=ask.end_offset, learn=learn,
