@@ -101,12 +101,13 @@ def read_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype, 
     of, read from its header; the stream is left at the data. ValueError for what is not a plain array
     of numbers (objects, which only unpickling could read, included)."""
     version = npy_format.read_magic(stream)
-    if version not in _HEADER_LENGTH:
+    length_format = _HEADER_LENGTH.get(version)
+    if length_format is None:
         raise ValueError(f".npy format version {version[0]}.{version[1]} is not read")
-    length_bytes = stream.read(_HEADER_LENGTH[version].size)
-    if len(length_bytes) != _HEADER_LENGTH[version].size:
+    length_bytes = stream.read(length_format.size)
+    if len(length_bytes) != length_format.size:
         raise ValueError("the .npy header is cut short")
-    (length,) = _HEADER_LENGTH[version].unpack(length_bytes)
+    (length,) = length_format.unpack(length_bytes)
     if length > MAX_NPY_HEADER_BYTES:
         raise ValueError(f"a .npy header of {length:,} bytes (numpy writes at most {MAX_NPY_HEADER_BYTES:,})")
     header = stream.read(length)
