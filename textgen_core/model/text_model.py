@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -70,7 +71,12 @@ class TextModel:
         self.backend: Backend = make_backend(backend, info, weights)
         self.mixer: MatchMixer | None = _mixer(info, ngram, project) if use_match else None
         self.kind: str | None = None                  # the kind of text its mixing weights were fitted on
-        self._kinds: dict[str | None, TextModel] = {None: self}     # `for_kind`'s twins, shared by them all
+        # `for_kind`'s twins hang on the model fitted on all the text: it holds them, they point back
+        # weakly. No reference cycle, so a model dropped (learning swaps in new weights every few KB)
+        # frees its megabytes at once instead of at the garbage collector's next full pass.
+        self._twins: dict[str, TextModel] = {}
+        self._plain_kinds: set[str] = set()           # kinds served by this model itself (no weights of their own)
+        self._base: weakref.ref[TextModel] | None = None   # a twin's model fitted on all the text
 
     def with_weights(self, weights: Weights) -> "TextModel":
         """The same model (info, backend, n-grams, match mixing, kind) with other weights of the same shapes."""
@@ -82,17 +88,30 @@ class TextModel:
         it learned), mixed with the corpus n-gram `ngram` by the weights fitted with it: a table counted
         after the model was loaded (`memory.corpus_ngram`)."""
         if self.kind is not None:
-            return self._kinds[None].with_corpus_ngram(ngram).for_kind(self.kind)
-        twin = self._remixed(ngram, None)
-        twin._kinds = {None: twin}                 # a new base: its own twins
-        return twin
+            return self._fitted_on_all().with_corpus_ngram(ngram).for_kind(self.kind)
+        return self._remixed(ngram, None)
 
     def _remixed(self, ngram: NgramModel | None, kind: str | None) -> "TextModel":
-        """A copy sharing the backend (and `_kinds`), mixed with `ngram` by the weights of `kind`."""
+        """A copy sharing the backend, mixed with `ngram` by the weights of `kind`: with a kind, a
+        twin of this model; without, a new model fitted on all the text, with no twins yet."""
         twin = copy.copy(self)
         twin.ngram, twin.kind = ngram, kind
         twin.mixer = _mixer(self.info, ngram, self.project, kind) if self.mixer is not None else None
+        twin._twins, twin._plain_kinds = {}, set()
+        twin._base = weakref.ref(self) if kind is not None else None
         return twin
+
+    def _fitted_on_all(self) -> "TextModel":
+        """The model this one is a twin of (itself if it is not a twin). Where that model was
+        dropped while its twin was kept, a new one, which the twin then points to."""
+        if self._base is None:
+            return self
+        base = self._base()
+        if base is None:
+            base = self._remixed(self.ngram, None)
+            base._twins[self.kind] = self
+            self._base = weakref.ref(base)
+        return base
 
     def for_kind(self, name: str | None) -> "TextModel":
         """The same network mixed by the weights fitted on text of a kind (`name`: the kind or a Neovim
@@ -100,13 +119,15 @@ class TextModel:
         fitted on all its text. Each twin is made once and kept; they share the backend, so the
         engine's cached states and what it learned serve them all."""
         kind = kind_of(name)
-        twin = self._kinds.get(kind)              # asked on every request: found here from the second on
+        base = self._fitted_on_all()
+        if kind is None or kind in base._plain_kinds:
+            return base
+        twin = base._twins.get(kind)              # asked on every request: found here from the second on
         if twin is None:
-            base = self._kinds[None]
-            twin = base
-            if base.mixer is not None and kind is not None and serves_kind(base.info, base.ngram, kind):
-                twin = base._remixed(base.ngram, kind)
-            self._kinds[kind] = twin
+            if base.mixer is None or not serves_kind(base.info, base.ngram, kind):
+                base._plain_kinds.add(kind)
+                return base
+            twin = base._twins[kind] = base._remixed(base.ngram, kind)
         return twin
 
     def with_project(self, root: str | os.PathLike | None, **options) -> "TextModel":
