@@ -39,6 +39,9 @@ BENCHES = [
      ["bench/keystroke_latency.py", "--chars", "300", "--learn", "off,on"]),
     ("The same at the end of a 1 MB buffer",
      ["bench/keystroke_latency.py", "--chars", "300", "--prefill-bytes", "1000000"]),
+    ("Keystrokes while learning works through a file just opened: learning steps that give way or not, side by "
+     "side (issue 27)",
+     ["bench/learning_backlog.py", "--places", "24"]),
     ("Keystroke → first characters with g:textgen.lookahead 0 and 3, side by side (issue 27: median ≤ 5 ms, "
      "p95 ≤ 12 ms)",
      ["bench/keystroke_latency.py", "--chars", "300", "--lookahead", "0,3"]),

@@ -69,6 +69,42 @@ def test_learning_a_text_lowers_its_loss_and_leaves_the_given_weights_alone():
     assert all(np.array_equal(weights[name], before[name]) for name in weights)
 
 
+def _stop_after(calls: int):
+    """A `should_stop` that says stop at its `calls`-th question and every one after."""
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(None)
+        return len(asked) >= calls
+    return should_stop
+
+
+def test_a_step_asked_to_stop_midway_changes_nothing_and_the_next_one_learns_the_same():
+    """A learning step takes longer than a keystroke should wait: one asked to stop, in its forward
+    or its backward pass, is dropped with nothing changed, and learning on gives what it would have."""
+    config = ModelConfig(embed_dim=8, hidden=16, layers=2)
+    weights = _random_weights(config, seed=2)
+    ids = to_ids(LUA.encode())
+    for calls in (1, 2, CHUNK, 2 * CHUNK + 1, 4 * CHUNK):      # forward passes: 2 × CHUNK bytes, then backward
+        learner, uninterrupted = OnlineLearner(config, weights), OnlineLearner(config, weights)
+        learner.read(ids[:CHUNK]), uninterrupted.read(ids[:CHUNK])
+        learner.learn(ids[CHUNK:2 * CHUNK + 1]), uninterrupted.learn(ids[CHUNK:2 * CHUNK + 1])
+        params = {name: array.copy() for name, array in learner.params.items()}
+        state = [h.copy() for h in learner.state]
+        assert learner.learn(ids[2 * CHUNK:3 * CHUNK + 1], should_stop=_stop_after(calls)) is None, calls
+        assert learner.steps == 1 and all(np.array_equal(learner.params[n], params[n]) for n in params), calls
+        assert all(np.array_equal(a, b) for a, b in zip(learner.state, state)), calls
+        for learning in (learner, uninterrupted):
+            assert learning.learn(ids[2 * CHUNK:3 * CHUNK + 1], should_stop=lambda: False) is not None
+        for name in params:
+            np.testing.assert_array_equal(learner.params[name], uninterrupted.params[name], err_msg=name)
+        np.testing.assert_array_equal(learner.state[-1], uninterrupted.state[-1])
+    learner = OnlineLearner(config, weights)
+    assert learner.read(ids[:CHUNK], should_stop=_stop_after(CHUNK + 1)) is False
+    assert all(not h.any() for h in learner.state)                     # the state it had: none read
+    assert learner.read(ids[:CHUNK], should_stop=_stop_after(2 * CHUNK + 1)) is True
+
+
 def _ask(engine, context, learn, key="buf", then=None):
     collector = Collector()
 
@@ -138,6 +174,31 @@ def test_typing_on_learns_what_one_pass_over_the_text_learns(tiny_model):
             np.testing.assert_array_equal(array, offline.params[name], err_msg=name)
     finally:
         engine.close()
+
+
+def test_learning_stopped_in_the_middle_of_its_steps_learns_what_one_pass_learns(tiny_model):
+    """Each turn of learning stopped a few bytes into a step (a keystroke came): the steps are taken
+    again at the next turn, and in the end the weights are those of one uninterrupted pass."""
+    from textgen_core.serve.engine import Request
+    from textgen_core.serve.learning import Learning
+
+    data = LUA.encode()[:700]
+    request = Request(1, "buf", data, len(data), OPTIONS, lambda c: None, 0.0, learn=True)
+    learning, turns = Learning(), 0
+    while (learning.learned_up_to("buf") or 0) + CHUNK < len(data) - LEARN_LAG and turns < 400:
+        turns += 1
+        learning.learn(tiny_model, request, interrupted=_stop_after(2 + turns % 7 * 50),
+                       primed_cache=lambda model: None)
+    steps = learning._learner.steps
+    # A step asks about 4 × CHUNK times (2 layers forward, then back): turns stopped at their 52nd or
+    # 102nd question dropped one; those stopped later took one or two.
+    assert turns > 7 and steps > 10 and steps * CHUNK >= len(data) - LEARN_LAG - 2 * CHUNK
+    offline = OnlineLearner(tiny_model.config, tiny_model.weights)
+    ids = to_ids(data)
+    for step in range(steps):
+        offline.learn(ids[step * CHUNK:(step + 1) * CHUNK + 1])
+    for name, array in learning._learner.params.items():
+        np.testing.assert_array_equal(array, offline.params[name], err_msg=name)
 
 
 def test_edits_above_and_going_back_up_learn_nothing_twice(tiny_model):

@@ -97,9 +97,14 @@ class Learning:
         if end - done > CHUNK and not interrupted():
             if self._at != (key, done):                          # not where the last chunk ended
                 learner.reset_state()
-                learner.read(to_ids(data[max(0, done - start - LEARN_LEAD_IN):done - start]))
-            while end - done > CHUNK and not interrupted():
-                learner.learn(to_ids(data[done - start:done - start + CHUNK + 1]))
+                self._at = None
+                if learner.read(to_ids(data[max(0, done - start - LEARN_LEAD_IN):done - start]), interrupted):
+                    self._at = (key, done)
+            # A request that comes mid-step drops the step (`OnlineLearner.learn`): it waits for one
+            # byte's work, not a chunk's.
+            while self._at == (key, done) and end - done > CHUNK and not interrupted():
+                if learner.learn(to_ids(data[done - start:done - start + CHUNK + 1]), interrupted) is None:
+                    break
                 done += CHUNK
                 self._learned[key] = (done, bytes(data[done - start - CHUNK:done - start]))
                 self._at = (key, done)
