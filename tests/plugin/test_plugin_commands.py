@@ -71,7 +71,12 @@ def test_status_names_the_model_its_quality_data_and_engine(vim, tiny_model):
     expected = fresh_completion(tiny_model, "the qu", DecodeOptions())[0].rstrip()
     vim.input("ithe qu")
     wait_for(lambda: (g := ghost(vim)) and g.text == expected and idle(vim), what="a served request")
-    status = output_of(vim, "TextGenStatus")
+    # The engine may still be learning what was typed when the editor is idle: wait until it is done too.
+    def status_when_idle() -> str:
+        text = output_of(vim, "TextGenStatus")
+        return text if "engine: running, idle" in text else ""
+
+    status = wait_for(status_when_idle, what=":TextGenStatus with the engine idle", interval=0.05)
     assert "suggestions while typing on" in status
     assert f"model: tiny ({tiny_model.path})" in status
     assert "1×64 GRU" in status
