@@ -166,7 +166,7 @@ build/broad-stage1/weights.npz: build/default-average/weights.npz build/corpus/C
 # Stages 2 and 3: from stage 1 on both corpora again, with the kinds still weakest after it weighted up (their
 # train files listed once more: JavaScript, shell, Go, the broad prose twice) and the first corpus' Lua once
 # more (its held-out bpc was 1.7 % above the model stage 1 started from, of the 2 % allowed): 64.8 MB listed,
-# 58.4 MB trained on. Stage 2: 30 minutes at 3e-4 (its validation flat after 10); stage 3: 45 minutes at
+# 58.4 MB trained on. Stage 2: 30.5 minutes at 3e-4 (its validation flat after 10); stage 3: 45 minutes at
 # half that (models/default/MODEL_CARD.md).
 WEIGHTED_UP = $(call KIND_FILES,javascript,broad) $(call KIND_FILES,shell,broad) $(call KIND_FILES,prose,broad) \
 	$(call KIND_FILES,prose,broad) $(call KIND_FILES,go,broad) $(LUA_CORPUS)

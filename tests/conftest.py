@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,27 @@ def python_without_training(tmp_path_factory) -> Path:
 def python_with_pip_without_training(tmp_path_factory) -> Path:
     """The python of `venv_without_training` with pip, one for the session."""
     return venv_without_training(tmp_path_factory.mktemp("venv-with-pip") / "venv", with_pip=True)
+
+
+def suggest(model, memories, context: str, options=None) -> str:
+    """The engine's final suggestion after `context`, serving `memories` as the editor does (`options`:
+    DecodeOptions(max_chars=30) unless given)."""
+    from textgen_core.decode import DecodeOptions
+    from textgen_core.serve.engine import Engine
+
+    finals: list[str] = []
+    done = threading.Event()
+
+    def callback(completion):
+        if completion.final:
+            finals.append(completion.texts[0] if completion.texts else "")
+            done.set()
+
+    engine = Engine(model)
+    try:
+        engine.set_memories(memories)
+        engine.submit("buf", context, options or DecodeOptions(max_chars=30), callback)
+        assert done.wait(30), "no suggestion within 30 s"
+    finally:
+        engine.close()
+    return finals[0]

@@ -2,11 +2,9 @@
 n-gram mixed in after the project's (`memory.open_buffers`), served by `Engine.set_memories`."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from textgen_core.decode import DecodeOptions
+from tests.conftest import suggest
 from textgen_core.memory.match import MatchMixer
 from textgen_core.memory.ngram import ORDERS, confidence_bucket
 from textgen_core.memory.open_buffers import (
@@ -16,7 +14,6 @@ from textgen_core.memory.open_buffers import (
     buffer_text,
     build_buffer_memory,
 )
-from textgen_core.serve.engine import Engine
 
 # A name the tiny model never saw, used all over the text below the cursor.
 NAME = "qzv_kwyjibo"
@@ -24,30 +21,10 @@ BELOW = "".join(f"def handler_{i}(request):\n    return {NAME}(request, {i})\n\n
 CONTEXT = "def handler_99(request):\n    return qzv_kwyji"
 
 
-def suggest(model, memories, context: str = CONTEXT) -> str:
-    """The engine's final suggestion after `context`, serving `memories` as the editor does."""
-    finals: list[str] = []
-    done = threading.Event()
-
-    def callback(completion):
-        if completion.final:
-            finals.append(completion.texts[0] if completion.texts else "")
-            done.set()
-
-    engine = Engine(model)
-    try:
-        engine.set_memories(memories)
-        engine.submit("buf", context, DecodeOptions(max_chars=30), callback)
-        assert done.wait(30), "no suggestion within 30 s"
-    finally:
-        engine.close()
-    return finals[0]
-
-
 def test_the_text_below_the_cursor_teaches_the_model_its_names(tiny_model):
     table = build_buffer_memory([(CONTEXT + "\n\n" + BELOW).encode()])
-    assert not suggest(tiny_model, []).startswith("bo(")
-    assert suggest(tiny_model, [(table, BUFFER_WEIGHTS)]).startswith("bo(")
+    assert not suggest(tiny_model, [], CONTEXT).startswith("bo(")
+    assert suggest(tiny_model, [(table, BUFFER_WEIGHTS)], CONTEXT).startswith("bo(")
 
 
 def test_the_weights_suit_the_mixer_after_a_project_table():

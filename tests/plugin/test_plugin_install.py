@@ -14,12 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
-from contextlib import closing
 from pathlib import Path
 
 import pynvim
 import pytest
 
+from tests.conftest import suggest
 from tests.nvim_harness import (
     NVIM,
     REPO,
@@ -32,7 +32,7 @@ from tests.nvim_harness import (
 )
 from textgen_core.decode import DecodeOptions
 from textgen_core.memory.open_buffers import BUFFER_WEIGHTS, build_buffer_memory
-from textgen_core.serve.engine import Engine, fresh_completion
+from textgen_core.serve.engine import fresh_completion
 
 VENV = REPO / ".venv"
 OUR_PYTHON = VENV / "bin" / "python"
@@ -92,18 +92,10 @@ def default_suggestion() -> tuple[str, ...]:
     model = load_model(REPO / "models" / "default")
     alone = fresh_completion(model, CONTEXT, DecodeOptions())[0].rstrip()
     assert alone, "the default model should suggest something after " + repr(CONTEXT)
-    answers: list[str] = []
-
-    def answered(completion) -> None:
-        if completion.final:
-            answers.append(completion.texts[0] if completion.texts else "")
-
-    with closing(Engine(model)) as engine:
-        engine.set_memories([(build_buffer_memory([CONTEXT.encode()]), BUFFER_WEIGHTS)])
-        engine.submit(1, CONTEXT, DecodeOptions(), answered, end_offset=len(CONTEXT.encode()))
-        assert engine.wait_idle(60), "the engine should answer within a minute"
-    assert answers and answers[0].rstrip(), "the default model should suggest something with the buffer as memory"
-    return alone, answers[0].rstrip()
+    remembered = suggest(model, [(build_buffer_memory([CONTEXT.encode()]), BUFFER_WEIGHTS)], CONTEXT,
+                         DecodeOptions()).rstrip()
+    assert remembered, "the default model should suggest something with the buffer as memory"
+    return alone, remembered
 
 
 def host_command(nvim) -> list[str]:
