@@ -163,7 +163,7 @@ build/default-average/weights.npz: $(DEFAULT_MEMBERS:%=%/weights.npz)
 # the manifest's files, each checked against it). Stage 1: 100 minutes on the AMD EPYC, 32,435 steps at
 # 44 KB/s (the fused GRU, bfloat16 products); averaging it with the model it started from was tried and
 # not kept (models/default/MODEL_CARD.md).
-# Stages 1-3 learned the rows of corpus_recipe.tsv alone (FIRST_RECIPE); stage 4 the whole corpus.
+# Stages 1-3 learned the rows of corpus_recipe.tsv alone (FIRST_RECIPE); stages 4 and 5 the whole corpus.
 BROAD_CORPUS = $$($(PY) -m textgen_core corpus --broad build/corpus $(1))
 FIRST_RECIPE = --recipe textgen_core/train/corpus_recipe.tsv
 build/broad-stage1/weights.npz: build/default-average/weights.npz build/corpus/CORPUS.tsv

@@ -762,7 +762,7 @@ def _list_broad_corpus(args: argparse.Namespace) -> int:
                     key=lambda row: row["path"])                 # by path: the order training reads them in
     if args.recipe:
         wanted = _recipe_keys(args.recipe)
-        chosen = [row for row in chosen if _manifest_key(row) in wanted]
+        chosen = [row for row in chosen if (row["kind"], row["package"], row["version"]) in wanted]
     for row in chosen:
         path = folder / row["path"]
         if not path.is_file() or str(path.stat().st_size) != row["bytes"]:
@@ -790,11 +790,7 @@ def _recipe_keys(recipes: list[str]) -> set[tuple[str, str, str]]:
         rows = read_recipe(*(Path(recipe) for recipe in recipes))
     except (RecipeError, OSError, UnicodeDecodeError) as exc:
         raise UserError(f"--recipe: {exc}") from None
-    return {(row.kind, f"{row.package.source}:{row.package.name}", row.package.version) for row in rows}
-
-
-def _manifest_key(row: dict[str, str]) -> tuple[str, str, str]:
-    return row["kind"], row["package"], row["version"]
+    return {(row.kind, row.package.manifest_name, row.package.version) for row in rows}
 
 
 def _cmd_corpus_build(args: argparse.Namespace) -> int:

@@ -97,7 +97,7 @@ def build_corpus(rows: list[RecipeRow], out: Path, downloads: Path,
             row_bytes += len(kept)
             summary.files[key] += 1
             summary.bytes[key] += len(kept)
-            manifest.append("\t".join([row.kind, row.split, f"{package.source}:{package.name}", package.version,
+            manifest.append("\t".join([row.kind, row.split, package.manifest_name, package.version,
                                        str(folder / relative), str(len(kept)), hashlib.sha256(kept).hexdigest()]))
     (building / MANIFEST).write_text("\n".join(manifest) + "\n")
     if os.path.lexists(out):

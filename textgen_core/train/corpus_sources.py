@@ -54,8 +54,13 @@ class Package:
 
     @property
     def label(self) -> str:
-        """`source:name@version`, as the manifest names it."""
+        """`source:name@version`, as the build reports it."""
         return f"{self.source}:{self.name}@{self.version}"
+
+    @property
+    def manifest_name(self) -> str:
+        """`source:name`, the manifest's package column (its version is a column of its own)."""
+        return f"{self.source}:{self.name}"
 
 
 @dataclass(frozen=True)
