@@ -33,6 +33,8 @@ BENCHES = [
      ["bench/word_search.py"]),
     ("Cycling: how often one of 3 suggestions starts with the right word",
      ["bench/alternatives.py"]),
+    ("A decoding step of a few rows: one matrix product or one row at a time, side by side (issue 27)",
+     ["bench/few_rows.py"]),
     ("Keystroke → ghost text in a real Neovim, default model (issue 7: median ≤ 10 ms, p95 ≤ 25 ms)",
      ["bench/keystroke_latency.py", "--chars", "300"]),
     ("The same without and with learning as you type (g:textgen.learn), one fresh Neovim each",

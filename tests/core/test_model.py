@@ -41,6 +41,32 @@ def test_numpy_logits_match_keras_on_300_bytes(config):
     assert np.abs(np.array(stepped) - expected).max() < 1e-4
 
 
+@pytest.mark.parametrize("rows", [2, 3, 4, 7, 9])
+def test_a_step_of_few_rows_one_at_a_time_gives_each_row_what_it_gets_alone(rows):
+    config = ModelConfig(embed_dim=16, hidden=128, layers=2)
+    _, weights = _random_keras_model(config)
+    one_at_a_time = NumpyGRU(config, weights, rows_one_at_a_time=True)
+    matrix = NumpyGRU(config, weights, rows_one_at_a_time=False)
+    ids = np.arange(rows, dtype=np.int32) * 29 % 256
+    state = tuple(np.random.default_rng(2).standard_normal((rows, 128)).astype(np.float32) * 0.5
+                  for _ in range(2))
+    logits, new_state = one_at_a_time.step(ids, state)
+    product_logits, product_state = matrix.step(ids, state)
+    assert np.abs(logits - product_logits).max() < 1e-4
+    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(new_state, product_state))
+    if rows <= 7:                                        # a few rows: each one's numbers as if alone
+        for row in range(rows):
+            alone, alone_state = one_at_a_time.step(ids[row:row + 1], tuple(h[row:row + 1] for h in state))
+            assert np.array_equal(alone[0], logits[row])
+            assert all(np.array_equal(a[0], b[row]) for a, b in zip(alone_state, new_state))
+
+
+def test_tiny_networks_keep_the_matrix_product_without_timing_it():
+    config = ModelConfig(embed_dim=16, hidden=32, layers=2)
+    _, weights = _random_keras_model(config)
+    assert NumpyGRU(config, weights).rows_one_at_a_time is False
+
+
 def test_tensorflow_backend_gives_the_same_greedy_text(tiny_model_dir):
     numpy_model = load_model(tiny_model_dir, backend="numpy")
     tf_model = load_model(tiny_model_dir, backend="tensorflow")
