@@ -22,7 +22,7 @@ install: $(VENV)/.installed doc/tags bytecode
 bytecode: $(VENV)/.installed
 	$(PY) -m compileall -q textgen_core rplugin/python3
 
-$(VENV)/.installed: pyproject.toml setup.py textgen_core/memory/_table_lookup.c
+$(VENV)/.installed: pyproject.toml setup.py textgen_core/memory/_table_lookup.c textgen_core/model/_gru_step.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .

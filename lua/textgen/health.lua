@@ -58,6 +58,8 @@ try:
     found["textgen_core"] = textgen_core.__file__
     from textgen_core.memory import table_blocks
     found["compiled_lookup"] = table_blocks.compiled is not None
+    from textgen_core.model import numpy_gru
+    found["compiled_step"] = numpy_gru.compiled is not None
 except Exception as exc:
     found["textgen_core_error"] = f"{exc.__class__.__name__}: {exc}"
 print(json.dumps(found))
@@ -168,6 +170,13 @@ local function check_packages(python)
       health.info("n-gram lookups in Python: the compiled helper is not built (it needs gcc and the Python "
         .. "headers; `make install` builds it) or TEXTGEN_PURE_PYTHON is set; suggestions work either way, "
         .. "a little slower")
+    end
+    if found.compiled_step then
+      health.ok("GRU steps: the compiled helper (textgen_core/model/_gru_step)")
+    else
+      health.info("GRU steps in numpy: the compiled helper is not built (it needs gcc and the Python headers; "
+        .. "`make install` builds it) or TEXTGEN_PURE_PYTHON is set; suggestions work either way, a whole one about "
+        .. "a quarter slower")
     end
   else
     usable = false

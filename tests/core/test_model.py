@@ -41,30 +41,83 @@ def test_numpy_logits_match_keras_on_300_bytes(config):
     assert np.abs(np.array(stepped) - expected).max() < 1e-4
 
 
-@pytest.mark.parametrize("rows", [2, 3, 4, 7, 9])
-def test_a_step_of_few_rows_one_at_a_time_gives_each_row_what_it_gets_alone(rows):
-    config = ModelConfig(embed_dim=16, hidden=128, layers=2)
+def _compiled_or_skip():
+    from textgen_core.model import numpy_gru
+
+    if numpy_gru.compiled is None:
+        pytest.skip("the compiled GRU step is not built here (test_the_compiled_step_is_built says why)")
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 9, 17])
+def test_the_compiled_step_gives_numpys_numbers_and_each_row_those_it_has_alone(rows):
+    """A suggestion's steps go to `_gru_step.c` where it is built: the numpy step's numbers to the last
+    bits, and a row's the same whatever rows step beside it (the search steps its beams together).
+    17 rows are more than the helper takes: numpy's matrix products, the same numbers again."""
+    _compiled_or_skip()
+    config = ModelConfig(embed_dim=16, hidden=70, layers=3)     # 3 × 70 columns: blocks of 64, of 8, and 2 alone
     _, weights = _random_keras_model(config)
-    one_at_a_time = NumpyGRU(config, weights, rows_one_at_a_time=True)
-    matrix = NumpyGRU(config, weights, rows_one_at_a_time=False)
+    compiled, plain = NumpyGRU(config, weights), NumpyGRU(config, weights, compiled_steps=False)
     ids = np.arange(rows, dtype=np.int32) * 29 % 256
-    state = tuple(np.random.default_rng(2).standard_normal((rows, 128)).astype(np.float32) * 0.5
-                  for _ in range(2))
-    logits, new_state = one_at_a_time.step(ids, state)
-    product_logits, product_state = matrix.step(ids, state)
-    assert np.abs(logits - product_logits).max() < 1e-4
-    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(new_state, product_state))
-    if rows <= 7:                                        # a few rows: each one's numbers as if alone
+    state = tuple(np.random.default_rng(2).standard_normal((rows, 70)).astype(np.float32) * 0.5 for _ in range(3))
+    logits, new_state = compiled.step(ids, state)
+    expected_logits, expected_state = plain.step(ids, state)
+    assert np.abs(logits - expected_logits).max() < 1e-4
+    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(new_state, expected_state))
+    if rows <= 16:
         for row in range(rows):
-            alone, alone_state = one_at_a_time.step(ids[row:row + 1], tuple(h[row:row + 1] for h in state))
+            alone, alone_state = compiled.step(ids[row:row + 1], tuple(h[row:row + 1] for h in state))
             assert np.array_equal(alone[0], logits[row])
             assert all(np.array_equal(a[0], b[row]) for a, b in zip(alone_state, new_state))
 
 
-def test_tiny_networks_keep_the_matrix_product_without_timing_it():
-    config = ModelConfig(embed_dim=16, hidden=32, layers=2)
+def test_the_compiled_step_refuses_what_does_not_fit_its_network():
+    """The helper reads the arrays it is given as raw floats: one that does not fit is refused with
+    a ValueError, never read past its end."""
+    _compiled_or_skip()
+    from textgen_core.model import numpy_gru
+
+    config = ModelConfig(embed_dim=8, hidden=16, layers=2)
     _, weights = _random_keras_model(config)
-    assert NumpyGRU(config, weights).rows_one_at_a_time is False
+    gru = NumpyGRU(config, weights)
+    network = gru._network
+    state = gru.zero_state(2)
+    fresh = (np.empty((2, 16), np.float32), np.empty((2, 16), np.float32))
+    logits = np.empty((2, 256), np.float32)
+    ids = np.array([1, 2], np.int32)
+    network.step(ids, state, fresh, logits)                             # fits
+    for bad in [dict(ids=np.array([1, 300], np.int32)), dict(ids=np.array([1, 2, 3], np.int32)),
+                dict(state=(state[0], np.zeros((2, 15), np.float32))), dict(state=state[:1]),
+                dict(state=(state[0], state[1].astype(np.float64))), dict(logits=np.empty((2, 255), np.float32)),
+                dict(fresh=(fresh[0], np.empty((2, 16), np.float32)[:, ::-1]))]:
+        args = {"ids": ids, "state": state, "fresh": fresh, "logits": logits, **bad}
+        with pytest.raises((ValueError, BufferError)):
+            network.step(args["ids"], args["state"], args["fresh"], args["logits"])
+    with pytest.raises(ValueError):
+        numpy_gru.compiled.Network(gru.input_table[:-1], ((None, None, gru.recurrent[0], gru.candidate_biases[0]),),
+                                   gru.dense_kernel, gru.dense_bias, 16)
+
+
+def test_the_compiled_step_is_built_where_there_is_a_c_compiler():
+    """`pip install` (make install) builds the GRU step where gcc and the Python headers are there;
+    without them (or with TEXTGEN_PURE_PYTHON=1) every step runs in numpy."""
+    import os
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    from textgen_core.model import numpy_gru
+
+    if shutil.which("gcc") and (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        assert numpy_gru.compiled is not None, "make install should have built textgen_core/model/_gru_step"
+    code = ("from textgen_core.model import numpy_gru; from textgen_core import ModelConfig; import numpy as np\n"
+            "config = ModelConfig(embed_dim=8, hidden=16, layers=1)\n"
+            "weights = {k: np.zeros(v, np.float32) for k, v in config.weight_shapes().items()}\n"
+            "print(numpy_gru.compiled is None, numpy_gru.NumpyGRU(config, weights)._network is None)\n"
+            "try:\n numpy_gru.NumpyGRU(config, weights, compiled_steps=True)\n"
+            "except ValueError as e:\n print(e)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "TEXTGEN_PURE_PYTHON": "1"})
+    assert run.stdout.splitlines() == ["True True", "the compiled helper (_gru_step) is not built"], run.stderr
 
 
 def test_tensorflow_backend_gives_the_same_greedy_text(tiny_model_dir):

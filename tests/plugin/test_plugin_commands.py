@@ -403,7 +403,8 @@ def test_checkhealth_finds_everything_in_order(vim):
     report = health_report(vim)
     assert "textgen: Neovim and the Python host" in report
     for expected in ("Python of textgen's own host", "the host is running", "pynvim", "numpy", "textgen_core",
-                     "n-gram lookups: the compiled helper", "training is available: TensorFlow", "g:textgen is valid",
+                     "n-gram lookups: the compiled helper", "GRU steps: the compiled helper",
+                     "training is available: TensorFlow", "g:textgen is valid",
                      "model '"):
         assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
     assert "ERROR" not in report, report

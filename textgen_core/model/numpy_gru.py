@@ -9,28 +9,33 @@ their recurrent biases folded into the input side, and updates happen in place: 
 (1–3% per step measured; at these sizes the matrix-vector products take most of the time).
 States are tuples of (B, H) float32 arrays that are never written to after creation, so they can be
 cached and shared between threads.
-A step of a few rows (the next-word search's beams) multiplies them one row at a time where this
-machine's BLAS does that faster (`_rows_one_at_a_time_pays`); each row's numbers are then those
-it would have alone.
+A step of up to `COMPILED_ROWS` rows (a suggestion's steps: one row, or the next-word search's few
+beams) is one call into the optional compiled helper where it is built (`_gru_step.c`): a step of
+one row 81 µs instead of 129, of four 145 instead of 344 (AMD EPYC, bench/RESULTS.md); its
+numbers differ from numpy's in the last bits only. `TEXTGEN_PURE_PYTHON=1` turns it off.
 """
 from __future__ import annotations
 
-import time
+import os
 
 import numpy as np
 
 from textgen_core.model.config import ModelConfig
 from textgen_core.model.files import Weights
 
+try:
+    from textgen_core.model import _gru_step as compiled
+except ImportError:                        # not built (no C compiler): every step in numpy
+    compiled = None
+if os.environ.get("TEXTGEN_PURE_PYTHON"):
+    compiled = None
+
 State = tuple[np.ndarray, ...]
 
 PRIME_CHUNK = 2048
-# A step of 2..FEW_ROWS rows may multiply them one row at a time; from 8 rows on the matrix product
-# wins even on the machine that showed the difference (AMD EPYC, AVX2).
-FEW_ROWS = 7
-# Networks this wide or wider are timed at load; narrower ones (the tests' tiny models) keep the
-# matrix product without looking at a clock.
-TIMED_FROM_HIDDEN = 128
+# Steps of at most this many rows go to the compiled helper; larger batches (held-out bits per
+# character over many sequences at once) are matrix products, which BLAS does well.
+COMPILED_ROWS = 16
 
 
 class NumpyGRU:
@@ -38,9 +43,9 @@ class NumpyGRU:
 
     name = "numpy"
 
-    def __init__(self, config: ModelConfig, weights: Weights, rows_one_at_a_time: bool | None = None) -> None:
-        """`rows_one_at_a_time`: whether steps of 2..FEW_ROWS rows multiply them one row at a time;
-        None: timed at load where the network is wide enough (`_rows_one_at_a_time_pays`)."""
+    def __init__(self, config: ModelConfig, weights: Weights, compiled_steps: bool | None = None) -> None:
+        """`compiled_steps`: whether steps of up to `COMPILED_ROWS` rows go to the compiled helper;
+        None: where it is built (and `TEXTGEN_PURE_PYTHON` is not set)."""
         self.config = config
         H = config.hidden
         f32 = np.float32
@@ -69,10 +74,12 @@ class NumpyGRU:
         self.dense_kernel = _frozen(weights["dense/kernel"])                      # (H, 256)
         self.dense_bias = _frozen(weights["dense/bias"])                          # (256,)
         self._hidden = H
-        if rows_one_at_a_time is None:
-            rows_one_at_a_time = H >= TIMED_FROM_HIDDEN and _rows_one_at_a_time_pays(self.recurrent[0])
-        self.rows_one_at_a_time = rows_one_at_a_time
-        self._few_rows_product = _rows_one_at_a_time if rows_one_at_a_time else np.matmul
+        if compiled_steps and compiled is None:
+            raise ValueError("the compiled helper (_gru_step) is not built")
+        self._network = None
+        if compiled is not None and compiled_steps is not False:
+            layers = tuple(zip(self.kernels, self.input_biases, self.recurrent, self.candidate_biases))
+            self._network = compiled.Network(self.input_table, layers, self.dense_kernel, self.dense_bias, H)
 
     # -- state ---------------------------------------------------------------------------------
     def zero_state(self, batch: int = 1) -> State:
@@ -81,19 +88,29 @@ class NumpyGRU:
     # -- one step for a batch ------------------------------------------------------------------
     def step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """Feed one byte per row: ids (B,) → logits (B, 256) and the new state."""
+        if self._network is not None and len(ids) <= COMPILED_ROWS:
+            return self._compiled_step(ids, state)
         x = self.input_table[ids]                                  # (B, 3H), a fresh array
-        times = self._few_rows_product if 2 <= len(ids) <= FEW_ROWS else np.matmul
         new_state = []
         for i, h in enumerate(state):
             if i > 0:
-                x = times(x, self.kernels[i])
+                x = x @ self.kernels[i]
                 x += self.input_biases[i]
-            h = self._cell(x, times(h, self.recurrent[i]), h, self.candidate_biases[i])
+            h = self._cell(x, h @ self.recurrent[i], h, self.candidate_biases[i])
             new_state.append(h)
             x = h
-        logits = times(x, self.dense_kernel)
+        logits = x @ self.dense_kernel
         logits += self.dense_bias
         return logits, tuple(new_state)
+
+    def _compiled_step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """`step` by the compiled helper, into fresh arrays."""
+        rows = len(ids)
+        new_state = tuple(np.empty((rows, self._hidden), np.float32) for _ in state)
+        logits = np.empty((rows, 256), np.float32)
+        state = tuple(np.ascontiguousarray(h, np.float32) for h in state)
+        self._network.step(np.ascontiguousarray(ids, np.int32), state, new_state, logits)
+        return logits, new_state
 
     def _cell(self, x: np.ndarray, hp: np.ndarray, h: np.ndarray, candidate_bias: np.ndarray) -> np.ndarray:
         """One GRU update from the input and recurrent projections x, hp (B, 3H), both fresh arrays
@@ -154,32 +171,6 @@ class NumpyGRU:
                 seq[t] = h[0]
             new_state.append(h)
         return seq, tuple(new_state)
-
-
-def _rows_one_at_a_time(rows: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """rows (B, K) @ weight (K, N) as B matrix-vector products (a stack of (1, K) rows), each row's
-    result the same as if it were multiplied alone: a fresh (B, N) array."""
-    return np.matmul(rows[:, None, :], weight)[:, 0, :]
-
-
-def _rows_one_at_a_time_pays(weight: np.ndarray, rows: int = 3, tries: int = 3) -> bool:
-    """Whether `rows` rows times `weight` go clearly faster (by a quarter) one row at a time than as
-    one matrix product on this machine's BLAS: the best of `tries` rounds after one that warms both
-    up, alternating; about 1 ms.
-
-    Measured rather than assumed: OpenBLAS's general kernel copies (packs) the whole matrix for each
-    product, so 2 or 3 rows cost 2.5 times what they cost one at a time (a 256 × 768 matrix: 70 and
-    96 µs against 28 and 38, AMD EPYC, AVX2), where OpenBLAS's kernels for small matrices (built for
-    AVX-512 cores) need no copy: hence a clock, not a rule. Where the two are even, the matrix
-    product is kept, so that two processes on one machine choose alike."""
-    sample = np.linspace(-1, 1, rows * weight.shape[0], dtype=np.float32).reshape(rows, -1)
-    best = {np.matmul: float("inf"), _rows_one_at_a_time: float("inf")}
-    for _ in range(tries + 1):
-        for product in best:
-            started = time.perf_counter()
-            product(sample, weight)
-            best[product] = min(best[product], time.perf_counter() - started)
-    return best[_rows_one_at_a_time] * 1.25 < best[np.matmul]
 
 
 def _frozen(array: np.ndarray, ours: bool = False) -> np.ndarray:

@@ -1,0 +1,390 @@
+/* One step of the char-GRU for a few rows in C: what `numpy_gru.NumpyGRU.step` does, as one call.
+
+A suggestion takes 60–80 steps of one row and, for its first word, a few of up to four (the
+next-word search's beams). In numpy a step is two dozen calls on arrays of a few hundred floats: the
+calls cost as much as the products (87–144 µs a step of one row of the default model, AMD EPYC), and
+OpenBLAS copies a whole weight matrix for each product of a few rows. Here a step reads each weight
+matrix once for all its rows (a piece of the matrix's row k in registers, used by every row before
+the next piece), with no call in between.
+
+The math is the numpy step's, on the weights `NumpyGRU` folds (the first layer's input projection
+in a table by byte, the z and r columns scaled by ½ so that σ(v) = ½·tanh(v)+½, their recurrent
+biases moved to the input side). tanh is a rational function (the one Eigen uses for float:
+|error| < 4e-7 against the exact tanh), which the compiler turns into vector instructions with the
+products. The sums run in another order than OpenBLAS's, so logits differ from the numpy step's in
+the last bits (at most 2e-5 in the default model's, measured; tests/core/test_model.py holds them to
+1e-4). Every output is summed over k in order, however many rows step together: a row's numbers do
+not depend on the rows beside it.
+
+Where gcc 12 or later builds for x86-64, the kernels are built twice, for x86-64-v3 (AVX2 with fused
+multiply-add) and for any x86-64, and the loader picks one by what the CPU can do (`target_clones`:
+by its features, not its model name, so AMD's and Intel's alike). The weights are the caller's
+read-only float32 arrays, held through the buffer protocol for the object's life; no numpy headers.
+A step lets the GIL go while it computes (50–120 µs): the host's thread that reads the next key
+from Neovim need not wait for it.
+
+Optional: where it is not built (no C compiler), `NumpyGRU` steps in numpy.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+#define MAX_LAYERS 8
+#define BYTES 256                   /* rows of the input table: one per byte */
+
+typedef struct {
+    PyObject_HEAD
+    int layers, hidden, outputs;
+    Py_buffer views[3 + 4 * MAX_LAYERS];
+    int held;                       /* views[0..held) are to be released */
+    const float *input_table;       /* (BYTES, 3H) */
+    const float *kernels[MAX_LAYERS];           /* (H, 3H); NULL for layer 0 */
+    const float *input_biases[MAX_LAYERS];      /* (3H,); NULL for layer 0 */
+    const float *recurrent[MAX_LAYERS];         /* (H, 3H) */
+    const float *candidate_biases[MAX_LAYERS];  /* (H,) */
+    const float *dense_kernel;      /* (H, outputs) */
+    const float *dense_bias;        /* (outputs,) */
+} Network;
+
+/* out (rows, n) += a (rows, k) @ w (k, n), for `R` rows together, 8·`C` columns at a time: each
+   row's sums kept in registers over the whole of k, each piece of w loaded once for all the rows
+   (the matrix is larger than the nearer caches: a row at a time would read it again per row, and an
+   update of the output for every k would store as much as it loads). Fewer rows take more columns
+   at once, so that there are always about eight independent sums to add into (one alone would wait
+   for its last addition at every k). Every output is summed over k in order whatever R and C are:
+   a row's numbers do not depend on the rows beside it. Written with the compiler's vector type of
+   8 floats, which it maps to the clone's instructions (two SSE registers in the default clone, one
+   AVX register in the x86-64-v3 one). Returns the first column it left for a narrower pass. */
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) v8 load8(const float *p)
+{
+    v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) int group_products(const float *restrict a, const int R, const int C,
+                                                                int k, const float *restrict w, int n, int j0,
+                                                                float *restrict out)
+{
+    for (; j0 + 8 * C <= n; j0 += 8 * C) {
+        v8 sums[8];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++)
+                sums[r * C + c] = load8(out + (size_t)r * n + j0 + 8 * c);
+        for (int i = 0; i < k; i++) {
+            const float *restrict wi = w + (size_t)i * n + j0;
+            v8 wc[8];
+            for (int c = 0; c < C; c++)
+                wc[c] = load8(wi + 8 * c);
+            for (int r = 0; r < R; r++) {
+                const float ai = a[(size_t)r * k + i];
+                const v8 av = {ai, ai, ai, ai, ai, ai, ai, ai};
+                for (int c = 0; c < C; c++)
+                    sums[r * C + c] += av * wc[c];
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++)
+                memcpy(out + (size_t)r * n + j0 + 8 * c, &sums[r * C + c], sizeof(v8));
+    }
+    return j0;
+}
+
+static inline __attribute__((always_inline)) void row_group(const float *restrict a, const int R, const int C, int k,
+                                                            const float *restrict w, int n, float *restrict out)
+{
+    int j0 = group_products(a, R, C, k, w, n, 0, out);
+    j0 = group_products(a, R, 1, k, w, n, j0, out);
+    for (int r = 0; r < R; r++)                                 /* the last n % 8 columns */
+        for (int j = j0; j < n; j++) {
+            float sum = out[(size_t)r * n + j];
+            for (int i = 0; i < k; i++)
+                sum += a[(size_t)r * k + i] * w[(size_t)i * n + j];
+            out[(size_t)r * n + j] = sum;
+        }
+}
+
+VECTOR_CLONES
+static void add_products(const float *restrict a, int rows, int k, const float *restrict w, int n,
+                         float *restrict out)
+{
+    for (int r = 0; r < rows; r += 4) {
+        const float *ar = a + (size_t)r * k;
+        float *o = out + (size_t)r * n;
+        switch (rows - r < 4 ? rows - r : 4) {                /* constant counts: the sums in registers */
+        case 1: row_group(ar, 1, 8, k, w, n, o); break;
+        case 2: row_group(ar, 2, 4, k, w, n, o); break;
+        case 3: row_group(ar, 3, 2, k, w, n, o); break;
+        default: row_group(ar, 4, 2, k, w, n, o); break;
+        }
+    }
+}
+
+/* tanh for float: Eigen's rational function on [-7.9988, 7.9988] (beyond it tanh is ±1 in float). */
+static inline float fast_tanh(float x)
+{
+    const float limit = 7.99881172180175781f;
+    float c = x < limit ? x : limit;
+    c = c > -limit ? c : -limit;
+    float c2 = c * c;
+    float p = -2.76076847742355e-16f;
+    p = p * c2 + 2.00018790482477e-13f;
+    p = p * c2 + -8.60467152213735e-11f;
+    p = p * c2 + 5.12229709037114e-08f;
+    p = p * c2 + 1.48572235717979e-05f;
+    p = p * c2 + 6.37261928875436e-04f;
+    p = p * c2 + 4.89352455891786e-03f;
+    p = p * c;
+    float q = 1.19825839466702e-06f;
+    q = q * c2 + 1.18534705686654e-04f;
+    q = q * c2 + 2.26843463243900e-03f;
+    q = q * c2 + 4.89352518554385e-03f;
+    float t = p / q;
+    float magnitude = x < 0.0f ? -x : x;
+    return magnitude < 0.0004f ? x : t;                        /* near 0, tanh x = x to float precision */
+}
+
+/* The GRU update of one row: x, hp (3H) are its input and recurrent projections (x overwritten),
+   h (H) its state, out (H) the new state. */
+VECTOR_CLONES
+static void update(float *restrict x, const float *restrict hp, const float *restrict h,
+                   const float *restrict candidate_bias, int hidden, float *restrict out)
+{
+    for (int j = 0; j < 2 * hidden; j++)
+        x[j] = fast_tanh(x[j] + hp[j]) * 0.5f + 0.5f;           /* z | r = σ(...) */
+    const float *z = x, *r = x + hidden;
+    for (int j = 0; j < hidden; j++) {
+        float reset = (hp[2 * hidden + j] + candidate_bias[j]) * r[j];
+        float cand = fast_tanh(x[2 * hidden + j] + reset);
+        out[j] = (h[j] - cand) * z[j] + cand;                  /* h̃ + z ⊙ (h − h̃) */
+    }
+}
+
+static void Network_dealloc(Network *self)
+{
+    for (int i = 0; i < self->held; i++)
+        PyBuffer_Release(&self->views[i]);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Whether a buffer holds native float32s ("f", "=f", or "<f" on a little-endian machine). */
+static int is_float32(const Py_buffer *view)
+{
+    if (view->itemsize != 4 || view->format == NULL)
+        return 0;
+    const char *f = view->format;
+#if PY_LITTLE_ENDIAN
+    if (*f == '<')
+        f++;
+#endif
+    if (*f == '=' || *f == '@')
+        f++;
+    return strcmp(f, "f") == 0;
+}
+
+/* Hold `object` as a read-only float32 array of `count` floats; its data, or NULL with an error. */
+static const float *hold(Network *self, PyObject *object, Py_ssize_t count, const char *what)
+{
+    Py_buffer *view = &self->views[self->held];
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    self->held++;
+    if (!is_float32(view) || view->len != count * 4 || (uintptr_t)view->buf % 4 != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float32s", what, count);
+        return NULL;
+    }
+    return (const float *)view->buf;
+}
+
+static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"input_table", "layers", "dense_kernel", "dense_bias", "hidden", NULL};
+    PyObject *table, *layers, *dense_kernel, *dense_bias;
+    int hidden;
+    if (self->held) {
+        PyErr_SetString(PyExc_TypeError, "a Network is made once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOi", names, &table, &PyTuple_Type, &layers, &dense_kernel,
+                                     &dense_bias, &hidden))
+        return -1;
+    Py_ssize_t count = PyTuple_GET_SIZE(layers);
+    if (hidden <= 0 || count < 1 || count > MAX_LAYERS) {
+        PyErr_Format(PyExc_ValueError, "a network of 1 to %d layers of at least one unit", MAX_LAYERS);
+        return -1;
+    }
+    self->layers = (int)count;
+    self->hidden = hidden;
+    Py_ssize_t H = hidden;
+    if (!(self->input_table = hold(self, table, BYTES * 3 * H, "input_table")))
+        return -1;
+    for (int l = 0; l < self->layers; l++) {
+        PyObject *layer = PyTuple_GET_ITEM(layers, l);
+        if (!PyTuple_Check(layer) || PyTuple_GET_SIZE(layer) != 4) {
+            PyErr_SetString(PyExc_ValueError, "a layer is (kernel, input_bias, recurrent, candidate_bias)");
+            return -1;
+        }
+        PyObject *kernel = PyTuple_GET_ITEM(layer, 0), *input_bias = PyTuple_GET_ITEM(layer, 1);
+        if ((l == 0) != (kernel == Py_None) || (l == 0) != (input_bias == Py_None)) {
+            PyErr_SetString(PyExc_ValueError, "the first layer's input is the table: its kernel and input bias are None");
+            return -1;
+        }
+        if (l > 0 && (!(self->kernels[l] = hold(self, kernel, H * 3 * H, "kernel"))
+                      || !(self->input_biases[l] = hold(self, input_bias, 3 * H, "input_bias"))))
+            return -1;
+        if (!(self->recurrent[l] = hold(self, PyTuple_GET_ITEM(layer, 2), H * 3 * H, "recurrent"))
+            || !(self->candidate_biases[l] = hold(self, PyTuple_GET_ITEM(layer, 3), H, "candidate_bias")))
+            return -1;
+    }
+    self->outputs = BYTES;                      /* the next byte's logits */
+    if (!(self->dense_kernel = hold(self, dense_kernel, H * BYTES, "dense_kernel"))
+        || !(self->dense_bias = hold(self, dense_bias, BYTES, "dense_bias")))
+        return -1;
+    return 0;
+}
+
+/* A writable float32 view of `count` floats of `object`, or -1 with an error. */
+static int writable(PyObject *object, Py_buffer *view, Py_ssize_t count, const char *what)
+{
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        return -1;
+    if (!is_float32(view) || view->len != count * 4) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float32s", what, count);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Network_step(Network *self, PyObject *args)
+{
+    Py_buffer ids = {0};
+    PyObject *states, *new_states, *logits_object;
+    if (!PyArg_ParseTuple(args, "y*O!O!O", &ids, &PyTuple_Type, &states, &PyTuple_Type, &new_states, &logits_object))
+        return NULL;
+    const int L = self->layers, H = self->hidden, V = self->outputs;
+    Py_buffer old[MAX_LAYERS], fresh[MAX_LAYERS], logits = {0};
+    int old_held = 0, fresh_held = 0;
+    float *scratch = NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t rows = ids.len / 4;
+    if (ids.len % 4 != 0 || rows < 1 || PyTuple_GET_SIZE(states) != L || PyTuple_GET_SIZE(new_states) != L) {
+        PyErr_SetString(PyExc_ValueError, "step(ids: int32 bytes, states, new_states, logits): one state per layer");
+        goto done;
+    }
+    for (; old_held < L; old_held++) {
+        Py_buffer *view = &old[old_held];
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(states, old_held), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto done;
+        if (!is_float32(view) || view->len != rows * H * 4) {
+            old_held++;
+            PyErr_SetString(PyExc_ValueError, "a state is (rows, hidden) contiguous float32s");
+            goto done;
+        }
+    }
+    for (; fresh_held < L; fresh_held++)
+        if (writable(PyTuple_GET_ITEM(new_states, fresh_held), &fresh[fresh_held], rows * H, "a new state") < 0)
+            goto done;
+    if (writable(logits_object, &logits, rows * V, "logits") < 0)
+        goto done;
+    const int32_t *id = (const int32_t *)ids.buf;
+    for (Py_ssize_t r = 0; r < rows; r++)
+        if (id[r] < 0 || id[r] >= BYTES) {
+            PyErr_SetString(PyExc_ValueError, "a byte id is 0..255");
+            goto done;
+        }
+    scratch = malloc(sizeof(float) * 2 * 3 * (size_t)H * rows);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *x = scratch, *hp = scratch + 3 * (size_t)H * rows;
+    const size_t width = 3 * (size_t)H;
+    Py_BEGIN_ALLOW_THREADS                  /* the views are held: another thread may run meanwhile */
+    for (int l = 0; l < L; l++) {
+        const float *h = (const float *)old[l].buf;
+        float *out = (float *)fresh[l].buf;
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            if (l == 0)
+                memcpy(x + r * width, self->input_table + (size_t)id[r] * width, width * sizeof(float));
+            else
+                memcpy(x + r * width, self->input_biases[l], width * sizeof(float));
+        }
+        if (l > 0)
+            add_products((const float *)fresh[l - 1].buf, (int)rows, H, self->kernels[l], (int)width, x);
+        memset(hp, 0, width * rows * sizeof(float));
+        add_products(h, (int)rows, H, self->recurrent[l], (int)width, hp);
+        for (Py_ssize_t r = 0; r < rows; r++)
+            update(x + r * width, hp + r * width, h + r * H, self->candidate_biases[l], H, out + r * H);
+    }
+    float *top = (float *)logits.buf;
+    for (Py_ssize_t r = 0; r < rows; r++)
+        memcpy(top + r * V, self->dense_bias, (size_t)V * sizeof(float));
+    add_products((const float *)fresh[L - 1].buf, (int)rows, H, self->dense_kernel, V, top);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(scratch);
+    for (int i = 0; i < old_held; i++)
+        PyBuffer_Release(&old[i]);
+    for (int i = 0; i < fresh_held; i++)
+        PyBuffer_Release(&fresh[i]);
+    if (logits.obj != NULL)
+        PyBuffer_Release(&logits);
+    PyBuffer_Release(&ids);
+    return result;
+}
+
+static PyMethodDef Network_methods[] = {
+    {"step", (PyCFunction)Network_step, METH_VARARGS,
+     "step(ids, states, new_states, logits): one step of rows = len(ids) // 4 (int32 bytes) from `states` "
+     "(one (rows, hidden) float32 array per layer), writing the new states and the (rows, outputs) logits."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject NetworkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "textgen_core.model._gru_step.Network",
+    .tp_basicsize = sizeof(Network),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Network(input_table, layers, dense_kernel, dense_bias, hidden): a GRU's folded float32 "
+              "weights, held read-only; layers are (kernel, input_bias, recurrent, candidate_bias), the "
+              "first one's kernel and input bias None.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Network_init,
+    .tp_dealloc = (destructor)Network_dealloc,
+    .tp_methods = Network_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_gru_step", "One step of the char-GRU for a few rows (optional compiled helper).", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__gru_step(void)
+{
+    if (PyType_Ready(&NetworkType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&NetworkType);
+    if (PyModule_AddObject(m, "Network", (PyObject *)&NetworkType) < 0) {
+        Py_DECREF(&NetworkType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
