@@ -7,7 +7,8 @@ what a user waits for: the first word (the engine's first partial result) and th
 at `--positions` places of held-out text per kind, the default model and its corpus n-gram, the ways
 taking turns at each place (which goes first alternating; one untimed decoding at each place first,
 so that neither pays for the n-gram's blocks and the caches of a new place), with the GRU's state
-for the place primed and not timed; and how many suggestions came out the same both ways.
+for the place primed first (timed on its own: what a first suggestion at a new place costs before
+decoding); and how many suggestions came out the same both ways.
 
 Usage: python bench/gru_step.py [--positions 60] [--rounds 4]
 """
@@ -99,6 +100,7 @@ def main() -> None:
     options = replace(DecodeOptions(max_chars=80), stream_every=1)
     first: dict[str, list[float]] = {way: [] for way in grus}
     whole: dict[str, list[float]] = {way: [] for way in grus}
+    prime_ms: dict[str, list[float]] = {way: [] for way in grus}
     same = total = 0
     rng = random.Random(1)
     order = list(grus)
@@ -108,7 +110,11 @@ def main() -> None:
             at = rng.randrange(WINDOW_BYTES, len(text))
             context = text[max(0, at - CONTEXT_CHARS):at]
             ids = np.frombuffer(context[-WINDOW_BYTES:], np.uint8).astype(np.int32)
-            primed = {way: gru.prime(ids) for way, gru in grus.items()}
+            primed = {}
+            for way in (order if len(prime_ms[order[0]]) % 2 == 0 else order[::-1]):
+                started = time.perf_counter()
+                primed[way] = grus[way].prime(ids)
+                prime_ms[way].append((time.perf_counter() - started) * 1e3)
             timed_decode(grus[order[0]], primed[order[0]], context, options, model.mixer)      # the place's warm-up
             texts = set()
             for round_ in range(args.rounds):
@@ -126,6 +132,9 @@ def main() -> None:
               f"{percentile(first[way], 0.9):5.2f}   whole median {statistics.median(whole[way]):5.2f}  p90 "
               f"{percentile(whole[way], 0.9):5.2f}")
     print(f"the same suggestion every way at {same} of {total} places")
+    print(f"priming the GRU on the {WINDOW_BYTES} bytes before each place (the first suggestion at a new place), ms:")
+    for way in grus:
+        print(f"  {way:<14}  median {statistics.median(prime_ms[way]):5.1f}  p90 {percentile(prime_ms[way], 0.9):5.1f}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,28 @@ def test_the_compiled_step_gives_numpys_numbers_and_each_row_those_it_has_alone(
             assert all(np.array_equal(a[0], b[row]) for a, b in zip(alone_state, new_state))
 
 
+def test_the_compiled_prime_is_its_steps_one_after_another_and_numpys_numbers():
+    """A window's priming (the first suggestion at a new place) runs byte after byte in C: the very
+    state and logits that stepping byte by byte gives (the engine steps from cached states), and
+    numpy's layer-by-layer priming's to the last bits."""
+    _compiled_or_skip()
+    config = ModelConfig(embed_dim=16, hidden=70, layers=2)
+    _, weights = _random_keras_model(config)
+    compiled, plain = NumpyGRU(config, weights), NumpyGRU(config, weights, compiled_steps=False)
+    ids = np.random.default_rng(3).integers(0, 256, 300).astype(np.int32)
+    start = tuple(np.random.default_rng(4).standard_normal((1, 70)).astype(np.float32) * 0.5 for _ in range(2))
+    logits, state = compiled.prime(ids, start)
+    stepped_state = start
+    for byte in ids:
+        stepped, stepped_state = compiled.step(np.array([byte], np.int32), stepped_state)
+    assert np.array_equal(logits, stepped[0]) and all(np.array_equal(a, b) for a, b in zip(state, stepped_state))
+    expected_logits, expected_state = plain.prime(ids, start)
+    assert np.abs(logits - expected_logits).max() < 1e-4
+    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(state, expected_state))
+    every, _ = compiled.prime(ids, start, all_logits=True)           # every byte's logits: numpy's products
+    assert every.shape == (300, 256) and np.abs(every[-1] - logits).max() < 1e-4
+
+
 def test_the_compiled_step_refuses_what_does_not_fit_its_network():
     """The helper reads the arrays it is given as raw floats: one that does not fit is refused with
     a ValueError, never read past its end."""
@@ -92,6 +114,11 @@ def test_the_compiled_step_refuses_what_does_not_fit_its_network():
         args = {"ids": ids, "state": state, "fresh": fresh, "logits": logits, **bad}
         with pytest.raises((ValueError, BufferError)):
             network.step(args["ids"], args["state"], args["fresh"], args["logits"])
+    one = gru.zero_state(1)
+    network.prime(ids, one, tuple(np.empty((1, 16), np.float32) for _ in one), np.empty((1, 256), np.float32))
+    for bad_ids, bad_state in [(np.array([], np.int32), one), (ids, state)]:     # no bytes; two rows
+        with pytest.raises(ValueError):
+            network.prime(bad_ids, bad_state, fresh, logits)
     with pytest.raises(ValueError):
         numpy_gru.compiled.Network(gru.input_table[:-1], ((None, None, gru.recurrent[0], gru.candidate_biases[0]),),
                                    gru.dense_kernel, gru.dense_bias, 16)

@@ -267,7 +267,37 @@ static int writable(PyObject *object, Py_buffer *view, Py_ssize_t count, const c
     return 0;
 }
 
-static PyObject *Network_step(Network *self, PyObject *args)
+/* One step of `rows` rows: bytes `id`, the states h[l] (rows, H) → out[l] (rows, H), and the logits
+   (rows, outputs) unless `logits` is NULL. `scratch`: 2 · rows · 3H floats. Needs no GIL. */
+static void compute(const Network *self, const int32_t *id, Py_ssize_t rows, const float *const *h, float *const *out,
+                    float *logits, float *scratch)
+{
+    const int L = self->layers, H = self->hidden, V = self->outputs;
+    const size_t width = 3 * (size_t)H;
+    float *x = scratch, *hp = scratch + width * rows;
+    for (int l = 0; l < L; l++) {
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            if (l == 0)
+                memcpy(x + r * width, self->input_table + (size_t)id[r] * width, width * sizeof(float));
+            else
+                memcpy(x + r * width, self->input_biases[l], width * sizeof(float));
+        }
+        if (l > 0)
+            add_products(out[l - 1], (int)rows, H, self->kernels[l], (int)width, x);
+        memset(hp, 0, width * rows * sizeof(float));
+        add_products(h[l], (int)rows, H, self->recurrent[l], (int)width, hp);
+        for (Py_ssize_t r = 0; r < rows; r++)
+            update(x + r * width, hp + r * width, h[l] + r * H, self->candidate_biases[l], H, out[l] + r * H);
+    }
+    if (logits == NULL)
+        return;
+    for (Py_ssize_t r = 0; r < rows; r++)
+        memcpy(logits + r * V, self->dense_bias, (size_t)V * sizeof(float));
+    add_products(out[L - 1], (int)rows, H, self->dense_kernel, V, logits);
+}
+
+/* `step` (one step of rows = the number of bytes) or `prime` (the bytes one after another, one row). */
+static PyObject *run(Network *self, PyObject *args, int sequence)
 {
     Py_buffer ids = {0};
     PyObject *states, *new_states, *logits_object;
@@ -278,9 +308,9 @@ static PyObject *Network_step(Network *self, PyObject *args)
     int old_held = 0, fresh_held = 0;
     float *scratch = NULL;
     PyObject *result = NULL;
-    const Py_ssize_t rows = ids.len / 4;
-    if (ids.len % 4 != 0 || rows < 1 || PyTuple_GET_SIZE(states) != L || PyTuple_GET_SIZE(new_states) != L) {
-        PyErr_SetString(PyExc_ValueError, "step(ids: int32 bytes, states, new_states, logits): one state per layer");
+    const Py_ssize_t count = ids.len / 4, rows = sequence ? 1 : count;
+    if (ids.len % 4 != 0 || count < 1 || PyTuple_GET_SIZE(states) != L || PyTuple_GET_SIZE(new_states) != L) {
+        PyErr_SetString(PyExc_ValueError, "(ids: int32 bytes, at least one; states, new_states: one per layer; logits)");
         goto done;
     }
     for (; old_held < L; old_held++) {
@@ -299,39 +329,38 @@ static PyObject *Network_step(Network *self, PyObject *args)
     if (writable(logits_object, &logits, rows * V, "logits") < 0)
         goto done;
     const int32_t *id = (const int32_t *)ids.buf;
-    for (Py_ssize_t r = 0; r < rows; r++)
-        if (id[r] < 0 || id[r] >= BYTES) {
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (id[i] < 0 || id[i] >= BYTES) {
             PyErr_SetString(PyExc_ValueError, "a byte id is 0..255");
             goto done;
         }
-    scratch = malloc(sizeof(float) * 2 * 3 * (size_t)H * rows);
+    /* the step's projections, and for a sequence two states to go back and forth between */
+    const size_t scratch_floats = 2 * 3 * (size_t)H * rows + (sequence ? 2 * (size_t)L * H : 0);
+    scratch = malloc(sizeof(float) * scratch_floats);
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    float *x = scratch, *hp = scratch + 3 * (size_t)H * rows;
-    const size_t width = 3 * (size_t)H;
+    const float *h[MAX_LAYERS];
+    float *out[MAX_LAYERS];
+    for (int l = 0; l < L; l++)
+        h[l] = (const float *)old[l].buf;
     Py_BEGIN_ALLOW_THREADS                  /* the views are held: another thread may run meanwhile */
-    for (int l = 0; l < L; l++) {
-        const float *h = (const float *)old[l].buf;
-        float *out = (float *)fresh[l].buf;
-        for (Py_ssize_t r = 0; r < rows; r++) {
-            if (l == 0)
-                memcpy(x + r * width, self->input_table + (size_t)id[r] * width, width * sizeof(float));
-            else
-                memcpy(x + r * width, self->input_biases[l], width * sizeof(float));
+    if (!sequence) {
+        for (int l = 0; l < L; l++)
+            out[l] = (float *)fresh[l].buf;
+        compute(self, id, rows, h, out, (float *)logits.buf, scratch);
+    } else {
+        float *between[2] = {scratch + 2 * 3 * (size_t)H, scratch + 2 * 3 * (size_t)H + (size_t)L * H};
+        for (Py_ssize_t t = 0; t < count; t++) {
+            const int last = t == count - 1;
+            for (int l = 0; l < L; l++)
+                out[l] = last ? (float *)fresh[l].buf : between[t % 2] + (size_t)l * H;
+            compute(self, id + t, 1, h, out, last ? (float *)logits.buf : NULL, scratch);
+            for (int l = 0; l < L; l++)
+                h[l] = out[l];
         }
-        if (l > 0)
-            add_products((const float *)fresh[l - 1].buf, (int)rows, H, self->kernels[l], (int)width, x);
-        memset(hp, 0, width * rows * sizeof(float));
-        add_products(h, (int)rows, H, self->recurrent[l], (int)width, hp);
-        for (Py_ssize_t r = 0; r < rows; r++)
-            update(x + r * width, hp + r * width, h + r * H, self->candidate_biases[l], H, out + r * H);
     }
-    float *top = (float *)logits.buf;
-    for (Py_ssize_t r = 0; r < rows; r++)
-        memcpy(top + r * V, self->dense_bias, (size_t)V * sizeof(float));
-    add_products((const float *)fresh[L - 1].buf, (int)rows, H, self->dense_kernel, V, top);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -347,10 +376,23 @@ done:
     return result;
 }
 
+static PyObject *Network_step(Network *self, PyObject *args)
+{
+    return run(self, args, 0);
+}
+
+static PyObject *Network_prime(Network *self, PyObject *args)
+{
+    return run(self, args, 1);
+}
+
 static PyMethodDef Network_methods[] = {
     {"step", (PyCFunction)Network_step, METH_VARARGS,
      "step(ids, states, new_states, logits): one step of rows = len(ids) // 4 (int32 bytes) from `states` "
      "(one (rows, hidden) float32 array per layer), writing the new states and the (rows, outputs) logits."},
+    {"prime", (PyCFunction)Network_prime, METH_VARARGS,
+     "prime(ids, states, new_states, logits): the bytes one after another from `states` (one (1, hidden) "
+     "float32 array per layer), writing the states after the last and its (1, outputs) logits."},
     {NULL, NULL, 0, NULL},
 };
 
