@@ -309,6 +309,10 @@ static PyObject *run(Network *self, PyObject *args, int sequence)
     float *scratch = NULL;
     PyObject *result = NULL;
     const Py_ssize_t count = ids.len / 4, rows = sequence ? 1 : count;
+    if (L < 1) {                            /* made without its weights (Network.__new__ alone) */
+        PyErr_SetString(PyExc_ValueError, "the network has no weights");
+        goto done;
+    }
     if (ids.len % 4 != 0 || count < 1 || PyTuple_GET_SIZE(states) != L || PyTuple_GET_SIZE(new_states) != L) {
         PyErr_SetString(PyExc_ValueError, "(ids: int32 bytes, at least one; states, new_states: one per layer; logits)");
         goto done;
