@@ -119,8 +119,19 @@ def test_the_compiled_step_refuses_what_does_not_fit_its_network():
     for bad_ids, bad_state in [(np.array([], np.int32), one), (ids, state)]:     # no bytes; two rows
         with pytest.raises(ValueError):
             network.prime(bad_ids, bad_state, fresh, logits)
+    with pytest.raises(ValueError, match="memory of their own"):     # writing over what it reads
+        network.step(ids, state, state, logits)
+    with pytest.raises(ValueError, match="memory of their own"):
+        network.step(ids, state, (fresh[0], fresh[0]), logits)
+    unmade = numpy_gru.compiled.Network.__new__(numpy_gru.compiled.Network)
     with pytest.raises(ValueError):                                  # never given its weights
-        numpy_gru.compiled.Network.__new__(numpy_gru.compiled.Network).step(ids, (), (), np.empty(0, np.float32))
+        unmade.step(ids, (), (), np.empty(0, np.float32))
+    with pytest.raises(ValueError):                                  # its making failed half way
+        unmade.__init__(gru.input_table, ((None, None, gru.recurrent[0], gru.candidate_biases[0]),
+                                          (gru.kernels[1], gru.input_biases[1], gru.recurrent[1][:-1],
+                                           gru.candidate_biases[1])), gru.dense_kernel, gru.dense_bias, 16)
+    with pytest.raises(ValueError, match="no weights"):
+        unmade.step(ids, state, fresh, logits)
     with pytest.raises(ValueError):
         numpy_gru.compiled.Network(gru.input_table[:-1], ((None, None, gru.recurrent[0], gru.candidate_biases[0]),),
                                    gru.dense_kernel, gru.dense_bias, 16)

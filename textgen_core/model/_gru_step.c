@@ -21,7 +21,9 @@ multiply-add) and for any x86-64, and the loader picks one by what the CPU can d
 by its features, not its model name, so AMD's and Intel's alike). The weights are the caller's
 read-only float32 arrays, held through the buffer protocol for the object's life; no numpy headers.
 A step lets the GIL go while it computes (50–120 µs): the host's thread that reads the next key
-from Neovim need not wait for it.
+from Neovim need not wait for it. Before it does, the byte ids are copied and checked (another thread
+could change the caller's array meanwhile), and the arrays it writes are checked to be memory of
+their own; a network whose making failed has no layers and refuses every call.
 
 Optional: where it is not built (no C compiler), `NumpyGRU` steps in numpy.
 */
@@ -39,6 +41,7 @@ Optional: where it is not built (no C compiler), `NumpyGRU` steps in numpy.
 #endif
 
 #define MAX_LAYERS 8
+#define MAX_HIDDEN (1 << 16)            /* sizes stay far from overflowing an int */
 #define BYTES 256                   /* rows of the input table: one per byte */
 
 typedef struct {
@@ -220,16 +223,14 @@ static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
                                      &dense_bias, &hidden))
         return -1;
     Py_ssize_t count = PyTuple_GET_SIZE(layers);
-    if (hidden <= 0 || count < 1 || count > MAX_LAYERS) {
-        PyErr_Format(PyExc_ValueError, "a network of 1 to %d layers of at least one unit", MAX_LAYERS);
+    if (hidden <= 0 || hidden > MAX_HIDDEN || count < 1 || count > MAX_LAYERS) {
+        PyErr_Format(PyExc_ValueError, "a network of 1 to %d layers of 1 to %d units", MAX_LAYERS, MAX_HIDDEN);
         return -1;
     }
-    self->layers = (int)count;
-    self->hidden = hidden;
     Py_ssize_t H = hidden;
     if (!(self->input_table = hold(self, table, BYTES * 3 * H, "input_table")))
         return -1;
-    for (int l = 0; l < self->layers; l++) {
+    for (int l = 0; l < (int)count; l++) {
         PyObject *layer = PyTuple_GET_ITEM(layers, l);
         if (!PyTuple_Check(layer) || PyTuple_GET_SIZE(layer) != 4) {
             PyErr_SetString(PyExc_ValueError, "a layer is (kernel, input_bias, recurrent, candidate_bias)");
@@ -247,10 +248,13 @@ static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
             || !(self->candidate_biases[l] = hold(self, PyTuple_GET_ITEM(layer, 3), H, "candidate_bias")))
             return -1;
     }
-    self->outputs = BYTES;                      /* the next byte's logits */
     if (!(self->dense_kernel = hold(self, dense_kernel, H * BYTES, "dense_kernel"))
         || !(self->dense_bias = hold(self, dense_bias, BYTES, "dense_bias")))
         return -1;
+    /* only now, with every weight held: a network whose making failed has no layers, and `run` refuses it */
+    self->outputs = BYTES;                      /* the next byte's logits */
+    self->hidden = hidden;
+    self->layers = (int)count;
     return 0;
 }
 
@@ -332,19 +336,39 @@ static PyObject *run(Network *self, PyObject *args, int sequence)
             goto done;
     if (writable(logits_object, &logits, rows * V, "logits") < 0)
         goto done;
-    const int32_t *id = (const int32_t *)ids.buf;
+    /* What it writes must not overlap anything else it reads or writes (the kernels' pointers are restrict). */
+    {
+        const Py_buffer *views[2 * MAX_LAYERS + 1];
+        int n = 0;
+        for (int l = 0; l < L; l++)
+            views[n++] = &old[l];
+        for (int l = 0; l < L; l++)
+            views[n++] = &fresh[l];
+        views[n++] = &logits;
+        for (int i = L; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                const char *a = views[i]->buf, *b = views[j]->buf;
+                if (i != j && a < b + views[j]->len && b < a + views[i]->len) {
+                    PyErr_SetString(PyExc_ValueError, "the new states and the logits need memory of their own");
+                    goto done;
+                }
+            }
+    }
+    /* the step's projections, for a sequence two states to go back and forth between, and the byte ids:
+       copied, checked, while the GIL is held (another thread may write to the caller's array meanwhile) */
+    const size_t scratch_floats = 2 * 3 * (size_t)H * rows + (sequence ? 2 * (size_t)L * H : 0);
+    scratch = malloc(sizeof(float) * scratch_floats + sizeof(int32_t) * (size_t)count);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int32_t *id = (int32_t *)(scratch + scratch_floats);
+    memcpy(id, ids.buf, sizeof(int32_t) * (size_t)count);
     for (Py_ssize_t i = 0; i < count; i++)
         if (id[i] < 0 || id[i] >= BYTES) {
             PyErr_SetString(PyExc_ValueError, "a byte id is 0..255");
             goto done;
         }
-    /* the step's projections, and for a sequence two states to go back and forth between */
-    const size_t scratch_floats = 2 * 3 * (size_t)H * rows + (sequence ? 2 * (size_t)L * H : 0);
-    scratch = malloc(sizeof(float) * scratch_floats);
-    if (scratch == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
     const float *h[MAX_LAYERS];
     float *out[MAX_LAYERS];
     for (int l = 0; l < L; l++)
