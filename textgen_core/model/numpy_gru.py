@@ -80,6 +80,7 @@ class NumpyGRU:
         if compiled is not None and compiled_steps is not False:
             layers = tuple(zip(self.kernels, self.input_biases, self.recurrent, self.candidate_biases))
             self._network = compiled.Network(self.input_table, layers, self.dense_kernel, self.dense_bias, H)
+        self.compiled_steps = self._network is not None
 
     # -- state ---------------------------------------------------------------------------------
     def zero_state(self, batch: int = 1) -> State:
