@@ -88,6 +88,7 @@ def test_the_compiled_prime_is_its_steps_one_after_another_and_numpys_numbers():
     expected_logits, expected_state = plain.prime(ids, start)
     assert np.abs(logits - expected_logits).max() < 1e-4
     assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(state, expected_state))
+    assert compiled._numpy_matrices is None                           # the helper's copy alone, until asked
     every, _ = compiled.prime(ids, start, all_logits=True)           # every byte's logits: numpy's products
     assert every.shape == (300, 256) and np.abs(every[-1] - logits).max() < 1e-4
 
@@ -126,15 +127,16 @@ def test_the_compiled_step_refuses_what_does_not_fit_its_network():
     unmade = numpy_gru.compiled.Network.__new__(numpy_gru.compiled.Network)
     with pytest.raises(ValueError):                                  # never given its weights
         unmade.step(ids, (), (), np.empty(0, np.float32))
+    kernels, recurrent, dense_kernel = NumpyGRU(config, weights, compiled_steps=False)._matrices()
     with pytest.raises(ValueError):                                  # its making failed half way
-        unmade.__init__(gru.input_table, ((None, None, gru.recurrent[0], gru.candidate_biases[0]),
-                                          (gru.kernels[1], gru.input_biases[1], gru.recurrent[1][:-1],
-                                           gru.candidate_biases[1])), gru.dense_kernel, gru.dense_bias, 16)
+        unmade.__init__(gru.input_table, ((None, None, recurrent[0], gru.candidate_biases[0]),
+                                          (kernels[1], gru.input_biases[1], recurrent[1][:-1],
+                                           gru.candidate_biases[1])), dense_kernel, gru.dense_bias, 16)
     with pytest.raises(ValueError, match="no weights"):
         unmade.step(ids, state, fresh, logits)
     with pytest.raises(ValueError):
-        numpy_gru.compiled.Network(gru.input_table[:-1], ((None, None, gru.recurrent[0], gru.candidate_biases[0]),),
-                                   gru.dense_kernel, gru.dense_bias, 16)
+        numpy_gru.compiled.Network(gru.input_table[:-1], ((None, None, recurrent[0], gru.candidate_biases[0]),),
+                                   dense_kernel, gru.dense_bias, 16)
 
 
 def test_the_compiled_step_is_built_where_there_is_a_c_compiler():

@@ -19,9 +19,9 @@ not depend on the rows beside it.
 Where gcc 12 or later builds for x86-64, the kernels are built twice, for x86-64-v3 (AVX2 with fused
 multiply-add) and for any x86-64, and the loader picks one by what the CPU can do (`target_clones`:
 by its features, not its model name, so AMD's and Intel's alike). The weights are the caller's
-read-only float32 arrays, held through the buffer protocol for the object's life, and copies of its
-matrices in blocks (as much memory again as the matrices: 2.6 MB for the default model); no numpy
-headers.
+read-only float32 vectors (the input table, the biases), held through the buffer protocol for the
+object's life, and its own copies of the matrices in blocks, which `NumpyGRU` does not keep beside
+them (the host's memory stays as it was); no numpy headers.
 A step lets the GIL go while it computes (50–120 µs): the host's thread that reads the next key
 from Neovim need not wait for it. Before it does, the byte ids are copied and checked (another thread
 could change the caller's array meanwhile), and the arrays it writes are checked to be memory of
@@ -52,13 +52,11 @@ typedef struct {
     Py_buffer views[3 + 4 * MAX_LAYERS];
     int held;                       /* views[0..held) are to be released */
     const float *input_table;       /* (BYTES, 3H) */
-    const float *kernels[MAX_LAYERS];           /* (H, 3H); NULL for layer 0 */
     const float *input_biases[MAX_LAYERS];      /* (3H,); NULL for layer 0 */
-    const float *recurrent[MAX_LAYERS];         /* (H, 3H) */
     const float *candidate_biases[MAX_LAYERS];  /* (H,) */
-    const float *dense_kernel;      /* (H, outputs) */
     const float *dense_bias;        /* (outputs,) */
-    float *packed_kernels[MAX_LAYERS], *packed_recurrent[MAX_LAYERS], *packed_dense;   /* `packed_copy`s, ours */
+    /* the matrices, ours, in blocks (`packed_copy`): kernels (H, 3H) from layer 1 on, recurrent (H, 3H), dense (H, outputs) */
+    float *packed_kernels[MAX_LAYERS], *packed_recurrent[MAX_LAYERS], *packed_dense;
 } Network;
 
 /* out (rows, n) += a (rows, k) @ w (k, n), for `R` rows together, 8·`C` columns at a time: each
@@ -111,47 +109,48 @@ static inline __attribute__((always_inline)) int group_products(const float *res
 }
 
 static inline __attribute__((always_inline)) void row_group(const float *restrict a, const int R, const int C, int k,
-                                                            const float *restrict w, const float *restrict packed,
-                                                            int n, float *restrict out)
+                                                            const float *restrict packed, int n, float *restrict out)
 {
     int j0 = group_products(a, R, C, k, packed, n, 0, out);
     j0 = group_products(a, R, 2, k, packed, n, j0, out);
-    for (int r = 0; r < R; r++)                                 /* the last n % 16 columns */
+    for (int r = 0; r < R; r++)                                 /* the last n % 16 columns: the last block's */
         for (int j = j0; j < n; j++) {
             float sum = out[(size_t)r * n + j];
             for (int i = 0; i < k; i++)
-                sum += a[(size_t)r * k + i] * w[(size_t)i * n + j];
+                sum += a[(size_t)r * k + i] * packed[((size_t)(j / 16) * k + i) * 16 + j % 16];
             out[(size_t)r * n + j] = sum;
         }
 }
 
 VECTOR_CLONES
-static void add_products(const float *restrict a, int rows, int k, const float *restrict w,
-                         const float *restrict packed, int n, float *restrict out)
+static void add_products(const float *restrict a, int rows, int k, const float *restrict packed, int n,
+                         float *restrict out)
 {
     for (int r = 0; r < rows; r += 4) {
         const float *ar = a + (size_t)r * k;
         float *o = out + (size_t)r * n;
         switch (rows - r < 4 ? rows - r : 4) {                /* constant counts: the sums in registers */
-        case 1: row_group(ar, 1, 8, k, w, packed, n, o); break;
-        case 2: row_group(ar, 2, 4, k, w, packed, n, o); break;
-        case 3: row_group(ar, 3, 2, k, w, packed, n, o); break;
-        default: row_group(ar, 4, 2, k, w, packed, n, o); break;
+        case 1: row_group(ar, 1, 8, k, packed, n, o); break;
+        case 2: row_group(ar, 2, 4, k, packed, n, o); break;
+        case 3: row_group(ar, 3, 2, k, packed, n, o); break;
+        default: row_group(ar, 4, 2, k, packed, n, o); break;
         }
     }
 }
 
-/* A (k, n) matrix's first n / 16 · 16 columns in blocks of 16 columns, each block's k rows one after
-   another: what the products read together lies together. NULL when out of memory. */
+/* A (k, n) matrix in blocks of 16 columns, each block's k rows one after another (the last block's
+   columns past n zero): what the products read together lies together. NULL when out of memory. */
 static float *packed_copy(const float *w, int k, int n)
 {
-    const int blocks = n / 16;
-    float *packed = malloc(sizeof(float) * ((size_t)blocks * k * 16 + 1));
+    const int blocks = (n + 15) / 16;
+    float *packed = calloc((size_t)blocks * k * 16 + 1, sizeof(float));
     if (packed == NULL)
         return NULL;
-    for (int b = 0; b < blocks; b++)
+    for (int b = 0; b < blocks; b++) {
+        const int width = n - b * 16 < 16 ? n - b * 16 : 16;
         for (int i = 0; i < k; i++)
-            memcpy(packed + ((size_t)b * k + i) * 16, w + (size_t)i * n + (size_t)b * 16, 16 * sizeof(float));
+            memcpy(packed + ((size_t)b * k + i) * 16, w + (size_t)i * n + (size_t)b * 16, (size_t)width * sizeof(float));
+    }
     return packed;
 }
 
@@ -222,6 +221,21 @@ static int is_float32(const Py_buffer *view)
     return strcmp(f, "f") == 0;
 }
 
+/* `object`, a (k, n) float32 matrix, copied in blocks (`packed_copy`) and not held; NULL with an error. */
+static float *packed_from(PyObject *object, int k, int n, const char *what)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(object, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    float *packed = NULL;
+    if (!is_float32(&view) || view.len != (Py_ssize_t)k * n * 4)
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float32s", what, (Py_ssize_t)k * n);
+    else if (!(packed = packed_copy((const float *)view.buf, k, n)))
+        PyErr_NoMemory();
+    PyBuffer_Release(&view);
+    return packed;
+}
+
 /* Hold `object` as a read-only float32 array of `count` floats; its data, or NULL with an error. */
 static const float *hold(Network *self, PyObject *object, Py_ssize_t count, const char *what)
 {
@@ -267,27 +281,16 @@ static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
             PyErr_SetString(PyExc_ValueError, "the first layer's input is the table: its kernel and input bias are None");
             return -1;
         }
-        if (l > 0 && (!(self->kernels[l] = hold(self, kernel, H * 3 * H, "kernel"))
+        if (l > 0 && (!(self->packed_kernels[l] = packed_from(kernel, hidden, 3 * hidden, "kernel"))
                       || !(self->input_biases[l] = hold(self, input_bias, 3 * H, "input_bias"))))
             return -1;
-        if (!(self->recurrent[l] = hold(self, PyTuple_GET_ITEM(layer, 2), H * 3 * H, "recurrent"))
+        if (!(self->packed_recurrent[l] = packed_from(PyTuple_GET_ITEM(layer, 2), hidden, 3 * hidden, "recurrent"))
             || !(self->candidate_biases[l] = hold(self, PyTuple_GET_ITEM(layer, 3), H, "candidate_bias")))
             return -1;
     }
-    if (!(self->dense_kernel = hold(self, dense_kernel, H * BYTES, "dense_kernel"))
+    if (!(self->packed_dense = packed_from(dense_kernel, hidden, BYTES, "dense_kernel"))
         || !(self->dense_bias = hold(self, dense_bias, BYTES, "dense_bias")))
         return -1;
-    for (int l = 0; l < (int)count; l++) {
-        if ((l > 0 && !(self->packed_kernels[l] = packed_copy(self->kernels[l], hidden, 3 * hidden)))
-            || !(self->packed_recurrent[l] = packed_copy(self->recurrent[l], hidden, 3 * hidden))) {
-            PyErr_NoMemory();
-            return -1;
-        }
-    }
-    if (!(self->packed_dense = packed_copy(self->dense_kernel, hidden, BYTES))) {
-        PyErr_NoMemory();
-        return -1;
-    }
     /* only now, with every weight held: a network whose making failed has no layers, and `run` refuses it */
     self->outputs = BYTES;                      /* the next byte's logits */
     self->hidden = hidden;
@@ -324,9 +327,9 @@ static void compute(const Network *self, const int32_t *id, Py_ssize_t rows, con
                 memcpy(x + r * width, self->input_biases[l], width * sizeof(float));
         }
         if (l > 0)
-            add_products(out[l - 1], (int)rows, H, self->kernels[l], self->packed_kernels[l], (int)width, x);
+            add_products(out[l - 1], (int)rows, H, self->packed_kernels[l], (int)width, x);
         memset(hp, 0, width * rows * sizeof(float));
-        add_products(h[l], (int)rows, H, self->recurrent[l], self->packed_recurrent[l], (int)width, hp);
+        add_products(h[l], (int)rows, H, self->packed_recurrent[l], (int)width, hp);
         for (Py_ssize_t r = 0; r < rows; r++)
             update(x + r * width, hp + r * width, h[l] + r * H, self->candidate_biases[l], H, out[l] + r * H);
     }
@@ -334,7 +337,7 @@ static void compute(const Network *self, const int32_t *id, Py_ssize_t rows, con
         return;
     for (Py_ssize_t r = 0; r < rows; r++)
         memcpy(logits + r * V, self->dense_bias, (size_t)V * sizeof(float));
-    add_products(out[L - 1], (int)rows, H, self->dense_kernel, self->packed_dense, V, logits);
+    add_products(out[L - 1], (int)rows, H, self->packed_dense, V, logits);
 }
 
 /* `step` (one step of rows = the number of bytes) or `prime` (the bytes one after another, one row). */

@@ -50,13 +50,10 @@ class NumpyGRU:
         self.config = config
         H = config.hidden
         f32 = np.float32
-        half_zr = np.ones(3 * H, f32)
-        half_zr[:2 * H] = 0.5                                                   # scales the z, r columns
+        half_zr = _half_zr(H)
         zr_only = np.ones(3 * H, f32)
         zr_only[2 * H:] = 0.0
-        self.kernels: list[np.ndarray | None] = [None]
         self.input_biases: list[np.ndarray | None] = [None]
-        self.recurrent: list[np.ndarray] = []
         self.candidate_biases: list[np.ndarray] = []
         for i in range(config.layers):
             bias = weights[f"gru{i}/bias"].astype(f32)                           # (2, 3H): input, recurrent
@@ -68,20 +65,32 @@ class NumpyGRU:
                 table += input_bias
                 self.input_table = _frozen(table, ours=True)
             else:
-                self.kernels.append(_scaled(weights[f"gru{i}/kernel"], half_zr))                   # (H, 3H)
                 self.input_biases.append(_frozen(input_bias, ours=True))
-            self.recurrent.append(_scaled(weights[f"gru{i}/recurrent_kernel"], half_zr))           # (H, 3H)
             self.candidate_biases.append(_frozen(bias[1, 2 * H:]))                                  # (H,)
-        self.dense_kernel = _frozen(weights["dense/kernel"])                      # (H, 256)
         self.dense_bias = _frozen(weights["dense/bias"])                          # (256,)
         self._hidden = H
+        self._weights = weights
+        # numpy's matrices: kernels (H, 3H) from layer 1 on, recurrent (H, 3H), dense (H, 256); None
+        # where the compiled helper keeps its own copy and numpy has not needed them (`_matrices`)
+        self._numpy_matrices: tuple[list, list, np.ndarray] | None = _folded_matrices(config, weights)
         if compiled_steps and compiled is None:
             raise ValueError("the compiled helper (_gru_step) is not built")
         self._network = None
         if compiled is not None and compiled_steps is not False:
-            layers = tuple(zip(self.kernels, self.input_biases, self.recurrent, self.candidate_biases))
-            self._network = compiled.Network(self.input_table, layers, self.dense_kernel, self.dense_bias, H)
+            kernels, recurrent, dense_kernel = self._numpy_matrices
+            layers = tuple(zip(kernels, self.input_biases, recurrent, self.candidate_biases))
+            self._network = compiled.Network(self.input_table, layers, dense_kernel, self.dense_bias, H)
+            self._numpy_matrices = None         # the helper copied them: not twice in memory (2.6 MB a model)
         self.compiled_steps = self._network is not None
+
+    def _matrices(self) -> tuple[list, list, np.ndarray]:
+        """numpy's (kernels, recurrent, dense kernel), folded again from the weights the first time a
+        numpy path needs them where the compiled helper keeps its own copy (priming with every byte's
+        logits, steps of many rows)."""
+        matrices = self._numpy_matrices
+        if matrices is None:
+            matrices = self._numpy_matrices = _folded_matrices(self.config, self._weights)
+        return matrices
 
     # -- state ---------------------------------------------------------------------------------
     def zero_state(self, batch: int = 1) -> State:
@@ -92,16 +101,17 @@ class NumpyGRU:
         """Feed one byte per row: ids (B,) → logits (B, 256) and the new state."""
         if self._network is not None and len(ids) <= COMPILED_ROWS:
             return self._compiled_step(ids, state)
+        kernels, recurrent, dense_kernel = self._matrices()
         x = self.input_table[ids]                                  # (B, 3H), a fresh array
         new_state = []
         for i, h in enumerate(state):
             if i > 0:
-                x = x @ self.kernels[i]
+                x = x @ kernels[i]
                 x += self.input_biases[i]
-            h = self._cell(x, h @ self.recurrent[i], h, self.candidate_biases[i])
+            h = self._cell(x, h @ recurrent[i], h, self.candidate_biases[i])
             new_state.append(h)
             x = h
-        logits = x @ self.dense_kernel
+        logits = x @ dense_kernel
         logits += self.dense_bias
         return logits, tuple(new_state)
 
@@ -160,28 +170,47 @@ class NumpyGRU:
         for start in range(0, len(ids), PRIME_CHUNK):
             top, state = self._prime_chunk(ids[start:start + PRIME_CHUNK], state)
             outputs.append(top if all_logits else top[-1:])
+        dense_kernel = self._matrices()[2]
         if all_logits:
             top = np.concatenate(outputs, axis=0)                  # (T, H)
-            return top @ self.dense_kernel + self.dense_bias, state  # (T, 256)
-        return (outputs[-1] @ self.dense_kernel + self.dense_bias)[0], state  # (256,)
+            return top @ dense_kernel + self.dense_bias, state     # (T, 256)
+        return (outputs[-1] @ dense_kernel + self.dense_bias)[0], state  # (256,)
 
     def _prime_chunk(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         H = self._hidden
         T = len(ids)
+        kernels, recurrent, _ = self._matrices()
         xs = self.input_table[ids]                                 # (T, 3H)
         new_state = []
         seq = None
         for i, h in enumerate(state):
             if i > 0:
-                xs = seq @ self.kernels[i]                         # (T, 3H)
+                xs = seq @ kernels[i]                              # (T, 3H)
                 xs += self.input_biases[i]
-            R, c = self.recurrent[i], self.candidate_biases[i]
+            R, c = recurrent[i], self.candidate_biases[i]
             seq = np.empty((T, H), np.float32)                     # (T, H)
             for t in range(T):
                 h = self._cell(xs[t:t + 1], h @ R, h, c)           # (1, H); xs is ours to overwrite
                 seq[t] = h[0]
             new_state.append(h)
         return seq, tuple(new_state)
+
+
+def _half_zr(hidden: int) -> np.ndarray:
+    """Column factors that scale the z and r columns of a (·, 3H) weight by ½."""
+    factors = np.ones(3 * hidden, np.float32)
+    factors[:2 * hidden] = 0.5
+    return factors
+
+
+def _folded_matrices(config: ModelConfig, weights: Weights) -> tuple[list, list, np.ndarray]:
+    """The GRU's weight matrices as the step multiplies by them: kernels (H, 3H) from layer 1 on
+    (None for layer 0, folded into the input table) and recurrent kernels (H, 3H), their z and r
+    columns scaled by ½; the dense kernel (H, 256)."""
+    half_zr = _half_zr(config.hidden)
+    kernels = [None] + [_scaled(weights[f"gru{i}/kernel"], half_zr) for i in range(1, config.layers)]
+    recurrent = [_scaled(weights[f"gru{i}/recurrent_kernel"], half_zr) for i in range(config.layers)]
+    return kernels, recurrent, _frozen(weights["dense/kernel"])
 
 
 def _frozen(array: np.ndarray, ours: bool = False) -> np.ndarray:
