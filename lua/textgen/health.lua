@@ -146,6 +146,24 @@ local function check_python()
   return not problem and prog or nil
 end
 
+-- The optional C helpers `make install` builds, as the probe reports them.
+local COMPILED_HELPERS = {
+  {
+    key = "compiled_lookup",
+    what = "n-gram lookups",
+    module = "textgen_core/memory/_table_lookup",
+    fallback = "Python",
+    cost = "a little slower",
+  },
+  {
+    key = "compiled_step",
+    what = "GRU steps",
+    module = "textgen_core/model/_gru_step",
+    fallback = "numpy",
+    cost = "a whole one about a quarter slower",
+  },
+}
+
 local function check_packages(python)
   local found, err = python_json(python, PROBE)
   if not found then
@@ -164,19 +182,15 @@ local function check_packages(python)
   end
   if found.textgen_core then
     health.ok("textgen_core: " .. found.textgen_core)
-    if found.compiled_lookup then
-      health.ok("n-gram lookups: the compiled helper (textgen_core/memory/_table_lookup)")
-    else
-      health.info("n-gram lookups in Python: the compiled helper is not built (it needs gcc and the Python "
-        .. "headers; `make install` builds it) or TEXTGEN_PURE_PYTHON is set; suggestions work either way, "
-        .. "a little slower")
-    end
-    if found.compiled_step then
-      health.ok("GRU steps: the compiled helper (textgen_core/model/_gru_step)")
-    else
-      health.info("GRU steps in numpy: the compiled helper is not built (it needs gcc and the Python headers; "
-        .. "`make install` builds it) or TEXTGEN_PURE_PYTHON is set; suggestions work either way, a whole one about "
-        .. "a quarter slower")
+    for _, helper in ipairs(COMPILED_HELPERS) do
+      if found[helper.key] then
+        health.ok(("%s: the compiled helper (%s)"):format(helper.what, helper.module))
+      else
+        health.info(("%s in %s: the compiled helper is not built (it needs gcc and the Python headers; "):format(
+          helper.what,
+          helper.fallback
+        ) .. "`make install` builds it) or TEXTGEN_PURE_PYTHON is set; suggestions work either way, " .. helper.cost)
+      end
     end
   else
     usable = false

@@ -221,16 +221,28 @@ static int is_float32(const Py_buffer *view)
     return strcmp(f, "f") == 0;
 }
 
+/* A C-contiguous, aligned view of `count` float32s of `object` into `view` (writable with `flags`
+   PyBUF_WRITABLE); -1 with an error, and nothing held, where `object` is not that. */
+static int float_view(PyObject *object, Py_buffer *view, Py_ssize_t count, int flags, const char *what)
+{
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | flags) < 0)
+        return -1;
+    if (!is_float32(view) || view->len != count * 4 || (uintptr_t)view->buf % 4 != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float32s", what, count);
+        return -1;
+    }
+    return 0;
+}
+
 /* `object`, a (k, n) float32 matrix, copied in blocks (`packed_copy`) and not held; NULL with an error. */
 static float *packed_from(PyObject *object, int k, int n, const char *what)
 {
     Py_buffer view;
-    if (PyObject_GetBuffer(object, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+    if (float_view(object, &view, (Py_ssize_t)k * n, 0, what) < 0)
         return NULL;
-    float *packed = NULL;
-    if (!is_float32(&view) || view.len != (Py_ssize_t)k * n * 4)
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float32s", what, (Py_ssize_t)k * n);
-    else if (!(packed = packed_copy((const float *)view.buf, k, n)))
+    float *packed = packed_copy((const float *)view.buf, k, n);
+    if (packed == NULL)
         PyErr_NoMemory();
     PyBuffer_Release(&view);
     return packed;
@@ -240,13 +252,9 @@ static float *packed_from(PyObject *object, int k, int n, const char *what)
 static const float *hold(Network *self, PyObject *object, Py_ssize_t count, const char *what)
 {
     Py_buffer *view = &self->views[self->held];
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+    if (float_view(object, view, count, 0, what) < 0)
         return NULL;
     self->held++;
-    if (!is_float32(view) || view->len != count * 4 || (uintptr_t)view->buf % 4 != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float32s", what, count);
-        return NULL;
-    }
     return (const float *)view->buf;
 }
 
@@ -295,19 +303,6 @@ static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
     self->outputs = BYTES;                      /* the next byte's logits */
     self->hidden = hidden;
     self->layers = (int)count;
-    return 0;
-}
-
-/* A writable float32 view of `count` floats of `object`, or -1 with an error. */
-static int writable(PyObject *object, Py_buffer *view, Py_ssize_t count, const char *what)
-{
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
-        return -1;
-    if (!is_float32(view) || view->len != count * 4) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float32s", what, count);
-        return -1;
-    }
     return 0;
 }
 
@@ -361,20 +356,14 @@ static PyObject *run(Network *self, PyObject *args, int sequence)
         PyErr_SetString(PyExc_ValueError, "(ids: int32 bytes, at least one; states, new_states: one per layer; logits)");
         goto done;
     }
-    for (; old_held < L; old_held++) {
-        Py_buffer *view = &old[old_held];
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(states, old_held), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+    for (; old_held < L; old_held++)
+        if (float_view(PyTuple_GET_ITEM(states, old_held), &old[old_held], rows * H, 0, "a state") < 0)
             goto done;
-        if (!is_float32(view) || view->len != rows * H * 4) {
-            old_held++;
-            PyErr_SetString(PyExc_ValueError, "a state is (rows, hidden) contiguous float32s");
-            goto done;
-        }
-    }
     for (; fresh_held < L; fresh_held++)
-        if (writable(PyTuple_GET_ITEM(new_states, fresh_held), &fresh[fresh_held], rows * H, "a new state") < 0)
+        if (float_view(PyTuple_GET_ITEM(new_states, fresh_held), &fresh[fresh_held], rows * H, PyBUF_WRITABLE,
+                       "a new state") < 0)
             goto done;
-    if (writable(logits_object, &logits, rows * V, "logits") < 0)
+    if (float_view(logits_object, &logits, rows * V, PyBUF_WRITABLE, "logits") < 0)
         goto done;
     /* What it writes must not overlap anything else it reads or writes (the kernels' pointers are restrict). */
     {

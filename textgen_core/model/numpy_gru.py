@@ -100,7 +100,7 @@ class NumpyGRU:
     def step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """Feed one byte per row: ids (B,) → logits (B, 256) and the new state."""
         if self._network is not None and len(ids) <= COMPILED_ROWS:
-            return self._compiled_step(ids, state)
+            return self._compiled(self._network.step, ids, state, len(ids))
         kernels, recurrent, dense_kernel = self._matrices()
         x = self.input_table[ids]                                  # (B, 3H), a fresh array
         new_state = []
@@ -115,13 +115,13 @@ class NumpyGRU:
         logits += self.dense_bias
         return logits, tuple(new_state)
 
-    def _compiled_step(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """`step` by the compiled helper, into fresh arrays."""
-        rows = len(ids)
+    def _compiled(self, run, ids: np.ndarray, state: State, rows: int) -> tuple[np.ndarray, State]:
+        """`run` (the compiled network's `step` or `prime`) from `state` into fresh arrays of `rows` rows:
+        (logits (rows, 256), the new state)."""
         new_state = tuple(np.empty((rows, self._hidden), np.float32) for _ in state)
         logits = np.empty((rows, 256), np.float32)
-        state = tuple(np.ascontiguousarray(h, np.float32) for h in state)
-        self._network.step(np.ascontiguousarray(ids, np.int32), state, new_state, logits)
+        run(np.ascontiguousarray(ids, np.int32), tuple(np.ascontiguousarray(h, np.float32) for h in state),
+            new_state, logits)
         return logits, new_state
 
     def _cell(self, x: np.ndarray, hp: np.ndarray, h: np.ndarray, candidate_bias: np.ndarray) -> np.ndarray:
@@ -152,7 +152,7 @@ class NumpyGRU:
         Returns the logits after the last byte (256,) — or for every byte (T, 256) with
         `all_logits` — and the state after the sequence. Long inputs go in chunks to bound memory.
         Where the compiled helper is built, the last byte's logits alone come from it, byte after
-        byte (a window of 320 bytes in about a third less time: layer by layer, numpy's calls per
+        byte (a window of 320 bytes 32 → 13 ms, bench/gru_step.py: layer by layer, numpy's calls per
         byte cost more than the input projections it does at once save).
         """
         ids = np.asarray(ids, dtype=np.int32).reshape(-1)
@@ -161,10 +161,7 @@ class NumpyGRU:
         if len(ids) == 0:
             raise ValueError("prime needs at least one byte")
         if self._network is not None and not all_logits:
-            new_state = tuple(np.empty((1, self._hidden), np.float32) for _ in state)
-            logits = np.empty((1, 256), np.float32)
-            state = tuple(np.ascontiguousarray(h, np.float32) for h in state)
-            self._network.prime(np.ascontiguousarray(ids), state, new_state, logits)
+            logits, new_state = self._compiled(self._network.prime, ids, state, 1)
             return logits[0], new_state
         outputs = []
         for start in range(0, len(ids), PRIME_CHUNK):
