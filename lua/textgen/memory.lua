@@ -108,6 +108,7 @@ function M.send(buf, event)
   if not host.buffer(info) then
     return nil
   end
+  stop_timer(buf) -- a quiet-time send still waiting would send what the host now has, or a keystroke's later text
   if event == "unload" then
     sent[buf] = nil
   elseif tick then
@@ -116,7 +117,16 @@ function M.send(buf, event)
   return info
 end
 
---- A change in normal mode: send the text once the buffer has been quiet for QUIET_MS.
+--- Whether the user is typing in `buf` (insert or replace mode in its window): its text then goes
+--- when they leave insert mode, not halfway through a word (the host counts a buffer again each time
+--- it is sent: half a second of a core for a megabyte, taken from the suggestions being typed for).
+function M.typing_in(buf)
+  local mode = api.nvim_get_mode().mode
+  return api.nvim_get_current_buf() == buf and (mode:sub(1, 1) == "i" or mode:sub(1, 1) == "R")
+end
+
+--- A change in normal mode: send the text once the buffer has been quiet for QUIET_MS (unless the
+--- user is typing in it by then: leaving insert mode sends it).
 function M.changed_soon(buf)
   if not host.running() then
     return
@@ -132,7 +142,9 @@ function M.changed_soon(buf)
     0,
     vim.schedule_wrap(function()
       stop_timer(buf)
-      M.send(buf, "leave")
+      if not M.typing_in(buf) then
+        M.send(buf, "leave")
+      end
     end)
   )
 end

@@ -171,6 +171,46 @@ def test_changes_in_normal_mode_are_sent_once_after_a_quiet_time(vim, tmp_path):
     lua(vim, "require('textgen.memory').QUIET_MS = 1000")
 
 
+def test_entering_insert_mode_sends_a_change_at_once_and_its_quiet_time_send_is_dropped(vim, tmp_path):
+    # `x` then `A`: the host has the text as typing begins, and the quiet-time send that `x` started
+    # does not send it again halfway through the typing (the host counts the whole buffer each time).
+    a = edit(vim, tmp_path / "t.txt", "abcdef\n")
+    vim.input("x")
+    wait_for(lambda: lua(vim, "return require('textgen.memory').pending(...)", a), what="a debounced send")
+    vim.input("A")
+    wait_for(lambda: len(calls(vim, a)) == 2, what="the text sent on entering insert mode")
+    assert not lua(vim, "return require('textgen.memory').pending(...)", a)
+    vim.input("yz<Esc>")
+    wait_for(lambda: len(calls(vim, a)) == 3, what="the text sent on leaving insert mode")
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 6), ("enter", 5), ("leave", 7)]
+
+
+def test_a_quiet_time_that_ends_while_typing_waits_for_insert_leave(vim, tmp_path):
+    # A change TextChanged reported without InsertEnter sending it after (the host was busy loading):
+    # its quiet time ends in insert mode, and the text goes on leaving it, not halfway through a word.
+    a = edit(vim, tmp_path / "q.txt", "abcdef\n")
+    vim.input("A")
+    wait_for(lambda: mode(vim).startswith("i"), what="insert mode")
+    vim.input("gh")
+    wait_for(lambda: vim.current.buffer[0] == "abcdefgh", what="the typed text")
+    lua(vim, "require('textgen.memory').changed_soon(...)", a)
+    wait_for(lambda: lua(vim, "return require('textgen.memory').pending(...)", a), what="a debounced send")
+    wait_for(lambda: not lua(vim, "return require('textgen.memory').pending(...)", a), what="the quiet time")
+    assert [c["event"] for c in calls(vim, a)] == ["enter"], "sent while typing"
+    vim.input("<Esc>")
+    wait_for(lambda: len(calls(vim, a)) == 2, what="the text sent on leaving insert mode")
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 6), ("leave", 8)]
+
+
+def test_a_send_cancels_the_quiet_time_send_waiting_for_the_same_text(vim, tmp_path):
+    a = edit(vim, tmp_path / "w.txt", "abcdef\n")
+    vim.input("x")
+    wait_for(lambda: lua(vim, "return require('textgen.memory').pending(...)", a), what="a debounced send")
+    vim.command("write")
+    assert not lua(vim, "return require('textgen.memory').pending(...)", a)
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 6), ("write", 5)]
+
+
 def test_insert_leave_sends_the_text_and_unload_tells_the_host_to_forget(vim, tmp_path):
     a = edit(vim, tmp_path / "i.txt", "ab\n")
     vim.input("Acd<Esc>")
