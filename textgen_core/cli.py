@@ -140,6 +140,12 @@ def _build_parser() -> argparse.ArgumentParser:
                               "these files, as `train` does (default: keep the first model's weights); at most "
                               f"{FILE_BYTES // MB} MB a file, {INPUT_BYTES // MB} MB in all")
     average.add_argument("--val-fraction", type=float, default=0.1)
+    widen = sub.add_parser("widen", help="grow a model's GRU layers to more units, predicting exactly what it did "
+                           "(then `train --base` trains the larger network on from there)")
+    widen.add_argument("model", help="the model (name or folder) to grow")
+    widen.add_argument("--hidden", type=int, required=True, help="units a layer, more than the model has")
+    widen.add_argument("--out", required=True, help="model folder to write (atomically)")
+    widen.add_argument("--seed", type=int, default=0, help="seed of the new units' incoming weights")
     ngram = sub.add_parser("ngram", help="give a model a corpus n-gram: what files say after the same last "
                            "1–16 bytes, mixed with the GRU's predictions (no training)")
     ngram.add_argument("model", help="the model (name or folder) to give the n-gram to")
@@ -567,6 +573,21 @@ def _cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_widen(args: argparse.Namespace) -> int:
+    from textgen_core.train.widening import widen_model
+
+    check_save_target(args.out)
+    try:
+        info = widen_model(args.model, args.hidden, args.out, args.seed)
+    except OSError as exc:
+        raise _unwritable(exc, args.out) from None
+    widened = info.training["widened"]
+    print(f"saved {args.out}: {args.model} grown from {widened['hidden'][0]} to {widened['hidden'][1]} units a layer "
+          f"({info.config.parameter_count():,} parameters), the same predictions; train it on with "
+          f"`textgen train ... --base {args.out}`")
+    return 0
+
+
 def _cmd_ngram(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -839,7 +860,7 @@ def _cmd_corpus_ngram(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "complete": _cmd_complete, "eval": _cmd_eval, "average": _cmd_average,
-            "ngram": _cmd_ngram, "fit": _cmd_fit, "index": _cmd_index, "corpus": _cmd_corpus,
+            "widen": _cmd_widen, "ngram": _cmd_ngram, "fit": _cmd_fit, "index": _cmd_index, "corpus": _cmd_corpus,
             "corpus-build": _cmd_corpus_build, "corpus-ngram": _cmd_corpus_ngram}
 
 

@@ -77,7 +77,7 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
     match = {key: value for key, value in first_info.match.items() if key != "kinds"}
     info = ModelInfo(config=first_info.config, match=match, training={
         "averaged": [{"model": member.model, "path": str(path), "weight": round(member.weight / total, 6),
-                      "val_bpc": member_info.val_bpc, "training": _without_file_lists(member_info.training)}
+                      "val_bpc": member_info.val_bpc, "training": without_file_lists(member_info.training)}
                      for member, path, member_info, _ in loaded],
         "machine": machine_summary(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -97,7 +97,7 @@ def _size(info: ModelInfo) -> str:
     return f"embed {config.embed_dim}, hidden {config.hidden}, {config.layers} layers"
 
 
-def _without_file_lists(training: dict) -> dict:
+def without_file_lists(training: dict) -> dict:
     """A member's training record with its corpus named by count, size and sha256 only: the lists
     of file names would make the average's config.json many times larger and say nothing more."""
     corpus = training.get("corpus")
