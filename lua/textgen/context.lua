@@ -93,6 +93,38 @@ function M.mid_line_allows(after, mid_line)
   return mid_line == "closing" and after:match(CLOSING_ONLY) ~= nil
 end
 
+local OPENS = { ["("] = true, ["["] = true, ["{"] = true }
+local CLOSES = { [")"] = true, ["]"] = true, ["}"] = true }
+
+--- What of a suggestion goes before `after`, the rest of the line, when that holds closing characters
+--- only (`mid_line = "closing"`: `print("hello, |")`). The model writes its own `")` where the line has
+--- one already: the suggestion is cut where it reaches the characters `after` holds, outside any
+--- bracket it opened itself (`World")` → `World`; `f(x), y)` before `)` → `f(x), y`), and to its first
+--- line (a line break would carry `after` to the end of the inserted text). Other text is as it is.
+---@param text string
+---@param after string
+---@return string
+function M.fit_before(text, after)
+  local closing = after:match("^%s*(.-)%s*$")
+  if closing == "" or not after:match(CLOSING_ONLY) then
+    return text
+  end
+  local line = text:match("^[^\n]*")
+  local depth = 0
+  for i = 1, #line do
+    if depth == 0 and line:sub(i, i + #closing - 1) == closing then
+      return line:sub(1, i - 1)
+    end
+    local char = line:sub(i, i)
+    if OPENS[char] then
+      depth = depth + 1
+    elseif CLOSES[char] and depth > 0 then
+      depth = depth - 1
+    end
+  end
+  return line
+end
+
 --- Drop UTF-8 continuation bytes at the start of a byte-cut string, so no character is split.
 local function from_char_start(text)
   local i = 1

@@ -301,12 +301,13 @@ function M.cancel_items(id)
   end
 end
 
---- The distinct texts that continue what has been typed since the request. Whitespace at the end
---- of a suggestion is dropped: it shows as nothing and, accepted, would leave trailing blanks.
-local function continuing(texts, typed)
+--- The distinct texts that continue what has been typed since the request, each fitted before `after`
+--- (the rest of the line: `context.fit_before`). Whitespace at the end of a suggestion is dropped: it
+--- shows as nothing and, accepted, would leave trailing blanks.
+local function continuing(texts, typed, after)
   local items = {}
   for _, text in ipairs(texts) do
-    text = text:gsub("%s+$", "")
+    text = context.fit_before(text, after or ""):gsub("%s+$", "")
     if #text > #typed and text:sub(1, #typed) == typed and not vim.tbl_contains(items, text) then
       items[#items + 1] = text
     end
@@ -340,7 +341,7 @@ function M.on_result(ticket_id, texts, final, elapsed_ms, err)
   end
   if final and ticket.menu then -- a menu gets the whole answer, if it is still for where the cursor is
     local here = util.inserting() and in_step(buf, ticket.tick, ticket.row, ticket.col)
-    answer_menu(ticket, here and continuing(texts, "") or {})
+    answer_menu(ticket, here and continuing(texts, "", ticket.after) or {})
   end
   if ticket.ghost == false then
     return
@@ -367,7 +368,7 @@ function M.on_result(ticket_id, texts, final, elapsed_ms, err)
     M.dismiss(buf)
     return
   end
-  local items = continuing(texts, typed)
+  local items = continuing(texts, typed, ticket.after)
   if #items == 0 then
     if final then
       M.dismiss(buf)

@@ -430,6 +430,29 @@ def test_mid_line_closing_shows_before_closing_brackets_only(vim, tiny_model):
     assert ghost(vim) is None and requests(vim) == asked
 
 
+def test_before_closing_characters_the_suggestion_stops_where_they_are(vim, tiny_model):
+    # The model writes the `")` that the line already has after the cursor: shown and accepted
+    # without it, so that accepting leaves one `")`, not two (and the next suggestion no third).
+    line = 'print("the quick brown fox")'
+    vim.current.buffer[:] = [line, line, 'print("")']
+    vim.current.window.cursor = (3, 6)
+    raw = suggest(tiny_model, f"{line}\n{line}\nprint(\"the qu")
+    assert raw.endswith('")'), f"the model should close the line as it did twice: {raw!r}"
+    shown = type_and_wait(vim, "athe qu", raw[:-2])
+    assert (shown.row, shown.col) == (2, len('print("the qu'))
+    vim.input("<Tab>")
+    wait_for(lambda: vim.current.buffer[2] == line, what="the line closed once")
+    assert cursor(vim) == (3, len('print("the quick brown fox'))
+
+
+def test_fitting_a_suggestion_before_the_rest_of_the_line(vim):
+    cases = [('World")', '")', "World"), ("f(x), y)", ")", "f(x), y"), ('World") # note', ")", 'World"'),
+             ("one)\ntwo)", ")", "one"), ("two\nlines", ")", "two"), ('")', '")', ""), ("x]", " ] ", "x"),
+             ("abc", "", "abc"), ("abc\ndef", "  ", "abc\ndef"), ("x) y", "and more)", "x) y")]
+    for text, after, fitted in cases:
+        assert lua(vim, "return require('textgen.context').fit_before(...)", text, after) == fitted, (text, after)
+
+
 def test_mid_line_always_shows_before_any_text(vim, tiny_model):
     set_options(vim, mid_line="always")
     vim.current.buffer[:] = ["the qu and more"]
