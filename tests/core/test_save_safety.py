@@ -275,3 +275,15 @@ def test_a_users_files_in_a_models_ngram_folder_are_never_removed(tmp_path):
     assert sorted(os.listdir(old)) == ["ngram"] and sorted(os.listdir(old / "ngram")) == sorted(mine)
     assert {name: (old / "ngram" / name).read_bytes() for name in mine} == mine
     load_model_folder(tmp_path / "n")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_a_saved_model_folder_has_the_permissions_the_users_umask_gives(tmp_path, umask, mode):
+    # A save fills a temporary folder (made private by mkdtemp) and renames it into place: the
+    # folder a user gets must be like any other they make.
+    script = (f"import os, numpy as np; os.umask({umask:#o}); from textgen_core.model.config import ModelConfig, "
+              "ModelInfo; from textgen_core.model.files import save_model_folder; c = ModelConfig(8, 8, 1); "
+              "save_model_folder(os.environ['OUT'], ModelInfo(c), {n: np.zeros(s, np.float32) "
+              "for n, s in c.weight_shapes().items()})")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, env={**os.environ, "OUT": str(tmp_path / "m")})
+    assert (tmp_path / "m").stat().st_mode & 0o777 == mode

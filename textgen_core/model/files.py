@@ -61,6 +61,7 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
     recover_interrupted_save(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())    # mkdtemp's 0700 is for a scratch folder, not the model's
         # config.json first: from its first file on, a folder a save makes is known as ours (a save
         # killed midway leaves one that the next save may clean; see _remove_model_files).
         with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
@@ -81,6 +82,21 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
         shutil.rmtree(tmp, ignore_errors=True)         # made by mkdtemp above: only this save wrote in it
         raise
     return folder
+
+
+def current_umask() -> int:
+    """The process' umask, read without changing it where Linux shows it (`os.umask` can only be read by
+    setting it, which another thread's new files would see for that moment)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _replace_folder(new: Path, target: Path) -> None:
