@@ -324,6 +324,16 @@ function M.project(action, callback)
 end
 
 --- Model names for command-line completion (user models, then the shipped ones).
+--- Why the host would refuse to save a model at `path` (a folder holding what is not a model:
+--- `check_save_target`), or nil: it may, or the host cannot say now (not running, or busy for
+--- ANSWER_TIMEOUT_MS; the training job checks again before any work).
+---@param path string
+---@return string|nil
+function M.save_refusal(path)
+  local answer = channel and ask("save_refusal", path)
+  return type(answer) == "string" and answer ~= "" and answer or nil
+end
+
 function M.model_names()
   local names = ask("model_names")
   return names or {}

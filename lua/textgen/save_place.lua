@@ -77,11 +77,17 @@ function M.resolve(buf, given)
 end
 
 --- Why a model cannot be saved at `path` (its folder, or the nearest existing folder above it, is not
---- writable), or nil. Checked before training, so a read-only place costs no training time.
+--- writable, or a file stands where a folder above it would be), or nil. Checked before training, so a read-only place costs no training time.
 ---@return string|nil
 function M.unwritable(path)
   local dir = vim.fs.dirname(path)
   while vim.fn.isdirectory(dir) == 0 and vim.fs.dirname(dir) ~= dir do
+    if vim.uv.fs_stat(dir) then
+      return ("cannot save '%s': %s is a file, not a folder; give another place, :TextGenTrain {folder}"):format(
+        vim.fs.basename(path),
+        dir
+      )
+    end
     dir = vim.fs.dirname(dir)
   end
   if vim.fn.filewritable(dir) ~= 2 then

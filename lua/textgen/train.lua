@@ -334,6 +334,14 @@ function M.start(opts)
   end
 
   local base = base_model(cfg)
+  -- A place the job would refuse is refused now, before TensorFlow is looked for or offered.
+  local refused = host.save_refusal(place.path)
+  if refused then
+    local job = { place = place, base = base, stderr = {}, started = vim.uv.hrtime() }
+    finish(job, "failed", "not training: " .. message.as_written(refused, place.path, place.given), vim.log.levels.ERROR)
+    announce_end(M.last)
+    return false
+  end
   local python = host.python()
   local args = { "train", "-" }
   vim.list_extend(args, files)

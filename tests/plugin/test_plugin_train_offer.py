@@ -52,7 +52,7 @@ def nvim(tiny_model_dir, python_without_training, home):
 def vim(nvim, tiny_model_dir, python_without_training):
     nvim.input("<C-\\><C-n><Esc>")
     wait_for(lambda: mode(nvim) == "n", what="normal mode")
-    lua(nvim, "require('textgen.train_deps').stop()")
+    lua(nvim, "require('textgen.train_deps').stop(); require('textgen.train').last = nil")
     nvim.command("silent! %bwipeout! | messages clear")
     lua(nvim, "vim.g.textgen = ...; require('textgen').setup({})",
         {"model": str(tiny_model_dir), "learn": False, "python": str(python_without_training)})
@@ -125,6 +125,29 @@ def test_declining_the_offer_changes_nothing_and_says_how_to_add_training_later(
     assert lua(vim, "return require('textgen').status().training") == {"state": "idle", "text": ""}
     assert lua(vim, "local d = require('textgen.train_deps'); return {d.pending == nil, d.last == nil}") == [True, True]
     assert lua(vim, "return require('textgen.train').last") is None          # no training ended, none runs
+    assert jobs_of_textgen(home) == []
+
+
+def test_a_place_that_would_be_refused_is_refused_before_tensorflow_is_offered(vim, screen, home, tmp_path):
+    # The user's folder, and a path under a file: refused in one line before the offer of a 2 GB
+    # install, which would be for nothing; their files untouched.
+    mine = tmp_path / "my folder"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    (tmp_path / "afile.txt").write_text("a file")
+    open_text(vim, NOVEL)
+    for place, said in [(mine, "textgen: not training: not saving a model over keep.txt in "),
+                        (tmp_path / "afile.txt" / "sub", "textgen: cannot save 'sub': ")]:
+        vim.command("messages clear")
+        vim.command(f"TextGenTrain {str(place).replace(' ', chr(92) + ' ')}")
+        line = wait_for(lambda: textgen_lines(vim), what="the refusal")
+        assert len(line) == 1 and line[0].startswith(said), line
+        assert "2: Not now" not in screen.row(-2)
+        assert lua(vim, "return require('textgen.train_deps').pending") is None
+    assert "afile.txt is a file, not a folder" in line[0]
+    assert (mine / "keep.txt").read_text() == "mine" and sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
+    assert (tmp_path / "afile.txt").read_text() == "a file"
+    assert lua(vim, "return require('textgen').status().training")["state"] == "failed"
     assert jobs_of_textgen(home) == []
 
 

@@ -104,6 +104,14 @@ class TextGenHost:
             from textgen_core.model.registry import list_model_names
 
             answer = list_model_names()
+        elif question == "save_refusal":
+            from textgen_core.model.files import ModelFileError, check_save_target
+
+            try:
+                check_save_target(str(args[2]))
+                answer = ""
+            except ModelFileError as exc:
+                answer = str(exc)
         elif question == "project":
             action = str(args[2]) if len(args) > 2 else ""
             memories = self.session.memories
