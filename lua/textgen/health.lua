@@ -228,6 +228,8 @@ local function check_host()
   local host = require("textgen.host")
   if host.running() then
     health.ok(("the host is running (pid %s)"):format(tostring(host.pid())))
+  elseif host.held_back() then
+    health.error(host.held_back_reason(), { "the last host's error lines are below; :TextGenStatus shows them too" })
   else
     health.info("the host is not running; it starts with the first suggestion")
   end

@@ -96,11 +96,42 @@ local function on_exit(id, code)
   answers = {}
   require("textgen.suggestion").drop_requests()
   if not exiting then
-    message.say(
-      ("the Python host stopped (%s); a new one starts with the next suggestion"):format(describe_exit(M.last_exit)),
-      vim.log.levels.WARN
-    )
+    if M.held_back() then
+      message.say(M.held_back_reason(), vim.log.levels.ERROR)
+    else
+      message.say(
+        ("the Python host stopped (%s); a new one starts with the next suggestion"):format(describe_exit(M.last_exit)),
+        vim.log.levels.WARN
+      )
+    end
   end
+end
+
+--- Seconds until a host may be started again, after `RESTARTS_PER_MINUTE` of them stopped within a
+--- minute (a host that dies at once must not be started on every keystroke); nil when one may start.
+---@return number|nil
+function M.held_back()
+  if channel then
+    return nil
+  end
+  local t = now_s()
+  starts = vim.tbl_filter(function(s)
+    return t - s < 60
+  end, starts)
+  if #starts < M.RESTARTS_PER_MINUTE then
+    return nil
+  end
+  return math.max(0, 60 - (t - starts[1]))
+end
+
+--- Why no host runs while `held_back()`: one line, the way out first.
+function M.held_back_reason()
+  local last = M.last_exit and M.last_exit.at and describe_exit(M.last_exit)
+  return ("the Python host stopped %d times within a minute; it starts again in %.0f s%s"):format(
+    M.RESTARTS_PER_MINUTE,
+    math.ceil(M.held_back() or 0),
+    last and (" (last: " .. last .. ")") or ""
+  )
 end
 
 --- Start the host now; returns its channel, or nil (and says why) when it cannot be started.
@@ -113,17 +144,8 @@ local function start()
     return nil
   end
   local t = now_s()
-  starts = vim.tbl_filter(function(s)
-    return t - s < 60
-  end, starts)
-  if #starts >= M.RESTARTS_PER_MINUTE then
-    message.say_once(
-      ("the Python host stopped %d times within a minute; not starting it again for now (:TextGenStatus says why)"):format(
-        #starts
-      ),
-      vim.log.levels.ERROR
-    )
-    return nil
+  if M.held_back() then
+    return nil -- said when the last one stopped; :TextGenStatus and :TextGenComplete say it again
   end
   local stderr = {}
   local ok, id = pcall(vim.fn.jobstart, { python, "-c", HOST_MAIN, M.PLUGIN_PATH }, {
@@ -195,7 +217,7 @@ end
 --- responsive meanwhile: vim.wait handles events). Returns the answer, or nil and why not.
 local function ask(question, ...)
   if not channel then
-    return nil, "not running (it starts with the first suggestion)"
+    return nil, M.held_back() and M.held_back_reason() or "not running (it starts with the first suggestion)"
   end
   last_question = last_question + 1
   local id = last_question
@@ -220,6 +242,12 @@ function M.can_serve(config, explicit)
   if M.broken and M.python_problem(M.python()) then
     if explicit then
       message.say(M.broken, vim.log.levels.ERROR)
+    end
+    return false
+  end
+  if M.held_back() then
+    if explicit then
+      message.say(M.held_back_reason(), vim.log.levels.ERROR)
     end
     return false
   end
