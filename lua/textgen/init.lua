@@ -326,6 +326,13 @@ function M.status_lines()
   end
   lines[#lines + 1] = "this buffer: "
     .. (s.disabled_reason and ("off, " .. s.disabled_reason) or (s.visible and "suggestion shown" or "on"))
+  local cut_short = require("textgen.message").cut_short
+  if #cut_short > 0 then
+    lines[#lines + 1] = "messages cut to fit the command line, whole:"
+    for _, text in ipairs(cut_short) do
+      lines[#lines + 1] = "  " .. text
+    end
+  end
   return lines
 end
 

@@ -2,8 +2,9 @@
 ---
 --- A message wider than the command line makes Neovim stop at "Press ENTER", which in the middle
 --- of typing is worse than the problem being reported. So messages that arise while typing are
---- fitted to one line (details are in :TextGenStatus and :checkhealth textgen). The answer to a
---- command can arrive after the user has started typing again, so that goes for every message.
+--- fitted to one line (details are in :TextGenStatus and :checkhealth textgen, and :TextGenStatus
+--- shows the last messages that were cut, whole). The answer to a command can arrive after the user
+--- has started typing again, so that goes for every message.
 local M = {}
 
 local said = {}
@@ -40,9 +41,20 @@ end
 --- be in a callback (and fitted then, to the command line as it is when shown).
 function M.say(text, level, way_out)
   vim.schedule(function()
-    vim.notify(M.fit("textgen: " .. text, nil, way_out), level or vim.log.levels.WARN)
+    local full = "textgen: " .. text .. (way_out or "")
+    local shown = M.fit("textgen: " .. text, nil, way_out)
+    if shown ~= full then
+      require("textgen.util").keep_last(M.cut_short, full, M.CUT_SHORT_KEPT)
+    end
+    vim.notify(shown, level or vim.log.levels.WARN)
   end)
 end
+
+--- The last messages that did not fit the command line, whole (oldest first): :TextGenStatus shows
+--- them, since `:messages` keeps only what was shown.
+---@type string[]
+M.cut_short = {}
+M.CUT_SHORT_KEPT = 5
 
 --- Say `text` only the first time it comes up in this session.
 function M.say_once(text, level, way_out)

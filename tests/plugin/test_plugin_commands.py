@@ -568,3 +568,18 @@ def test_with_learning_off_nothing_is_learned_and_status_says_so(tiny_model_dir,
         assert lua(editor, "return require('textgen.host').status().engine.learned_bytes") == 0
     finally:
         editor.close()
+
+
+def test_a_message_cut_to_fit_the_command_line_is_whole_in_status(vim, tmp_path):
+    # One line, or Neovim would stop typing at "Press ENTER"; `:messages` keeps only that line, so
+    # the part cut off (here the folder asked for) is in :TextGenStatus.
+    missing = tmp_path / ("a-long-folder-name-" * 12) / "model"
+    vim.command("messages clear")
+    vim.command(f"TextGenModel {missing}")
+    said = wait_for(lambda: [line for line in messages(vim).splitlines() if line.startswith("textgen: ")],
+                    timeout=30, what="the message")
+    assert said[-1].endswith("…") or "…" in said[-1], said
+    status = output_of(vim, "TextGenStatus")
+    assert "messages cut to fit the command line, whole:" in status, status
+    whole = [line.strip() for line in status.splitlines() if str(missing) in line and line.startswith("  textgen: ")]
+    assert whole and whole[-1].startswith(said[-1].split("…")[0]), (whole, said)
