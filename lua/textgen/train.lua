@@ -21,7 +21,8 @@ local M = {}
 ---@field id integer          job id (jobstop)
 ---@field pid integer         process id
 ---@field place {path: string, name: string}
----@field base string         the model fine-tuned from
+---@field base string
+---@field files string[]  the files given to train on besides the buffer, as given         the model fine-tuned from
 ---@field bytes integer       bytes of buffer text sent
 ---@field started number      vim.uv.hrtime() at start
 ---@field percent number
@@ -79,7 +80,13 @@ end
 --- The progress line: "training 'proj' 42% · val bpc 2.10 (was 2.41) · ETA 0:31 · :TextGenTrainStop cancels".
 local function progress_text(job)
   if job.percent == nil then
-    return ("training '%s' on %s: starting TensorFlow…"):format(job.place.name, training_text.kilobytes(job.bytes))
+    local files = job.files or {}
+    local also = #files == 1 and (" and " .. files[1]) or #files > 1 and (" and %d files"):format(#files) or ""
+    return ("training '%s' on this buffer (%s)%s: starting TensorFlow…"):format(
+      job.place.name,
+      training_text.kilobytes(job.bytes),
+      also
+    )
   end
   local parts = { ("training '%s' %d%%"):format(job.place.name, math.floor(job.percent)) }
   if is_number(job.val_bpc) then
@@ -221,6 +228,7 @@ local function launch(asked)
     place = asked.place,
     base = asked.base,
     bytes = #asked.text,
+    files = asked.files,
     started = vim.uv.hrtime(),
     stderr = {},
     cancelled = false,
@@ -321,6 +329,7 @@ function M.start(opts)
     message.say(why, vim.log.levels.ERROR)
     return false
   end
+  local given_files = vim.deepcopy(files) -- named in the progress line: a model name that is also a file here is a file
   files = training_text.files(vim.list_extend(vim.deepcopy(cfg.train_files), files))
   local text = training_text.buffer_text(
     buf,
@@ -354,6 +363,7 @@ function M.start(opts)
     text = text,
     place = place,
     base = base,
+    files = given_files,
   }
   return train_deps.when_ready(python, function()
     launch(asked)

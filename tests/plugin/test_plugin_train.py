@@ -402,6 +402,26 @@ def test_a_file_argument_that_matches_nothing_is_reported_by_the_trainer(vim):
     assert "not training: no-such-notes-*.txt: no file matches" in said
 
 
+def test_a_model_name_that_is_also_a_file_here_is_trained_on_and_the_progress_line_says_so(vim, tmp_path):
+    # `:TextGenTrain notes2` with a file notes2 in the current folder: the file is text to train on
+    # (files come after the name, and must exist); the line that shows while TensorFlow starts says
+    # so, with the model's name, so that no one takes it for the name.
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes2").write_text(NOVEL)
+    vim.command(f"cd {work}")
+    open_text(vim, NOVEL)
+    start_training(vim, "TextGenTrain notes2")
+    try:
+        line = lua(vim, "return require('textgen.train').job.progress_line")
+        assert line.startswith("training 'work' on this buffer (")
+        assert line.endswith(" and notes2: starting TensorFlow…")
+    finally:
+        vim.command("TextGenTrainStop")
+        wait_for(lambda: training(vim)["state"] != "running", timeout=30, what="the job to stop")
+    assert (work / "notes2").read_text() == NOVEL
+
+
 def test_saving_inside_the_plugin_folder_or_under_a_bad_name_is_refused(vim):
     open_text(vim, NOVEL)
     vim.command(f"TextGenTrain {REPO}/models/mine")
