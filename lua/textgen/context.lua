@@ -95,12 +95,27 @@ end
 
 local OPENS = { ["("] = true, ["["] = true, ["{"] = true }
 local CLOSES = { [")"] = true, ["]"] = true, ["}"] = true }
+local QUOTES = { ["'"] = true, ['"'] = true, ["`"] = true }
+local PUNCTUATION = { ["."] = true, [","] = true, [";"] = true, [":"] = true }
+
+--- Whether `line`'s byte `i`, the character that `after` starts with, is where the suggestion reaches
+--- `after`: outside brackets the suggestion opened, a closing bracket; a quote not escaped and not
+--- inside a word (`don't`); punctuation at a word's end (`U.S.`, `3.14` go on).
+local function reaches(line, i, depth)
+  local char, before, next = line:sub(i, i), line:sub(i - 1, i - 1), line:sub(i + 1, i + 1)
+  if QUOTES[char] then
+    return depth == 0 and before ~= "\\" and not (before:match("%w") and next:match("%w"))
+  elseif PUNCTUATION[char] then
+    return depth == 0 and (next == "" or next:match("%s") ~= nil)
+  end
+  return depth == 0
+end
 
 --- What of a suggestion goes before `after`, the rest of the line, when that holds closing characters
 --- only (`mid_line = "closing"`: `print("hello, |")`). The model writes its own `")` where the line has
---- one already: the suggestion is cut where it reaches the characters `after` holds, outside any
---- bracket it opened itself (`World")` → `World`; `f(x), y)` before `)` → `f(x), y`), and to its first
---- line (a line break would carry `after` to the end of the inserted text). Other text is as it is.
+--- one already: the suggestion is cut where it reaches the first character `after` holds (`World")` →
+--- `World`; `f(x), y)` before `)` → `f(x), y`; `bar)` before `);` → `bar`), and to its first line (a
+--- line break would carry `after` to the end of the inserted text). Other text is as it is.
 ---@param text string
 ---@param after string
 ---@return string
@@ -109,13 +124,14 @@ function M.fit_before(text, after)
   if closing == "" or not after:match(CLOSING_ONLY) then
     return text
   end
+  local first = closing:sub(1, 1)
   local line = text:match("^[^\n]*")
   local depth = 0
   for i = 1, #line do
-    if depth == 0 and line:sub(i, i + #closing - 1) == closing then
+    local char = line:sub(i, i)
+    if char == first and reaches(line, i, depth) then
       return line:sub(1, i - 1)
     end
-    local char = line:sub(i, i)
     if OPENS[char] then
       depth = depth + 1
     elseif CLOSES[char] and depth > 0 then

@@ -229,7 +229,7 @@ local function check_host()
   if host.running() then
     health.ok(("the host is running (pid %s)"):format(tostring(host.pid())))
   elseif host.held_back() then
-    health.error(host.held_back_reason(), { "the last host's error lines are below; :TextGenStatus shows them too" })
+    health.error(host.held_back_reason(), { "How the last one stopped is below; :TextGenStatus has its last lines." })
   else
     health.info("the host is not running; it starts with the first suggestion")
   end
@@ -242,7 +242,10 @@ local function check_host()
         require("textgen.message").exit_reason(exit.code),
         last and ("; its last line: " .. last) or ""
       ),
-      { "Its last lines are in :TextGenStatus; a new host starts with the next suggestion." }
+      {
+        "Its last lines are in :TextGenStatus; "
+          .. (host.held_back() and "a new host starts as said above." or "a new host starts with the next suggestion."),
+      }
     )
   end
 end
@@ -400,7 +403,7 @@ local function check_project_memory(cfg)
   end
   local host = require("textgen.host")
   if not host.running() then
-    health.info("the project's state is known once the host runs (it starts with the first suggestion)")
+    health.info("the project's state is known once the host runs (" .. (host.held_back() and "see above" or "it starts with the first suggestion") .. ")")
     return
   end
   local h, why = host.status()

@@ -127,7 +127,7 @@ end
 --- Why no host runs while `held_back()`: one line, the way out first.
 function M.held_back_reason()
   local last = M.last_exit and M.last_exit.at and describe_exit(M.last_exit)
-  return ("the Python host stopped %d times within a minute; it starts again in %.0f s%s"):format(
+  return ("the Python host stopped %d times within a minute; the next suggestion after %.0f s starts one%s"):format(
     M.RESTARTS_PER_MINUTE,
     math.ceil(M.held_back() or 0),
     last and (" (last: " .. last .. ")") or ""
@@ -305,13 +305,17 @@ end
 --- Switch to a model; the host answers with on_model_loaded or on_model_error.
 function M.load(name, backend)
   M.model_error = nil
-  notify("TextGenHostLoad", name, backend, true)
+  if not notify("TextGenHostLoad", name, backend, true) and M.held_back() then
+    message.say(M.held_back_reason(), vim.log.levels.ERROR)
+  end
 end
 
 --- Serve a freshly trained model: loaded again even when its path is that of the model in use.
 function M.swap(path, backend)
   M.model_error = nil
-  notify("TextGenHostSwap", path, backend)
+  if not notify("TextGenHostSwap", path, backend) and M.held_back() then
+    message.say(M.held_back_reason(), vim.log.levels.ERROR)
+  end
 end
 
 --- The host's view (model, engine, latencies), or nil and why not (waits ANSWER_TIMEOUT_MS at most).
@@ -351,10 +355,10 @@ function M.project(action, callback)
   callback(ask("project", action))
 end
 
---- Model names for command-line completion (user models, then the shipped ones).
 --- Why the host would refuse to save a model at `path` (a folder holding what is not a model:
---- `check_save_target`), or nil: it may, or the host cannot say now (not running, or busy for
---- ANSWER_TIMEOUT_MS; the training job checks again before any work).
+--- `check_save_target`), or nil: it may, or the host cannot say now (not running, as with
+--- `auto_trigger` off before the first suggestion, or busy for ANSWER_TIMEOUT_MS; the training job
+--- checks again before any work).
 ---@param path string
 ---@return string|nil
 function M.save_refusal(path)
@@ -362,6 +366,7 @@ function M.save_refusal(path)
   return type(answer) == "string" and answer ~= "" and answer or nil
 end
 
+--- Model names for command-line completion (user models, then the shipped ones).
 function M.model_names()
   local names = ask("model_names")
   return names or {}

@@ -125,8 +125,8 @@ function M.typing_in(buf)
   return api.nvim_get_current_buf() == buf and (mode:sub(1, 1) == "i" or mode:sub(1, 1) == "R")
 end
 
---- A change in normal mode: send the text once the buffer has been quiet for QUIET_MS (unless the
---- user is typing in it by then: leaving insert mode sends it).
+--- A change in normal mode: send the text once the buffer has been quiet for QUIET_MS (while the user
+--- types in it then, the wait starts again: leaving insert mode sends it, or the wait after).
 function M.changed_soon(buf)
   if not host.running() then
     return
@@ -142,7 +142,9 @@ function M.changed_soon(buf)
     0,
     vim.schedule_wrap(function()
       stop_timer(buf)
-      if not M.typing_in(buf) then
+      if M.typing_in(buf) then
+        M.changed_soon(buf) -- looked at again later: leaving insert mode with CTRL-C fires no InsertLeave
+      else
         M.send(buf, "leave")
       end
     end)

@@ -44,6 +44,9 @@ function M.say(text, level, way_out)
     local full = "textgen: " .. text .. (way_out or "")
     local shown = M.fit("textgen: " .. text, nil, way_out)
     if shown ~= full then
+      M.cut_short = vim.tbl_filter(function(kept)
+        return kept ~= full -- said again: kept once, as the latest
+      end, M.cut_short)
       require("textgen.util").keep_last(M.cut_short, full, M.CUT_SHORT_KEPT)
     end
     vim.notify(shown, level or vim.log.levels.WARN)

@@ -21,8 +21,9 @@ local M = {}
 ---@field id integer          job id (jobstop)
 ---@field pid integer         process id
 ---@field place {path: string, name: string}
----@field base string
----@field files string[]  the files given to train on besides the buffer, as given         the model fine-tuned from
+---@field base string        the model fine-tuned from
+---@field files string[]      what else it trains on, as given: file arguments, g:textgen.train_files
+---@field source string       "this buffer", or the range's lines
 ---@field bytes integer       bytes of buffer text sent
 ---@field started number      vim.uv.hrtime() at start
 ---@field percent number
@@ -81,9 +82,10 @@ end
 local function progress_text(job)
   if job.percent == nil then
     local files = job.files or {}
-    local also = #files == 1 and (" and " .. files[1]) or #files > 1 and (" and %d files"):format(#files) or ""
-    return ("training '%s' on this buffer (%s)%s: starting TensorFlow…"):format(
+    local also = #files == 1 and (" and " .. files[1]) or #files > 1 and (" and %d more"):format(#files) or ""
+    return ("training '%s' on %s (%s)%s: starting TensorFlow…"):format(
       job.place.name,
+      job.source or "this buffer",
       training_text.kilobytes(job.bytes),
       also
     )
@@ -219,7 +221,9 @@ end
 ---@field cwd string
 ---@field text string
 ---@field place {path: string, name: string}
----@field base string
+---@field base string        the model fine-tuned from
+---@field files string[]     what else it trains on, as given: file arguments, g:textgen.train_files
+---@field source string      "this buffer", or the range's lines
 
 --- Start the training job `asked` describes; false (and one message) when it cannot be started.
 local function launch(asked)
@@ -229,6 +233,7 @@ local function launch(asked)
     base = asked.base,
     bytes = #asked.text,
     files = asked.files,
+    source = asked.source,
     started = vim.uv.hrtime(),
     stderr = {},
     cancelled = false,
@@ -329,7 +334,11 @@ function M.start(opts)
     message.say(why, vim.log.levels.ERROR)
     return false
   end
-  local given_files = vim.deepcopy(files) -- named in the progress line: a model name that is also a file here is a file
+  -- Named in the first progress line: an argument that is an existing file is one, never the name.
+  local given_files = vim.deepcopy(files)
+  if #cfg.train_files > 0 then
+    given_files[#given_files + 1] = "g:textgen.train_files"
+  end
   files = training_text.files(vim.list_extend(vim.deepcopy(cfg.train_files), files))
   local text = training_text.buffer_text(
     buf,
@@ -364,6 +373,7 @@ function M.start(opts)
     place = place,
     base = base,
     files = given_files,
+    source = opts.first and ("lines %d–%d"):format(opts.first, opts.last) or "this buffer",
   }
   return train_deps.when_ready(python, function()
     launch(asked)

@@ -287,3 +287,16 @@ def test_a_saved_model_folder_has_the_permissions_the_users_umask_gives(tmp_path
               "for n, s in c.weight_shapes().items()})")
     subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, env={**os.environ, "OUT": str(tmp_path / "m")})
     assert (tmp_path / "m").stat().st_mode & 0o777 == mode
+
+
+def test_a_model_saved_again_keeps_its_folders_permissions_and_a_shared_folders_group_bit(tmp_path):
+    model = tmp_path / "m"
+    save_model_folder(model, ModelInfo(CONFIG), _weights(0.1))
+    model.chmod(0o750)                                    # the user's own choice for this model
+    save_model_folder(model, ModelInfo(CONFIG), _weights(0.2))
+    assert model.stat().st_mode & 0o7777 == 0o750
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2775)                                  # a group's folder: new folders keep its group
+    save_model_folder(shared / "ours", ModelInfo(CONFIG), _weights(0.1))
+    assert (shared / "ours").stat().st_mode & 0o2000

@@ -448,6 +448,9 @@ def test_before_closing_characters_the_suggestion_stops_where_they_are(vim, tiny
 def test_fitting_a_suggestion_before_the_rest_of_the_line(vim):
     cases = [('World")', '")', "World"), ("f(x), y)", ")", "f(x), y"), ('World") # note', ")", 'World"'),
              ("one)\ntwo)", ")", "one"), ("two\nlines", ")", "two"), ('")', '")', ""), ("x]", " ] ", "x"),
+             ("bar)", ");", "bar"), ("self) -> None:", "):", "self"), ('World"\nnext', '")', "World"),
+             ("don't stop'", "'", "don't stop"), ("U.S. store.", ".", "U.S"), ("3.14 m.", ".", "3.14 m"),
+             ('say \\"hi\\"" end', '"', 'say \\"hi\\"'), ('f("a") + b")', '")', 'f("a") + b'),
              ("abc", "", "abc"), ("abc\ndef", "  ", "abc\ndef"), ("x) y", "and more)", "x) y")]
     for text, after, fitted in cases:
         assert lua(vim, "return require('textgen.context').fit_before(...)", text, after) == fitted, (text, after)

@@ -93,16 +93,16 @@ def test_a_host_that_keeps_dying_is_started_at_most_three_times_a_minute(vim):
     vim.input("z")
     wait_for(lambda: idle(vim), what="typing as usual")
     assert host_pid(vim) is None
-    assert "it starts again in " in said and "(last: killed by SIGKILL" in said
+    assert "the next suggestion after " in said and "(last: killed by SIGKILL" in said
     # Asked why, it says so (not "it starts with the first suggestion"); asked for a suggestion, too.
     vim.input("<Esc>")
     status = vim.api.exec2("TextGenStatus", {"output": True})["output"]
-    assert "stopped 3 times within a minute; it starts again in " in status, status
+    assert "stopped 3 times within a minute; the next suggestion after " in status, status
     assert "starts with the first suggestion" not in status, status
     vim.command("messages clear")
     vim.command("TextGenComplete")
     again = wait_for(lambda: messages(vim), what="why nothing is suggested")
-    assert "stopped 3 times within a minute; it starts again in " in again, again
+    assert "stopped 3 times within a minute; the next suggestion after " in again, again
     report = health_report(vim)
     assert "ERROR the Python host stopped 3 times within a minute" in report, report
     assert host_pid(vim) is None

@@ -61,7 +61,7 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
     recover_interrupted_save(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
     try:
-        os.chmod(tmp, 0o777 & ~current_umask())    # mkdtemp's 0700 is for a scratch folder, not the model's
+        os.chmod(tmp, _folder_mode(folder, tmp))    # mkdtemp's 0700 is for a scratch folder, not the model's
         # config.json first: from its first file on, a folder a save makes is known as ours (a save
         # killed midway leaves one that the next save may clean; see _remove_model_files).
         with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
@@ -82,6 +82,17 @@ def save_model_folder(folder: str | os.PathLike, info: ModelInfo, weights: Weigh
         shutil.rmtree(tmp, ignore_errors=True)         # made by mkdtemp above: only this save wrote in it
         raise
     return folder
+
+
+def _folder_mode(folder: Path, tmp: Path) -> int:
+    """The permissions of the folder a save makes: those of the model folder it replaces, else those the
+    user's umask gives, with the set-group-ID bit a shared parent passed on (kept, as `mkdir` keeps it)."""
+    try:
+        if folder.is_dir() and not folder.is_symlink():
+            return stat.S_IMODE(folder.stat().st_mode)
+    except OSError:
+        pass
+    return (0o777 & ~current_umask()) | (os.stat(tmp).st_mode & stat.S_ISGID)
 
 
 def current_umask() -> int:

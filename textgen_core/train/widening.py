@@ -6,7 +6,8 @@ knows. Grown from it instead, it starts where the current one stands and the hou
 extra units can add.
 
 Every layer gets `hidden − H` new units. Their incoming weights (from the layer's input and from
-every unit's state) are drawn as a fresh layer's are; everything that reads them (the other units'
+every unit's state) are drawn at random at a fresh layer's scale (glorot uniform for the input,
+normal with deviation 1/√hidden for the recurrent weights); everything that reads them (the other units'
 recurrent weights, the next layer's input weights, the output layer) reads them with weight zero.
 The old units compute what they did, so the output is the old model's, and `textgen train --base`
 goes on from it; the new units' states are not zero, so the first gradient steps move the zero

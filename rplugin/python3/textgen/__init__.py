@@ -112,6 +112,8 @@ class TextGenHost:
                 answer = ""
             except ModelFileError as exc:
                 answer = str(exc)
+            except OSError as exc:                   # a folder that cannot be read: the job would fail on it
+                answer = f"cannot read {args[2]}: {exc.strerror or exc}"
         elif question == "project":
             action = str(args[2]) if len(args) > 2 else ""
             memories = self.session.memories
