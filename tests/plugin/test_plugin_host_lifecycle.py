@@ -105,6 +105,11 @@ def test_a_host_that_keeps_dying_is_started_at_most_three_times_a_minute(vim):
     assert "stopped 3 times within a minute; the next suggestion after " in again, again
     report = health_report(vim)
     assert "ERROR the Python host stopped 3 times within a minute" in report, report
+    assert "a new host starts with the next suggestion" not in report, report
+    vim.command("messages clear")
+    vim.command("TextGenModel tiny")                   # choosing a model asks a host to load it
+    chosen = wait_for(lambda: messages(vim), what="why no model loads")
+    assert "stopped 3 times within a minute; the next suggestion after " in chosen, chosen
     assert host_pid(vim) is None
 
 

@@ -420,6 +420,13 @@ def test_a_model_name_that_is_also_a_file_here_is_trained_on_and_the_progress_li
         vim.command("TextGenTrainStop")
         wait_for(lambda: training(vim)["state"] != "running", timeout=30, what="the job to stop")
     assert (work / "notes2").read_text() == NOVEL
+    start_training(vim, "2,5TextGenTrain mine")
+    try:
+        line = lua(vim, "return require('textgen.train').job.progress_line")
+        assert line.startswith("training 'mine' on lines 2–5 ("), line
+    finally:
+        vim.command("TextGenTrainStop")
+        wait_for(lambda: training(vim)["state"] != "running", timeout=30, what="the job to stop")
 
 
 def test_saving_inside_the_plugin_folder_or_under_a_bad_name_is_refused(vim):
