@@ -199,6 +199,22 @@ build/broad-stage5/weights.npz: build/broad-stage4/weights.npz
 	$(call TRAIN_ON,broad-stage5,$(STAGE_4_TEXT)) --base build/broad-stage4 \
 	  --learning-rate 1e-4 --max-minutes 20 --seed 25
 
+# Choosing the size (issue 28): the shipped network (stage 3) grown to 2x384 (`textgen widen`: the same
+# predictions), then trained on stage 4's text at stage 4's rate, to set beside stages 4 and 5 of the 2x256.
+build/wide384/weights.npz: models/default/weights.npz
+	$(PY) -m textgen_core widen models/default --hidden 384 --out build/wide384 --seed 26
+
+build/wide384-stage4/weights.npz: build/wide384/weights.npz build/corpus/CORPUS.tsv
+	$(call TRAIN_ON,wide384-stage4,$(STAGE_4_TEXT)) --base build/wide384 \
+	  --learning-rate 2e-4 --max-minutes 70 --seed 24
+
+# Its corpus n-gram's mixing weights and each kind's, fitted as default-model and default-kinds fit the
+# shipped model's, for bench/quality.py --model build/wide384-stage4-kinds.
+build/wide384-stage4-kinds/config.json: build/wide384-stage4/weights.npz
+	$(PY) -m textgen_core ngram build/wide384-stage4 $(CORPUS) --out build/wide384-stage4-ngram \
+	  --fit-on $(CORPUS) $(call BROAD_CORPUS,$(SHIPPED_RECIPE))
+	$(PY) -m textgen_core fit build/wide384-stage4-ngram $(KIND_FITS) --out build/wide384-stage4-kinds
+
 build/default-stage1/weights.npz: | $(VENV)/.dev-installed
 	$(call TRAIN_STAGE,default-stage1) --embed 64 --hidden 256 --layers 2 --max-minutes 40 --seed 1
 
