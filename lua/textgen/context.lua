@@ -98,17 +98,17 @@ local CLOSES = { [")"] = true, ["]"] = true, ["}"] = true }
 local QUOTES = { ["'"] = true, ['"'] = true, ["`"] = true }
 local PUNCTUATION = { ["."] = true, [","] = true, [";"] = true, [":"] = true }
 
---- Whether `line`'s byte `i`, the character that `after` starts with, is where the suggestion reaches
---- `after`: outside brackets the suggestion opened, a closing bracket; a quote not escaped and not
---- inside a word (`don't`); punctuation at a word's end (`U.S.`, `3.14` go on).
-local function reaches(line, i, depth)
+--- Whether `line`'s byte `i`, outside brackets the suggestion opened and the character that `after`
+--- starts with, is where the suggestion reaches `after`: a quote not escaped and not inside a word
+--- (`don't`); punctuation at a word's end (`U.S.`, `3.14` go on); a closing bracket always.
+local function reaches(line, i)
   local char, before, next = line:sub(i, i), line:sub(i - 1, i - 1), line:sub(i + 1, i + 1)
   if QUOTES[char] then
-    return depth == 0 and before ~= "\\" and not (before:match("%w") and next:match("%w"))
+    return before ~= "\\" and not (before:match("%w") and next:match("%w"))
   elseif PUNCTUATION[char] then
-    return depth == 0 and (next == "" or next:match("%s") ~= nil)
+    return next == "" or next:match("%s") ~= nil
   end
-  return depth == 0
+  return true
 end
 
 --- What of a suggestion goes before `after`, the rest of the line, when that holds closing characters
@@ -120,16 +120,15 @@ end
 ---@param after string
 ---@return string
 function M.fit_before(text, after)
-  local closing = after:match("^%s*(.-)%s*$")
-  if closing == "" or not after:match(CLOSING_ONLY) then
+  local first = after:match("%S")
+  if not first or not after:match(CLOSING_ONLY) then
     return text
   end
-  local first = closing:sub(1, 1)
   local line = text:match("^[^\n]*")
   local depth = 0
   for i = 1, #line do
     local char = line:sub(i, i)
-    if char == first and reaches(line, i, depth) then
+    if depth == 0 and char == first and reaches(line, i) then
       return line:sub(1, i - 1)
     end
     if OPENS[char] then

@@ -96,9 +96,7 @@ local function on_exit(id, code)
   answers = {}
   require("textgen.suggestion").drop_requests()
   if not exiting then
-    if M.held_back() then
-      message.say(M.held_back_reason(), vim.log.levels.ERROR)
-    else
+    if not M.say_held_back() then
       message.say(
         ("the Python host stopped (%s); a new one starts with the next suggestion"):format(describe_exit(M.last_exit)),
         vim.log.levels.WARN
@@ -132,6 +130,15 @@ function M.held_back_reason()
     math.ceil(M.held_back() or 0),
     last and (" (last: " .. last .. ")") or ""
   )
+end
+
+--- Say why no host runs when it is `held_back()`; whether it is.
+function M.say_held_back()
+  if not M.held_back() then
+    return false
+  end
+  message.say(M.held_back_reason(), vim.log.levels.ERROR)
+  return true
 end
 
 --- Start the host now; returns its channel, or nil (and says why) when it cannot be started.
@@ -245,10 +252,7 @@ function M.can_serve(config, explicit)
     end
     return false
   end
-  if M.held_back() then
-    if explicit then
-      message.say(M.held_back_reason(), vim.log.levels.ERROR)
-    end
+  if explicit and M.say_held_back() or M.held_back() then
     return false
   end
   local e = M.model_error
@@ -305,16 +309,16 @@ end
 --- Switch to a model; the host answers with on_model_loaded or on_model_error.
 function M.load(name, backend)
   M.model_error = nil
-  if not notify("TextGenHostLoad", name, backend, true) and M.held_back() then
-    message.say(M.held_back_reason(), vim.log.levels.ERROR)
+  if not notify("TextGenHostLoad", name, backend, true) then
+    M.say_held_back()
   end
 end
 
 --- Serve a freshly trained model: loaded again even when its path is that of the model in use.
 function M.swap(path, backend)
   M.model_error = nil
-  if not notify("TextGenHostSwap", path, backend) and M.held_back() then
-    message.say(M.held_back_reason(), vim.log.levels.ERROR)
+  if not notify("TextGenHostSwap", path, backend) then
+    M.say_held_back()
   end
 end
 
@@ -362,7 +366,7 @@ end
 ---@param path string
 ---@return string|nil
 function M.save_refusal(path)
-  local answer = channel and ask("save_refusal", path)
+  local answer = ask("save_refusal", path)
   return type(answer) == "string" and answer ~= "" and answer or nil
 end
 

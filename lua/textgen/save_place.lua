@@ -77,7 +77,8 @@ function M.resolve(buf, given)
 end
 
 --- Why a model cannot be saved at `path` (its folder, or the nearest existing folder above it, is not
---- writable, or a file stands where a folder above it would be), or nil. Checked before training, so a read-only place costs no training time.
+--- writable, or a file stands where a folder above it would be), or nil. Checked before training, so a
+--- read-only place costs no training time.
 ---@return string|nil
 function M.unwritable(path)
   local dir = vim.fs.dirname(path)

@@ -47,6 +47,11 @@ def vim(nvim, tiny_model_dir):
     lua(nvim, "require('textgen.memory').QUIET_MS = 1000")
 
 
+def pending(nvim, buf) -> bool:
+    """Whether a quiet-time send of `buf` waits."""
+    return lua(nvim, "return require('textgen.memory').pending(...)", buf)
+
+
 def edit(nvim, path, text):
     path.write_text(text)
     nvim.command(f"edit {path}")
@@ -164,9 +169,9 @@ def test_changes_in_normal_mode_are_sent_once_after_a_quiet_time(vim, tmp_path):
     lua(vim, "require('textgen.memory').QUIET_MS = 5000")
     for _ in range(4):
         vim.input("x")
-        wait_for(lambda: lua(vim, "return require('textgen.memory').pending(...)", a), what="a debounced send")
+        wait_for(lambda: pending(vim, a), what="a debounced send")
     assert [c["event"] for c in calls(vim, a)] == ["enter"], "sent before the quiet time"
-    wait_for(lambda: not lua(vim, "return require('textgen.memory').pending(...)", a), what="the quiet time")
+    wait_for(lambda: not pending(vim, a), what="the quiet time")
     assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 6), ("leave", 2)]
     lua(vim, "require('textgen.memory').QUIET_MS = 1000")
 
@@ -176,10 +181,10 @@ def test_entering_insert_mode_sends_a_change_at_once_and_its_quiet_time_send_is_
     # does not send it again halfway through the typing (the host counts the whole buffer each time).
     a = edit(vim, tmp_path / "t.txt", "abcdef\n")
     vim.input("x")
-    wait_for(lambda: lua(vim, "return require('textgen.memory').pending(...)", a), what="a debounced send")
+    wait_for(lambda: pending(vim, a), what="a debounced send")
     vim.input("A")
     wait_for(lambda: len(calls(vim, a)) == 2, what="the text sent on entering insert mode")
-    assert not lua(vim, "return require('textgen.memory').pending(...)", a)
+    assert not pending(vim, a)
     vim.input("yz<Esc>")
     wait_for(lambda: len(calls(vim, a)) == 3, what="the text sent on leaving insert mode")
     assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 6), ("enter", 5), ("leave", 7)]
@@ -216,9 +221,9 @@ def test_a_quiet_time_that_ends_while_typing_waits_for_insert_leave(vim, tmp_pat
 def test_a_send_cancels_the_quiet_time_send_waiting_for_the_same_text(vim, tmp_path):
     a = edit(vim, tmp_path / "w.txt", "abcdef\n")
     vim.input("x")
-    wait_for(lambda: lua(vim, "return require('textgen.memory').pending(...)", a), what="a debounced send")
+    wait_for(lambda: pending(vim, a), what="a debounced send")
     vim.command("write")
-    assert not lua(vim, "return require('textgen.memory').pending(...)", a)
+    assert not pending(vim, a)
     assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", 6), ("write", 5)]
 
 
@@ -228,7 +233,7 @@ def test_insert_leave_sends_the_text_and_unload_tells_the_host_to_forget(vim, tm
     wait_for(lambda: len(calls(vim, a)) == 2, what="the text sent on leaving insert mode")
     assert calls(vim, a)[1]["event"] == "leave" and calls(vim, a)[1]["text_bytes"] == 4
     # TextChanged after insert mode: its debounced send finds the changedtick already sent.
-    wait_for(lambda: not lua(vim, "return require('textgen.memory').pending(...)", a), what="the quiet time")
+    wait_for(lambda: not pending(vim, a), what="the quiet time")
     assert len(calls(vim, a)) == 2
     vim.command("enew")
     vim.command(f"bwipeout! {a}")

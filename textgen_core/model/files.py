@@ -92,10 +92,10 @@ def _folder_mode(folder: Path, tmp: Path) -> int:
             return stat.S_IMODE(folder.stat().st_mode)
     except OSError:
         pass
-    return (0o777 & ~current_umask()) | (os.stat(tmp).st_mode & stat.S_ISGID)
+    return (0o777 & ~_current_umask()) | (os.stat(tmp).st_mode & stat.S_ISGID)
 
 
-def current_umask() -> int:
+def _current_umask() -> int:
     """The process' umask, read without changing it where Linux shows it (`os.umask` can only be read by
     setting it, which another thread's new files would see for that moment)."""
     try:
