@@ -146,6 +146,31 @@ local function as_string_list(v)
   return v
 end
 
+local key_problems = {} ---@type table<string, string|false>  a key's problem (false: none), as found once
+
+--- What is wrong with `lhs` as a key to map, or nil: a key's name without its <> (`Tab` would map
+--- the letters T, a and b, taking them while a suggestion shows) or a <name> that is no key.
+local function key_problem(lhs)
+  if key_problems[lhs] == nil then
+    local function is_key(name)
+      return vim.api.nvim_replace_termcodes(name, true, true, true) ~= name
+    end
+    local problem = false
+    if #lhs > 1 and not lhs:find("<", 1, true) and is_key("<" .. lhs .. ">") then
+      problem = ("would map the letters %s: write \"<%s>\""):format(table.concat(vim.split(lhs, ""), ", "), lhs)
+    else
+      for name in lhs:gmatch("<[^<>]+>") do
+        if not is_key(name) then
+          problem = ("%s is not a key's name (:help key-notation)"):format(name)
+          break
+        end
+      end
+    end
+    key_problems[lhs] = problem
+  end
+  return key_problems[lhs] or nil
+end
+
 local function is_callable(v)
   return type(v) == "function" or type(v) == "userdata" or (type(v) == "string" and v ~= "")
 end
@@ -307,6 +332,8 @@ function M.validate(raw)
             )
           elseif lhs == false or lhs == 0 or lhs == "" or lhs == vim.NIL then
             config.keys[name] = false
+          elseif type(lhs) == "string" and key_problem(lhs) then
+            problems[#problems + 1] = ("g:textgen.keys.%s = %q %s"):format(name, lhs, key_problem(lhs))
           elseif type(lhs) == "string" then
             config.keys[name] = lhs
           else

@@ -9,7 +9,8 @@ local message = require("textgen.message")
 local suggestion = require("textgen.suggestion")
 
 local api = vim.api
-local null = require("textgen.util").is_null
+local util = require("textgen.util")
+local null = util.is_null
 local M = {}
 
 --- Merge `opts` into g:textgen (deep) and apply it: keys are mapped again.
@@ -69,6 +70,7 @@ end
 function M.complete(n)
   local buf = api.nvim_get_current_buf()
   local reason = context.disabled_reason(buf, config.get())
+    or (util.replacing() and "not in Replace mode (typed text overwrites there; a suggestion would be inserted)")
   if reason then
     message.say("no suggestions here: " .. reason)
     return false

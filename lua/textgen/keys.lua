@@ -137,6 +137,7 @@ end
 
 ---@type table<string, {lhs: string, saved: table|nil}>  keys mapped by apply(), and what they replaced
 local applied = {}
+local applied_keys = nil ---@type string|nil  the `keys` option last applied, as vim.inspect shows it
 
 local function fallback_lhs(name)
   return ("<Plug>(textgen-fallback-%s)"):format(name:gsub("_", "-"))
@@ -183,6 +184,7 @@ end
 --- Map the insert-mode keys of `g:textgen.keys` (again: setup() may change them).
 ---@param keys textgen.Keys
 function M.apply(keys)
+  applied_keys = vim.inspect(keys)
   for name in pairs(applied) do
     unmap(name)
   end
@@ -203,6 +205,15 @@ function M.apply(keys)
       end, { expr = true, remap = true, silent = true, desc = "textgen: " .. plug.desc })
       applied[name] = { lhs = lhs, saved = saved }
     end
+  end
+end
+
+--- Apply `keys` again where g:textgen.keys changed since they were applied (set after the plugin
+--- loaded, as a plugin manager's `config` does, without setup()); called on InsertEnter, before the
+--- keys are used. Keys the user mapped since are left alone while the option stays the same.
+function M.follow(keys)
+  if vim.inspect(keys) ~= applied_keys then
+    M.apply(keys)
   end
 end
 

@@ -64,7 +64,7 @@ M.LONG_LINE_BYTES = 10000
 --- Whether an automatic suggestion may show at the cursor in `buf` now.
 ---@param cfg textgen.Config
 function M.may_suggest(buf, cfg)
-  if not cfg.auto_trigger or api.nvim_get_current_buf() ~= buf or not util.inserting() then
+  if not cfg.auto_trigger or api.nvim_get_current_buf() ~= buf or not util.inserting() or util.replacing() then
     return false
   end
   if context.disabled_reason(buf, cfg) or menu.visible(cfg) then
@@ -146,15 +146,27 @@ end
 function M.on_insert_enter(buf)
   remember(buf)
   local cfg = config.get()
+  require("textgen.keys").follow(cfg.keys)
   if suggestion.follow_typing(buf) == "in_step" then
     return -- e.g. :TextGenComplete in normal mode, then `a`
   end
   suggestion.dismiss(buf)
   if cfg.auto_trigger and not context.disabled_reason(buf, cfg) then
     host.warm_up(cfg)
-    if M.may_suggest(buf, cfg) then
+    if vim.v.insertmode == "i" and M.may_suggest(buf, cfg) then -- not on R or gR (`util.replacing`)
       request_soon(buf, cfg)
     end
+  end
+end
+
+--- <Insert> switched between Insert and Replace mode (v:insertmode: the new one): a suggestion
+--- showing goes in Replace mode (`util.replacing`); back in Insert mode one is asked for.
+function M.on_insert_change(buf)
+  stop_debounce()
+  suggestion.dismiss(buf)
+  local cfg = config.get()
+  if vim.v.insertmode == "i" and M.may_suggest(buf, cfg) then
+    request_soon(buf, cfg)
   end
 end
 
@@ -194,6 +206,7 @@ function M.attach()
   on("TextChangedI", "follow the typing, ask for a suggestion", M.on_text_changed)
   on("CursorMovedI", "a suggestion left behind by the cursor goes", M.on_cursor_moved)
   on("InsertEnter", "suggest on entering insert mode", M.on_insert_enter)
+  on("InsertChange", "no suggestion in Replace mode", M.on_insert_change)
   on({ "InsertLeave", "BufLeave", "WinLeave" }, "dismiss on leaving", M.on_leave)
   on({ "CursorMoved", "TextChanged" }, "a normal-mode suggestion goes when the text moves", M.on_normal_change)
   -- A completion menu opened: hide the ghost text (keys keep their menu meaning meanwhile).

@@ -15,6 +15,14 @@ function M.inserting()
   return mode == "i" or mode == "R"
 end
 
+--- Whether the mode is Replace or Virtual Replace (`R`, `gR`, and a command of CTRL-O from them):
+--- typed text overwrites there, and an accepted suggestion would be inserted instead, so that <BS>
+--- then puts back characters that Replace mode never took. No suggestion shows there.
+function M.replacing()
+  local mode = vim.api.nvim_get_mode().mode
+  return mode:sub(1, 1) == "R" or mode == "niR" or mode == "niV"
+end
+
 --- Append `item` to `list`, dropping the oldest items past `keep` (the last lines of a job's output).
 function M.keep_last(list, item, keep)
   list[#list + 1] = item

@@ -500,9 +500,42 @@ def test_tab_falls_back_to_an_earlier_mapping(vim):
         set_options(vim, keys={"accept": "<Tab>"})
 
 
+def test_keys_set_in_g_textgen_after_the_plugin_loaded_are_mapped_at_the_next_insert(vim, tiny_model):
+    """A plugin manager's `config` sets vim.g.textgen after the plugin loaded, without setup(): its
+    keys are mapped when Insert mode is next entered (they were read at load only: <C-l> inserted a
+    ^L and <Tab> still accepted), and a key the user mapped since is left alone while they stay."""
+    lua(vim, "vim.g.textgen = vim.tbl_extend('force', vim.g.textgen, { keys = { accept = '<C-l>' } })")
+    expected = suggest(tiny_model, "the qu")
+    type_and_wait(vim, "ithe qu", expected)
+    assert "textgen" not in (vim.funcs.maparg("<Tab>", "i", False, True) or {}).get("desc", "")
+    vim.input("<C-l>")
+    wait_for(lambda: buffer_text(vim) == "the qu" + expected, what="accept on <C-l>")
+    vim.input("<Esc>")
+    vim.command("inoremap <C-l> MINE")
+    vim.input("o")
+    wait_for(lambda: mode(vim) == "i", what="insert mode")
+    vim.input("<C-l>")
+    wait_for(lambda: vim.current.buffer[-1] == "MINE", what="the user's own <C-l>")
+
+
+def test_a_key_name_without_its_brackets_is_refused_not_mapped_as_letters(vim, tiny_model):
+    """keys = { accept = 'Tab' } mapped the letters T, a, b: typing "Table" after a suggestion ate them
+    and accepted it. It is refused in one line (the default kept), as is a <name> that is no key."""
+    set_options(vim, keys={"accept": "Tab", "dismiss": "<Nope>"})
+    problems = lua(vim, "return select(2, require('textgen.config').validate(vim.g.textgen))")
+    assert 'g:textgen.keys.accept = "Tab" would map the letters T, a, b: write "<Tab>"' in problems, problems
+    assert any("<Nope> is not a key's name" in p for p in problems), problems
+    assert vim.funcs.maparg("T", "i") == "" and vim.funcs.maparg("<Nope>", "i") == ""
+    expected = suggest(tiny_model, "the qu")
+    type_and_wait(vim, "ithe qu", expected)
+    vim.input("<Tab>")
+    wait_for(lambda: buffer_text(vim) == "the qu" + expected, what="accept on the default <Tab>")
+
+
 def test_keys_can_be_remapped_and_disabled(vim, tiny_model):
     set_options(vim, keys={"accept": "<C-l>"})
-    assert vim.funcs.maparg("<Tab>", "i") == ""
+    # <Tab> is given back what it did before (Neovim's own snippet <Tab>, where it has one)
+    assert "textgen" not in (vim.funcs.maparg("<Tab>", "i", False, True) or {}).get("desc", "")
     expected = suggest(tiny_model, "the qu")
     type_and_wait(vim, "ithe qu", expected)
     vim.input("<Tab>")

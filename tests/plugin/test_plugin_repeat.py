@@ -16,7 +16,9 @@ from tests.nvim_harness import (
     fresh_buffer,
     ghost,
     lua,
+    messages,
     mode,
+    requests,
     start_module_nvim,
     suggest,
     wait_for,
@@ -188,3 +190,33 @@ def test_accepting_never_shows_the_accepted_text_twice(vim, model):
         assert set(rows) <= {"the qu" + expected}, rows
     finally:
         screen.close()
+
+
+def test_replace_mode_shows_no_suggestion_so_backspace_puts_back_what_it_replaced(vim, model):
+    """In Replace mode typed text overwrites; an accepted suggestion would be inserted, and <BS> would
+    then put back characters that Replace mode never took (`def __init__(self, x=xxx`, a new user's
+    trial). No suggestion shows there: <Insert> from Insert mode takes the ghost text away, typing asks
+    for none, <Tab> is a key as without the plugin, and :TextGenComplete says why."""
+    expected = suggest(model, "x\nthe qu")
+    vim.current.buffer[:] = ["x", "the qu"]
+    vim.command("setlocal noexpandtab")
+    vim.input("Gi")
+    wait_for(lambda: mode(vim) == "i", what="insert mode")
+    vim.input("<End>")
+    wait_for(lambda: (g := ghost(vim)) and g.text == expected, what=f"ghost text {expected!r}")
+    vim.input("<Insert>")
+    wait_for(lambda: mode(vim) == "R", what="Replace mode")
+    wait_for(lambda: ghost(vim) is None, what="the ghost text gone in Replace mode")
+    asked = requests(vim)
+    vim.input("<BS><BS>ick")            # Replace mode: <BS> moves back, then the letters overwrite
+    wait_for(lambda: vim.current.buffer[-1] == "the ick", what="the typed letters")
+    assert requests(vim) == asked and ghost(vim) is None
+    vim.input("<Tab><BS><BS><BS><BS>")  # a Tab typed as a Tab, and <BS> restores what was replaced
+    wait_for(lambda: vim.current.buffer[-1] == "the qu", what="the line as it was before Replace mode")
+    vim.input("<C-o>:TextGenComplete<CR>")
+    wait_for(lambda: "no suggestions here: not in Replace mode" in messages(vim), what="why not")
+    assert requests(vim) == asked and ghost(vim) is None
+    vim.input("<Insert><End>ick")       # back in Insert mode (<BS> left the cursor before "qu")
+    wait_for(lambda: mode(vim) == "i" and vim.current.buffer[-1] == "the quick" and ghost(vim) is not None,
+             what="a suggestion in Insert mode")
+    escape(vim)
