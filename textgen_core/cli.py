@@ -49,6 +49,17 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+def _seed(value: str) -> int:
+    """A --seed: a whole number numpy and TensorFlow both take (numpy's message for -1 named no option)."""
+    try:
+        seed = int(value)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {2**32 - 1} (got {value!r})")
+    return seed
+
+
 KIND_HELP = ("the kind of text (or a Neovim filetype of one), whose mixing weights to use where the model has "
              "them (`textgen fit`), as the editor does by the buffer's filetype; default: those fitted on all text")
 PROJECT_HELP = ("a project folder whose text files the suggestions also draw on (git's files when it is a "
@@ -74,7 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--val-fraction", type=float, default=0.1)
     train.add_argument("--patience", type=int, default=3)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--jit-compile", action="store_true", help="compile training steps with XLA")
     train.add_argument("--gru", choices=("auto", "fused", "keras"), default="auto",
                        help="GRU layer to train with: fused (faster on a CPU), keras (cuDNN on a GPU); "
@@ -111,7 +122,7 @@ def _build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--top-p", type=float, default=1.0)
     complete.add_argument("--beam", type=int, default=1, help=f"beam width (greedy when 1; at most {MAX_BEAM})")
     complete.add_argument("-n", type=int, default=1, help=f"number of alternatives (at most {MAX_ALTERNATIVES})")
-    complete.add_argument("--seed", type=int)
+    complete.add_argument("--seed", type=_seed)
     complete.add_argument("--multiline", action="store_true", help="do not stop at the end of the line")
     complete.add_argument("--backend", choices=("numpy", "tensorflow"), default="numpy")
     complete.add_argument("--project", metavar="DIR", help=PROJECT_HELP)
@@ -145,7 +156,7 @@ def _build_parser() -> argparse.ArgumentParser:
     widen.add_argument("model", help="the model (name or folder) to grow")
     widen.add_argument("--hidden", type=int, required=True, help="units a layer, more than the model has")
     widen.add_argument("--out", required=True, help="model folder to write (atomically)")
-    widen.add_argument("--seed", type=int, default=0, help="seed of the new units' incoming weights")
+    widen.add_argument("--seed", type=_seed, default=0, help="seed of the new units' incoming weights")
     ngram = sub.add_parser("ngram", help="give a model a corpus n-gram: what files say after the same last "
                            "1–16 bytes, mixed with the GRU's predictions (no training)")
     ngram.add_argument("model", help="the model (name or folder) to give the n-gram to")
@@ -464,9 +475,21 @@ def _unwritable(exc: OSError, out: str) -> Exception:
     """What to raise when saving the model folder `out` failed: a clear line for what the user can fix."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):     # EFBIG: over a file size limit
         return UserError(f"no room to save the model ({exc.strerror}); {out} is as it was")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
-        return UserError(f"cannot write the model folder ({exc.strerror}): {out}")
-    return exc
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and _file_on_the_way(out):
+        return UserError(f"cannot write the model folder: {_file_on_the_way(out)} is a file, not a folder: {out}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return UserError(f"the name is too long for the file system (with the suffix of the temporary folder "
+                         f"written beside it first); choose a shorter one: {out}")
+    return UserError(f"cannot write the model folder ({exc.strerror or exc}): {out}")
+
+
+def _file_on_the_way(out: str) -> str | None:
+    """The first of `out` and the folders above it that is something other than a folder, if any."""
+    path = Path(out).absolute()
+    for place in [*reversed(path.parents), path]:
+        if place.exists() and not place.is_dir():
+            return str(place)
+    return None
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
@@ -569,8 +592,20 @@ def _cmd_average(args: argparse.Namespace) -> int:
     shares = ", ".join(f"{m['model']} {m['weight']:.3g}" for m in info.training["averaged"])
     measured = f": val bpc {info.val_bpc:.4f}, {info.metrics['val_bpc_with_match']:.4f} with the buffer as memory" \
         if info.val_bpc is not None else ""
-    print(f"saved {args.out} ({shares}){measured}")
+    first = info.training["averaged"][0]["model"]
+    kept = f"; {first}'s corpus n-gram kept" if info.ngram else ""
+    unfitted = (f"; {first}'s mixing weights per kind of text left out (they fit its network: `textgen fit "
+                f"{args.out} ...` fits the average's)") if _has_kinds(first) else ""
+    print(f"saved {args.out} ({shares}){measured}{kept}{unfitted}")
     return 0
+
+
+def _has_kinds(model: str) -> bool:
+    """Whether `model` has mixing weights fitted per kind of text (`textgen fit`)."""
+    from textgen_core.model.files import read_model_info
+    from textgen_core.model.registry import resolve_model_path
+
+    return bool(read_model_info(resolve_model_path(model)).match.get("kinds"))
 
 
 def _cmd_widen(args: argparse.Namespace) -> int:

@@ -310,7 +310,8 @@ local function check_config()
     health.ok("g:textgen is valid")
   end
   for _, problem in ipairs(problems) do
-    health.warn(problem, { "See :help textgen-options." })
+    -- no period after the tag: checkhealth would take it into the link
+    health.warn(problem, { "See :help textgen-options" })
   end
   for name, lhs in pairs(cfg.keys) do
     if lhs then

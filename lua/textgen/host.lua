@@ -60,6 +60,15 @@ function M.python_problem(python)
   if vim.fn.executable(python) == 1 then
     return nil
   end
+  local cfg = type(vim.g.textgen) == "table" and vim.g.textgen or {}
+  if type(cfg.python) == "string" and cfg.python ~= "" then
+    local state = vim.uv.fs_stat(python) and "is not an executable program" or "is missing"
+    return ("no Python to run textgen with: g:textgen.python (%s) %s; point it at a Python, or unset it to use %s/.venv (`make install` makes it)"):format(
+      python,
+      state,
+      save_place.PLUGIN_ROOT
+    )
+  end
   return ("no Python to run textgen with: %s is missing; run `make install` in %s, or set g:textgen.python"):format(
     python,
     save_place.PLUGIN_ROOT
@@ -271,14 +280,8 @@ M.WAY_OUT = "; choose one with :TextGenModel"
 M.given = {}
 
 --- `reason` with the absolute folders the user named shown as they wrote them ("~/m/novel/...").
-function M.as_given(reason)
-  for path, given in pairs(M.given) do
-    local written = message.as_written(reason, path, given)
-    if written ~= reason then
-      return written
-    end
-  end
-  return reason
+function M.as_given(reason, name)
+  return message.as_written(reason, name, M.given[name])
 end
 
 --- The first clause of a load error ("no model named 'x'"), for a one-line message.
@@ -419,7 +422,7 @@ end
 --- deleted since): the copy in memory goes on serving, and the user is told why.
 function M.on_model_error(name, backend, reason, explicit, kept)
   M.warming = false
-  reason = M.as_given(reason)
+  reason = M.as_given(reason, name)
   if kept then
     message.say(("%s; still serving the copy loaded before"):format(M.short_reason(reason)), vim.log.levels.WARN)
     return

@@ -88,3 +88,24 @@ def test_refusals_are_one_line_and_touch_nothing(tiny_model_dir, tmp_path):
     assert (mine / "notes.txt").read_text() == "not a model" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
     missing = textgen("widen", tmp_path / "nothing-here", "--hidden", 80, "--out", tmp_path / "out")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_out_and_a_bad_seed_are_one_line_each(tiny_model_dir, tmp_path):
+    """A name too long once the temporary folder's suffix is added, a place under a file, a place no
+    folder can be made in (/proc), and a negative seed each gave a traceback or another tool's words (a new
+    user's trial); each is one line now, and nothing is left behind."""
+    cases = {
+        "too long": (tmp_path / ("m" * 240), "the name is too long for the file system"),
+        "under a file": (tmp_path / "afile.txt" / "sub", "afile.txt is a file, not a folder"),
+        "nowhere": ("/proc/textgen-test-model", "cannot write the model folder"),   # not even root writes there
+    }
+    (tmp_path / "afile.txt").write_text("mine")
+    for what, (out, said) in cases.items():
+        run = textgen("widen", tiny_model_dir, "--hidden", 80, "--out", out)
+        assert run.returncode == 2 and said in run.stderr and "Traceback" not in run.stderr, (what, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1, (what, run.stderr)
+    assert (tmp_path / "afile.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"]
+    seed = textgen("widen", tiny_model_dir, "--hidden", 80, "--seed", -1, "--out", tmp_path / "seeded")
+    assert seed.returncode == 2 and "a seed is a whole number from 0" in seed.stderr and "Traceback" not in seed.stderr
+    assert not (tmp_path / "seeded").exists()

@@ -337,9 +337,14 @@ def test_a_model_path_is_shown_as_the_user_wrote_it(vim, tiny_model, tmp_path):
     broken = tmp_path / "home" / "models" / "novel"
     shutil.copytree(tiny_model.path, broken)
     (broken / "weights.npz").unlink()
+    vim.command(f"cd {tmp_path / 'home' / 'models'}")
+    vim.command("TextGenModel ../")             # a folder above, named first (no model: refused)
+    wait_for(lambda: "textgen:" in messages(vim), what="the first refusal")
+    vim.command("messages clear")
     vim.command(f"cd {tmp_path / 'home'}")
     vim.command("TextGenModel ./models/novel")
     said = wait_for(lambda: "textgen:" in (m := messages(vim)) and m, what="the message")
+    # each message shows its own model's path as written, not an earlier one's inside it (`..//novel`)
     assert "textgen: ./models/novel/weights.npz: missing" in said, said
 
 
@@ -408,6 +413,15 @@ def test_checkhealth_finds_everything_in_order(vim):
                      "model '"):
         assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
     assert "ERROR" not in report, report
+
+
+def test_the_help_named_in_checkhealth_advice_is_a_tag(vim):
+    """checkhealth makes a link of `:help tag`; a period after the tag went into the link (E149)."""
+    lua(vim, "require('textgen').setup({ debounce_ms = -1 })")
+    report = health_report(vim)
+    named = re.findall(r":help \|?([^\s|]+)", report)
+    tags = set(re.findall(r"\*([^*\s]+)\*", (REPO / "doc" / "textgen.txt").read_text()))
+    assert named and all(tag in tags for tag in named), (named, report)
 
 
 def test_help_has_a_tag_for_every_command_map_and_option(tmp_path):
@@ -487,8 +501,24 @@ def test_without_its_python_one_message_and_nothing_breaks(tmp_path):
         vim.input("ick<Tab>x<Esc>")
         wait_for(lambda: mode(vim) == "n" and buffer_text(vim) == "the quick\tx", what="typing as usual")
         assert messages(vim).count("textgen:") == 1, messages(vim)
-        assert "make install" in lua(vim, "return require('textgen').status().model_error")
+        said = lua(vim, "return require('textgen').status().model_error")
+        assert "g:textgen.python (" in said and ") is missing" in said and "make install" in said, said
         assert "no Python to run textgen with" in output_of(vim, "TextGenStatus")
+    finally:
+        vim.close()
+
+
+def test_a_python_that_is_not_a_program_is_named_as_such(tmp_path):
+    """g:textgen.python naming a file that is there but not executable was said to be "missing", with
+    "or set g:textgen.python" as the way out (it was set)."""
+    python = tmp_path / "python3"
+    python.write_text("not a program")
+    vim = start_nvim(shared_manifest(), tmp_path / "home", {"model": "no-such-model"}, python=python)
+    try:
+        vim.input("ithe qu")
+        wait_for(lambda: "no Python to run textgen with" in messages(vim), what="the message")
+        said = lua(vim, "return require('textgen').status().model_error")
+        assert f"g:textgen.python ({python}) is not an executable program; point it at a Python" in said, said
     finally:
         vim.close()
 

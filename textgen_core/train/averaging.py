@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from textgen_core.model.config import ModelInfo
-from textgen_core.model.files import Weights, load_model_folder, save_model_folder
+from textgen_core.model.files import Weights, load_model_folder, read_ngram, save_model_folder
 from textgen_core.model.registry import resolve_model_path
 from textgen_core.train.held_out import TrainingText, corpus_summary, fit_match_weights, split_texts, windowed_val_bpc
 from textgen_core.train.machine import machine_summary
@@ -51,7 +51,9 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
 
     With `fit_texts`, the buffer-as-memory weights are fitted and the val bpc measured on their
     held-out tails (`val_fraction` of each, as `train` splits them); without, the first member's
-    buffer-as-memory weights are kept and no val bpc is recorded.
+    buffer-as-memory weights are kept and no val bpc is recorded. The first member's corpus n-gram
+    comes along (a table of text, not of a network: without it the average of a model with itself
+    did worse than the model), with its mixing weights, fitted anew with `fit_texts`.
     """
     if len(members) < 2:
         raise ValueError("averaging needs at least two models")
@@ -75,7 +77,8 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
 
     # the first model's mixing weights, but none per kind of text: those fit its network alone (`textgen fit`)
     match = {key: value for key, value in first_info.match.items() if key != "kinds"}
-    info = ModelInfo(config=first_info.config, match=match, training={
+    table = read_ngram(loaded[0][1])
+    info = ModelInfo(config=first_info.config, match=match, ngram=first_info.ngram, training={
         "averaged": [{"model": member.model, "path": str(path), "weight": round(member.weight / total, 6),
                       "val_bpc": member_info.val_bpc, "training": without_file_lists(member_info.training)}
                      for member, path, member_info, _ in loaded],
@@ -85,10 +88,10 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
     if fit_texts:
         _, val = split_texts(list(fit_texts), val_fraction)
         info.training["fitted_on"] = corpus_summary(list(fit_texts)) | {"val_fraction": val_fraction}
-        info.match = fit_match_weights(info, averaged, val)
+        info.match = fit_match_weights(info, averaged, val, ngram=table)
         info.metrics = {"val_bpc": round(windowed_val_bpc(info.config, averaged, val), 4),
                         "val_bpc_with_match": info.match["val_bpc_with_match"]}
-    save_model_folder(out, info, averaged)
+    save_model_folder(out, info, averaged, ngram=table)
     return info
 
 
