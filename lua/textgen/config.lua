@@ -313,7 +313,9 @@ function M.validate(raw)
       else
         for ft, on in pairs(value) do
           local b = as_bool(on)
-          if type(ft) ~= "string" or b == nil then
+          if type(ft) == "number" and type(on) == "string" then -- { 'python' }: a list, not a table of them
+            problems[#problems + 1] = ("g:textgen.filetypes is a table of filetype = true/false: write { %s = true }, not a list"):format(on)
+          elseif type(ft) ~= "string" or b == nil then
             problems[#problems + 1] = ("g:textgen.filetypes[%s] must be true or false"):format(vim.inspect(ft))
           else
             config.filetypes[ft] = b
@@ -398,6 +400,10 @@ end
 ---@param opts table|nil
 ---@return textgen.Config
 function M.merge(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    message.say_once(("setup() takes a table of options, such as { model = 'notes' } (got %s)"):format(vim.inspect(opts)))
+    opts = nil
+  end
   local current = type(vim.g.textgen) == "table" and vim.g.textgen or {}
   local merged = vim.tbl_deep_extend("force", current, opts or {})
   local _, problems = M.validate(merged)

@@ -49,8 +49,11 @@ local function builtin_reason(buf, config)
   if bo.buftype ~= "" and bo.buftype ~= "acwrite" then
     return ("it is a %s buffer"):format(bo.buftype)
   end
-  if not bo.modifiable or bo.readonly then
+  if not bo.modifiable then
     return "the buffer is not modifiable"
+  end
+  if bo.readonly then
+    return "the buffer is read-only"
   end
   local flag = vim.b[buf].textgen_enabled
   if flag == false or flag == 0 then

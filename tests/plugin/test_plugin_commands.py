@@ -348,6 +348,21 @@ def test_a_model_path_is_shown_as_the_user_wrote_it(vim, tiny_model, tmp_path):
     assert "textgen: ./models/novel/weights.npz: missing" in said, said
 
 
+def test_options_of_the_wrong_shape_say_which_shape_is_meant(vim):
+    """A new user's trial: `filetypes = { 'python' }` was said to need "true or false" (for [1]),
+    setup('abc') threw vim/shared.lua's error, and a read-only buffer was called "not modifiable"."""
+    problems = lua(vim, "return select(2, require('textgen.config').validate({ filetypes = { 'python' } }))")
+    assert problems == ["g:textgen.filetypes is a table of filetype = true/false: write { python = true }, "
+                        "not a list"], problems
+    lua(vim, "require('textgen').setup('abc')")
+    wait_for(lambda: "setup() takes a table of options, such as { model = 'notes' } (got \"abc\")" in messages(vim),
+             what="setup()'s message")
+    assert "Error" not in messages(vim) and vim.vars["textgen"]["model"]
+    vim.command("setlocal readonly")
+    vim.command("TextGenComplete")
+    wait_for(lambda: "no suggestions here: the buffer is read-only" in messages(vim), what="why not")
+
+
 def test_several_bad_options_are_said_in_one_line(tiny_model_dir, tmp_path):
     editor = start_nvim(shared_manifest(), tmp_path / "home", {"model": str(tiny_model_dir), "debounce_ms": -1,
                                                                "mid_line": "sometimes", "max_chars": "many"},
