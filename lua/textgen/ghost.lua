@@ -27,6 +27,18 @@ end
 ---@param buf integer
 ---@param row integer|nil 0-based
 ---@param col integer|nil byte column
+-- The window the ghost text's namespace is scoped to: the one typed in, not every window showing the
+-- buffer (a split of the same file showed the suggestion twice). nvim__ns_set is Neovim 0.11's and
+-- marked experimental; without it (0.10) every window of the buffer shows it, as before.
+local scoped_win = nil
+
+local function scope_to_current_window()
+  local win = vim.api.nvim_get_current_win()
+  if win ~= scoped_win and vim.api.nvim__ns_set and pcall(vim.api.nvim__ns_set, M.ns, { wins = { win } }) then
+    scoped_win = win
+  end
+end
+
 ---@param text string|nil
 function M.render(buf, row, col, text)
   local id = marks[buf]
@@ -43,6 +55,7 @@ function M.render(buf, row, col, text)
   for i = 2, #lines do
     virt_lines[#virt_lines + 1] = { { expand_tabs(lines[i], buf), M.HL } }
   end
+  scope_to_current_window()
   local ok, new_id = pcall(vim.api.nvim_buf_set_extmark, buf, M.ns, row, col, {
     id = id,
     virt_text = first ~= "" and { { first, M.HL } } or nil,

@@ -500,6 +500,34 @@ def test_tab_falls_back_to_an_earlier_mapping(vim):
         set_options(vim, keys={"accept": "<Tab>"})
 
 
+SCREEN_ROWS = """
+vim.cmd('redraw')
+local rows = {}
+for r = 1, vim.o.lines do
+  local cells = {}
+  for c = 1, vim.o.columns do cells[#cells + 1] = vim.fn.screenstring(r, c) end
+  rows[#rows + 1] = table.concat(cells)
+end
+return rows
+"""
+
+
+def test_ghost_text_shows_in_the_window_typed_in_only(vim, tiny_model):
+    """A split of the same buffer showed the suggestion in both windows (a new user's trial)."""
+    if not lua(vim, "return vim.api.nvim__ns_set ~= nil"):
+        pytest.skip("Neovim before 0.11 cannot scope ghost text to a window")
+    vim.command("split")
+    try:
+        expected = suggest(tiny_model, "the qu")
+        type_and_wait(vim, "ithe qu", expected)
+        rows = lua(vim, SCREEN_ROWS)
+        assert sum(row.startswith("the qu") for row in rows) == 2, rows            # the line, in both windows
+        assert sum(row.startswith("the qu" + expected[:10]) for row in rows) == 1, rows
+    finally:
+        vim.input("<Esc>")
+        vim.command("only")
+
+
 def test_keys_set_in_g_textgen_after_the_plugin_loaded_are_mapped_at_the_next_insert(vim, tiny_model):
     """A plugin manager's `config` sets vim.g.textgen after the plugin loaded, without setup(): its
     keys are mapped when Insert mode is next entered (they were read at load only: <C-l> inserted a
