@@ -89,7 +89,8 @@ def test_refusals_are_clear_and_write_nothing(two_models, tmp_path):
     cases = [([Member(str(first), 1)], "at least two models"),
              ([Member(str(first), 1), Member(str(second), 0)], "positive number"),
              ([Member(str(first), 1), Member(str(small), 1)], "only models of one architecture average"),
-             ([Member(str(first), 1), Member(str(tmp_path / "nowhere"), 1)], "nowhere")]
+             ([Member(str(first), 1), Member(str(tmp_path / "nowhere"), 1)], "nowhere"),
+             ([Member(str(first), 1), parse_member("default:abc")], "nor is 'abc' after its last colon a weight")]
     for members, message in cases:
         with pytest.raises(Exception, match=message):
             average_models(members, tmp_path / "out")

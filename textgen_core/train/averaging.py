@@ -21,7 +21,7 @@ import numpy as np
 
 from textgen_core.model.config import ModelInfo
 from textgen_core.model.files import Weights, load_model_folder, read_ngram, save_model_folder
-from textgen_core.model.registry import resolve_model_path
+from textgen_core.model.registry import ModelNotFoundError, resolve_model_path
 from textgen_core.train.held_out import TrainingText, corpus_summary, fit_match_weights, split_texts, windowed_val_bpc
 from textgen_core.train.machine import machine_summary
 
@@ -62,7 +62,14 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
     total = sum(m.weight for m in members)
     loaded = []
     for member in members:
-        path = resolve_model_path(member.model)
+        try:
+            path = resolve_model_path(member.model)
+        except ModelNotFoundError as exc:          # 'default:abc' is no model's name, nor 'abc' a weight
+            name, colon, weight = member.model.rpartition(":")
+            if colon and name:
+                raise type(exc)(f"{exc}; nor is {weight!r} after its last colon a weight (MODEL:WEIGHT, such as "
+                                f"notes:2)") from None
+            raise
         info, weights = load_model_folder(path)
         loaded.append((member, path, info, weights))
     first_info = loaded[0][2]
