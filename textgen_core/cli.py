@@ -49,6 +49,17 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+def _fraction(value: str) -> float:
+    """A --val-fraction: the share of each file held out, above 0 and below 1."""
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = math.nan
+    if not 0 < fraction < 1:
+        raise argparse.ArgumentTypeError(f"the share held out is a number above 0 and below 1 (got {value!r})")
+    return fraction
+
+
 def _seed(value: str) -> int:
     """A --seed: a whole number numpy and TensorFlow both take (numpy's message for -1 named no option)."""
     try:
@@ -83,7 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seq-len", type=int, default=128)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--learning-rate", type=float, default=2e-3)
-    train.add_argument("--val-fraction", type=float, default=0.1)
+    train.add_argument("--val-fraction", type=_fraction, default=0.1)
     train.add_argument("--patience", type=int, default=3)
     train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--jit-compile", action="store_true", help="compile training steps with XLA")
@@ -150,7 +161,7 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="fit the buffer-as-memory weights and measure val bpc on the held-out tails of "
                               "these files, as `train` does (default: keep the first model's weights); at most "
                               f"{FILE_BYTES // MB} MB a file, {INPUT_BYTES // MB} MB in all")
-    average.add_argument("--val-fraction", type=float, default=0.1)
+    average.add_argument("--val-fraction", type=_fraction, default=0.1)
     widen = sub.add_parser("widen", help="grow a model's GRU layers to more units, predicting exactly what it did "
                            "(then `train --base` trains the larger network on from there)")
     widen.add_argument("model", help="the model (name or folder) to grow")
@@ -166,7 +177,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ngram.add_argument("--out", required=True, help="model folder to write (atomically)")
     ngram.add_argument("--min-count", type=int, default=2,
                        help="keep the contexts seen at least this often (1: every one, a larger table)")
-    ngram.add_argument("--val-fraction", type=float, default=0.1,
+    ngram.add_argument("--val-fraction", type=_fraction, default=0.1,
                        help="the tail of every file that is not counted but fits the mixing weights")
     ngram.add_argument("--fit-on", nargs="+", metavar="FILE", default=None,
                        help="fit the mixing weights on the tails of these files instead (none of them counted; "
@@ -186,7 +197,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="a kind (or a Neovim filetype of one) and files of it (globs allowed); repeatable, one "
                           "kind each time")
     fit.add_argument("--out", required=True, help="model folder to write (atomically; it may be the model's own)")
-    fit.add_argument("--val-fraction", type=float, default=0.1,
+    fit.add_argument("--val-fraction", type=_fraction, default=0.1,
                      help="fit on the tail of every file, the part `train` held out of these files (0.1 as train's)")
     fit.add_argument("--bytes", type=int, default=FIT_BYTES,
                      help=f"fit each kind on at most this many bytes, tails spread over its files (default "

@@ -114,6 +114,10 @@ def test_the_command_averages_and_reports_and_refuses_in_one_line(two_models, tm
     unwritable = textgen("average", first, second, "--out", blocker / "model")
     assert unwritable.returncode == 2 and "cannot write the model folder" in unwritable.stderr
     assert "Traceback" not in unwritable.stderr and blocker.read_text().startswith("a file")
+    # a share of 5 was accepted where no --fit used it
+    share = textgen("average", first, second, "--out", tmp_path / "share", "--val-fraction", 5)
+    assert share.returncode == 2 and "--val-fraction: the share held out is a number above 0" in share.stderr
+    assert not (tmp_path / "share").exists()
 
 
 def test_the_first_models_corpus_ngram_comes_along(tiny_model_dir, tmp_path):
