@@ -23,10 +23,6 @@ local function expand_tabs(text, buf)
   return (text:gsub("\t", string.rep(" ", width > 0 and width or 8)))
 end
 
---- Show `text` at (row, col) in `buf`, or clear the ghost text when `text` is nil or "".
----@param buf integer
----@param row integer|nil 0-based
----@param col integer|nil byte column
 -- The window the ghost text's namespace is scoped to: the one typed in, not every window showing the
 -- buffer (a split of the same file showed the suggestion twice). nvim__ns_set is Neovim 0.11's and
 -- marked experimental; without it (0.10) every window of the buffer shows it, as before.
@@ -39,6 +35,10 @@ local function scope_to_current_window()
   end
 end
 
+--- Show `text` at (row, col) in `buf`, or clear the ghost text when `text` is nil or "".
+---@param buf integer
+---@param row integer|nil 0-based
+---@param col integer|nil byte column
 ---@param text string|nil
 function M.render(buf, row, col, text)
   local id = marks[buf]

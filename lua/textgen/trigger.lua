@@ -159,15 +159,11 @@ function M.on_insert_enter(buf)
   end
 end
 
---- <Insert> switched between Insert and Replace mode (v:insertmode: the new one): a suggestion
---- showing goes in Replace mode (`util.replacing`); back in Insert mode one is asked for.
+--- <Insert> switched between Insert and Replace mode: a suggestion showing goes (Replace mode shows
+--- none: `util.replacing`); back in Insert mode the next key asks again.
 function M.on_insert_change(buf)
   stop_debounce()
   suggestion.dismiss(buf)
-  local cfg = config.get()
-  if vim.v.insertmode == "i" and M.may_suggest(buf, cfg) then
-    request_soon(buf, cfg)
-  end
 end
 
 function M.on_leave(buf)
