@@ -486,8 +486,8 @@ def _unwritable(exc: OSError, out: str) -> Exception:
     """What to raise when saving the model folder `out` failed: a clear line for what the user can fix."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):     # EFBIG: over a file size limit
         return UserError(f"no room to save the model ({exc.strerror}); {out} is as it was")
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and _file_on_the_way(out):
-        return UserError(f"cannot write the model folder: {_file_on_the_way(out)} is a file, not a folder: {out}")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and (in_the_way := _file_on_the_way(out)):
+        return UserError(f"cannot write the model folder: {in_the_way} is a file, not a folder: {out}")
     if exc.errno == errno.ENAMETOOLONG:
         return UserError(f"the name is too long for the file system (with the suffix of the temporary folder "
                          f"written beside it first); choose a shorter one: {out}")
@@ -606,17 +606,9 @@ def _cmd_average(args: argparse.Namespace) -> int:
     first = info.training["averaged"][0]["model"]
     kept = f"; {first}'s corpus n-gram kept" if info.ngram else ""
     unfitted = (f"; {first}'s mixing weights per kind of text left out (they fit its network: `textgen fit "
-                f"{args.out} ...` fits the average's)") if _has_kinds(first) else ""
+                f"{args.out} ...` fits the average's)") if info.training.get("kinds_left_out") else ""
     print(f"saved {args.out} ({shares}){measured}{kept}{unfitted}")
     return 0
-
-
-def _has_kinds(model: str) -> bool:
-    """Whether `model` has mixing weights fitted per kind of text (`textgen fit`)."""
-    from textgen_core.model.files import read_model_info
-    from textgen_core.model.registry import resolve_model_path
-
-    return bool(read_model_info(resolve_model_path(model)).match.get("kinds"))
 
 
 def _cmd_widen(args: argparse.Namespace) -> int:

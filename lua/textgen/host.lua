@@ -45,14 +45,18 @@ local function now_s()
   return vim.uv.hrtime() / 1e9
 end
 
---- The Python that runs the host and training: g:textgen.python, else the plugin's own `.venv`.
----@return string
-function M.python()
+--- g:textgen.python (expanded), or nil where the user did not set it.
+local function configured_python()
   local cfg = type(vim.g.textgen) == "table" and vim.g.textgen or {}
   if type(cfg.python) == "string" and cfg.python ~= "" then
     return vim.fn.expand(cfg.python)
   end
-  return save_place.PLUGIN_ROOT .. "/.venv/bin/python"
+end
+
+--- The Python that runs the host and training: g:textgen.python, else the plugin's own `.venv`.
+---@return string
+function M.python()
+  return configured_python() or save_place.PLUGIN_ROOT .. "/.venv/bin/python"
 end
 
 --- Why the host cannot be started with `python`, or nil.
@@ -60,8 +64,7 @@ function M.python_problem(python)
   if vim.fn.executable(python) == 1 then
     return nil
   end
-  local cfg = type(vim.g.textgen) == "table" and vim.g.textgen or {}
-  if type(cfg.python) == "string" and cfg.python ~= "" then
+  if configured_python() then
     local state = vim.uv.fs_stat(python) and "is not an executable program" or "is missing"
     return ("no Python to run textgen with: g:textgen.python (%s) %s; point it at a Python, or unset it to use %s/.venv (`make install` makes it)"):format(
       python,

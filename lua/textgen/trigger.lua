@@ -64,7 +64,8 @@ M.LONG_LINE_BYTES = 10000
 --- Whether an automatic suggestion may show at the cursor in `buf` now.
 ---@param cfg textgen.Config
 function M.may_suggest(buf, cfg)
-  if not cfg.auto_trigger or api.nvim_get_current_buf() ~= buf or not util.inserting() or util.replacing() then
+  -- Insert mode only: not Replace mode (`util.replacing`), one mode read on every keystroke
+  if not cfg.auto_trigger or api.nvim_get_current_buf() ~= buf or api.nvim_get_mode().mode:sub(1, 1) ~= "i" then
     return false
   end
   if context.disabled_reason(buf, cfg) or menu.visible(cfg) then
@@ -197,7 +198,7 @@ end
 function M.attach()
   local group = api.nvim_create_augroup("textgen", { clear = true })
   local function on(events, desc, fn, pattern)
-    require("textgen.util").autocmd(group, events, desc, fn, pattern)
+    util.autocmd(group, events, desc, fn, pattern)
   end
   on("TextChangedI", "follow the typing, ask for a suggestion", M.on_text_changed)
   on("CursorMovedI", "a suggestion left behind by the cursor goes", M.on_cursor_moved)

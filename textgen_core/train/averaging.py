@@ -89,6 +89,7 @@ def average_models(members: Sequence[Member], out: str | Path, fit_texts: Sequen
         "averaged": [{"model": member.model, "path": str(path), "weight": round(member.weight / total, 6),
                       "val_bpc": member_info.val_bpc, "training": without_file_lists(member_info.training)}
                      for member, path, member_info, _ in loaded],
+        "kinds_left_out": bool(first_info.match.get("kinds")),
         "machine": machine_summary(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
