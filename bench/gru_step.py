@@ -38,7 +38,7 @@ from textgen_core.model.text_model import WINDOW_BYTES  # noqa: E402
 from textgen_core.serve.engine import _ends_inside_a_word  # noqa: E402
 from textgen_core.train.machine import machine_summary  # noqa: E402
 
-WAYS = {"numpy": False, "compiled step": True}
+WAYS = {"numpy": (False, False), "compiled step": (True, False), "compiled half": (True, True)}
 
 
 def step_us(grus: dict[str, NumpyGRU], rows: int, steps: int = 100, repeats: int = 9) -> dict[str, float]:
@@ -88,7 +88,8 @@ def main() -> None:
     info, weights = model.info, model.weights
     if numpy_gru.compiled is None:
         raise SystemExit("the compiled helper is not built (make install builds it; TEXTGEN_PURE_PYTHON unset)")
-    grus = {way: NumpyGRU(info.config, weights, compiled_steps=compiled) for way, compiled in WAYS.items()}
+    grus = {way: NumpyGRU(info.config, weights, compiled_steps=compiled, half_weights=half)
+            for way, (compiled, half) in WAYS.items()}
     print(f"machine: {machine_summary()}")
     print(f"model: default ({info.config.hidden}×{info.config.layers} GRU)")
     print("one step, µs (median of 9 runs of 100 steps, the ways taking turns):")

@@ -15,6 +15,7 @@ take Neovim's and the CPU's time from what it measures.
     .venv/bin/python bench/keystroke_latency.py --learn off,on --prefill-bytes 2000   # one Neovim each
     .venv/bin/python bench/keystroke_latency.py --project .venv/lib/python3.11/site-packages/keras --memory off,on
     .venv/bin/python bench/keystroke_latency.py --lookahead 0,3          # side by side, as --memory
+    .venv/bin/python bench/keystroke_latency.py --steps float32,float16  # the GRU step's matrices
     .venv/bin/python bench/keystroke_latency.py --filetype python        # mixed by the weights of a kind
 
 With --project, the folder is copied into a temporary project (a pyproject.toml added, the original
@@ -26,9 +27,9 @@ the next key is due, then to the other, who goes first alternating every key (so
 key after one or three typing intervals, in turn). Besides each one's rows it prints the paired
 difference on − off over the keystrokes that needed a new suggestion in both and were answered in
 both: its median and a 95 % bootstrap interval of that median. --lookahead 0,3 compares
-g:textgen.lookahead so. After typing, each host's CPU time and how many requests a lookahead
-foresaw; with --project, the host's memory of each after
-typing: private (anonymous) and mapped from files.
+g:textgen.lookahead so, --steps float32,float16 the matrices the compiled GRU step keeps. After
+typing, each host's CPU time and how many requests a lookahead foresaw; with --project, the host's
+memory of each after typing: private (anonymous) and mapped from files.
 """
 from __future__ import annotations
 
@@ -148,10 +149,13 @@ class Typist:
     """One Neovim typing the text a key at a time, and what each key brought, per debounce."""
 
     def __init__(self, args: argparse.Namespace, home: Path, config: dict, project: Path | None,
-                 memory: bool | None, lookahead: int | None = None) -> None:
+                 memory: bool | None, lookahead: int | None = None, steps: str | None = None) -> None:
         self.memory = memory
         self.lookahead = lookahead
-        self.nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40)
+        self.steps = steps
+        # The host inherits Neovim's environment: set before the plugin loads, before the host starts.
+        commands = ("lua vim.env.TEXTGEN_FLOAT32_STEPS = '1'",) if steps == "float32" else ()
+        self.nvim = start_nvim(shared_manifest(), home, config, columns=120, lines=40, commands=commands)
         if project is not None:
             self.nvim.command(f"edit {project / 'bench_typing.txt'}")
         if args.filetype:
@@ -171,13 +175,18 @@ class Typist:
 
     @property
     def name(self) -> str:
+        if self.steps is not None:
+            return f"{self.steps} matrices"
         if self.lookahead is not None:
             return f"lookahead {self.lookahead}"
         return "this Neovim" if self.memory is None else f"project memory {'on' if self.memory else 'off'}"
 
     @property
     def rank(self) -> int:
-        """Which side of a paired difference: the variant with more (memory on, a longer lookahead) − the other."""
+        """Which side of a paired difference: the variant with more (memory on, a longer lookahead, float16
+        matrices: the newer way) − the other."""
+        if self.steps is not None:
+            return int(self.steps == "float16")
         return self.lookahead if self.lookahead is not None else int(bool(self.memory))
 
     def wait_for_model(self) -> dict:
@@ -275,6 +284,10 @@ def main() -> None:
     parser.add_argument("--lookahead", default=None,
                         help="g:textgen.lookahead (default: the plugin's); '0,3' types into a Neovim of each "
                              "side by side, as --memory does")
+    parser.add_argument("--steps", default=None,
+                        help="the matrices the compiled GRU step keeps: 'float16' (where the CPU can, the default) "
+                             "or 'float32' (TEXTGEN_FLOAT32_STEPS=1); 'float32,float16' types into a Neovim of "
+                             "each side by side, as --memory does")
     parser.add_argument("--memory-every", type=float, default=0.0, metavar="SECONDS",
                         help="sample each host's memory this often while typing and print the series "
                              "(a soak: --chars 18000 types for 30 minutes at 10/s)")
@@ -288,8 +301,11 @@ def main() -> None:
             or len(set(memories)) != len(memories):
         sys.exit(f"--learn and --memory take on, off or both, not {args.learn!r} / {args.memory!r}")
     lookaheads: list[int | None] = [int(n) for n in args.lookahead.split(",")] if args.lookahead else [None]
-    if len(lookaheads) > 1 and len(memories) > 1:
-        sys.exit("compare --memory or --lookahead side by side, not both")
+    steps: list[str | None] = args.steps.split(",") if args.steps else [None]
+    if not set(steps) <= {None, "float16", "float32"} or len(set(steps)) != len(steps):
+        sys.exit(f"--steps takes float16, float32 or both, not {args.steps!r}")
+    if sum(len(compared) > 1 for compared in (lookaheads, memories, steps)) > 1:
+        sys.exit("compare one of --memory, --lookahead and --steps side by side, not two")
     with ExitStack() as stack:
         project = None
         if args.project:
@@ -299,22 +315,22 @@ def main() -> None:
             shutil.copytree(args.project, project, ignore=shutil.ignore_patterns("__pycache__"))
             (project / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
         for learn in learns:
-            variants = [(None if memory is None else memory == "on", lookahead)
-                        for memory in memories for lookahead in lookaheads]
+            variants = [(None if memory is None else memory == "on", lookahead, step)
+                        for memory in memories for lookahead in lookaheads for step in steps]
             run(args, None if learn is None else learn == "on", project, variants)
 
 
 def run(args: argparse.Namespace, learn: bool | None, project: Path | None,
-        variants: list[tuple[bool | None, int | None]]) -> None:
-    """Type the text into a fresh Neovim per (project memory, lookahead) variant, taking turns key by
-    key, and print the latencies (paired where there are two)."""
+        variants: list[tuple[bool | None, int | None, str | None]]) -> None:
+    """Type the text into a fresh Neovim per (project memory, lookahead, step matrices) variant, taking
+    turns key by key, and print the latencies (paired where there are two)."""
     text = args.text.read_text() if args.text else DEFAULT_TEXT * 4
     text = (text * (args.chars // max(len(text), 1) + 1))[: args.chars]      # a long run types it again
     debounces = [int(d) for d in args.debounce_ms.split(",")] if args.debounce_ms else [None]
     interval = 1.0 / args.cps
     with ExitStack() as stack:
         typists = []
-        for memory, lookahead in variants:
+        for memory, lookahead, step in variants:
             config: dict = {"model": args.model, "filetypes": {"*": True}}
             if memory is not None:
                 config["project"] = {"enabled": memory}
@@ -324,7 +340,7 @@ def run(args: argparse.Namespace, learn: bool | None, project: Path | None,
                 config["learn"] = learn
             home = stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-bench-",
                                                                    ignore_cleanup_errors=True))
-            typist = Typist(args, Path(home), config, project, memory, lookahead)
+            typist = Typist(args, Path(home), config, project, memory, lookahead, step)
             stack.callback(typist.nvim.close)
             typists.append(typist)
         info = [typist.wait_for_model() for typist in typists][0]    # the same model in each

@@ -35,6 +35,11 @@ BENCHES = [
      ["bench/alternatives.py"]),
     ("A decoding step of the GRU in numpy and by the compiled helper, side by side (issue 27)",
      ["bench/gru_step.py"]),
+    ("Keystroke → first characters with the compiled step's matrices in float32 and float16, side by side "
+     "(issue 27: median ≤ 5 ms)",
+     ["bench/keystroke_latency.py", "--chars", "300", "--steps", "float32,float16"]),
+    ("The float32 and float16 matrices at the end of a 1 MB buffer, side by side",
+     ["bench/keystroke_latency.py", "--chars", "300", "--steps", "float32,float16", "--prefill-bytes", "1000000"]),
     ("Keystroke → ghost text in a real Neovim, default model (issue 7: median ≤ 10 ms, p95 ≤ 25 ms)",
      ["bench/keystroke_latency.py", "--chars", "300"]),
     ("The same without and with learning as you type (g:textgen.learn), one fresh Neovim each",

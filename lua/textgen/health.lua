@@ -60,6 +60,7 @@ try:
     found["compiled_lookup"] = table_blocks.compiled is not None
     from textgen_core.model import numpy_gru
     found["compiled_step"] = numpy_gru.compiled is not None
+    found["half_steps"] = found["compiled_step"] and numpy_gru.HALF_WEIGHTS and numpy_gru.compiled.half_supported()
 except Exception as exc:
     found["textgen_core_error"] = f"{exc.__class__.__name__}: {exc}"
 print(json.dumps(found))
@@ -161,6 +162,10 @@ local COMPILED_HELPERS = {
     module = "textgen_core/model/_gru_step",
     fallback = "numpy",
     cost = "a whole one about a quarter slower",
+    -- what the helper keeps its matrices in (the CPU's F16C, TEXTGEN_FLOAT32_STEPS)
+    detail = function(found)
+      return found.half_steps and "float16 matrices" or "float32 matrices"
+    end,
   },
 }
 
@@ -184,7 +189,8 @@ local function check_packages(python)
     health.ok("textgen_core: " .. found.textgen_core)
     for _, helper in ipairs(COMPILED_HELPERS) do
       if found[helper.key] then
-        health.ok(("%s: the compiled helper (%s)"):format(helper.what, helper.module))
+        local detail = helper.detail and (", " .. helper.detail(found)) or ""
+        health.ok(("%s: the compiled helper (%s)%s"):format(helper.what, helper.module, detail))
       else
         health.info(("%s in %s: the compiled helper is not built (it needs gcc and the Python headers; "):format(
           helper.what,
@@ -395,11 +401,11 @@ local function check_project_memory(cfg)
   if files == 0 then
     health.info(("its cache (%s) is empty"):format(cache))
   else
-    health.info(("its cache: %s, %s%d files, %.1f MB; `:TextGenProject clear` deletes it"):format(
+    health.info(("its cache: %s, %s%s, %s; `:TextGenProject clear` deletes it"):format(
       cache,
       more and "at least " or "",
-      files,
-      bytes / 1024 / 1024
+      memory.files(files),
+      memory.size(bytes)
     ))
   end
   local host = require("textgen.host")

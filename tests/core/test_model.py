@@ -31,7 +31,7 @@ def test_numpy_logits_match_keras_on_300_bytes(config):
     model, weights = _random_keras_model(config)
     ids = np.random.default_rng(1).integers(0, 256, 300).astype(np.int32)
     expected = model(ids[None]).numpy()[0]                                      # (300, 256)
-    gru = NumpyGRU(config, weights)
+    gru = NumpyGRU(config, weights, half_weights=False)     # float32 throughout (float16 matrices: below)
     primed, _ = gru.prime(ids, all_logits=True)
     assert np.abs(primed - expected).max() < 1e-4
     state, stepped = gru.zero_state(1), []
@@ -41,28 +41,41 @@ def test_numpy_logits_match_keras_on_300_bytes(config):
     assert np.abs(np.array(stepped) - expected).max() < 1e-4
 
 
-def _compiled_or_skip():
+def _compiled_or_skip(half: bool = False):
     from textgen_core.model import numpy_gru
 
     if numpy_gru.compiled is None:
         pytest.skip("the compiled GRU step is not built here (test_the_compiled_step_is_built says why)")
+    if half and not numpy_gru.compiled.half_supported():
+        pytest.skip("this CPU or build has no float16 matrices (AVX2, FMA and F16C, gcc 12 on x86-64)")
 
 
+# How far the compiled step's numbers may be from numpy's, with its matrices in float32 or float16
+# (11 significant bits: about 1e-3 on these random networks, measured over five of them): (logits,
+# states) after a step, then after priming 300 bytes. A mistake in the packing or the sums is off by tenths.
+TOLERANCE = {False: (1e-4, 1e-5, 1e-4, 1e-5), True: (5e-3, 2e-3, 1e-2, 5e-3)}
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])
 @pytest.mark.parametrize("rows", [1, 3, 4, 9, 17])
-def test_the_compiled_step_gives_numpys_numbers_and_each_row_those_it_has_alone(rows):
+def test_the_compiled_step_gives_numpys_numbers_and_each_row_those_it_has_alone(rows, half):
     """A suggestion's steps go to `_gru_step.c` where it is built: the numpy step's numbers to the last
-    bits, and a row's the same whatever rows step beside it (the search steps its beams together).
-    17 rows are more than the helper takes: numpy's matrix products, the same numbers again."""
-    _compiled_or_skip()
+    bits (to float16's precision with its matrices in float16), and a row's the same whatever rows step
+    beside it (the search steps its beams together). 17 rows are more than the helper takes: numpy's
+    matrix products, the same numbers again."""
+    _compiled_or_skip(half)
     config = ModelConfig(embed_dim=16, hidden=70, layers=3)     # 3 × 70 columns: blocks of 64, of 8, and 2 alone
     _, weights = _random_keras_model(config)
-    compiled, plain = NumpyGRU(config, weights), NumpyGRU(config, weights, compiled_steps=False)
+    compiled = NumpyGRU(config, weights, half_weights=half)
+    plain = NumpyGRU(config, weights, compiled_steps=False)
+    assert compiled.half_weights == half
     ids = np.arange(rows, dtype=np.int32) * 29 % 256
     state = tuple(np.random.default_rng(2).standard_normal((rows, 70)).astype(np.float32) * 0.5 for _ in range(3))
     logits, new_state = compiled.step(ids, state)
     expected_logits, expected_state = plain.step(ids, state)
-    assert np.abs(logits - expected_logits).max() < 1e-4
-    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(new_state, expected_state))
+    logit_bound, state_bound, *_ = TOLERANCE[half and rows <= 16]
+    assert np.abs(logits - expected_logits).max() < logit_bound
+    assert all(np.abs(a - b).max() < state_bound for a, b in zip(new_state, expected_state))
     if rows <= 16:
         for row in range(rows):
             alone, alone_state = compiled.step(ids[row:row + 1], tuple(h[row:row + 1] for h in state))
@@ -70,14 +83,17 @@ def test_the_compiled_step_gives_numpys_numbers_and_each_row_those_it_has_alone(
             assert all(np.array_equal(a[0], b[row]) for a, b in zip(alone_state, new_state))
 
 
-def test_the_compiled_prime_is_its_steps_one_after_another_and_numpys_numbers():
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])
+def test_the_compiled_prime_is_its_steps_one_after_another_and_numpys_numbers(half):
     """A window's priming (the first suggestion at a new place) runs byte after byte in C: the very
     state and logits that stepping byte by byte gives (the engine steps from cached states), and
-    numpy's layer-by-layer priming's to the last bits."""
-    _compiled_or_skip()
+    numpy's layer-by-layer priming's to the last bits (to float16's precision, with its matrices so)."""
+    _compiled_or_skip(half)
     config = ModelConfig(embed_dim=16, hidden=70, layers=2)
     _, weights = _random_keras_model(config)
-    compiled, plain = NumpyGRU(config, weights), NumpyGRU(config, weights, compiled_steps=False)
+    compiled = NumpyGRU(config, weights, half_weights=half)
+    plain = NumpyGRU(config, weights, compiled_steps=False)
+    *_, prime_bound, state_bound = TOLERANCE[half]
     ids = np.random.default_rng(3).integers(0, 256, 300).astype(np.int32)
     start = tuple(np.random.default_rng(4).standard_normal((1, 70)).astype(np.float32) * 0.5 for _ in range(2))
     logits, state = compiled.prime(ids, start)
@@ -86,11 +102,11 @@ def test_the_compiled_prime_is_its_steps_one_after_another_and_numpys_numbers():
         stepped, stepped_state = compiled.step(np.array([byte], np.int32), stepped_state)
     assert np.array_equal(logits, stepped[0]) and all(np.array_equal(a, b) for a, b in zip(state, stepped_state))
     expected_logits, expected_state = plain.prime(ids, start)
-    assert np.abs(logits - expected_logits).max() < 1e-4
-    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(state, expected_state))
+    assert np.abs(logits - expected_logits).max() < prime_bound
+    assert all(np.abs(a - b).max() < state_bound for a, b in zip(state, expected_state))
     assert compiled._numpy_matrices is None                           # the helper's copy alone, until asked
     every, _ = compiled.prime(ids, start, all_logits=True)           # every byte's logits: numpy's products
-    assert every.shape == (300, 256) and np.abs(every[-1] - logits).max() < 1e-4
+    assert every.shape == (300, 256) and np.abs(every[-1] - logits).max() < prime_bound
 
 
 def test_the_compiled_step_refuses_what_does_not_fit_its_network():
@@ -160,6 +176,34 @@ def test_the_compiled_step_is_built_where_there_is_a_c_compiler():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env={**os.environ, "TEXTGEN_PURE_PYTHON": "1"})
     assert run.stdout.splitlines() == ["True True", "the compiled helper (_gru_step) is not built"], run.stderr
+
+
+def test_the_compiled_step_keeps_float16_matrices_where_the_cpu_can_unless_told_not_to():
+    """By default the helper keeps float16 matrices where the CPU has AVX2, FMA and F16C (read from
+    /proc/cpuinfo here, as the helper asks the CPU itself); TEXTGEN_FLOAT32_STEPS=1 keeps float32."""
+    import os
+    from pathlib import Path
+
+    from textgen_core.model import numpy_gru
+
+    _compiled_or_skip()
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    cpu_can = {"avx2", "fma", "f16c"} <= flags
+    if flags and numpy_gru.compiled.half_supported() != cpu_can:
+        assert not numpy_gru.compiled.half_supported(), "float16 matrices on a CPU without AVX2, FMA or F16C"
+        pytest.skip("this build has no float16 kernels (gcc 12 or later on x86-64 Linux builds them)")
+    code = ("from textgen_core.model import numpy_gru; from textgen_core import ModelConfig; import numpy as np\n"
+            "config = ModelConfig(embed_dim=8, hidden=16, layers=2)\n"
+            "weights = {k: np.zeros(v, np.float32) for k, v in config.weight_shapes().items()}\n"
+            "print(numpy_gru.NumpyGRU(config, weights).half_weights)")
+    for env, expected in (({}, numpy_gru.compiled.half_supported()), ({"TEXTGEN_FLOAT32_STEPS": "1"}, False)):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                             env={**{k: v for k, v in os.environ.items() if k != "TEXTGEN_FLOAT32_STEPS"}, **env})
+        assert run.stdout.split() == [str(expected)], run.stderr
 
 
 def test_tensorflow_backend_gives_the_same_greedy_text(tiny_model_dir):

@@ -18,7 +18,12 @@ not depend on the rows beside it.
 
 Where gcc 12 or later builds for x86-64, the kernels are built twice, for x86-64-v3 (AVX2 with fused
 multiply-add) and for any x86-64, and the loader picks one by what the CPU can do (`target_clones`:
-by its features, not its model name, so AMD's and Intel's alike). The weights are the caller's
+by its features, not its model name, so AMD's and Intel's alike). There, a Network made with `half`
+keeps its matrices in float16 where the CPU has F16C too (each 8 widened to float32 by one instruction
+as they are read; the sums stay float32): a step of a few rows waits on reading the matrices, which
+are larger than the nearer caches (2.6 MB for the default model against a 1 MB L2), and half the bytes
+made a step of one row 55 → 43 µs and a suggestion's first word 2.56 → 2.15 ms median with hot caches
+(bench/gru_step.py, AMD EPYC). The logits move by about 0.005 (float16 keeps 11 significant bits). The weights are the caller's
 read-only float32 vectors (the input table, the biases), held through the buffer protocol for the
 object's life, and its own copies of the matrices in blocks, which `NumpyGRU` does not keep beside
 them (the host's memory stays as it was); no numpy headers.
@@ -31,6 +36,7 @@ Optional: where it is not built (no C compiler), `NumpyGRU` steps in numpy.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,8 +44,12 @@ Optional: where it is not built (no C compiler), `NumpyGRU` steps in numpy.
 
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define HALF_WEIGHTS 1
+#define HALF_TARGET __attribute__((target("arch=x86-64-v3")))
+#include <immintrin.h>
 #else
 #define VECTOR_CLONES
+#define HALF_WEIGHTS 0
 #endif
 
 #define MAX_LAYERS 8
@@ -56,7 +66,8 @@ typedef struct {
     const float *candidate_biases[MAX_LAYERS];  /* (H,) */
     const float *dense_bias;        /* (outputs,) */
     /* the matrices, ours, in blocks (`packed_copy`): kernels (H, 3H) from layer 1 on, recurrent (H, 3H), dense (H, outputs) */
-    float *packed_kernels[MAX_LAYERS], *packed_recurrent[MAX_LAYERS], *packed_dense;
+    void *packed_kernels[MAX_LAYERS], *packed_recurrent[MAX_LAYERS], *packed_dense;
+    int half;                       /* the packed matrices hold float16s (`packed_copy`) */
 } Network;
 
 /* out (rows, n) += a (rows, k) @ w (k, n), for `R` rows together, 8·`C` columns at a time: each
@@ -68,7 +79,7 @@ typedef struct {
    a row's numbers do not depend on the rows beside it. Written with the compiler's vector type of
    8 floats, which it maps to the clone's instructions (two SSE registers in the default clone, one
    AVX register in the x86-64-v3 one). The columns are read from `packed`, the matrix's copy in
-   blocks of 16 columns (`packed_copy`): what a pass reads together lies together, where the matrix
+   blocks of 16 columns (`packed_copy`; float32s, or float16s widened by `load8_half`): what a pass reads together lies together, where the matrix
    itself would have it a whole row apart (2×256 steps 0.072 → 0.053 ms, 2×512 0.31 → 0.16,
    bench/decode.py, AMD EPYC). Returns the first column it left for a narrower pass. */
 typedef float v8 __attribute__((vector_size(32)));
@@ -80,76 +91,135 @@ static inline __attribute__((always_inline)) v8 load8(const float *p)
     return v;
 }
 
-static inline __attribute__((always_inline)) int group_products(const float *restrict a, const int R, const int C,
-                                                                int k, const float *restrict packed, int n, int j0,
-                                                                float *restrict out)
+#if HALF_WEIGHTS
+static inline __attribute__((always_inline)) HALF_TARGET v8 load8_half(const uint16_t *p)
 {
-    for (; j0 + 8 * C <= n / 16 * 16; j0 += 8 * C) {
-        v8 sums[8];
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++)
-                sums[r * C + c] = load8(out + (size_t)r * n + j0 + 8 * c);
-        const float *restrict block = packed + (size_t)(j0 / 16) * k * 16;
-        for (int i = 0; i < k; i++) {
-            v8 wc[8];
-            for (int c = 0; c < C; c++)
-                wc[c] = load8(block + (size_t)(c / 2) * k * 16 + (size_t)i * 16 + (c % 2) * 8);
-            for (int r = 0; r < R; r++) {
-                const float ai = a[(size_t)r * k + i];
-                const v8 av = {ai, ai, ai, ai, ai, ai, ai, ai};
-                for (int c = 0; c < C; c++)
-                    sums[r * C + c] += av * wc[c];
-            }
-        }
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++)
-                memcpy(out + (size_t)r * n + j0 + 8 * c, &sums[r * C + c], sizeof(v8));
-    }
-    return j0;
+    __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    v8 out;
+    memcpy(&out, &v, sizeof out);
+    return out;
 }
 
-static inline __attribute__((always_inline)) void row_group(const float *restrict a, const int R, const int C, int k,
-                                                            const float *restrict packed, int n, float *restrict out)
+/* n float32s → float16s (rounded to nearest), 8 at a time. */
+HALF_TARGET
+static void to_half(const float *from, int n, uint16_t *to)
 {
-    int j0 = group_products(a, R, C, k, packed, n, 0, out);
-    j0 = group_products(a, R, 2, k, packed, n, j0, out);
-    for (int r = 0; r < R; r++)                                 /* the last n % 16 columns: the last block's */
-        for (int j = j0; j < n; j++) {
-            float sum = out[(size_t)r * n + j];
-            for (int i = 0; i < k; i++)
-                sum += a[(size_t)r * k + i] * packed[((size_t)(j / 16) * k + i) * 16 + j % 16];
-            out[(size_t)r * n + j] = sum;
-        }
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm_storeu_si128((__m128i *)(to + j), _mm256_cvtps_ph(_mm256_loadu_ps(from + j), _MM_FROUND_TO_NEAREST_INT));
+    for (; j < n; j++)
+        to[j] = (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(from[j]), _MM_FROUND_TO_NEAREST_INT), 0);
 }
 
-VECTOR_CLONES
-static void add_products(const float *restrict a, int rows, int k, const float *restrict packed, int n,
-                         float *restrict out)
+HALF_TARGET
+static inline float half_to_float(uint16_t h)
 {
-    for (int r = 0; r < rows; r += 4) {
-        const float *ar = a + (size_t)r * k;
-        float *o = out + (size_t)r * n;
-        switch (rows - r < 4 ? rows - r : 4) {                /* constant counts: the sums in registers */
-        case 1: row_group(ar, 1, 8, k, packed, n, o); break;
-        case 2: row_group(ar, 2, 4, k, packed, n, o); break;
-        case 3: row_group(ar, 3, 2, k, packed, n, o); break;
-        default: row_group(ar, 4, 2, k, packed, n, o); break;
-        }
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+#endif
+
+#define DEFINE_PRODUCTS(SUFFIX, W, LOAD, WIDEN, INNER, ATTRIBUTES)                                                              \
+static inline __attribute__((always_inline)) INNER int group_products##SUFFIX(const float *restrict a, const int R,      \
+                                                                        const int C, int k, const W *restrict packed, \
+                                                                        int n, int j0, float *restrict out)        \
+{                                                                                                                  \
+    for (; j0 + 8 * C <= n / 16 * 16; j0 += 8 * C) {                                                               \
+        v8 sums[8];                                                                                                \
+        for (int r = 0; r < R; r++)                                                                                \
+            for (int c = 0; c < C; c++)                                                                            \
+                sums[r * C + c] = load8(out + (size_t)r * n + j0 + 8 * c);                                         \
+        const W *restrict block = packed + (size_t)(j0 / 16) * k * 16;                                             \
+        for (int i = 0; i < k; i++) {                                                                              \
+            v8 wc[8];                                                                                              \
+            for (int c = 0; c < C; c++)                                                                            \
+                wc[c] = LOAD(block + (size_t)(c / 2) * k * 16 + (size_t)i * 16 + (c % 2) * 8);                     \
+            for (int r = 0; r < R; r++) {                                                                          \
+                const float ai = a[(size_t)r * k + i];                                                             \
+                const v8 av = {ai, ai, ai, ai, ai, ai, ai, ai};                                                    \
+                for (int c = 0; c < C; c++)                                                                        \
+                    sums[r * C + c] += av * wc[c];                                                                 \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int r = 0; r < R; r++)                                                                                \
+            for (int c = 0; c < C; c++)                                                                            \
+                memcpy(out + (size_t)r * n + j0 + 8 * c, &sums[r * C + c], sizeof(v8));                            \
+    }                                                                                                              \
+    return j0;                                                                                                     \
+}                                                                                                                  \
+                                                                                                                   \
+static inline __attribute__((always_inline)) INNER void row_group##SUFFIX(const float *restrict a, const int R,         \
+                                                                    const int C, int k, const W *restrict packed,  \
+                                                                    int n, float *restrict out)                    \
+{                                                                                                                  \
+    int j0 = group_products##SUFFIX(a, R, C, k, packed, n, 0, out);                                                \
+    j0 = group_products##SUFFIX(a, R, 2, k, packed, n, j0, out);                                                   \
+    for (int r = 0; r < R; r++)                       /* the last n % 16 columns: the last block's */              \
+        for (int j = j0; j < n; j++) {                                                                             \
+            float sum = out[(size_t)r * n + j];                                                                    \
+            for (int i = 0; i < k; i++)                                                                            \
+                sum += a[(size_t)r * k + i] * WIDEN(packed[((size_t)(j / 16) * k + i) * 16 + j % 16]);        \
+            out[(size_t)r * n + j] = sum;                                                                          \
+        }                                                                                                          \
+}                                                                                                                  \
+                                                                                                                   \
+ATTRIBUTES                                                                                                         \
+static void add_products##SUFFIX(const float *restrict a, int rows, int k, const W *restrict packed, int n,        \
+                                 float *restrict out)                                                              \
+{                                                                                                                  \
+    for (int r = 0; r < rows; r += 4) {                                                                            \
+        const float *ar = a + (size_t)r * k;                                                                       \
+        float *o = out + (size_t)r * n;                                                                            \
+        switch (rows - r < 4 ? rows - r : 4) {        /* constant counts: the sums in registers */                 \
+        case 1: row_group##SUFFIX(ar, 1, 8, k, packed, n, o); break;                                               \
+        case 2: row_group##SUFFIX(ar, 2, 4, k, packed, n, o); break;                                               \
+        case 3: row_group##SUFFIX(ar, 3, 2, k, packed, n, o); break;                                               \
+        default: row_group##SUFFIX(ar, 4, 2, k, packed, n, o); break;                                              \
+        }                                                                                                          \
+    }                                                                                                              \
+}
+
+#define AS_IS(x) (x)
+DEFINE_PRODUCTS(, float, load8, AS_IS, , VECTOR_CLONES)
+#if HALF_WEIGHTS
+DEFINE_PRODUCTS(_half, uint16_t, load8_half, half_to_float, HALF_TARGET, HALF_TARGET)
+#endif
+
+/* out (rows, n) += a (rows, k) @ the packed matrix, in the precision it was packed in. */
+static void products(const Network *self, const float *restrict a, int rows, int k, const void *packed, int n,
+                     float *restrict out)
+{
+#if HALF_WEIGHTS
+    if (self->half) {
+        add_products_half(a, rows, k, (const uint16_t *)packed, n, out);
+        return;
     }
+#endif
+    add_products(a, rows, k, (const float *)packed, n, out);
 }
 
 /* A (k, n) matrix in blocks of 16 columns, each block's k rows one after another (the last block's
-   columns past n zero): what the products read together lies together. NULL when out of memory. */
-static float *packed_copy(const float *w, int k, int n)
+   columns past n zero), as float32s or, with `half`, float16s: what the products read together lies
+   together. NULL when out of memory. */
+static void *packed_copy(const float *w, int k, int n, int half)
 {
     const int blocks = (n + 15) / 16;
-    float *packed = calloc((size_t)blocks * k * 16 + 1, sizeof(float));
+    const size_t size = half ? 2 : sizeof(float);
+    char *packed = calloc((size_t)blocks * k * 16 + 1, size);
     if (packed == NULL)
         return NULL;
     for (int b = 0; b < blocks; b++) {
         const int width = n - b * 16 < 16 ? n - b * 16 : 16;
-        for (int i = 0; i < k; i++)
-            memcpy(packed + ((size_t)b * k + i) * 16, w + (size_t)i * n + (size_t)b * 16, (size_t)width * sizeof(float));
+        for (int i = 0; i < k; i++) {
+            const float *from = w + (size_t)i * n + (size_t)b * 16;
+            char *to = packed + ((size_t)b * k + i) * 16 * size;
+#if HALF_WEIGHTS
+            if (half) {
+                to_half(from, width, (uint16_t *)to);
+                continue;
+            }
+#endif
+            memcpy(to, from, (size_t)width * sizeof(float));
+        }
     }
     return packed;
 }
@@ -236,12 +306,12 @@ static int float_view(PyObject *object, Py_buffer *view, Py_ssize_t count, int f
 }
 
 /* `object`, a (k, n) float32 matrix, copied in blocks (`packed_copy`) and not held; NULL with an error. */
-static float *packed_from(PyObject *object, int k, int n, const char *what)
+static void *packed_from(PyObject *object, int k, int n, int half, const char *what)
 {
     Py_buffer view;
     if (float_view(object, &view, (Py_ssize_t)k * n, 0, what) < 0)
         return NULL;
-    float *packed = packed_copy((const float *)view.buf, k, n);
+    void *packed = packed_copy((const float *)view.buf, k, n, half);
     if (packed == NULL)
         PyErr_NoMemory();
     PyBuffer_Release(&view);
@@ -258,18 +328,30 @@ static const float *hold(Network *self, PyObject *object, Py_ssize_t count, cons
     return (const float *)view->buf;
 }
 
+/* Whether this CPU multiplies float16 matrices here: the half kernels are built (gcc 12 or later on
+   x86-64 Linux) and it has AVX2, FMA and F16C. */
+static int half_supported(void)
+{
+#if HALF_WEIGHTS
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
 static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"input_table", "layers", "dense_kernel", "dense_bias", "hidden", NULL};
+    static char *names[] = {"input_table", "layers", "dense_kernel", "dense_bias", "hidden", "half", NULL};
     PyObject *table, *layers, *dense_kernel, *dense_bias;
-    int hidden;
+    int hidden, half = 0;
     if (self->held) {
         PyErr_SetString(PyExc_TypeError, "a Network is made once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOi", names, &table, &PyTuple_Type, &layers, &dense_kernel,
-                                     &dense_bias, &hidden))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOi|p", names, &table, &PyTuple_Type, &layers, &dense_kernel,
+                                     &dense_bias, &hidden, &half))
         return -1;
+    self->half = half && half_supported();
     Py_ssize_t count = PyTuple_GET_SIZE(layers);
     if (hidden <= 0 || hidden > MAX_HIDDEN || count < 1 || count > MAX_LAYERS) {
         PyErr_Format(PyExc_ValueError, "a network of 1 to %d layers of 1 to %d units", MAX_LAYERS, MAX_HIDDEN);
@@ -289,14 +371,14 @@ static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
             PyErr_SetString(PyExc_ValueError, "the first layer's input is the table: its kernel and input bias are None");
             return -1;
         }
-        if (l > 0 && (!(self->packed_kernels[l] = packed_from(kernel, hidden, 3 * hidden, "kernel"))
+        if (l > 0 && (!(self->packed_kernels[l] = packed_from(kernel, hidden, 3 * hidden, self->half, "kernel"))
                       || !(self->input_biases[l] = hold(self, input_bias, 3 * H, "input_bias"))))
             return -1;
-        if (!(self->packed_recurrent[l] = packed_from(PyTuple_GET_ITEM(layer, 2), hidden, 3 * hidden, "recurrent"))
+        if (!(self->packed_recurrent[l] = packed_from(PyTuple_GET_ITEM(layer, 2), hidden, 3 * hidden, self->half, "recurrent"))
             || !(self->candidate_biases[l] = hold(self, PyTuple_GET_ITEM(layer, 3), H, "candidate_bias")))
             return -1;
     }
-    if (!(self->packed_dense = packed_from(dense_kernel, hidden, BYTES, "dense_kernel"))
+    if (!(self->packed_dense = packed_from(dense_kernel, hidden, BYTES, self->half, "dense_kernel"))
         || !(self->dense_bias = hold(self, dense_bias, BYTES, "dense_bias")))
         return -1;
     /* only now, with every weight held: a network whose making failed has no layers, and `run` refuses it */
@@ -322,9 +404,9 @@ static void compute(const Network *self, const int32_t *id, Py_ssize_t rows, con
                 memcpy(x + r * width, self->input_biases[l], width * sizeof(float));
         }
         if (l > 0)
-            add_products(out[l - 1], (int)rows, H, self->packed_kernels[l], (int)width, x);
+            products(self, out[l - 1], (int)rows, H, self->packed_kernels[l], (int)width, x);
         memset(hp, 0, width * rows * sizeof(float));
-        add_products(h[l], (int)rows, H, self->packed_recurrent[l], (int)width, hp);
+        products(self, h[l], (int)rows, H, self->packed_recurrent[l], (int)width, hp);
         for (Py_ssize_t r = 0; r < rows; r++)
             update(x + r * width, hp + r * width, h[l] + r * H, self->candidate_biases[l], H, out[l] + r * H);
     }
@@ -332,7 +414,7 @@ static void compute(const Network *self, const int32_t *id, Py_ssize_t rows, con
         return;
     for (Py_ssize_t r = 0; r < rows; r++)
         memcpy(logits + r * V, self->dense_bias, (size_t)V * sizeof(float));
-    add_products(out[L - 1], (int)rows, H, self->packed_dense, V, logits);
+    products(self, out[L - 1], (int)rows, H, self->packed_dense, V, logits);
 }
 
 /* `step` (one step of rows = the number of bytes) or `prime` (the bytes one after another, one row). */
@@ -453,23 +535,42 @@ static PyMethodDef Network_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Network_members[] = {
+    {"half", T_INT, offsetof(Network, half), READONLY, "1 where the matrices are kept in float16, else 0"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyObject *module_half_supported(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(half_supported());
+}
+
+static PyMethodDef module_methods[] = {
+    {"half_supported", module_half_supported, METH_NOARGS,
+     "half_supported(): whether a Network made with half=True keeps float16 matrices on this CPU "
+     "(AVX2, FMA and F16C, and a build with the half kernels)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyTypeObject NetworkType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "textgen_core.model._gru_step.Network",
     .tp_basicsize = sizeof(Network),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Network(input_table, layers, dense_kernel, dense_bias, hidden): a GRU's folded float32 "
-              "weights, held read-only; layers are (kernel, input_bias, recurrent, candidate_bias), the "
-              "first one's kernel and input bias None.",
+    .tp_doc = "Network(input_table, layers, dense_kernel, dense_bias, hidden, half=False): a GRU's folded "
+              "float32 weights, held read-only; layers are (kernel, input_bias, recurrent, candidate_bias), the "
+              "first one's kernel and input bias None. With half, its copies of the matrices are float16 where "
+              "the CPU can multiply them (half_supported()): the attribute `half` says which.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Network_init,
     .tp_dealloc = (destructor)Network_dealloc,
     .tp_methods = Network_methods,
+    .tp_members = Network_members,
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_gru_step", "One step of the char-GRU for a few rows (optional compiled helper).", -1,
-    NULL, NULL, NULL, NULL, NULL,
+    module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__gru_step(void)
