@@ -195,8 +195,18 @@ end
 
 local null = require("textgen.util").is_null
 
-local function mb(bytes)
-  return ("%.1f MB"):format((bytes or 0) / 1024 / 1024)
+--- A size as a person reads it: KB below a megabyte (a small project is not "0.0 MB").
+function M.size(bytes)
+  bytes = bytes or 0
+  if bytes < 1024 * 1024 then
+    return ("%.1f KB"):format(bytes / 1024)
+  end
+  return ("%.1f MB"):format(bytes / 1024 / 1024)
+end
+
+--- "1 file", "3 files".
+function M.files(count)
+  return ("%d file%s"):format(count, count == 1 and "" or "s")
 end
 
 local function describe_project(p)
@@ -204,7 +214,7 @@ local function describe_project(p)
   if p.state == "off" or p.state == "failed" then
     return ("project %s: %s%s"):format(root, p.state, null(p.reason) and "" or (", " .. p.reason))
   end
-  local parts = { ("%d files, %s"):format(p.files or 0, mb(p.bytes)) }
+  local parts = { M.files(p.files or 0) .. ", " .. M.size(p.bytes) }
   if p.state == "indexing" then
     parts[#parts + 1] = "indexing"
   else

@@ -86,5 +86,61 @@ def test_a_secret_or_excluded_buffer_is_never_remembered(tmp_path):
         wait_for(lambda: memories.status()["buffers"]["count"] == 2, what="the renamed buffer counted")
         memories.buffer_event(2, "unload", None, None, options)
         assert memories.status()["buffers"]["private"] == 0
+        # A buffer whose text holds a private key is private whatever its name (none here), until the
+        # key is gone from it; a write that sends no text (the host has it) keeps it so.
+        key = b"-----BEGIN PRIVATE KEY-----\n" + b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIB" * 2 + b"\n"
+        memories.buffer_event(4, "leave", None, b"notes\n" + key, options)
+        assert memories.private(4)
+        memories.buffer_event(4, "write", str(root / "notes.md"), None, options)
+        assert memories.private(4)
+        memories.buffer_event(4, "leave", str(root / "notes.md"), b"notes\n", options)
+        assert not memories.private(4)
+    finally:
+        memories.close()
+
+
+def test_a_file_in_no_project_is_served_without_the_last_projects_memory(tiny_model_dir, tmp_path, monkeypatch):
+    """Entering a file outside every project leaves the buffers alone as memory (the project of the
+    buffer before it is no longer served), and its own project comes back on entering it again."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    root = make_project(tmp_path)
+    loose = tmp_path / "loose" / "diary.py"
+    loose.parent.mkdir()
+    loose.write_text("notes = 1\n")
+    published = []
+    memories = Memories(published.append, lambda: str(tiny_model_dir))
+    try:
+        options = ProjectOptions(cache_dir=str(tmp_path / "cache"))
+        memories.buffer_event(1, "enter", str(root / "src" / "handlers.py"), None, options)
+        wait_for(lambda: memories.state == "ready", timeout=120, what="the index")
+        memories.buffer_event(2, "enter", str(loose), None, options)
+        assert memories.root is None and memories.status()["project"] is None and published[-1] == []
+        memories.buffer_event(1, "enter", str(root / "src" / "handlers.py"), None, options)
+        assert memories.root == root.resolve() and memories.state == "ready"          # from the cache at once
+    finally:
+        memories.close()
+
+
+def test_project_options_changed_after_loading_hold_at_the_next_event(tiny_model_dir, tmp_path, monkeypatch):
+    """`g:textgen.project` set after the plugin loaded: at the next buffer event the project is served
+    by an index built with the new globs (the old one dropped at once, not at the next write), and an
+    open buffer whose file the globs now name is forgotten."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    root = make_project(tmp_path, {"notes.py": SECRET.decode()})
+    memories = Memories(lambda tables: None, lambda: str(tiny_model_dir))
+    try:
+        options = ProjectOptions(cache_dir=str(tmp_path / "cache"))
+        memories.buffer_event(1, "enter", str(root / "notes.py"), SECRET, options)
+        memories.buffer_event(2, "enter", str(root / "src" / "handlers.py"), None, options)
+        wait_for(lambda: memories.state == "ready" and memories.status()["buffers"]["count"] == 1, timeout=120,
+                 what="the index and the buffers")
+        assert "notes.py" in memories.cached.stamps
+        excluded = ProjectOptions(exclude=("notes.py",), cache_dir=options.cache_dir)
+        memories.buffer_event(2, "leave", str(root / "src" / "handlers.py"), None, excluded)
+        assert memories.cached is None or "notes.py" not in memories.cached.stamps     # dropped at once
+        assert memories.private(1) and memories.status()["buffers"]["private"] == 1
+        wait_for(lambda: memories.state == "ready", timeout=120, what="the index with the new globs")
+        assert "notes.py" not in memories.cached.stamps
+        wait_for(lambda: memories.status()["buffers"]["count"] == 0, what="the buffer forgotten")
     finally:
         memories.close()

@@ -59,6 +59,34 @@ def test_an_index_is_reused_and_only_changed_files_are_counted_again(tiny_model,
     assert len([p for p in (cache / "projects").iterdir()]) == 1        # no staging or old folder left
 
 
+@pytest.mark.parametrize("how", ["deleted", "renamed to a secret", "ignored by git", "excluded"])
+def test_a_file_that_left_the_project_is_forgotten_at_once(tiny_model, tmp_path, how):
+    """Counts cannot be taken back: a file counted before that is no longer one of the project's
+    files (deleted, `.env.production` now, in .gitignore since, excluded by the user's globs) has the
+    whole project counted again, so that its text is suggested no more (a changed file's old counts
+    would wait for a quarter of the project to change)."""
+    import subprocess
+
+    root = make_project(tmp_path, {"notes.py": "".join(f"TOKEN = 'sk_live_zorblaxhunter{i}'\n" for i in range(50))})
+    if how == "ignored by git":
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    cache, settings = tmp_path / "cache", SETTINGS
+    built = index_project(root, cache, settings, tiny_model)
+    assert probability_of(built.cached, b"l", b"= 'sk_live_zorb") > 0.9
+    if how == "deleted":
+        (root / "notes.py").unlink()
+    elif how == "renamed to a secret":
+        (root / "notes.py").rename(root / ".env.production")
+    elif how == "ignored by git":
+        (root / ".gitignore").write_text("notes.py\n")
+    else:
+        settings = Settings(SETTINGS.max_total_bytes, ("/notes.py",), SETTINGS.model)
+    again = index_project(root, cache, settings, tiny_model)
+    assert again.action == "built" and "notes.py" not in again.cached.stamps
+    assert probability_of(again.cached, b"l", b"= 'sk_live_zorb") < 0.1
+    assert index_project(root, cache, settings, tiny_model).action == "up to date"
+
+
 def test_other_settings_or_a_damaged_index_mean_a_new_one(tiny_model, tmp_path):
     root = make_project(tmp_path, {"notes.md": "some notes\n" * 50})
     cache = tmp_path / "cache"

@@ -109,6 +109,46 @@ def test_secrets_and_the_users_excludes_are_never_read(project):
     assert found.skipped == {"secret": 6, "excluded": 3}          # globs match whatever the case
 
 
+@pytest.mark.parametrize("glob", ["data/", "/data", "/data/**", "./data/**", "data", "data/*", "{root}/data",
+                                  "{root}/data/", "~/project/data"])
+def test_an_exclude_glob_is_read_as_a_gitignore_line(project, glob):
+    """Users write .gitignore's forms by habit: a folder with a trailing slash, anchored at the root
+    with a leading slash or `./`, or the folder's absolute path; each excludes what the root's `data`
+    holds (and nothing else of the project). Before, all but `data`, `data/*` and `data/**` excluded
+    nothing, silently."""
+    write(project, {"data/fixtures.py": "x = 1\n", "data/deep/more.py": "y = 2\n", "src/data_tools.py": "z\n",
+                    "src/app.py": "print()\n"})
+    found = find_project_files(project, exclude=[glob.format(root=project)])
+    assert names(found) == ["Makefile", "src/app.py", "src/data_tools.py"], glob
+    assert found.skipped == {"excluded": 2}
+
+
+def test_an_anchored_glob_holds_at_the_root_alone_and_a_folders_anywhere(project):
+    write(project, {"data/a.py": "a\n", "src/data/b.py": "b\n", "docs/c.md": "c\n", "src/docs/d.md": "d\n"})
+    assert names(find_project_files(project, exclude=["/data"])) == ["Makefile", "docs/c.md", "src/data/b.py",
+                                                                    "src/docs/d.md"]
+    assert names(find_project_files(project, exclude=["docs/", "**/b.py"])) == ["Makefile", "data/a.py"]
+
+
+KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
+
+
+def test_a_file_holding_a_private_key_is_a_secret_whatever_its_name(project):
+    """A service account's JSON, notes with a pasted key, a key at the end of a long file: never read.
+    A PEM parser naming the header (no key after it) is code, and is."""
+    from textgen_core.memory.project import project_texts
+
+    write(project, {"service.json": '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\n'
+                                    + KEY_BODY + '\\n-----END PRIVATE KEY-----\\n"}\n',
+                    "notes.txt": "deploy with\n-----BEGIN OPENSSH PRIVATE KEY-----\n" + KEY_BODY + "\n",
+                    "pem.py": "HEADER = '-----BEGIN RSA PRIVATE KEY-----'\nFOOTER = '-----END RSA PRIVATE KEY-----'\n",
+                    "long.py": "x = 1\n" * 20000 + "# -----BEGIN EC PRIVATE KEY-----\n# " + KEY_BODY + "\n"})
+    found = find_project_files(project)
+    assert names(found) == ["Makefile", "long.py", "pem.py"] and found.skipped == {"secret": 2}
+    texts = project_texts(found)                    # long.py's key lies past the head read to list it
+    assert len(texts) == 2 and not any(b"PRIVATE KEY-----\n#" in text for text in texts)
+
+
 def test_links_are_not_followed_and_links_out_of_the_root_are_counted(project, tmp_path):
     outside = tmp_path / "outside"
     write(outside, {"private.txt": "private\n", "dir/more.txt": "private too\n"})
@@ -218,6 +258,19 @@ def test_a_dotfiles_repository_at_home_is_no_project(home):
     assert project_root(home / "notes" / "todo.md") is None
     # The folder asked for is walked, not listed by the dotfiles' git (whose .gitignore would drop todo.md).
     assert names(find_project_files(home / "notes")) == ["todo.md"]
+
+
+def test_a_repository_holding_home_is_no_project_for_a_file_outside_home(home, tmp_path, monkeypatch):
+    """A file outside $HOME in a git work tree (or a marker's folder) that holds $HOME too (`/home` for
+    another user's file, a machine's whole disk in git): no project, as for $HOME itself, rather than
+    one that fails with advice a Neovim user cannot follow."""
+    monkeypatch.setenv("HOME", str(tmp_path / "users" / "me"))
+    (tmp_path / "users" / "me").mkdir(parents=True)
+    git(tmp_path / "users", "init", "-q")
+    write(tmp_path / "users", {"other/notes.py": "x = 1\n"})
+    assert project_root(tmp_path / "users" / "other" / "notes.py") is None
+    write(tmp_path / "users", {"other/pyproject.toml": "[project]\n"})
+    assert project_root(tmp_path / "users" / "other" / "notes.py") == (tmp_path / "users" / "other").resolve()
 
 
 def test_files_near_the_one_being_edited_come_first(repo):

@@ -313,4 +313,4 @@ def test_checkhealth_has_a_project_memory_section(vim, tmp_path):
     text = health_report(vim)
     section = text.split("textgen: project memory", 1)[1].split("textgen: ghost text", 1)[0]
     assert "project memory is on" in section and "at most 32 MB" in section
-    assert "1 files, 0.0 MB" in section and ":TextGenProject clear" in section
+    assert "1 file, 1.0 KB" in section and ":TextGenProject clear" in section

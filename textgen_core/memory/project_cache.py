@@ -9,7 +9,10 @@ A project's folder in the cache (`<cache>/projects/<16 hex digits of its root's 
 An update counts the changed files alone into `changes/`, work in proportion to them; once they
 come to more than `REBUILD_SHARE` of the project, the whole project is counted again. (The counts
 of a changed file's old text stay in `ngram/` until then: a few stale contexts weigh little beside
-its new text, which `changes/` holds.)
+its new text, which `changes/` holds; `textgen index --rebuild`, `:TextGenProject rebuild`, forgets
+them at once.) A file that left the project since it was counted (deleted, renamed, ignored by git
+since, excluded, a secret by its new name) means the whole project counted again at once: counts
+cannot be taken back, and its text must not be suggested any longer.
 
 Every folder is written beside its place and renamed into it, so a reader sees the old index or
 the new one, never half of one; a host that has the old files mapped keeps reading them. Only
@@ -155,6 +158,13 @@ def changed_files(cached: CachedProject, listing: ProjectFiles) -> list[ProjectF
     return changed
 
 
+def left_files(cached: CachedProject, listing: ProjectFiles) -> list[str]:
+    """The files counted into the project's index that `listing` no longer holds (deleted, renamed,
+    ignored or excluded since, over the bound now), by their paths from the root."""
+    listed = {file.relative for file in listing.files}
+    return [relative for relative in cached.stamps if relative not in listed]
+
+
 @dataclass(frozen=True)
 class IndexResult:
     """What `index_project` did: "up to date", "updated" (changed files counted apart) or "built"."""
@@ -171,7 +181,8 @@ def index_project(root: str | os.PathLike, cache_dir: str | os.PathLike, setting
                   rebuild: bool = False) -> IndexResult:
     """Bring the project's index in `cache_dir` up to date: nothing if no file changed since, the
     changed files counted apart if they are few, else the whole project counted again (weights
-    fitted with `model`, a TextModel, or the defaults without one)."""
+    fitted with `model`, a TextModel, or the defaults without one); the whole project too where a file
+    counted before is no longer one of its files (`left_files`)."""
     started = time.perf_counter()
     root = Path(root).resolve()
     listing = find_project_files(root, exclude=settings.exclude, max_total_bytes=settings.max_total_bytes)
@@ -179,7 +190,7 @@ def index_project(root: str | os.PathLike, cache_dir: str | os.PathLike, setting
         cached = None if rebuild else load_cached(cache_dir, root, settings)
     except ProjectCacheError:
         cached = None
-    if cached is not None:
+    if cached is not None and not left_files(cached, listing):
         changed = changed_files(cached, listing)
         if not changed:
             return IndexResult("up to date", cached, time.perf_counter() - started)

@@ -58,6 +58,11 @@ SECRET_EXCLUDES = (".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "id_rs
                    "id_ed25519*", "*.ppk", "*.p12", "*.pfx", "*.kdbx", "*.keystore", "*.jks", "credentials*",
                    "*secret*", ".netrc", ".npmrc", ".pypirc", ".pgpass", ".htpasswd", ".git-credentials", "*.gpg",
                    "*.asc", "*.tfstate", "*.tfstate.*", "*.tfvars", ".ssh", ".gnupg", ".aws")
+# A private key's block, wherever it is (a service account's JSON, a fixture, notes): the file is a
+# secret whatever its name. The key's base64 must follow (within a JSON string's escapes), so that a PEM
+# parser's header constant is not taken for one.
+PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----[^A-Za-z0-9+/]{0,8}"
+                         rb"(?:[A-Za-z-]+: [^\n]*\s*){0,4}[A-Za-z0-9+/=]{40}")
 # Text no person typed. "*.lock" covers yarn, poetry, Cargo, Gemfile, composer, uv and flake locks;
 # "*-lock.json" npm's and lazy.nvim's. SVG is drawn by tools (path data), notebooks are JSON with
 # escaped code and base64 outputs.
@@ -115,7 +120,10 @@ class ProjectFiles:
         most `max_file_bytes` (RefusedFile otherwise; OSError where it is gone)."""
         if os.path.realpath(file.path) != os.fspath(file.path):
             raise RefusedFile(f"{file.relative}: is reached through a link now, not read")
-        return read_regular(file.path, self.max_file_bytes, name=file.relative, why="that project memory reads")
+        data = read_regular(file.path, self.max_file_bytes, name=file.relative, why="that project memory reads")
+        if holds_a_private_key(data):
+            raise RefusedFile(f"{file.relative}: holds a private key, not read")
+        return data
 
 
 def project_root(path: str | Path) -> Path | None:
@@ -146,7 +154,7 @@ def find_project_files(root: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES
     if len(relatives) > MAX_LISTED:
         skipped["too many files"] += len(relatives) - MAX_LISTED
         relatives = relatives[:MAX_LISTED]
-    excludes = _GlobSet([exclude] if isinstance(exclude, str) else exclude)
+    excludes = _GlobSet([exclude] if isinstance(exclude, str) else exclude, root=root)
     kept, total, left = _kept_files(root, relatives, excludes, max_file_bytes, max_total_bytes, skipped)
     if left:
         skipped["over the total bound"] += left
@@ -178,11 +186,12 @@ def _kept_files(root: Path, relatives: list[str], excludes: _GlobSet, max_file_b
 # ---- the project's root -------------------------------------------------------------------------
 
 def _folders_below_home(folder: Path) -> list[Path]:
-    """`folder` and its parents, nearest first, stopping before $HOME and `/` (neither is included)."""
+    """`folder` and its parents, nearest first, stopping before $HOME, a folder holding it (a file
+    outside $HOME: `/home` with another user's file) and `/` (none of them is included)."""
     home = Path.home().resolve()
     folders = []
     for candidate in (folder, *folder.parents):
-        if candidate == home or candidate.parent == candidate:
+        if candidate.parent == candidate or home.is_relative_to(candidate):
             break
         folders.append(candidate)
     return folders
@@ -340,13 +349,13 @@ def private_reason(path: str | Path, root: Path | None, user_globs: Sequence[str
     its name alone (the folders above a project are not the project's business)."""
     real = Path(os.path.realpath(path))
     relative = real.relative_to(root).as_posix() if root is not None and real.is_relative_to(root) else real.name
-    return _private_globs(tuple(user_globs)).reason(relative)
+    return _private_globs(tuple(user_globs), root).reason(relative)
 
 
 @functools.lru_cache(maxsize=8)
-def _private_globs(user_globs: tuple[str, ...]) -> "_GlobSet":
-    """The secrets and the user's globs, compiled once per set of globs (a buffer event asks for them)."""
-    return _GlobSet(user_globs, (("secret", SECRET_EXCLUDES),))
+def _private_globs(user_globs: tuple[str, ...], root: Path | None) -> "_GlobSet":
+    """The secrets and the user's globs, compiled once per set of globs and root (a buffer event asks)."""
+    return _GlobSet(user_globs, (("secret", SECRET_EXCLUDES),), root=root)
 
 
 # ---- ordering -----------------------------------------------------------------------------------
@@ -383,21 +392,58 @@ def _near_folder(root: Path, near: str | Path | None) -> tuple[str, ...] | None:
 # ---- classifying one file -----------------------------------------------------------------------
 
 class _GlobSet:
-    """The default excludes and the user's globs, matched (case-insensitively) against a file's path
-    from the root, its name, and the name of every folder it is in: `docs/*`, `*.pem`, `vendor`."""
+    """The default excludes and the user's globs, matched (case-insensitively): a glob without a slash
+    against a file's name and the name of every folder it is in (`*.pem`, `vendor`), one with a slash
+    against its path from the root (`docs/*`, `data/**`; a folder's glob takes what is under it too),
+    the user's read as a .gitignore line is (`user_glob_forms`)."""
 
     def __init__(self, user_globs: Iterable[str], defaults: Sequence[tuple[str, Sequence[str]]] = (
-            ("secret", SECRET_EXCLUDES), ("lock file", LOCK_EXCLUDES), ("generated", GENERATED_EXCLUDES))) -> None:
-        self.checks = [(reason, _glob_regex(globs)) for reason, globs in
-                       (*defaults, ("excluded", tuple(user_globs))) if globs]
+            ("secret", SECRET_EXCLUDES), ("lock file", LOCK_EXCLUDES), ("generated", GENERATED_EXCLUDES)),
+                 root: Path | None = None) -> None:
+        names, paths = user_glob_forms(user_globs, root)
+        self.checks = [(reason, _glob_regex(globs), None) for reason, globs in defaults if globs]
+        if names or paths:
+            self.checks.append(("excluded", _glob_regex(names) if names else None,
+                                _glob_regex(paths) if paths else None))
 
     def reason(self, relative: str) -> str | None:
         lowered = relative.lower()
         parts = lowered.split("/")
-        for reason, regex in self.checks:
-            if regex.match(lowered) or any(regex.match(part) for part in parts):
+        for reason, anywhere, from_root in self.checks:
+            if anywhere is not None and (anywhere.match(lowered) or any(anywhere.match(part) for part in parts)):
+                return reason
+            if from_root is not None and from_root.match(lowered):
                 return reason
         return None
+
+
+def user_glob_forms(globs: Iterable[str], root: Path | None = None) -> tuple[list[str], list[str]]:
+    """The user's exclude globs read as .gitignore lines are: (globs for a name anywhere, globs for a
+    path from the root). A trailing `/` (a folder) is dropped; `**/` in front means anywhere; a glob
+    with a slash, a leading `/` or `./`, or the project's own path in front (`~` expanded) holds from
+    the root alone, and takes everything under a folder it names: `docs/`, `/data`, `./data/**` and
+    `/home/me/project/data` all exclude what the root's `data` folder holds (`data/`, the first two, also a
+    `docs` folder deeper down). A leading `/` that is no path into the project reads as the root."""
+    names: list[str] = []
+    paths: list[str] = []
+    prefix = root.as_posix().rstrip("/") + "/" if root is not None else None
+    for glob in globs:
+        glob = os.path.expanduser(glob.strip()) if glob.strip().startswith("~") else glob.strip()
+        if prefix is not None and (glob + "/").startswith(prefix):
+            glob = "/" + glob[len(prefix):]
+        glob = glob.rstrip("/")
+        if glob.startswith("./"):
+            glob = "/" + glob[2:]
+        while glob.startswith("**/"):
+            glob = glob[3:]
+        if "/" not in glob:
+            if glob:
+                names.append(glob)
+            continue
+        glob = glob.lstrip("/")
+        if glob:
+            paths += [glob, glob + "/*"]              # fnmatch's * crosses slashes: all under a folder
+    return names, paths
 
 
 def _glob_regex(globs: Sequence[str]) -> re.Pattern[str]:
@@ -439,12 +485,21 @@ def _head(path: Path, max_file_bytes: int) -> bytes:
 
 
 def _content_reason(head: bytes) -> str | None:
-    """"binary", "generated" or None (text a person wrote), from the first bytes of a file."""
+    """"binary", "secret" (a private key), "generated" or None (text a person wrote), from the first
+    bytes of a file (the whole of it is looked at for a key again when it is read)."""
     if _binary(head):
         return "binary"
+    if holds_a_private_key(head):
+        return "secret"
     if _generated(head):
         return "generated"
     return None
+
+
+def holds_a_private_key(data: bytes | bytearray) -> bool:
+    """Whether `data` holds a private key's PEM block (`PRIVATE_KEY`); a plain search first, since
+    nearly no text holds one."""
+    return b"PRIVATE KEY" in data and PRIVATE_KEY.search(data) is not None
 
 
 def _binary(head: bytes) -> bool:

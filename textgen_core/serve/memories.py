@@ -35,7 +35,7 @@ from textgen_core.memory.project_cache import (
     default_cache_dir,
     load_cached,
 )
-from textgen_core.memory.project_files import inside, private_reason, project_root
+from textgen_core.memory.project_files import holds_a_private_key, inside, private_reason, project_root
 from textgen_core.model.safe_read import MB
 from textgen_core.serve.child_python import module_command
 from textgen_core.serve.heap import give_back_freed
@@ -93,7 +93,9 @@ class Memories:
         self._reindex_timer: threading.Timer | None = None
         # the open buffers
         self._texts: OrderedDict[int, bytes] = OrderedDict()
+        self._paths: dict[int, str] = {}                 # each buffer's file, as last told
         self._private: set[int] = set()                  # buffers whose text is never kept (`private`)
+        self._holding_keys: set[int] = set()             # buffers whose last text held a private key
         self._buffer_table: NgramModel | None = None
         self._buffer_bytes = 0
         self._buffers_changed = threading.Event()
@@ -105,20 +107,31 @@ class Memories:
     def buffer_event(self, buf: int, event: str, path: str | None, text: str | bytes | None,
                      options: ProjectOptions) -> None:
         """A buffer was entered, written, left or unloaded (`lua/textgen/memory.lua` says when). The
-        text of a private buffer (`private`) is never kept."""
-        self.options = options
+        text of a private buffer (`private`) is never kept. Options that changed since the last event
+        (`g:textgen.project` set after the plugin loaded) hold from this event on (`_options_changed`)."""
+        previous, self.options = self.options, options
+        if (options.max_mb, options.exclude) != (previous.max_mb, previous.exclude):
+            self._options_changed(options.exclude != previous.exclude)
         if event == "enter" and path:
             self.open_project_of(path)
-        private = event != "unload" and bool(path) and self._private_reason(path) is not None
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        secret_file = event != "unload" and bool(path) and self._private_reason(path) is not None
         with self._lock:
-            if event == "unload" or path:                 # a path (re)tells what the buffer is
+            if data is not None:                          # a text tells whether it holds a key, until the next
+                (self._holding_keys.add if holds_a_private_key(data) else self._holding_keys.discard)(buf)
+            private = event != "unload" and (secret_file or buf in self._holding_keys)
+            if event == "unload":
+                self._paths.pop(buf, None)
+                self._holding_keys.discard(buf)
+            elif path:
+                self._paths[buf] = path
+            if event == "unload" or path or data is not None:       # a path or a text (re)tells what it is
                 (self._private.add if private else self._private.discard)(buf)
             if event == "unload" or buf in self._private:
                 changed = self._texts.pop(buf, None) is not None
             else:
-                changed = text is not None
-                if text is not None:
-                    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+                changed = data is not None
+                if data is not None:
                     self._texts[buf] = data[:MAX_BUFFER_BYTES]
                 if buf in self._texts:
                     moved = next(iter(self._texts)) != buf
@@ -134,8 +147,8 @@ class Memories:
 
     def private(self, buf: int) -> bool:
         """Whether buffer `buf`'s file is one the project never reads, a secret (`.env`, `*.pem`, ...) or
-        a file the user's `exclude` globs name: its text is in no memory, and nothing typed there is
-        learned, so that it is never suggested in another buffer."""
+        a file the user's `exclude` globs name, or its text holds a private key: its text is in no memory,
+        and nothing typed there is learned, so that it is never suggested in another buffer."""
         with self._lock:
             return buf in self._private
 
@@ -158,12 +171,36 @@ class Memories:
             root = project_root(path)
         except (OSError, ValueError):
             root = None
-        if root is None or root == self.root:
-            return
+        if root is None:
+            self._forget_project("none")
+        elif root != self.root:
+            self._serve(root)
+
+    def _serve(self, root: Path) -> None:
+        """Serve the project at `root`, from the cache where it holds an index built with the options
+        in force, and index it (brought up to date, or counted with those options)."""
         self._forget_project("none")
         self.root = root
         self.from_cache = self._load_cache()
         self._index()
+
+    def _options_changed(self, exclude_changed: bool) -> None:
+        """`max_mb` or `exclude` changed: the project is served by an index built with them (the one
+        in use, built with the old, is dropped at once: a file excluded now must not be suggested
+        while the new one is counted); with other globs, every buffer's file is looked at again, and
+        the texts of those that are private now are dropped."""
+        if self.root is not None:
+            self._serve(self.root)
+        if not exclude_changed:
+            return
+        with self._lock:
+            paths = dict(self._paths)
+        private = {buf for buf, path in paths.items() if self._private_reason(path) is not None}
+        with self._lock:
+            self._private = private | self._holding_keys | (self._private - paths.keys())
+            dropped = [buf for buf in private if self._texts.pop(buf, None) is not None]
+        if dropped:
+            self._buffers_changed.set()
 
     def rebuild(self) -> str:
         """Count the current project again, every file; says what happens, in one line."""
@@ -178,6 +215,7 @@ class Memories:
         """Remove every cached project index; the one in use serves on from memory until the next start."""
         cache_dir = self._cache_dir()
         removed, freed = clear_cache(cache_dir)
+        self.from_cache = False                   # what is served is no longer in any cache
         return (f"removed {removed} cached project index{'es' if removed != 1 else ''} ({freed / MB:.1f} MB) "
                 f"from {cache_dir}; the project in use stays in memory until Neovim quits; "
                 "g:textgen.project.enabled = false turns project memory off")
