@@ -218,6 +218,11 @@ build/wide384-stage5/weights.npz: build/wide384-stage4/weights.npz
 	$(call TRAIN_ON,wide384-stage5,$(STAGE_4_TEXT)) --base build/wide384-stage4 \
 	  --learning-rate 1e-4 --max-minutes 100 --seed 27
 
+# And a sixth, the rate halved again (stage 5's validation was still falling when its time ran out).
+build/wide384-stage6/weights.npz: build/wide384-stage5/weights.npz
+	$(call TRAIN_ON,wide384-stage6,$(STAGE_4_TEXT)) --base build/wide384-stage5 \
+	  --learning-rate 5e-5 --max-minutes 80 --seed 29
+
 # Its corpus n-gram's mixing weights and each kind's, fitted as default-model and default-kinds fit the
 # shipped model's, for bench/quality.py --model build/wide384-stage4-kinds (and stage 5's).
 define FIT_KINDS
@@ -231,6 +236,9 @@ build/wide384-stage4-kinds/config.json: build/wide384-stage4/weights.npz
 
 build/wide384-stage5-kinds/config.json: build/wide384-stage5/weights.npz
 	$(call FIT_KINDS,wide384-stage5)
+
+build/wide384-stage6-kinds/config.json: build/wide384-stage6/weights.npz
+	$(call FIT_KINDS,wide384-stage6)
 
 build/default-stage1/weights.npz: | $(VENV)/.dev-installed
 	$(call TRAIN_STAGE,default-stage1) --embed 64 --hidden 256 --layers 2 --max-minutes 40 --seed 1
