@@ -312,6 +312,10 @@ class Screen:
         UI's own (Normal's)."""
         return self.attrs.get(self._grid[row][col][1], {}).get("foreground")
 
+    def look(self, row: int, col: int) -> dict:
+        """All that a cell is drawn with now (colours, bold, ...); {}: Normal's."""
+        return dict(self.attrs.get(self._grid[row][col][1], {}))
+
     def _on_notification(self, name: str, args: list) -> None:
         if name != "redraw":
             return
@@ -365,6 +369,15 @@ def suggest(model, context: str, **options) -> str:
     from textgen_core.decode import DecodeOptions
     from textgen_core.serve.engine import fresh_completion
     return fresh_completion(model, context, DecodeOptions(**options))[0].rstrip()
+
+
+def tabs_as_drawn(text: str, tabstop: int = 8, before: str = "") -> str:
+    """`text` as ghost text draws it after `before` (the line's text before the cursor): each Tab
+    widened to the next multiple of 'tabstop' from where it falls, the first line from the cursor's
+    column, the others from their start (as the accepted text will show)."""
+    first, *rest = text.split("\n")
+    head = before.expandtabs(tabstop)
+    return "\n".join([(head + first).expandtabs(tabstop)[len(head):], *(line.expandtabs(tabstop) for line in rest)])
 
 
 def requests(nvim: pynvim.Nvim) -> int:

@@ -14,13 +14,44 @@ local marks = {}
 ---@type table<integer, {tick: integer, first_ns: integer, time_ns: integer, text: string}>
 local last_render = {}
 
---- Tabs in virtual text would show as one cell; show them as the buffer would.
-local function expand_tabs(text, buf)
+--- How a Tab is drawn in `win` with 'list' on: 'listchars' tab:xy (or xyz), or nil where it is drawn
+--- as blanks ('list' off, or no tab: item, where Neovim shows ^I: shown as blanks here).
+local function list_tab(win)
+  if not vim.wo[win].list then
+    return nil
+  end
+  local chars = vim.wo[win].listchars:match("tab:([^,]+)")
+  if not chars or vim.fn.strchars(chars) < 2 then
+    return nil
+  end
+  return { vim.fn.strcharpart(chars, 0, 1), vim.fn.strcharpart(chars, 1, 1), vim.fn.strcharpart(chars, 2, 1) }
+end
+
+--- Tabs in virtual text would show as one cell: show each as the buffer would at its place, up to the
+--- next multiple of 'tabstop' from `start` (the display column the text begins at, 0-based), in
+--- 'listchars' where 'list' is on, so that accepting does not move the text.
+local function expand_tabs(text, buf, start, tab_chars)
   if not text:find("\t", 1, true) then
     return text
   end
-  local width = vim.bo[buf].tabstop
-  return (text:gsub("\t", string.rep(" ", width > 0 and width or 8)))
+  local tabstop = vim.bo[buf].tabstop > 0 and vim.bo[buf].tabstop or 8
+  local column, parts = start, {}
+  for piece, tab in text:gmatch("([^\t]*)(\t?)") do
+    parts[#parts + 1] = piece
+    column = column + vim.fn.strdisplaywidth(piece, column)
+    if tab ~= "" then
+      local width = tabstop - column % tabstop
+      if tab_chars then
+        local last = tab_chars[3] ~= "" and width > 1 and tab_chars[3] or tab_chars[2]
+        parts[#parts + 1] = width == 1 and (tab_chars[3] ~= "" and tab_chars[3] or tab_chars[1])
+          or tab_chars[1] .. tab_chars[2]:rep(width - 2) .. last
+      else
+        parts[#parts + 1] = string.rep(" ", width)
+      end
+      column = column + width
+    end
+  end
+  return table.concat(parts)
 end
 
 -- The window the ghost text's namespace is scoped to: the one typed in, not every window showing the
@@ -35,12 +66,41 @@ local function scope_to_current_window()
   end
 end
 
+--- How many screen rows of `win` lie below its cursor's line once `first` (the ghost text's first
+--- line) is drawn inline at the cursor: where the suggestion's further lines can show. Neovim does
+--- not scroll for virtual lines, so lines past the window's bottom would be accepted unseen.
+local function rows_below(win, buf, row, col, first)
+  local height = vim.api.nvim_win_get_height(win)
+  local below = height - vim.fn.winline()
+  if vim.wo[win].wrap then
+    local info = vim.fn.getwininfo(win)[1]
+    local width = math.max(1, (info and info.width - info.textoff) or vim.api.nvim_win_get_width(win))
+    local at = vim.fn.virtcol({ row + 1, col + 1 }) - 1 -- the cursor's display column (0-based)
+    local rest = vim.api.nvim_buf_get_text(buf, row, col, row, -1, {})[1] or ""
+    local last = at + vim.fn.strdisplaywidth(first) + vim.fn.strdisplaywidth(rest:sub(1, 4096))
+    below = below - (math.floor(math.max(last - 1, 0) / width) - math.floor(at / width))
+  end
+  return math.max(0, below)
+end
+
+--- The part of `text` that `render` shows when the window has room for only some of its lines (the
+--- lines that fit below the cursor's line), or `text` itself; accepting takes this part.
+function M.visible_part(buf, text)
+  local shown = last_render[buf] and last_render[buf].text
+  if shown and #shown < #text and text:sub(1, #shown) == shown then
+    return shown
+  end
+  return text
+end
+
 --- Show `text` at (row, col) in `buf`, or clear the ghost text when `text` is nil or "".
+--- Lines that would fall below the window's bottom are left out (`visible_part`).
 ---@param buf integer
 ---@param row integer|nil 0-based
 ---@param col integer|nil byte column
 ---@param text string|nil
 function M.render(buf, row, col, text)
+  buf = buf == 0 and vim.api.nvim_get_current_buf() or buf
   local id = marks[buf]
   if text == nil or text == "" then
     if id then
@@ -50,10 +110,24 @@ function M.render(buf, row, col, text)
     return
   end
   local lines = vim.split(text, "\n", { plain = true })
-  local first = expand_tabs(lines[1], buf)
+  local win = vim.api.nvim_get_current_win()
+  local tab_chars = list_tab(win)
+  local start = 0
+  if lines[1]:find("\t", 1, true) and vim.api.nvim_win_get_buf(win) == buf then
+    local before = vim.api.nvim_buf_get_text(buf, row, 0, row, col, {})[1] or ""
+    start = vim.fn.strdisplaywidth(before)
+  end
+  local first = expand_tabs(lines[1], buf, start, tab_chars)
+  if #lines > 1 and vim.api.nvim_win_get_buf(win) == buf then
+    local room = rows_below(win, buf, row, col, first)
+    if room < #lines - 1 then
+      lines = vim.list_slice(lines, 1, room + 1)
+      text = table.concat(lines, "\n")
+    end
+  end
   local virt_lines = {}
   for i = 2, #lines do
-    virt_lines[#virt_lines + 1] = { { expand_tabs(lines[i], buf), M.HL } }
+    virt_lines[#virt_lines + 1] = { { expand_tabs(lines[i], buf, 0, tab_chars), M.HL } }
   end
   scope_to_current_window()
   local ok, new_id = pcall(vim.api.nvim_buf_set_extmark, buf, M.ns, row, col, {
@@ -61,7 +135,9 @@ function M.render(buf, row, col, text)
     virt_text = first ~= "" and { { first, M.HL } } or nil,
     virt_text_pos = "inline",
     virt_lines = #virt_lines > 0 and virt_lines or nil,
-    hl_mode = "combine",
+    -- its own look only: "combine" took the attributes of what the buffer shows at that column, so
+    -- after `f(` with `)` next, matchparen's highlight made it look like selected, typed text
+    hl_mode = "replace",
     priority = 200,
   })
   if ok then

@@ -348,7 +348,7 @@ end
 
 local function check_highlight()
   local ghost, normal = drawn("TextGenSuggestion"), drawn("Normal")
-  local fg, bg = ghost.fg or normal.fg, ghost.bg or normal.bg -- unset: the text's own (hl_mode combine)
+  local fg, bg = ghost.fg or normal.fg, ghost.bg or normal.bg -- unset: Normal's
   local marked = vim.tbl_contains(MARKS, function(attr)
     return ghost.attrs[attr] and not normal.attrs[attr]
   end, { predicate = true })

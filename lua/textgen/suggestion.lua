@@ -56,7 +56,12 @@ function M.insertion_point()
   if not util.inserting() then
     local line = api.nvim_get_current_line()
     if #line > 0 then
-      local char = line:sub(col + 1):match("^" .. util.UTF8_CHAR) or ""
+      -- the whole character the cursor is on, composing marks and emoji modifiers too (`a` goes past them)
+      local rest = line:sub(col + 1, col + 64)
+      local ok, char = pcall(vim.fn.strcharpart, rest, 0, 1, 1)
+      if not ok or char == "" then
+        char = rest:match("^" .. util.UTF8_CHAR) or ""
+      end
       col = col + #char
     end
   end
@@ -471,7 +476,7 @@ function M.accept(part)
     return false
   end
   local s = suggestions[buf]
-  local rest = rest_of(s)
+  local rest = ghost.visible_part(buf, rest_of(s)) -- lines below the window's bottom were not shown
   local text = part == "word" and first_word(rest) or part == "line" and first_line(rest) or rest
   local lines = vim.split(text, "\n", { plain = true })
   local end_row = s.row + #lines - 1

@@ -574,3 +574,89 @@ def test_keys_can_be_remapped_and_disabled(vim, tiny_model):
     wait_for(lambda: (g := ghost(vim)) and g.text == expected)
     vim.input("<C-l>")
     wait_for(lambda: buffer_text(vim) == "the qu" + expected, what="accept on <C-l>")
+
+
+# -- what the ghost text looks like where the line holds more than text ---------------------------
+# Drawn by ghost.render itself where the test needs a suggestion of a given shape (a Tab, a bracket),
+# read back from the screen Neovim draws.
+
+def draw(vim, row: int, col: int, text: str) -> None:
+    lua(vim, "require('textgen.ghost').render(0, ...)", row, col, text)
+
+
+def test_ghost_text_keeps_its_own_look_beside_a_highlighted_bracket(vim, screen):
+    """After `f(` with `)` next (an autopair), matchparen highlights the `)` under the cursor; ghost text
+    drawn at that column took that highlight's colours and bold (hl_mode "combine"): it looked like
+    typed, selected text (a new user's trial)."""
+    set_options(vim, auto_trigger=False)
+    vim.current.buffer[:] = ["f()"]
+    vim.input("A<Left>")
+    wait_for(lambda: mode(vim) == "i" and cursor(vim) == (1, 2), what="insert mode between the brackets")
+    lua(vim, "vim.fn.matchaddpos('MatchParen', {{1, 2}, {1, 3}}, 10)")
+    try:
+        draw(vim, 0, 2, "GHOST")
+        wait_for(lambda: screen.row(0) == "f(GHOST)", what="the ghost text between the brackets")
+        own = {"foreground": lua(vim, "return vim.api.nvim_get_hl(0, {name = 'TextGenSuggestion', link = false}).fg")}
+        assert [screen.look(0, col) for col in range(2, 7)] == [own] * 5
+        assert screen.look(0, 1) == screen.look(0, 7) and screen.look(0, 7).get("background")   # matchparen's
+    finally:
+        draw(vim, 0, 0, "")
+        lua(vim, "vim.fn.clearmatches()")
+        vim.input("<Esc>")
+
+
+@pytest.mark.parametrize("options", ["tabstop=8", "tabstop=4", "tabstop=8 list listchars=tab:>-",
+                                     "tabstop=4 list listchars=tab:<->"])
+def test_tabs_in_ghost_text_are_drawn_as_the_accepted_line_will_show_them(vim, options):
+    """A Tab was drawn as 'tabstop' blanks wherever it fell (and as blanks with 'list' on): the text
+    after it moved when accepted."""
+    set_options(vim, auto_trigger=False)
+    vim.command("setlocal " + options)
+    try:
+        vim.current.buffer[:] = ["name:"]
+        vim.input("A")
+        wait_for(lambda: mode(vim) == "i", what="insert mode")
+        draw(vim, 0, 5, "\tAlice\tage:\t3")
+        shown = lua(vim, SCREEN_ROWS)[0].rstrip()
+        draw(vim, 0, 0, "")
+        vim.current.buffer[:] = ["name:\tAlice\tage:\t3"]
+        assert shown == lua(vim, SCREEN_ROWS)[0].rstrip()
+    finally:
+        vim.input("<Esc>")
+        vim.command("setlocal tabstop=8 nolist listchars&")
+
+
+def test_lines_of_a_suggestion_below_the_window_are_neither_shown_nor_accepted(vim, tiny_model):
+    """Neovim does not scroll for virtual lines: on the window's last line, a multi-line suggestion
+    showed its first line and <Tab> inserted the lines under the window's edge too, unseen."""
+    set_options(vim, multiline=True)
+    contexts = ["def greet(na", "def greet(name", "class Fo", "def ma", "import o"]
+    found = [(c, s) for c in contexts if "\n" in (s := suggest(tiny_model, c, stop_at_newline=False))
+             and s.split("\n")[0]]
+    assert found, "the tiny model should go on past a line's end after one of these"
+    context, expected = found[0]
+    first_line = expected.split("\n")[0]
+    height = vim.current.window.height
+    vim.current.buffer[:] = ["x"] * (height + 5)
+    vim.command("normal! Gzb")
+    vim.input("o")
+    wait_for(lambda: mode(vim) == "i" and lua(vim, "return vim.fn.winline()") == height, what="the last row")
+    shown = type_and_wait(vim, context, first_line)
+    assert shown.text == first_line                                   # no virtual lines under the edge
+    vim.input("<Tab>")
+    wait_for(lambda: vim.current.buffer[-1] == context + first_line, what="the shown line accepted")
+    assert len(vim.current.buffer) == height + 6
+    vim.input("<Esc>")
+
+
+def test_normal_mode_completion_goes_after_the_whole_character_under_the_cursor(vim, tiny_model):
+    """`a` appends after a character with its composing marks (e + U+0301) or an emoji's modifier;
+    :TextGenComplete in normal mode put the suggestion inside it, where nothing showed."""
+    set_options(vim, auto_trigger=False)
+    for line in ["cafe\u0301", "ok \U0001F44D\U0001F3FD"]:
+        vim.current.buffer[:] = [line]
+        vim.command("normal! $")
+        expected = suggest(tiny_model, line)
+        shown = type_and_wait(vim, ":TextGenComplete<CR>", expected)
+        assert (shown.row, shown.col) == (0, len(line.encode())), line
+        lua(vim, "require('textgen').dismiss()")

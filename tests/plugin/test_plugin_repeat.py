@@ -21,6 +21,7 @@ from tests.nvim_harness import (
     requests,
     start_module_nvim,
     suggest,
+    tabs_as_drawn,
     wait_for,
 )
 from textgen_core import load_model
@@ -59,9 +60,12 @@ def vim(nvim, model_dir):
 def type_and_accept(vim, keys: str, expected: str, accept: str = "<Tab>", accepted: str | None = None) -> None:
     """Type `keys` (from normal mode), wait for the ghost text `expected`, accept it with `accept`
     (all of it, or `accepted`), and wait until the buffer ends with what was typed and accepted."""
-    shown = expected.replace("\t", " " * vim.current.buffer.options["tabstop"])   # as ghost text shows Tabs
     vim.input(keys)
-    wait_for(lambda: (g := ghost(vim)) and g.text == shown, what=f"ghost text {shown!r}")
+
+    def shown() -> str:                                     # as ghost text draws Tabs, from the cursor's column
+        return tabs_as_drawn(expected, vim.current.buffer.options["tabstop"],
+                             lua(vim, "return vim.api.nvim_get_current_line():sub(1, vim.fn.col('.') - 1)"))
+    wait_for(lambda: (g := ghost(vim)) and g.text == shown(), what=f"ghost text {expected!r}")
     typed = buffer_text(vim)
     vim.input(accept)
     wait_for(lambda: buffer_text(vim) == typed + (expected if accepted is None else accepted),
