@@ -22,7 +22,7 @@ by its features, not its model name, so AMD's and Intel's alike). There, a Netwo
 keeps its matrices in float16 where the CPU has F16C too (each 8 widened to float32 by one instruction
 as they are read; the sums stay float32): a step of a few rows waits on reading the matrices, which
 are larger than the nearer caches (2.6 MB for the default model against a 1 MB L2), and half the bytes
-made a step of one row 55 → 43 µs and a suggestion's first word 2.56 → 2.15 ms median with hot caches
+made a step of one row 59 → 32 µs and a suggestion's first word 1.74 → 1.58 ms median with hot caches
 (bench/gru_step.py, AMD EPYC). The logits move by about 0.005 (float16 keeps 11 significant bits). The weights are the caller's
 read-only float32 vectors (the input table, the biases), held through the buffer protocol for the
 object's life, and its own copies of the matrices in blocks, which `NumpyGRU` does not keep beside
