@@ -75,9 +75,11 @@ local function rows_below(win, buf, row, col, first)
   if vim.wo[win].wrap then
     local info = vim.fn.getwininfo(win)[1]
     local width = math.max(1, (info and info.width - info.textoff) or vim.api.nvim_win_get_width(win))
-    local at = vim.fn.virtcol({ row + 1, col + 1 }) - 1 -- the cursor's display column (0-based)
+    local before = vim.api.nvim_buf_get_text(buf, row, 0, row, col, {})[1] or ""
+    local at = vim.fn.strdisplaywidth(before) -- where the ghost text starts (0-based display column)
     local rest = vim.api.nvim_buf_get_text(buf, row, col, row, -1, {})[1] or ""
-    local last = at + vim.fn.strdisplaywidth(first) + vim.fn.strdisplaywidth(rest:sub(1, 4096))
+    local shown = at + vim.fn.strdisplaywidth(first, at)
+    local last = shown + vim.fn.strdisplaywidth(rest:sub(1, 4096), shown) -- a huge line: at most a row off
     below = below - (math.floor(math.max(last - 1, 0) / width) - math.floor(at / width))
   end
   return math.max(0, below)
@@ -93,8 +95,9 @@ function M.visible_part(buf, text)
   return text
 end
 
---- Show `text` at (row, col) in `buf`, or clear the ghost text when `text` is nil or "".
---- Lines that would fall below the window's bottom are left out (`visible_part`).
+--- Show `text` at (row, col) in `buf`, or clear the ghost text when `text` is nil or "". Lines that
+--- would fall below the window's bottom are brought into view by scrolling while the cursor's line
+--- stays in it, and left out where they still do not fit (`visible_part`).
 ---@param buf integer
 ---@param row integer|nil 0-based
 ---@param col integer|nil byte column
@@ -120,9 +123,21 @@ function M.render(buf, row, col, text)
   local first = expand_tabs(lines[1], buf, start, tab_chars)
   if #lines > 1 and vim.api.nvim_win_get_buf(win) == buf then
     local room = rows_below(win, buf, row, col, first)
+    -- Scroll the text up (as Neovim scrolls for the cursor) while the cursor's line stays in view; what
+    -- does not fit then, a window too small, is left out.
+    local topline = vim.fn.line("w0", win)
+    while room < #lines - 1 and topline < row + 1 and vim.fn.winline() > 1 do
+      topline = topline + 1
+      vim.fn.winrestview({ topline = topline })
+      room = rows_below(win, buf, row, col, first)
+    end
     if room < #lines - 1 then
       lines = vim.list_slice(lines, 1, room + 1)
       text = table.concat(lines, "\n")
+      if text == "" then -- nothing of it would show: none, and <Tab> keeps its own meaning
+        M.render(buf, nil, nil, nil)
+        return
+      end
     end
   end
   local virt_lines = {}

@@ -63,8 +63,9 @@ end
 ---@param buf integer
 ---@param event "enter"|"write"|"leave"|"unload"
 ---@param cfg textgen.Config|nil
+---@param only_new boolean|nil  an "enter" that tells nothing the host has (entering insert mode)
 ---@return table|nil
-function M.message(buf, event, cfg)
+function M.message(buf, event, cfg, only_new)
   local pid = host.pid()
   if not pid or not api.nvim_buf_is_valid(buf) then
     return nil
@@ -90,16 +91,28 @@ function M.message(buf, event, cfg)
   end
   local tick = api.nvim_buf_get_changedtick(buf)
   if last and last.tick == tick then
-    return event == "write" and info or nil -- a write of text the host has: it may update the project
+    -- without the text the host has: a write may update the project, entering may switch projects,
+    -- and project options changed since they were last sent take effect
+    local told = event == "write" or event == "enter" and not only_new or not M.options_sent(pid, info.project)
+    return told and info or nil
   end
   info.text = buffer_text(buf) or vim.NIL
   info.tick = tick
   return info
 end
 
+---@type {host: integer, options: string}|nil  the project options the host was last told, as text
+local options_sent = nil
+
+--- Whether host `pid` was last told `options` (g:textgen.project as `project_options` makes it).
+function M.options_sent(pid, options)
+  return options_sent ~= nil and options_sent.host == pid and options_sent.options == vim.inspect(options)
+end
+
 --- Tell the host about `buf` on `event` when there is something to tell; returns what was sent.
-function M.send(buf, event)
-  local info = M.message(buf, event)
+---@param only_new boolean|nil  see `message`
+function M.send(buf, event, only_new)
+  local info = M.message(buf, event, nil, only_new)
   if not info then
     return nil
   end
@@ -108,6 +121,7 @@ function M.send(buf, event)
   if not host.buffer(info) then
     return nil
   end
+  options_sent = { host = host.pid(), options = vim.inspect(info.project) }
   stop_timer(buf) -- a quiet-time send still waiting would send what the host now has, or a keystroke's later text
   if event == "unload" then
     sent[buf] = nil
@@ -177,7 +191,7 @@ function M.attach()
   -- A host started on entering insert mode (by the first suggestion) has not been told yet; one
   -- already told sends nothing here.
   on("InsertEnter", "tell a host just started what the buffer holds", function(buf)
-    M.send(buf, "enter")
+    M.send(buf, "enter", true)
   end)
   on("InsertLeave", "tell the host the buffer's text after insert mode", function(buf)
     stop_timer(buf)

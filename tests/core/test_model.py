@@ -206,6 +206,16 @@ def test_the_compiled_step_keeps_float16_matrices_where_the_cpu_can_unless_told_
         assert run.stdout.split() == [str(expected)], run.stderr
 
 
+def test_a_network_with_weights_float16_cannot_hold_keeps_float32_matrices():
+    """float16's largest number is 65504: larger weights would become infinities."""
+    _compiled_or_skip(half=True)
+    config = ModelConfig(embed_dim=8, hidden=16, layers=2)
+    _, weights = _random_keras_model(config)
+    assert NumpyGRU(config, weights, half_weights=True).half_weights
+    weights["gru1/recurrent_kernel"][0, 0] = 3e5                 # ½ of it after folding: still too large
+    assert not NumpyGRU(config, weights, half_weights=True).half_weights
+
+
 def test_tensorflow_backend_gives_the_same_greedy_text(tiny_model_dir):
     numpy_model = load_model(tiny_model_dir, backend="numpy")
     tf_model = load_model(tiny_model_dir, backend="tensorflow")

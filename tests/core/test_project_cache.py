@@ -87,6 +87,21 @@ def test_a_file_that_left_the_project_is_forgotten_at_once(tiny_model, tmp_path,
     assert index_project(root, cache, settings, tiny_model).action == "up to date"
 
 
+def test_a_file_pushed_over_the_total_bound_is_not_taken_for_one_that_left(tiny_model, tmp_path):
+    """In a project at its bound, a new file listed before the last one pushes it out unread: it is
+    still the project's, so the update counts the new file alone (a whole recount at every write of a
+    project over its bound, else)."""
+    root = make_project(tmp_path)
+    sizes = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    settings = Settings(sizes + 100, (), SETTINGS.model)
+    cache = tmp_path / "cache"
+    built = index_project(root, cache, settings, tiny_model)
+    assert built.cached.summary()["files"] == 3
+    (root / "src" / "aaa_new.py").write_text("x = qqv_blorptastic(1)\n" * 40)     # listed before more.py
+    again = index_project(root, cache, settings, tiny_model)
+    assert again.action == "updated" and again.cached.changed == ("src/aaa_new.py",)
+
+
 def test_other_settings_or_a_damaged_index_mean_a_new_one(tiny_model, tmp_path):
     root = make_project(tmp_path, {"notes.md": "some notes\n" * 50})
     cache = tmp_path / "cache"

@@ -626,27 +626,41 @@ def test_tabs_in_ghost_text_are_drawn_as_the_accepted_line_will_show_them(vim, o
         vim.command("setlocal tabstop=8 nolist listchars&")
 
 
-def test_lines_of_a_suggestion_below_the_window_are_neither_shown_nor_accepted(vim, tiny_model):
-    """Neovim does not scroll for virtual lines: on the window's last line, a multi-line suggestion
-    showed its first line and <Tab> inserted the lines under the window's edge too, unseen."""
-    set_options(vim, multiline=True)
+def multi_line_suggestion(tiny_model) -> tuple[str, str]:
     contexts = ["def greet(na", "def greet(name", "class Fo", "def ma", "import o"]
     found = [(c, s) for c in contexts if "\n" in (s := suggest(tiny_model, c, stop_at_newline=False))
              and s.split("\n")[0]]
     assert found, "the tiny model should go on past a line's end after one of these"
-    context, expected = found[0]
+    return found[0]
+
+
+@pytest.mark.parametrize("window_rows", [None, 1])
+def test_lines_of_a_suggestion_below_the_window_are_scrolled_into_view_or_left_out(vim, tiny_model, window_rows):
+    """Neovim does not scroll for virtual lines: on the window's last line, a multi-line suggestion
+    showed its first line and <Tab> inserted the lines under the window's edge too, unseen. The window
+    scrolls now, the cursor's line kept in view; in a window too small for them they are left out, of
+    the screen and of what <Tab> inserts."""
+    set_options(vim, multiline=True)
+    context, expected = multi_line_suggestion(tiny_model)
     first_line = expected.split("\n")[0]
-    height = vim.current.window.height
-    vim.current.buffer[:] = ["x"] * (height + 5)
-    vim.command("normal! Gzb")
-    vim.input("o")
-    wait_for(lambda: mode(vim) == "i" and lua(vim, "return vim.fn.winline()") == height, what="the last row")
-    shown = type_and_wait(vim, context, first_line)
-    assert shown.text == first_line                                   # no virtual lines under the edge
-    vim.input("<Tab>")
-    wait_for(lambda: vim.current.buffer[-1] == context + first_line, what="the shown line accepted")
-    assert len(vim.current.buffer) == height + 6
-    vim.input("<Esc>")
+    try:
+        if window_rows:
+            vim.command(f"split | resize {window_rows}")
+        height = vim.current.window.height
+        vim.current.buffer[:] = ["x"] * (height + 5)
+        vim.command("normal! Gzb")
+        vim.input("o")
+        wait_for(lambda: mode(vim) == "i" and lua(vim, "return vim.fn.winline()") == height, what="the last row")
+        shown_text = first_line if window_rows == 1 else expected
+        type_and_wait(vim, context, shown_text)
+        if window_rows is None:
+            assert 1 <= lua(vim, "return vim.fn.winline()") < height                # scrolled, the cursor in view
+        vim.input("<Tab>")
+        wait_for(lambda: buffer_text(vim).endswith(context + shown_text), what="what was shown, accepted")
+        assert len(vim.current.buffer) == height + 6 + shown_text.count("\n")
+    finally:
+        vim.input("<Esc>")
+        vim.command("only")
 
 
 def test_normal_mode_completion_goes_after_the_whole_character_under_the_cursor(vim, tiny_model):

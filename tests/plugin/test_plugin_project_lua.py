@@ -113,13 +113,29 @@ def test_enter_sends_the_text_once_per_changedtick(vim, tmp_path):
     vim.command(f"buffer {a}")
     vim.command(f"buffer {b}")
     vim.command(f"buffer {a}")
-    assert [c["event"] for c in calls(vim, a)] == ["enter"], "the same changedtick went twice"
-    assert [c["event"] for c in calls(vim, b)] == ["enter"]
+    # Entering again says so (the host may switch projects), without the text it has.
+    alpha = len("def alpha():\n    return 1")
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [("enter", alpha), ("enter", None), ("enter", None)]
+    assert [(c["event"], c["text_bytes"]) for c in calls(vim, b)] == [("enter", len("beta")), ("enter", None)]
     vim.api.buf_set_lines(a, 0, 1, True, ["def alphabet():"])
     vim.command(f"buffer {b}")
     vim.command(f"buffer {a}")
-    assert [(c["event"], c["text_bytes"]) for c in calls(vim, a)] == [
-        ("enter", len("def alpha():\n    return 1")), ("enter", len("def alphabet():\n    return 1"))]
+    assert calls(vim, a)[-1] == {**calls(vim, a)[-1], "event": "enter", "text_bytes": len("def alphabet():\n    return 1")}
+
+
+def test_project_options_changed_since_the_last_event_are_sent_with_the_next_one(vim, tmp_path):
+    """`g:textgen.project` set after loading: the next event of a buffer the host has as it is (leaving
+    insert mode) goes, without its text, so that the host serves with the new options."""
+    a = edit(vim, tmp_path / "o.txt", "options\n")
+    vim.command("doautocmd InsertLeave")
+    assert [c["event"] for c in calls(vim, a)] == ["enter"]              # nothing new: nothing sent
+    lua(vim, "require('textgen').setup({ project = { exclude = { 'data/' } } })")
+    vim.command("doautocmd InsertLeave")
+    sent = calls(vim, a)[-1]
+    assert (sent["event"], sent["text_bytes"], sent["project"]["exclude"]) == ("leave", None, ["data/"])
+    vim.command("doautocmd InsertLeave")
+    assert len(calls(vim, a)) == 2
+    lua(vim, "require('textgen').setup({ project = { exclude = {} } })")
 
 
 def test_a_write_sends_the_text(vim, tmp_path):

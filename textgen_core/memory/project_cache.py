@@ -159,9 +159,11 @@ def changed_files(cached: CachedProject, listing: ProjectFiles) -> list[ProjectF
 
 
 def left_files(cached: CachedProject, listing: ProjectFiles) -> list[str]:
-    """The files counted into the project's index that `listing` no longer holds (deleted, renamed,
-    ignored or excluded since, over the bound now), by their paths from the root."""
-    listed = {file.relative for file in listing.files}
+    """The files counted into the project's index that are no longer its files (deleted, renamed,
+    ignored or excluded since), by their paths from the root. One that a new file pushed over the total
+    bound is still the project's: its counts stay (else every write in a project over the bound would
+    count it all again)."""
+    listed = {file.relative for file in listing.files}.union(listing.unread)
     return [relative for relative in cached.stamps if relative not in listed]
 
 

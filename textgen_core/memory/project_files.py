@@ -60,9 +60,10 @@ SECRET_EXCLUDES = (".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "id_rs
                    "*.asc", "*.tfstate", "*.tfstate.*", "*.tfvars", ".ssh", ".gnupg", ".aws")
 # A private key's block, wherever it is (a service account's JSON, a fixture, notes): the file is a
 # secret whatever its name. The key's base64 must follow (within a JSON string's escapes), so that a PEM
-# parser's header constant is not taken for one.
-PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----[^A-Za-z0-9+/]{0,8}"
-                         rb"(?:[A-Za-z-]+: [^\n]*\s*){0,4}[A-Za-z0-9+/=]{40}")
+# parser's header constant is not taken for one. Every repeat is bounded and a header line ends at its line
+# break, so that no text makes the search backtrack (a 1 MB file is searched in milliseconds).
+PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,20}-----[^A-Za-z0-9+/]{0,8}"
+                         rb"(?:[A-Za-z-]{1,40}: [^\n]*\n\s*){0,4}[A-Za-z0-9+/=]{40}")
 # Text no person typed. "*.lock" covers yarn, poetry, Cargo, Gemfile, composer, uv and flake locks;
 # "*-lock.json" npm's and lazy.nvim's. SVG is drawn by tools (path data), notebooks are JSON with
 # escaped code and base64 outputs.
@@ -114,6 +115,7 @@ class ProjectFiles:
     total_bytes: int
     skipped: dict[str, int]
     max_file_bytes: int = MAX_FILE_BYTES
+    unread: tuple[str, ...] = ()        # files of the project left unread for the total bound, not excluded
 
     def read(self, file: ProjectFile) -> bytes:
         """The file's bytes, checked again as it is now: still no link on its way, a regular file of at
@@ -157,21 +159,22 @@ def find_project_files(root: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES
     excludes = _GlobSet([exclude] if isinstance(exclude, str) else exclude, root=root)
     kept, total, left = _kept_files(root, relatives, excludes, max_file_bytes, max_total_bytes, skipped)
     if left:
-        skipped["over the total bound"] += left
-    return ProjectFiles(root, tuple(kept), total, dict(skipped), max_file_bytes)
+        skipped["over the total bound"] += len(left)
+    unread = tuple(relative for relative in left if excludes.reason(relative) is None)
+    return ProjectFiles(root, tuple(kept), total, dict(skipped), max_file_bytes, unread)
 
 
 def _kept_files(root: Path, relatives: list[str], excludes: _GlobSet, max_file_bytes: int, max_total_bytes: int,
-                skipped: Counter[str]) -> tuple[list[ProjectFile], int, int]:
-    """The files kept, in order, their total size, and how many were left unread ("over the total
-    bound"): the next text file would take the total over `max_total_bytes`, or the bytes read from
-    files then skipped are over it too."""
+                skipped: Counter[str]) -> tuple[list[ProjectFile], int, list[str]]:
+    """The files kept, in order, their total size, and the paths left unread ("over the total bound"):
+    the next text file would take the total over `max_total_bytes`, or the bytes read from files then
+    skipped are over it too."""
     kept: list[ProjectFile] = []
     total = wasted = 0
     for index, relative in enumerate(relatives):
         reason, size, read = _classified(root, relative, excludes, max_file_bytes)
         if reason is None and total + size > max_total_bytes:
-            return kept, total, len(relatives) - index                  # this one and the rest
+            return kept, total, relatives[index:]                       # this one and the rest
         if reason is None:
             kept.append(ProjectFile(root / relative, relative, size))
             total += size
@@ -179,8 +182,8 @@ def _kept_files(root: Path, relatives: list[str], excludes: _GlobSet, max_file_b
         skipped[reason] += 1
         wasted += read
         if wasted > max_total_bytes:
-            return kept, total, len(relatives) - index - 1
-    return kept, total, 0
+            return kept, total, relatives[index + 1:]
+    return kept, total, []
 
 
 # ---- the project's root -------------------------------------------------------------------------

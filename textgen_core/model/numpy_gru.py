@@ -43,6 +43,7 @@ PRIME_CHUNK = 2048
 COMPILED_ROWS = 16
 # Whether the compiled helper keeps float16 matrices where the CPU can multiply them (see above).
 HALF_WEIGHTS = not os.environ.get("TEXTGEN_FLOAT32_STEPS")
+HALF_MAX = 65504.0                         # float16's largest finite number
 
 
 class NumpyGRU:
@@ -87,11 +88,15 @@ class NumpyGRU:
         if compiled is not None and compiled_steps is not False:
             kernels, recurrent, dense_kernel = self._numpy_matrices
             layers = tuple(zip(kernels, self.input_biases, recurrent, self.candidate_biases))
-            self._network = compiled.Network(self.input_table, layers, dense_kernel, self.dense_bias, H,
-                                             half=HALF_WEIGHTS if half_weights is None else half_weights)
+            half = HALF_WEIGHTS if half_weights is None else half_weights
+            # float16 holds magnitudes up to 65504: a network with larger weights keeps float32
+            half = half and all(float(np.abs(m).max()) <= HALF_MAX for m in (*kernels[1:], *recurrent, dense_kernel))
+            # a helper built before float16 matrices (the plugin updated without `make install`) takes no `half`
+            extra = {"half": half} if hasattr(compiled, "half_supported") else {}
+            self._network = compiled.Network(self.input_table, layers, dense_kernel, self.dense_bias, H, **extra)
             self._numpy_matrices = None         # the helper copied them: not twice in memory (2.6 MB a model)
         self.compiled_steps = self._network is not None
-        self.half_weights = bool(self._network is not None and self._network.half)
+        self.half_weights = bool(getattr(self._network, "half", 0))
 
     def _matrices(self) -> tuple[list, list, np.ndarray]:
         """numpy's (kernels, recurrent, dense kernel), folded again from the weights the first time a

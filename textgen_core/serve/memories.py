@@ -110,10 +110,13 @@ class Memories:
         text of a private buffer (`private`) is never kept. Options that changed since the last event
         (`g:textgen.project` set after the plugin loaded) hold from this event on (`_options_changed`)."""
         previous, self.options = self.options, options
-        if (options.max_mb, options.exclude) != (previous.max_mb, previous.exclude):
-            self._options_changed(options.exclude != previous.exclude)
+        served = self.root
         if event == "enter" and path:
-            self.open_project_of(path)
+            self.open_project_of(path)                    # a project served anew is served with `options`
+        elif not options.enabled and self.root is not None:
+            self._forget_project("off")
+        if (options.max_mb, options.exclude) != (previous.max_mb, previous.exclude):
+            self._options_changed(options.exclude != previous.exclude, self.root is not None and self.root == served)
         data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
         secret_file = event != "unload" and bool(path) and self._private_reason(path) is not None
         with self._lock:
@@ -184,12 +187,12 @@ class Memories:
         self.from_cache = self._load_cache()
         self._index()
 
-    def _options_changed(self, exclude_changed: bool) -> None:
-        """`max_mb` or `exclude` changed: the project is served by an index built with them (the one
-        in use, built with the old, is dropped at once: a file excluded now must not be suggested
-        while the new one is counted); with other globs, every buffer's file is looked at again, and
-        the texts of those that are private now are dropped."""
-        if self.root is not None:
+    def _options_changed(self, exclude_changed: bool, serve_again: bool) -> None:
+        """`max_mb` or `exclude` changed: the project served before (`serve_again`) is served by an
+        index built with them (the one in use, built with the old, is dropped at once: a file excluded
+        now must not be suggested while the new one is counted); with other globs, every buffer's file
+        is looked at again, and the texts of those that are private now are dropped."""
+        if serve_again:
             self._serve(self.root)
         if not exclude_changed:
             return
@@ -310,11 +313,18 @@ class Memories:
             process.kill()
             out, err = process.communicate()
             err = f"took more than {INDEX_TIMEOUT_S:.0f} s".encode()
-        if root != self.root or self._closing:
+        if self._closing:
+            return
+        if root != self.root:                             # another project (or none) is served now
+            if self._index_again:
+                self._index_again = False
+                self._index()
             return
         if process.returncode == 0 and self._load_cache():
             self.from_cache = self.from_cache and index_summary(out).get("action") == "up to date"
             self.reason = None
+        elif self._index_again:
+            pass                                          # options changed meanwhile: the next run counts
         elif self.cached is None:
             lines = (err or out).decode("utf-8", "replace").strip().splitlines()
             self.state, self.reason = "failed", lines[-1] if lines else f"indexing exited with {process.returncode}"
