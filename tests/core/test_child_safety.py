@@ -144,3 +144,24 @@ def test_project_options_changed_after_loading_hold_at_the_next_event(tiny_model
         wait_for(lambda: memories.status()["buffers"]["count"] == 0, what="the buffer forgotten")
     finally:
         memories.close()
+
+
+def test_a_project_entered_while_another_is_indexed_is_indexed_after_it(tiny_model_dir, tmp_path, monkeypatch):
+    """One index run at a time: a project entered while the last one's run goes on is indexed when
+    that run ends (the request was dropped with the old project's results, and the new one stayed
+    "none" until a write); entering it with changed options indexes nothing for the old project."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    first = make_project(tmp_path / "one")
+    second = make_project(tmp_path / "two")
+    memories = Memories(lambda tables: None, lambda: str(tiny_model_dir))
+    try:
+        options = ProjectOptions(cache_dir=str(tmp_path / "cache"))
+        memories.buffer_event(1, "enter", str(first / "src" / "handlers.py"), None, options)
+        assert memories.state == "indexing"
+        changed = ProjectOptions(max_mb=16, cache_dir=options.cache_dir)
+        memories.buffer_event(2, "enter", str(second / "src" / "handlers.py"), None, changed)
+        assert memories.root == second.resolve()
+        wait_for(lambda: memories.state == "ready", timeout=120, what="the second project's index")
+        assert memories.root == second.resolve() and memories.cached.settings.max_total_bytes == 16 << 20
+    finally:
+        memories.close()
