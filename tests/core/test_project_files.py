@@ -128,6 +128,10 @@ def test_an_anchored_glob_holds_at_the_root_alone_and_a_folders_anywhere(project
     assert names(find_project_files(project, exclude=["/data"])) == ["Makefile", "docs/c.md", "src/data/b.py",
                                                                     "src/docs/d.md"]
     assert names(find_project_files(project, exclude=["docs/", "**/b.py"])) == ["Makefile", "data/a.py"]
+    # `**/` in front of a path means the path anywhere; `/**/` inside, any folders or none
+    write(project, {"gen/out/x.py": "x\n", "lib/gen/out/y.py": "y\n", "src/gen/z.py": "z\n", "src/a/gen/w.py": "w\n"})
+    kept = names(find_project_files(project, exclude=["**/gen/out", "src/**/gen"]))
+    assert [name for name in kept if "gen" in name] == [], kept
 
 
 KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"

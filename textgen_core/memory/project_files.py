@@ -424,9 +424,10 @@ def user_glob_forms(globs: Iterable[str], root: Path | None = None) -> tuple[lis
     """The user's exclude globs read as .gitignore lines are: (globs for a name anywhere, globs for a
     path from the root). A trailing `/` (a folder) is dropped; `**/` in front means anywhere; a glob
     with a slash, a leading `/` or `./`, or the project's own path in front (`~` expanded) holds from
-    the root alone, and takes everything under a folder it names: `docs/`, `/data`, `./data/**` and
-    `/home/me/project/data` all exclude what the root's `data` folder holds (`data/`, the first two, also a
-    `docs` folder deeper down). A leading `/` that is no path into the project reads as the root."""
+    the root alone, and takes everything under a folder it names: `data/`, `/data`, `./data/**` and
+    `/home/me/project/data` all exclude what the root's `data` folder holds (`data/` also a `data` folder
+    deeper down); `**/gen/out` is that path anywhere, and `src/**/gen` takes `src/gen` too. A leading `/`
+    that is no path into the project reads as the root."""
     names: list[str] = []
     paths: list[str] = []
     prefix = root.as_posix().rstrip("/") + "/" if root is not None else None
@@ -437,6 +438,7 @@ def user_glob_forms(globs: Iterable[str], root: Path | None = None) -> tuple[lis
         glob = glob.rstrip("/")
         if glob.startswith("./"):
             glob = "/" + glob[2:]
+        anywhere = glob.startswith("**/")
         while glob.startswith("**/"):
             glob = glob[3:]
         if "/" not in glob:
@@ -444,8 +446,13 @@ def user_glob_forms(globs: Iterable[str], root: Path | None = None) -> tuple[lis
                 names.append(glob)
             continue
         glob = glob.lstrip("/")
-        if glob:
-            paths += [glob, glob + "/*"]              # fnmatch's * crosses slashes: all under a folder
+        if not glob:
+            continue
+        # fnmatch's * crosses slashes: "x/*" is all under a folder, "*/x" the path x anywhere, and a
+        # "/**/" inside may also be no folder at all (`src/**/gen` takes `src/gen`)
+        forms = {glob, glob.replace("/**/", "/")}
+        for form in forms | ({"*/" + form for form in forms} if anywhere else set()):
+            paths += [form, form + "/*"]
     return names, paths
 
 
