@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -100,6 +101,39 @@ def test_a_file_pushed_over_the_total_bound_is_not_taken_for_one_that_left(tiny_
     (root / "src" / "aaa_new.py").write_text("x = qqv_blorptastic(1)\n" * 40)     # listed before more.py
     again = index_project(root, cache, settings, tiny_model)
     assert again.action == "updated" and again.cached.changed == ("src/aaa_new.py",)
+
+
+def test_a_whole_recount_in_a_folder_of_the_users_removes_only_the_index_it_replaces(tiny_model, tmp_path):
+    """The recount a file leaving the project starts replaces the project's index folder: pointed at a
+    folder of a user's files as its cache (`--cache-dir`, `g:textgen.project.cache_dir`), it removes the
+    old index alone; the user's files beside it, in `projects/`, in a folder named like a write's
+    leftovers, and a folder of theirs put where the index was, are all kept."""
+    root = make_project(tmp_path, {"notes.py": "TOKEN = 'zorblax'\n" * 20, "old.py": "x = 1\n" * 20})
+    cache = tmp_path / "Documents"
+    index_project(root, cache, SETTINGS, tiny_model)
+    place = folder_for(cache, root)
+    users = {cache / "letter.txt": "dear", cache / "projects" / "holiday.txt": "beach",
+             cache / "projects" / "photos" / "a.jpg": "jpeg",
+             place.parent / f".{place.name}.old-1-2" / "diary.txt": "mine, named like a set-aside index"}
+    for path, text in users.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (root / "notes.py").unlink()
+    assert index_project(root, cache, SETTINGS, tiny_model).action == "built"      # the whole recount
+    assert all(path.read_text() == text for path, text in users.items())
+    assert sorted(p.name for p in place.parent.iterdir()) == sorted(
+        [place.name, f".{place.name}.old-1-2", "holiday.txt", "photos"])       # no staging or old index left
+    # The user moved the index away and put a folder of theirs in its place: never moved nor removed.
+    shutil.move(place, tmp_path / "moved-index")
+    (place / "plans.txt").parent.mkdir()
+    (place / "plans.txt").write_text("my plans")
+    (root / "old.py").unlink()
+    with pytest.raises(ProjectCacheError, match="not a project index of textgen's"):
+        index_project(root, cache, SETTINGS, tiny_model)
+    assert (place / "plans.txt").read_text() == "my plans" and os.listdir(place) == ["plans.txt"]
+    assert all(path.read_text() == text for path, text in users.items())
+    assert sorted(p.name for p in place.parent.iterdir()) == sorted(
+        [place.name, f".{place.name}.old-1-2", "holiday.txt", "photos"])
 
 
 def test_other_settings_or_a_damaged_index_mean_a_new_one(tiny_model, tmp_path):

@@ -175,7 +175,7 @@ def textgen(*args):
                           text=True, cwd=REPO, timeout=300)
 
 
-@pytest.mark.parametrize("command", ["train", "train-backup", "ngram", "average"])
+@pytest.mark.parametrize("command", ["train", "train-backup", "ngram", "average", "widen", "fit"])
 def test_the_cli_refuses_to_save_over_a_project_before_any_work(tmp_path, tiny_model_dir, command):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TINY_TEXT)
@@ -187,6 +187,8 @@ def test_the_cli_refuses_to_save_over_a_project_before_any_work(tmp_path, tiny_m
                          "--backup-dir", project],
         "ngram": ["ngram", tiny_model_dir, corpus, "--out", project],
         "average": ["average", tiny_model_dir, tiny_model_dir, "--out", project],
+        "widen": ["widen", tiny_model_dir, "--hidden", 48, "--out", project],
+        "fit": ["fit", tiny_model_dir, "--kind", "prose", corpus, "--out", project],
     }[command]
     run = textgen(*args)
     assert run.returncode == 2, run.stderr
