@@ -67,16 +67,14 @@ local function scope_to_current_window()
 end
 
 --- How many screen rows of `win` lie below its cursor's line once `first` (the ghost text's first
---- line) is drawn inline at the cursor: where the suggestion's further lines can show. Neovim does
+--- line) is drawn inline at the cursor, display column `at`: where the suggestion's further lines can show. Neovim does
 --- not scroll for virtual lines, so lines past the window's bottom would be accepted unseen.
-local function rows_below(win, buf, row, col, first)
+local function rows_below(win, buf, row, col, at, first)
   local height = vim.api.nvim_win_get_height(win)
   local below = height - vim.fn.winline()
   if vim.wo[win].wrap then
     local info = vim.fn.getwininfo(win)[1]
     local width = math.max(1, (info and info.width - info.textoff) or vim.api.nvim_win_get_width(win))
-    local before = vim.api.nvim_buf_get_text(buf, row, 0, row, col, {})[1] or ""
-    local at = vim.fn.strdisplaywidth(before) -- where the ghost text starts (0-based display column)
     local rest = vim.api.nvim_buf_get_text(buf, row, col, row, -1, {})[1] or ""
     local shown = at + vim.fn.strdisplaywidth(first, at)
     local last = shown + vim.fn.strdisplaywidth(rest:sub(1, 4096), shown) -- a huge line: at most a row off
@@ -114,22 +112,22 @@ function M.render(buf, row, col, text)
   end
   local lines = vim.split(text, "\n", { plain = true })
   local win = vim.api.nvim_get_current_win()
-  local tab_chars = list_tab(win)
-  local start = 0
-  if lines[1]:find("\t", 1, true) and vim.api.nvim_win_get_buf(win) == buf then
-    local before = vim.api.nvim_buf_get_text(buf, row, 0, row, col, {})[1] or ""
-    start = vim.fn.strdisplaywidth(before)
+  local shown_here = vim.api.nvim_win_get_buf(win) == buf
+  local start = 0 -- the display column the ghost text starts at, where it matters (a Tab, more lines)
+  if shown_here and (#lines > 1 or lines[1]:find("\t", 1, true)) then
+    start = vim.fn.strdisplaywidth(vim.api.nvim_buf_get_text(buf, row, 0, row, col, {})[1] or "")
   end
+  local tab_chars = list_tab(win)
   local first = expand_tabs(lines[1], buf, start, tab_chars)
-  if #lines > 1 and vim.api.nvim_win_get_buf(win) == buf then
-    local room = rows_below(win, buf, row, col, first)
+  if #lines > 1 and shown_here then
+    local room = rows_below(win, buf, row, col, start, first)
     -- Scroll the text up (as Neovim scrolls for the cursor) while the cursor's line stays in view; what
     -- does not fit then, a window too small, is left out.
     local topline = vim.fn.line("w0", win)
     while room < #lines - 1 and topline < row + 1 and vim.fn.winline() > 1 do
       topline = topline + 1
       vim.fn.winrestview({ topline = topline })
-      room = rows_below(win, buf, row, col, first)
+      room = rows_below(win, buf, row, col, start, first)
     end
     if room < #lines - 1 then
       lines = vim.list_slice(lines, 1, room + 1)

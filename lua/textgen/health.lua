@@ -60,8 +60,7 @@ try:
     found["compiled_lookup"] = table_blocks.compiled is not None
     from textgen_core.model import numpy_gru
     found["compiled_step"] = numpy_gru.compiled is not None
-    found["half_steps"] = (found["compiled_step"] and numpy_gru.HALF_WEIGHTS
-                           and hasattr(numpy_gru.compiled, "half_supported") and numpy_gru.compiled.half_supported())
+    found["half_steps"] = numpy_gru.half_matrices_here()
 except Exception as exc:
     found["textgen_core_error"] = f"{exc.__class__.__name__}: {exc}"
 print(json.dumps(found))

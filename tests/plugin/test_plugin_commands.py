@@ -429,7 +429,7 @@ def test_checkhealth_finds_everything_in_order(vim):
         assert re.search(rf"OK {re.escape(expected)}", report), (expected, report)
     assert "ERROR" not in report, report
     from textgen_core.model import numpy_gru
-    half = numpy_gru.compiled is not None and numpy_gru.HALF_WEIGHTS and numpy_gru.compiled.half_supported()
+    half = numpy_gru.half_matrices_here()
     assert f"GRU steps: the compiled helper (textgen_core/model/_gru_step), float{16 if half else 32} matrices" \
         in report, report
 

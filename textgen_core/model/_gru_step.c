@@ -305,6 +305,40 @@ static int float_view(PyObject *object, Py_buffer *view, Py_ssize_t count, int f
     return 0;
 }
 
+/* Whether float16 holds every number of `object` (count float32s; its largest finite value is 65504):
+   1, 0, or -1 with an error where `object` is not that. */
+static int fits_half(PyObject *object, Py_ssize_t count, const char *what)
+{
+    Py_buffer view;
+    if (float_view(object, &view, count, 0, what) < 0)
+        return -1;
+    const float *w = view.buf;
+    int fits = 1;
+    for (Py_ssize_t i = 0; i < count && fits; i++)
+        fits = w[i] <= 65504.0f && w[i] >= -65504.0f;          /* a NaN does not fit either */
+    PyBuffer_Release(&view);
+    return fits;
+}
+
+/* Whether float16 holds every weight of the matrices a Network packs (the layers' kernels and recurrent
+   matrices, the dense kernel): 1, 0, or -1 with an error. A layer that is no 4-tuple is refused with
+   its reason when packed. */
+static int all_fit_half(PyObject *layers, PyObject *dense_kernel, Py_ssize_t H)
+{
+    for (Py_ssize_t l = 0; l < PyTuple_GET_SIZE(layers); l++) {
+        PyObject *layer = PyTuple_GET_ITEM(layers, l);
+        if (!PyTuple_Check(layer) || PyTuple_GET_SIZE(layer) != 4)
+            return 1;
+        PyObject *kernel = PyTuple_GET_ITEM(layer, 0), *recurrent = PyTuple_GET_ITEM(layer, 2);
+        int fits = kernel == Py_None ? 1 : fits_half(kernel, H * 3 * H, "kernel");
+        if (fits == 1)
+            fits = fits_half(recurrent, H * 3 * H, "recurrent");
+        if (fits != 1)
+            return fits;
+    }
+    return fits_half(dense_kernel, H * BYTES, "dense_kernel");
+}
+
 /* `object`, a (k, n) float32 matrix, copied in blocks (`packed_copy`) and not held; NULL with an error. */
 static void *packed_from(PyObject *object, int k, int n, int half, const char *what)
 {
@@ -351,13 +385,19 @@ static int Network_init(Network *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOi|p", names, &table, &PyTuple_Type, &layers, &dense_kernel,
                                      &dense_bias, &hidden, &half))
         return -1;
-    self->half = half && half_supported();
     Py_ssize_t count = PyTuple_GET_SIZE(layers);
     if (hidden <= 0 || hidden > MAX_HIDDEN || count < 1 || count > MAX_LAYERS) {
         PyErr_Format(PyExc_ValueError, "a network of 1 to %d layers of 1 to %d units", MAX_LAYERS, MAX_HIDDEN);
         return -1;
     }
     Py_ssize_t H = hidden;
+    /* float16 where asked, the CPU can, and every matrix fits it (larger weights would become infinities) */
+    if (half && half_supported()) {
+        int fits = all_fit_half(layers, dense_kernel, H);
+        if (fits < 0)
+            return -1;
+        self->half = fits;
+    }
     if (!(self->input_table = hold(self, table, BYTES * 3 * H, "input_table")))
         return -1;
     for (int l = 0; l < (int)count; l++) {
@@ -547,7 +587,8 @@ static PyObject *module_half_supported(PyObject *module, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
     {"half_supported", module_half_supported, METH_NOARGS,
-     "half_supported(): whether a Network made with half=True keeps float16 matrices on this CPU "
+     "half_supported(): whether a Network made with half=True keeps float16 matrices on this CPU (unless "
+     "float16 cannot hold its weights) "
      "(AVX2, FMA and F16C, and a build with the half kernels)."},
     {NULL, NULL, 0, NULL},
 };
@@ -560,7 +601,7 @@ static PyTypeObject NetworkType = {
     .tp_doc = "Network(input_table, layers, dense_kernel, dense_bias, hidden, half=False): a GRU's folded "
               "float32 weights, held read-only; layers are (kernel, input_bias, recurrent, candidate_bias), the "
               "first one's kernel and input bias None. With half, its copies of the matrices are float16 where "
-              "the CPU can multiply them (half_supported()): the attribute `half` says which.",
+              "the CPU can multiply them (half_supported()) and float16 holds them: the attribute `half` says which.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Network_init,
     .tp_dealloc = (destructor)Network_dealloc,

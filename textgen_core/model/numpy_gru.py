@@ -43,7 +43,13 @@ PRIME_CHUNK = 2048
 COMPILED_ROWS = 16
 # Whether the compiled helper keeps float16 matrices where the CPU can multiply them (see above).
 HALF_WEIGHTS = not os.environ.get("TEXTGEN_FLOAT32_STEPS")
-HALF_MAX = 65504.0                         # float16's largest finite number
+
+
+def half_matrices_here() -> bool:
+    """Whether the networks made here keep float16 matrices: the helper built with them, a CPU that can
+    multiply them, and `TEXTGEN_FLOAT32_STEPS` unset (a network whose weights float16 cannot hold
+    keeps float32 all the same)."""
+    return compiled is not None and HALF_WEIGHTS and hasattr(compiled, "half_supported") and compiled.half_supported()
 
 
 class NumpyGRU:
@@ -89,9 +95,8 @@ class NumpyGRU:
             kernels, recurrent, dense_kernel = self._numpy_matrices
             layers = tuple(zip(kernels, self.input_biases, recurrent, self.candidate_biases))
             half = HALF_WEIGHTS if half_weights is None else half_weights
-            # float16 holds magnitudes up to 65504: a network with larger weights keeps float32
-            half = half and all(float(np.abs(m).max()) <= HALF_MAX for m in (*kernels[1:], *recurrent, dense_kernel))
-            # a helper built before float16 matrices (the plugin updated without `make install`) takes no `half`
+            # a helper built before float16 matrices (the plugin updated without `make install`) takes no
+            # `half`; the helper keeps float32 where the CPU cannot, or float16 cannot hold the weights
             extra = {"half": half} if hasattr(compiled, "half_supported") else {}
             self._network = compiled.Network(self.input_table, layers, dense_kernel, self.dense_bias, H, **extra)
             self._numpy_matrices = None         # the helper copied them: not twice in memory (2.6 MB a model)
